@@ -1,0 +1,204 @@
+//! The broker connection: one supervised connection per process that reconnects by itself,
+//! re-declares the topology, and gives every role a confirmed publisher.
+
+mod publish;
+mod topology;
+
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use futures_util::StreamExt;
+use lapin::options::ConfirmSelectOptions;
+use lapin::{Channel, Connection, ConnectionProperties, Event};
+use secrecy::{ExposeSecret, SecretString};
+use tokio::sync::{watch, Notify};
+use tokio::task::JoinHandle;
+use tokio_util::sync::CancellationToken;
+
+use crate::config::AmqpSettings;
+
+pub use publish::{Outgoing, PublishError};
+pub use topology::{QueueSpec, Topology};
+
+/// How long one connection attempt (TCP, handshake, declarations) may take.
+const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
+/// How often a live link is checked, besides the connection's own error events.
+const HEALTH_TICK: Duration = Duration::from_millis(500);
+
+/// One established connection with its confirm-mode publishing channel.
+#[derive(Clone)]
+pub struct Link {
+    connection: Arc<Connection>,
+    publisher: Channel,
+    broken: Arc<Notify>,
+}
+
+impl Link {
+    /// The connection, for roles that open their own (consumer) channels.
+    pub fn connection(&self) -> &Connection {
+        &self.connection
+    }
+
+    /// Tells the supervisor this link failed, so it reconnects now rather than at the next tick.
+    pub fn report_broken(&self) {
+        self.broken.notify_one();
+    }
+
+    fn is_up(&self) -> bool {
+        self.connection.status().connected() && self.publisher.status().connected()
+    }
+}
+
+/// The supervised broker connection shared by every role of the process.
+#[derive(Clone)]
+pub struct Broker {
+    link: watch::Receiver<Option<Link>>,
+    confirm_timeout: Duration,
+    stop: CancellationToken,
+    supervisor: Arc<Mutex<Option<JoinHandle<()>>>>,
+}
+
+impl Broker {
+    /// Starts connecting in the background; until a link is up, publishes fail fast.
+    pub fn start(settings: &AmqpSettings, topology: Topology) -> Self {
+        let (tx, rx) = watch::channel(None);
+        let stop = CancellationToken::new();
+        let supervisor = Supervisor {
+            url: settings.url.clone(),
+            redacted_url: settings.redacted_url(),
+            topology,
+            min_delay: Duration::from_millis(settings.reconnect_min_ms),
+            max_delay: Duration::from_millis(settings.reconnect_max_ms),
+            link: tx,
+            stop: stop.clone(),
+        };
+        let handle = tokio::spawn(supervisor.run());
+        Self {
+            link: rx,
+            confirm_timeout: settings.confirm_timeout(),
+            stop,
+            supervisor: Arc::new(Mutex::new(Some(handle))),
+        }
+    }
+
+    /// True while a connection and its publishing channel are open.
+    pub fn is_ready(&self) -> bool {
+        self.link.borrow().as_ref().is_some_and(Link::is_up)
+    }
+
+    /// The current link, if any.
+    pub fn current(&self) -> Option<Link> {
+        self.link.borrow().clone()
+    }
+
+    /// A receiver that sees every new link (and `None` while disconnected).
+    pub fn subscribe(&self) -> watch::Receiver<Option<Link>> {
+        self.link.clone()
+    }
+
+    /// Waits until the broker is ready, or `timeout` passes; returns readiness.
+    pub async fn wait_ready(&self, timeout: Duration) -> bool {
+        let mut rx = self.link.clone();
+        let ready = rx.wait_for(|l| l.as_ref().is_some_and(Link::is_up));
+        tokio::time::timeout(timeout, ready)
+            .await
+            .is_ok_and(|r| r.is_ok())
+    }
+
+    /// Closes the connection after in-flight work; call once the roles have stopped.
+    pub async fn shutdown(&self) {
+        self.stop.cancel();
+        let handle = self.supervisor.lock().ok().and_then(|mut h| h.take());
+        if let Some(handle) = handle {
+            let _ = handle.await;
+        }
+    }
+}
+
+struct Supervisor {
+    url: SecretString,
+    redacted_url: String,
+    topology: Topology,
+    min_delay: Duration,
+    max_delay: Duration,
+    link: watch::Sender<Option<Link>>,
+    stop: CancellationToken,
+}
+
+impl Supervisor {
+    async fn run(self) {
+        let mut delay = self.min_delay;
+        while !self.stop.is_cancelled() {
+            let attempt = tokio::time::timeout(CONNECT_TIMEOUT, self.connect()).await;
+            match attempt {
+                Ok(Ok(link)) => {
+                    tracing::info!(url = %self.redacted_url, "broker connected, topology declared");
+                    delay = self.min_delay;
+                    self.link.send_replace(Some(link.clone()));
+                    let reason = self.wait_until_broken(&link).await;
+                    self.link.send_replace(None);
+                    if self.stop.is_cancelled() {
+                        let _ = link.connection.close(200, "shutting down".into()).await;
+                        tracing::info!("broker connection closed");
+                        return;
+                    }
+                    tracing::warn!(%reason, "broker connection lost; reconnecting");
+                    let _ = tokio::time::timeout(
+                        Duration::from_secs(1),
+                        link.connection.close(320, "reconnecting".into()),
+                    )
+                    .await;
+                }
+                Ok(Err(error)) => {
+                    tracing::warn!(url = %self.redacted_url, %error, retry_in = ?delay, "broker connection failed");
+                }
+                Err(_) => {
+                    tracing::warn!(url = %self.redacted_url, retry_in = ?delay, "broker connection timed out");
+                }
+            }
+            tokio::select! {
+                _ = tokio::time::sleep(delay) => {}
+                _ = self.stop.cancelled() => return,
+            }
+            delay = (delay * 2).min(self.max_delay);
+        }
+    }
+
+    async fn connect(&self) -> Result<Link, lapin::Error> {
+        let props = ConnectionProperties::default().with_connection_name("weibo-relay".into());
+        let connection = Connection::connect(self.url.expose_secret(), props).await?;
+        let publisher = connection.create_channel().await?;
+        self.topology.declare(&publisher).await?;
+        publisher
+            .confirm_select(ConfirmSelectOptions::default())
+            .await?;
+        Ok(Link {
+            connection: Arc::new(connection),
+            publisher,
+            broken: Arc::new(Notify::new()),
+        })
+    }
+
+    async fn wait_until_broken(&self, link: &Link) -> String {
+        let mut events = std::pin::pin!(link.connection.events_listener());
+        let mut tick = tokio::time::interval(HEALTH_TICK);
+        loop {
+            tokio::select! {
+                _ = self.stop.cancelled() => return "shutdown".into(),
+                _ = link.broken.notified() => return "a publish failed on this link".into(),
+                event = events.next() => match event {
+                    Some(Event::Error(error)) => return error.to_string(),
+                    Some(Event::ConnectionBlocked(reason)) => {
+                        tracing::warn!(%reason, "broker blocked publishing");
+                    }
+                    Some(Event::ConnectionUnblocked) => tracing::info!("broker unblocked publishing"),
+                    Some(_) => {}
+                    None => return "connection events ended".into(),
+                },
+                _ = tick.tick() => if !link.is_up() {
+                    return "connection or channel no longer open".into();
+                },
+            }
+        }
+    }
+}

@@ -1,0 +1,131 @@
+//! Exchanges, queues and bindings, declared idempotently on every (re)connection.
+
+use lapin::options::{ExchangeDeclareOptions, QueueBindOptions, QueueDeclareOptions};
+use lapin::types::{AMQPValue, FieldTable, LongString};
+use lapin::{Channel, ExchangeKind};
+
+use crate::config::AmqpSettings;
+
+/// A durable queue with its arguments.
+#[derive(Debug, Clone)]
+pub struct QueueSpec {
+    /// Queue name.
+    pub name: String,
+    /// Declaration arguments (`x-queue-type`, dead-lettering, TTL).
+    pub arguments: FieldTable,
+}
+
+impl QueueSpec {
+    /// A replicated quorum queue: survives a node loss and tracks delivery counts.
+    pub fn quorum(name: &str) -> Self {
+        let mut arguments = FieldTable::default();
+        arguments.insert("x-queue-type".into(), long_string("quorum"));
+        Self {
+            name: name.to_owned(),
+            arguments,
+        }
+    }
+
+    /// Adds one declaration argument.
+    pub fn with_argument(mut self, key: &str, value: AMQPValue) -> Self {
+        self.arguments.insert(key.into(), value);
+        self
+    }
+}
+
+/// A string AMQP value.
+pub fn long_string(s: &str) -> AMQPValue {
+    AMQPValue::LongString(LongString::from(s))
+}
+
+/// Everything a process declares.
+#[derive(Debug, Clone, Default)]
+pub struct Topology {
+    exchanges: Vec<String>,
+    queues: Vec<QueueSpec>,
+    bindings: Vec<(String, String, String)>,
+}
+
+impl Topology {
+    /// The receiver's part: the events topic exchange and the events queue bound to `order.#`.
+    pub fn events(settings: &AmqpSettings) -> Self {
+        Self::default()
+            .exchange(&settings.events_exchange)
+            .queue(QueueSpec::quorum(&settings.events_queue))
+            .bind(&settings.events_queue, &settings.events_exchange, "order.#")
+    }
+
+    /// Adds a durable topic exchange.
+    pub fn exchange(mut self, name: &str) -> Self {
+        if !self.exchanges.iter().any(|e| e == name) {
+            self.exchanges.push(name.to_owned());
+        }
+        self
+    }
+
+    /// Adds a queue.
+    pub fn queue(mut self, spec: QueueSpec) -> Self {
+        if !self.queues.iter().any(|q| q.name == spec.name) {
+            self.queues.push(spec);
+        }
+        self
+    }
+
+    /// Binds `queue` to `exchange` with `key`.
+    pub fn bind(mut self, queue: &str, exchange: &str, key: &str) -> Self {
+        self.bindings
+            .push((queue.to_owned(), exchange.to_owned(), key.to_owned()));
+        self
+    }
+
+    /// Joins two roles' topologies.
+    pub fn merge(mut self, other: Topology) -> Self {
+        for e in other.exchanges {
+            self = self.exchange(&e);
+        }
+        for q in other.queues {
+            self = self.queue(q);
+        }
+        self.bindings.extend(other.bindings);
+        self
+    }
+
+    /// Declares everything; redeclaring with the same arguments is a no-op on the broker.
+    pub async fn declare(&self, channel: &Channel) -> Result<(), lapin::Error> {
+        let durable_exchange = ExchangeDeclareOptions {
+            durable: true,
+            ..ExchangeDeclareOptions::default()
+        };
+        for name in &self.exchanges {
+            channel
+                .exchange_declare(
+                    name.as_str().into(),
+                    ExchangeKind::Topic,
+                    durable_exchange,
+                    FieldTable::default(),
+                )
+                .await?;
+        }
+        let durable_queue = QueueDeclareOptions {
+            durable: true,
+            ..QueueDeclareOptions::default()
+        };
+        for q in &self.queues {
+            channel
+                .queue_declare(q.name.as_str().into(), durable_queue, q.arguments.clone())
+                .await?;
+        }
+        for (queue, exchange, key) in &self.bindings {
+            channel
+                .queue_bind(
+                    queue.as_str().into(),
+                    exchange.as_str().into(),
+                    key.as_str().into(),
+                    QueueBindOptions::default(),
+                    FieldTable::default(),
+                )
+                .await?;
+        }
+        Ok(())
+    }
+}

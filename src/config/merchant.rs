@@ -1,0 +1,153 @@
+//! Merchant credentials, checked once at load time so the rest of the code can trust them.
+
+use std::collections::HashMap;
+use std::fmt;
+
+use secrecy::{ExposeSecret, SecretString};
+use serde::{Deserialize, Deserializer};
+
+use super::ConfigError;
+
+/// A merchant's e-commerce appid: non-empty, printable, no whitespace.
+#[derive(Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct AppId(String);
+
+impl AppId {
+    /// Parses an appid as the platform sends it.
+    pub fn parse(s: &str) -> Option<Self> {
+        let ok = !s.is_empty() && s.len() <= 64 && s.chars().all(|c| c.is_ascii_graphic());
+        ok.then(|| Self(s.to_owned()))
+    }
+
+    /// The appid as text.
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+impl fmt::Display for AppId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+impl fmt::Debug for AppId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        fmt::Debug::fmt(&self.0, f)
+    }
+}
+
+/// One merchant's credentials (section 1 of the platform spec). Debug never shows secrets.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Merchant {
+    /// E-commerce identity; selects the sign key of a push.
+    #[serde(deserialize_with = "string_or_number")]
+    pub appid: String,
+    /// md5 signing key of calls and pushes.
+    pub sign_key: SecretString,
+    /// Open-platform appkey used to obtain the access_token.
+    #[serde(deserialize_with = "string_or_number")]
+    pub client_id: String,
+    /// Open-platform appsecret signing the token request.
+    pub client_secret: SecretString,
+    /// The merchant's Weibo uid.
+    #[serde(deserialize_with = "string_or_number")]
+    pub uid: String,
+}
+
+impl Merchant {
+    /// The validated appid.
+    pub fn app_id(&self) -> AppId {
+        AppId(self.appid.clone())
+    }
+}
+
+/// Merchants by appid.
+#[derive(Debug, Clone, Default)]
+pub struct Merchants {
+    list: Vec<Merchant>,
+    by_appid: HashMap<String, usize>,
+}
+
+impl Merchants {
+    /// Builds the lookup; validation happens in [`Merchants::validate`].
+    pub fn new(list: Vec<Merchant>) -> Self {
+        let by_appid = list
+            .iter()
+            .enumerate()
+            .map(|(i, m)| (m.appid.clone(), i))
+            .collect();
+        Self { list, by_appid }
+    }
+
+    /// The merchant with this appid, if configured.
+    pub fn get(&self, appid: &str) -> Option<&Merchant> {
+        self.by_appid.get(appid).map(|&i| &self.list[i])
+    }
+
+    /// Every configured merchant, in file order.
+    pub fn iter(&self) -> impl Iterator<Item = &Merchant> {
+        self.list.iter()
+    }
+
+    /// Number of merchants.
+    pub fn len(&self) -> usize {
+        self.list.len()
+    }
+
+    /// True when no merchant is configured.
+    pub fn is_empty(&self) -> bool {
+        self.list.is_empty()
+    }
+
+    pub(super) fn validate(&self) -> Result<(), ConfigError> {
+        for (i, m) in self.list.iter().enumerate() {
+            let key = |field: &str| format!("merchants[{i}].{field}");
+            if AppId::parse(&m.appid).is_none() {
+                return Err(ConfigError::invalid(
+                    key("appid"),
+                    "must be 1 to 64 printable characters without spaces",
+                ));
+            }
+            for (field, empty) in [
+                ("sign_key", m.sign_key.expose_secret().is_empty()),
+                ("client_id", m.client_id.is_empty()),
+                ("client_secret", m.client_secret.expose_secret().is_empty()),
+                ("uid", m.uid.is_empty()),
+            ] {
+                if empty {
+                    return Err(ConfigError::invalid(key(field), "must not be empty"));
+                }
+            }
+            if self.by_appid.get(&m.appid) != Some(&i) {
+                return Err(ConfigError::invalid(
+                    key("appid"),
+                    format!("appid {} is configured twice", m.appid),
+                ));
+            }
+        }
+        Ok(())
+    }
+}
+
+impl<'de> Deserialize<'de> for Merchants {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        Vec::<Merchant>::deserialize(d).map(Merchants::new)
+    }
+}
+
+fn string_or_number<'de, D: Deserializer<'de>>(d: D) -> Result<String, D::Error> {
+    #[derive(Deserialize)]
+    #[serde(untagged)]
+    enum Raw {
+        S(String),
+        I(i64),
+        U(u64),
+    }
+    Ok(match Raw::deserialize(d)? {
+        Raw::S(s) => s,
+        Raw::I(i) => i.to_string(),
+        Raw::U(u) => u.to_string(),
+    })
+}

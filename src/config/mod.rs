@@ -1,0 +1,242 @@
+//! Layered settings: built-in defaults, then a TOML file, then `WEIBO_RELAY__SECTION__KEY`.
+
+use std::collections::HashMap;
+use std::net::SocketAddr;
+use std::path::Path;
+use std::time::Duration;
+
+use secrecy::{ExposeSecret, SecretString};
+use serde::Deserialize;
+
+mod merchant;
+
+pub use merchant::{AppId, Merchant, Merchants};
+
+/// The defaults operators read: every key is documented there once.
+pub const DEFAULTS_TOML: &str = include_str!("defaults.toml");
+
+/// Why settings could not be loaded; the message names the offending key.
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    /// The file or environment could not be read or did not fit the schema.
+    #[error("invalid configuration: {0}")]
+    Load(#[from] config::ConfigError),
+    /// A value was read but is not acceptable.
+    #[error("invalid configuration: {key}: {reason}")]
+    Invalid {
+        /// Dotted path of the key, such as `merchants[0].sign_key`.
+        key: String,
+        /// What is wrong with it.
+        reason: String,
+    },
+}
+
+impl ConfigError {
+    pub(crate) fn invalid(key: impl Into<String>, reason: impl Into<String>) -> Self {
+        Self::Invalid {
+            key: key.into(),
+            reason: reason.into(),
+        }
+    }
+}
+
+/// Everything the relay reads from configuration.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Settings {
+    /// HTTP listener.
+    pub http: HttpSettings,
+    /// Push receiver.
+    pub push: PushSettings,
+    /// RabbitMQ.
+    pub amqp: AmqpSettings,
+    /// The Weibo platform.
+    pub weibo: WeiboSettings,
+    /// The merchants this relay serves; each push and command names one by `appid`.
+    #[serde(default)]
+    pub merchants: Merchants,
+}
+
+/// `[http]`
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct HttpSettings {
+    /// Listen address; port 0 picks a free port.
+    pub bind: SocketAddr,
+    /// Largest push body accepted.
+    pub max_body_bytes: usize,
+    /// Deadline for a client to send its whole body.
+    pub body_timeout_ms: u64,
+    /// Grace period for in-flight requests on shutdown.
+    pub shutdown_timeout_secs: u64,
+}
+
+/// `[push]`
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PushSettings {
+    /// Path pushes are posted to.
+    pub path: String,
+    /// Accepted distance between the push timestamp and now.
+    pub max_skew_secs: u64,
+    /// Event ids remembered for deduplication (0 disables it).
+    pub dedup_capacity: usize,
+}
+
+/// `[amqp]`
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AmqpSettings {
+    /// Broker URL, credentials included.
+    pub url: SecretString,
+    /// Topic exchange for events and outcomes.
+    pub events_exchange: String,
+    /// Quorum queue bound to `order.#`.
+    pub events_queue: String,
+    /// Quorum queue of fulfilment commands.
+    pub fulfilment_queue: String,
+    /// Deadline for a publisher confirm.
+    pub confirm_timeout_ms: u64,
+    /// First reconnection delay.
+    pub reconnect_min_ms: u64,
+    /// Largest reconnection delay.
+    pub reconnect_max_ms: u64,
+}
+
+/// `[weibo]`
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct WeiboSettings {
+    /// Base URL of the order interfaces.
+    pub api_base: String,
+    /// Base URL of the token endpoint.
+    pub oauth_base: String,
+    /// Time-out of one platform call.
+    pub timeout_ms: u64,
+    /// Attempts before a command is dead-lettered.
+    pub max_attempts: u32,
+    /// First retry delay.
+    pub retry_base_ms: u64,
+    /// Cap on one retry delay.
+    pub retry_max_ms: u64,
+    /// Platform calls per second, per process.
+    pub rate_limit_per_sec: u32,
+}
+
+impl AmqpSettings {
+    /// Deadline for a publisher confirm.
+    pub fn confirm_timeout(&self) -> Duration {
+        Duration::from_millis(self.confirm_timeout_ms)
+    }
+
+    /// The URL with its password replaced, fit for logs.
+    pub fn redacted_url(&self) -> String {
+        redact_url(self.url.expose_secret())
+    }
+}
+
+impl HttpSettings {
+    /// Deadline for a client to send its whole body.
+    pub fn body_timeout(&self) -> Duration {
+        Duration::from_millis(self.body_timeout_ms)
+    }
+}
+
+fn redact_url(url: &str) -> String {
+    match (url.find("://"), url.rfind('@')) {
+        (Some(scheme_end), Some(at)) if at > scheme_end => {
+            let userinfo = &url[scheme_end + 3..at];
+            let user = userinfo.split(':').next().unwrap_or_default();
+            format!("{}{user}:[redacted]{}", &url[..scheme_end + 3], &url[at..])
+        }
+        _ => url.to_owned(),
+    }
+}
+
+impl Settings {
+    /// Defaults, then `file` if given, then `WEIBO_RELAY__*` variables taken from `env`.
+    pub fn load(
+        file: Option<&Path>,
+        env: impl IntoIterator<Item = (String, String)>,
+    ) -> Result<Self, ConfigError> {
+        let mut builder = config::Config::builder().add_source(config::File::from_str(
+            DEFAULTS_TOML,
+            config::FileFormat::Toml,
+        ));
+        if let Some(path) = file {
+            builder = builder.add_source(
+                config::File::from(path)
+                    .format(config::FileFormat::Toml)
+                    .required(true),
+            );
+        }
+        let env: HashMap<String, String> = env
+            .into_iter()
+            .filter(|(k, _)| k.starts_with("WEIBO_RELAY__"))
+            .collect();
+        builder = builder.add_source(
+            config::Environment::with_prefix("WEIBO_RELAY")
+                .prefix_separator("__")
+                .separator("__")
+                .source(Some(env)),
+        );
+        let settings: Settings = builder.build()?.try_deserialize()?;
+        settings.validate()?;
+        Ok(settings)
+    }
+
+    /// Defaults and the given TOML text only; used by tests and the demo.
+    pub fn from_toml(toml: &str) -> Result<Self, ConfigError> {
+        let settings: Settings = config::Config::builder()
+            .add_source(config::File::from_str(
+                DEFAULTS_TOML,
+                config::FileFormat::Toml,
+            ))
+            .add_source(config::File::from_str(toml, config::FileFormat::Toml))
+            .build()?
+            .try_deserialize()?;
+        settings.validate()?;
+        Ok(settings)
+    }
+
+    fn validate(&self) -> Result<(), ConfigError> {
+        if !self.push.path.starts_with('/') {
+            return Err(ConfigError::invalid("push.path", "must start with '/'"));
+        }
+        for (key, value) in [
+            ("http.max_body_bytes", self.http.max_body_bytes as u64),
+            ("amqp.confirm_timeout_ms", self.amqp.confirm_timeout_ms),
+            ("weibo.timeout_ms", self.weibo.timeout_ms),
+            ("weibo.max_attempts", u64::from(self.weibo.max_attempts)),
+            (
+                "weibo.rate_limit_per_sec",
+                u64::from(self.weibo.rate_limit_per_sec),
+            ),
+        ] {
+            if value == 0 {
+                return Err(ConfigError::invalid(key, "must be greater than 0"));
+            }
+        }
+        for (key, name) in [
+            ("amqp.events_exchange", &self.amqp.events_exchange),
+            ("amqp.events_queue", &self.amqp.events_queue),
+            ("amqp.fulfilment_queue", &self.amqp.fulfilment_queue),
+        ] {
+            if name.is_empty() || name.len() > 200 {
+                return Err(ConfigError::invalid(key, "must be 1 to 200 characters"));
+            }
+        }
+        if self.amqp.reconnect_min_ms == 0
+            || self.amqp.reconnect_min_ms > self.amqp.reconnect_max_ms
+        {
+            return Err(ConfigError::invalid(
+                "amqp.reconnect_min_ms",
+                "must be greater than 0 and at most amqp.reconnect_max_ms",
+            ));
+        }
+        self.merchants.validate()
+    }
+}
+
+#[cfg(test)]
+mod tests;

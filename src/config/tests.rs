@@ -1,0 +1,106 @@
+use super::*;
+
+const MERCHANT: &str = r#"
+[[merchants]]
+appid = 100023
+sign_key = "k3y"
+client_id = "772915"
+client_secret = "appsecret-example"
+uid = 1404376560
+"#;
+
+fn env(pairs: &[(&str, &str)]) -> Vec<(String, String)> {
+    pairs
+        .iter()
+        .map(|(k, v)| (k.to_string(), v.to_string()))
+        .collect()
+}
+
+#[test]
+fn defaults_match_the_contract() {
+    let s = Settings::load(None, env(&[])).unwrap();
+    assert_eq!(s.http.bind.to_string(), "127.0.0.1:8080");
+    assert_eq!(s.http.max_body_bytes, 65536);
+    assert_eq!(s.push.path, "/weibo/push");
+    assert_eq!(s.push.max_skew_secs, 300);
+    assert_eq!(s.push.dedup_capacity, 1_000_000);
+    assert_eq!(s.amqp.events_exchange, "weibo.events");
+    assert_eq!(s.amqp.events_queue, "weibo.orders");
+    assert_eq!(s.amqp.fulfilment_queue, "weibo.fulfilment");
+    assert_eq!(s.weibo.api_base, "https://api.weibo.com/2/eshop");
+    assert_eq!(s.weibo.oauth_base, "https://api.weibo.com");
+    assert_eq!(s.weibo.timeout_ms, 5000);
+    assert_eq!(s.weibo.max_attempts, 8);
+    assert_eq!(s.weibo.retry_base_ms, 5000);
+    assert_eq!(s.weibo.retry_max_ms, 600_000);
+    assert_eq!(s.weibo.rate_limit_per_sec, 50);
+    assert!(s.merchants.is_empty());
+}
+
+#[test]
+fn numbers_become_strings_for_merchant_ids() {
+    let s = Settings::from_toml(MERCHANT).unwrap();
+    let m = s.merchants.get("100023").unwrap();
+    assert_eq!(m.uid, "1404376560");
+    assert_eq!(m.client_id, "772915");
+}
+
+#[test]
+fn environment_overrides_file_and_defaults() {
+    let dir = std::env::temp_dir().join(format!("wr-cfg-{}", uuid::Uuid::new_v4()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let file = dir.join("relay.toml");
+    std::fs::write(&file, format!("[push]\nmax_skew_secs = 60\n{MERCHANT}")).unwrap();
+    let s = Settings::load(
+        Some(&file),
+        env(&[
+            ("WEIBO_RELAY__HTTP__BIND", "127.0.0.1:0"),
+            ("WEIBO_RELAY__PUSH__DEDUP_CAPACITY", "10"),
+            ("WEIBO_RELAY_LOG_FORMAT", "json"),
+            ("WEIBO_RELAY_CONFIG", "/elsewhere.toml"),
+        ]),
+    )
+    .unwrap();
+    std::fs::remove_dir_all(&dir).unwrap();
+    assert_eq!(s.http.bind.port(), 0);
+    assert_eq!(s.push.dedup_capacity, 10);
+    assert_eq!(s.push.max_skew_secs, 60);
+    assert_eq!(s.merchants.len(), 1);
+}
+
+#[test]
+fn unknown_keys_are_named() {
+    let err = Settings::from_toml("[http]\nbindd = \"x\"\n").unwrap_err();
+    assert!(err.to_string().contains("bindd"), "{err}");
+    let err = Settings::from_toml("[nope]\na = 1\n").unwrap_err();
+    assert!(err.to_string().contains("nope"), "{err}");
+    let err = Settings::load(None, env(&[("WEIBO_RELAY__PUSH__COLOUR", "red")])).unwrap_err();
+    assert!(err.to_string().contains("colour"), "{err}");
+}
+
+#[test]
+fn missing_merchant_fields_are_named() {
+    let err = Settings::from_toml("[[merchants]]\nappid = \"1\"\nsign_key = \"k\"\n").unwrap_err();
+    assert!(err.to_string().contains("client_id"), "{err}");
+    let err = Settings::from_toml(&MERCHANT.replace("\"k3y\"", "\"\"")).unwrap_err();
+    assert_eq!(
+        err.to_string(),
+        "invalid configuration: merchants[0].sign_key: must not be empty"
+    );
+    let twice = format!("{MERCHANT}{MERCHANT}");
+    let err = Settings::from_toml(&twice).unwrap_err();
+    assert!(err.to_string().contains("configured twice"), "{err}");
+}
+
+#[test]
+fn secrets_stay_out_of_debug() {
+    let s = Settings::from_toml(MERCHANT).unwrap();
+    let debug = format!("{s:?}");
+    assert!(!debug.contains("k3y"), "{debug}");
+    assert!(!debug.contains("appsecret-example"), "{debug}");
+    assert!(!debug.contains("guest:guest"), "{debug}");
+    assert_eq!(
+        s.amqp.redacted_url(),
+        "amqp://guest:[redacted]@127.0.0.1:5672/%2f"
+    );
+}

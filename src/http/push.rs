@@ -1,0 +1,161 @@
+//! `POST {push.path}`: thin glue from HTTP to the push pipeline, and its answers.
+
+use std::sync::Arc;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use actix_web::http::{header, StatusCode};
+use actix_web::web::{self, BytesMut};
+use actix_web::{HttpRequest, HttpResponse, ResponseError};
+use futures_util::StreamExt;
+use serde_json::json;
+use tracing::field::Empty;
+
+use crate::config::Merchants;
+use crate::metrics::Metrics;
+use crate::push::{Body, ContentKind, PushError, PushRelay, Stored, UnverifiedPush};
+
+/// What the push handler needs, shared by every HTTP worker.
+pub struct ReceiverState {
+    /// Configured merchants.
+    pub merchants: Merchants,
+    /// Dedup and publish.
+    pub relay: PushRelay,
+    /// Metrics.
+    pub metrics: Arc<Metrics>,
+    /// `http.max_body_bytes`.
+    pub max_body_bytes: usize,
+    /// `http.body_timeout_ms`.
+    pub body_timeout: Duration,
+    /// `push.max_skew_secs`.
+    pub max_skew_secs: u64,
+}
+
+impl ResponseError for PushError {
+    fn status_code(&self) -> StatusCode {
+        match self {
+            Self::Malformed(_) => StatusCode::BAD_REQUEST,
+            Self::BadSignature | Self::Stale { .. } => StatusCode::UNAUTHORIZED,
+            Self::UnknownMerchant(_) => StatusCode::FORBIDDEN,
+            Self::BodyTimeout => StatusCode::REQUEST_TIMEOUT,
+            Self::TooLarge(_) => StatusCode::PAYLOAD_TOO_LARGE,
+            Self::UnsupportedMediaType(_) => StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            Self::NotStored(_) => StatusCode::SERVICE_UNAVAILABLE,
+        }
+    }
+
+    fn error_response(&self) -> HttpResponse {
+        // The platform reads `code`; the numbers echo the platform's own 4xxxx style.
+        let code = match self {
+            Self::Malformed(_) => 40002,
+            Self::BadSignature => 40001,
+            Self::Stale { .. } => 40003,
+            Self::UnknownMerchant(_) => 40301,
+            Self::BodyTimeout => 40800,
+            Self::TooLarge(_) => 41300,
+            Self::UnsupportedMediaType(_) => 41500,
+            Self::NotStored(_) => 50300,
+        };
+        let msg = match self {
+            Self::NotStored(_) => "event not stored, retry later".to_owned(),
+            other => other.to_string(),
+        };
+        HttpResponse::build(self.status_code()).json(json!({"code": code, "msg": msg}))
+    }
+}
+
+/// Receives one push: parse, verify, store, answer.
+#[tracing::instrument(
+    name = "push",
+    skip_all,
+    fields(appid = Empty, push_type = Empty, event_id = Empty, sub_order_id = Empty, outcome = Empty)
+)]
+pub async fn receive(
+    req: HttpRequest,
+    payload: web::Payload,
+    state: web::Data<ReceiverState>,
+) -> Result<HttpResponse, PushError> {
+    let result = handle(&req, payload, &state).await;
+    let span = tracing::Span::current();
+    match &result {
+        Ok(stored) => {
+            span.record("outcome", stored.outcome());
+            state.metrics.push(stored.outcome());
+            tracing::info!("push stored");
+        }
+        Err(error) => {
+            span.record("outcome", error.outcome());
+            state.metrics.push(error.outcome());
+            match error {
+                PushError::NotStored(cause) => tracing::error!(%cause, "push not stored"),
+                _ => tracing::warn!(%error, "push refused"),
+            }
+        }
+    }
+    result.map(|_| HttpResponse::Ok().json(json!({"code": 0, "msg": "success"})))
+}
+
+async fn handle(
+    req: &HttpRequest,
+    payload: web::Payload,
+    state: &ReceiverState,
+) -> Result<Stored, PushError> {
+    let content_type = req
+        .headers()
+        .get(header::CONTENT_TYPE)
+        .map(|v| v.to_str().unwrap_or("(not text)"));
+    let kind = ContentKind::from_header(content_type)?;
+    let bytes = read_body(req, payload, state.max_body_bytes, state.body_timeout).await?;
+    let push = UnverifiedPush::parse(Body::parse(kind, &bytes)?)?;
+    let span = tracing::Span::current();
+    span.record("appid", push.appid().as_str());
+    span.record("push_type", push.type_code());
+    let push = push.verify(&state.merchants, unix_now(), state.max_skew_secs)?;
+    span.record("event_id", tracing::field::display(push.event_id()));
+    if let Some(id) = push.sub_order_id() {
+        span.record("sub_order_id", id.as_str());
+    }
+    tracing::debug!(
+        recharge_account = push.masked_data_field("recharge_account"),
+        contact_phone = push.masked_data_field("contact_phone"),
+        "push verified"
+    );
+    state.relay.store(&push).await
+}
+
+async fn read_body(
+    req: &HttpRequest,
+    mut payload: web::Payload,
+    limit: usize,
+    timeout: Duration,
+) -> Result<web::Bytes, PushError> {
+    let declared = req
+        .headers()
+        .get(header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse::<usize>().ok());
+    if declared.is_some_and(|n| n > limit) {
+        return Err(PushError::TooLarge(limit));
+    }
+    let read = async {
+        let mut body = BytesMut::new();
+        while let Some(chunk) = payload.next().await {
+            let chunk =
+                chunk.map_err(|e| PushError::Malformed(format!("body could not be read: {e}")))?;
+            if body.len() + chunk.len() > limit {
+                return Err(PushError::TooLarge(limit));
+            }
+            body.extend_from_slice(&chunk);
+        }
+        Ok(body.freeze())
+    };
+    tokio::time::timeout(timeout, read)
+        .await
+        .unwrap_or(Err(PushError::BodyTimeout))
+}
+
+fn unix_now() -> i64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_secs() as i64)
+        .unwrap_or_default()
+}

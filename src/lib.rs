@@ -1,0 +1,13 @@
+//! weibo-relay: receives Weibo e-commerce order pushes, stores them in RabbitMQ, and reports
+//! fulfilment back to the platform.
+
+pub mod amqp;
+pub mod cli;
+pub mod config;
+pub mod dedup;
+pub mod http;
+pub mod metrics;
+pub mod push;
+pub mod signature;
+pub mod startup;
+pub mod telemetry;

@@ -1,0 +1,3 @@
+fn main() -> std::process::ExitCode {
+    weibo_relay::cli::main()
+}

@@ -1,0 +1,89 @@
+//! Prometheus metrics, owned by the application (no process-wide registry).
+
+use prometheus::{Encoder, Histogram, HistogramOpts, IntCounterVec, Opts, Registry, TextEncoder};
+
+/// Push outcomes, pre-registered so every series exists from the start.
+pub const PUSH_OUTCOMES: [&str; 10] = [
+    "accepted",
+    "duplicate",
+    "bad_signature",
+    "stale",
+    "unknown_merchant",
+    "malformed",
+    "too_large",
+    "unsupported_media_type",
+    "body_timeout",
+    "broker_unavailable",
+];
+
+/// Every metric the process exports.
+pub struct Metrics {
+    registry: Registry,
+    pushes: IntCounterVec,
+    publish_confirm: Histogram,
+}
+
+impl Metrics {
+    /// Registers the receiver's metrics in a fresh registry.
+    pub fn new() -> Self {
+        let registry = Registry::new();
+        let pushes = IntCounterVec::new(
+            Opts::new("weibo_relay_pushes_total", "Pushes received, by outcome"),
+            &["outcome"],
+        )
+        .expect("static metric definition is valid");
+        let publish_confirm = Histogram::with_opts(
+            HistogramOpts::new(
+                "weibo_relay_publish_confirm_seconds",
+                "Time from publish to the broker's confirm",
+            )
+            .buckets(vec![
+                0.0005, 0.001, 0.002, 0.005, 0.01, 0.02, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0,
+            ]),
+        )
+        .expect("static metric definition is valid");
+        for outcome in PUSH_OUTCOMES {
+            pushes.with_label_values(&[outcome]);
+        }
+        registry
+            .register(Box::new(pushes.clone()))
+            .expect("first registration");
+        registry
+            .register(Box::new(publish_confirm.clone()))
+            .expect("first registration");
+        Self {
+            registry,
+            pushes,
+            publish_confirm,
+        }
+    }
+
+    /// The registry, for roles that add their own metrics.
+    pub fn registry(&self) -> &Registry {
+        &self.registry
+    }
+
+    /// Counts one push with its outcome.
+    pub fn push(&self, outcome: &str) {
+        self.pushes.with_label_values(&[outcome]).inc();
+    }
+
+    /// Records one publish-to-confirm time.
+    pub fn publish_confirmed(&self, elapsed: std::time::Duration) {
+        self.publish_confirm.observe(elapsed.as_secs_f64());
+    }
+
+    /// Everything in Prometheus text format.
+    pub fn render(&self) -> String {
+        let mut out = Vec::new();
+        // Encoding into a Vec cannot fail for text; an error would only drop this scrape.
+        let _ = TextEncoder::new().encode(&self.registry.gather(), &mut out);
+        String::from_utf8(out).unwrap_or_default()
+    }
+}
+
+impl Default for Metrics {
+    fn default() -> Self {
+        Self::new()
+    }
+}

@@ -1,0 +1,155 @@
+//! Reading a push body (form-encoded or flat JSON) into unique, decoded fields.
+
+use std::collections::BTreeMap;
+use std::fmt;
+
+use serde::de::{self, Deserializer, MapAccess, Visitor};
+use serde::Deserialize;
+use serde_json::value::RawValue;
+
+use super::{malformed, PushError};
+
+/// More fields than any real push has; beyond it the body is refused rather than processed.
+const MAX_FIELDS: usize = 64;
+
+/// The two encodings the platform may use.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ContentKind {
+    /// `application/x-www-form-urlencoded`
+    Form,
+    /// `application/json`
+    Json,
+}
+
+impl ContentKind {
+    /// Reads a `Content-Type` header; anything but form or JSON in UTF-8 is refused (415).
+    pub fn from_header(value: Option<&str>) -> Result<Self, PushError> {
+        let value = value.unwrap_or_default();
+        let mut parts = value.split(';');
+        let essence = parts.next().unwrap_or_default().trim().to_ascii_lowercase();
+        let kind = match essence.as_str() {
+            "application/x-www-form-urlencoded" => Self::Form,
+            "application/json" => Self::Json,
+            "" => return Err(PushError::UnsupportedMediaType("none given".into())),
+            _ => return Err(PushError::UnsupportedMediaType(essence)),
+        };
+        for param in parts {
+            let (name, val) = param.split_once('=').unwrap_or((param, ""));
+            if name.trim().eq_ignore_ascii_case("charset") {
+                let charset = val.trim().trim_matches('"').to_ascii_lowercase();
+                if charset != "utf-8" && charset != "utf8" {
+                    return Err(PushError::UnsupportedMediaType(format!(
+                        "charset {charset}"
+                    )));
+                }
+            }
+        }
+        Ok(kind)
+    }
+}
+
+/// A decoded body: every field once, as text.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Body(BTreeMap<String, String>);
+
+impl Body {
+    /// Decodes `bytes` as the given kind; duplicated or undecodable fields are malformed.
+    pub fn parse(kind: ContentKind, bytes: &[u8]) -> Result<Self, PushError> {
+        let pairs = match kind {
+            ContentKind::Form => parse_form(bytes)?,
+            ContentKind::Json => parse_json(bytes)?,
+        };
+        let mut fields = BTreeMap::new();
+        for (k, v) in pairs {
+            if k.is_empty() {
+                return Err(malformed("empty field name"));
+            }
+            if fields.len() >= MAX_FIELDS {
+                return Err(malformed(format!("more than {MAX_FIELDS} fields")));
+            }
+            if fields.contains_key(&k) {
+                return Err(malformed(format!("field {k} is given twice")));
+            }
+            fields.insert(k, v);
+        }
+        Ok(Self(fields))
+    }
+
+    pub(super) fn into_fields(self) -> BTreeMap<String, String> {
+        self.0
+    }
+}
+
+fn parse_form(bytes: &[u8]) -> Result<Vec<(String, String)>, PushError> {
+    bytes
+        .split(|&b| b == b'&')
+        .filter(|part| !part.is_empty())
+        .map(|part| {
+            let (k, v) = match part.iter().position(|&b| b == b'=') {
+                Some(i) => (&part[..i], &part[i + 1..]),
+                None => (part, &[][..]),
+            };
+            Ok((form_decode(k)?, form_decode(v)?))
+        })
+        .collect()
+}
+
+fn form_decode(raw: &[u8]) -> Result<String, PushError> {
+    let plus_as_space: Vec<u8> = raw
+        .iter()
+        .map(|&b| if b == b'+' { b' ' } else { b })
+        .collect();
+    percent_encoding::percent_decode(&plus_as_space)
+        .decode_utf8()
+        .map(|s| s.into_owned())
+        .map_err(|_| malformed("form field is not valid UTF-8"))
+}
+
+fn parse_json(bytes: &[u8]) -> Result<Vec<(String, String)>, PushError> {
+    let text = std::str::from_utf8(bytes).map_err(|_| malformed("body is not valid UTF-8"))?;
+    serde_json::from_str::<FlatObject>(text)
+        .map(|o| o.0)
+        .map_err(|e| malformed(format!("body is not a flat JSON object: {e}")))
+}
+
+/// A JSON object of string or number values; numbers keep their exact text, since that
+/// text is what the platform signed.
+struct FlatObject(Vec<(String, String)>);
+
+impl<'de> Deserialize<'de> for FlatObject {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        d.deserialize_map(FlatVisitor)
+    }
+}
+
+struct FlatVisitor;
+
+impl<'de> Visitor<'de> for FlatVisitor {
+    type Value = FlatObject;
+
+    fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("an object of string or number values")
+    }
+
+    fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<FlatObject, A::Error> {
+        let mut out = Vec::new();
+        while let Some(key) = map.next_key::<String>()? {
+            if out.len() >= MAX_FIELDS {
+                return Err(de::Error::custom(format!("more than {MAX_FIELDS} fields")));
+            }
+            let raw: Box<RawValue> = map.next_value()?;
+            let text = raw.get();
+            let value = match text.as_bytes().first() {
+                Some(b'"') => serde_json::from_str::<String>(text).map_err(de::Error::custom)?,
+                Some(b'-' | b'0'..=b'9') => text.to_owned(),
+                _ => {
+                    return Err(de::Error::custom(format!(
+                        "field {key} must be a string or a number"
+                    )))
+                }
+            };
+            out.push((key, value));
+        }
+        Ok(FlatObject(out))
+    }
+}

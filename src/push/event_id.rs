@@ -1,0 +1,42 @@
+//! The content-derived event id (platform spec section 5).
+
+use std::fmt;
+
+use sha2::{Digest, Sha256};
+
+/// First 128 bits of `sha256(appid \n type \n data)`, shown as 32 lowercase hex digits.
+#[derive(Clone, Copy, PartialEq, Eq, Hash)]
+pub struct EventId([u8; 16]);
+
+impl EventId {
+    /// Derives the id from the fields exactly as received.
+    pub fn derive(appid: &str, type_raw: &str, data_raw: &str) -> Self {
+        let mut hasher = Sha256::new();
+        hasher.update(appid.as_bytes());
+        hasher.update(b"\n");
+        hasher.update(type_raw.as_bytes());
+        hasher.update(b"\n");
+        hasher.update(data_raw.as_bytes());
+        let digest = hasher.finalize();
+        let mut id = [0u8; 16];
+        id.copy_from_slice(&digest[..16]);
+        Self(id)
+    }
+
+    /// The id as a number, for compact sets.
+    pub fn as_u128(&self) -> u128 {
+        u128::from_be_bytes(self.0)
+    }
+}
+
+impl fmt::Display for EventId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&hex::encode(self.0))
+    }
+}
+
+impl fmt::Debug for EventId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "EventId({self})")
+    }
+}

@@ -1,0 +1,226 @@
+//! A push from the platform, from raw body to a verified event ready to publish.
+//!
+//! The types read as the pipeline does: [`Body`] parses into an [`UnverifiedPush`], and only
+//! [`UnverifiedPush::verify`] produces a [`VerifiedPush`], so nothing unverified can reach
+//! the broker by construction.
+
+mod body;
+mod envelope;
+mod event_id;
+mod relay;
+
+use std::collections::BTreeMap;
+
+use serde_json::Value;
+
+use crate::config::{AppId, Merchants};
+use crate::signature;
+
+pub use body::{Body, ContentKind};
+pub use envelope::EventKind;
+pub use event_id::EventId;
+pub use relay::{PushRelay, Stored};
+
+/// Why a push was refused; each maps to one HTTP answer and one metrics outcome.
+#[derive(Debug, thiserror::Error)]
+pub enum PushError {
+    /// The body or a required field cannot be read.
+    #[error("malformed push: {0}")]
+    Malformed(String),
+    /// The `sign` does not match the parameters and the merchant's key.
+    #[error("bad signature")]
+    BadSignature,
+    /// The timestamp is outside the accepted window.
+    #[error("timestamp {timestamp} is more than {max_skew_secs}s away from now")]
+    Stale {
+        /// The timestamp sent.
+        timestamp: i64,
+        /// The window.
+        max_skew_secs: u64,
+    },
+    /// No merchant with this appid is configured.
+    #[error("unknown appid {0}")]
+    UnknownMerchant(String),
+    /// The body is larger than `http.max_body_bytes`.
+    #[error("body larger than {0} bytes")]
+    TooLarge(usize),
+    /// Not form-encoded nor JSON (or not UTF-8).
+    #[error("unsupported content type: {0}")]
+    UnsupportedMediaType(String),
+    /// The client did not send its whole body in time.
+    #[error("body not received in time")]
+    BodyTimeout,
+    /// The broker did not confirm the event: the platform must retry.
+    #[error("event not stored: {0}")]
+    NotStored(#[from] crate::amqp::PublishError),
+}
+
+impl PushError {
+    /// The metrics outcome label of this refusal.
+    pub fn outcome(&self) -> &'static str {
+        match self {
+            Self::Malformed(_) => "malformed",
+            Self::TooLarge(_) => "too_large",
+            Self::UnsupportedMediaType(_) => "unsupported_media_type",
+            Self::BodyTimeout => "body_timeout",
+            Self::BadSignature => "bad_signature",
+            Self::Stale { .. } => "stale",
+            Self::UnknownMerchant(_) => "unknown_merchant",
+            Self::NotStored(_) => "broker_unavailable",
+        }
+    }
+}
+
+fn malformed(msg: impl Into<String>) -> PushError {
+    PushError::Malformed(msg.into())
+}
+
+/// A push whose fields are readable but whose signature has not been checked.
+#[derive(Debug)]
+pub struct UnverifiedPush {
+    fields: BTreeMap<String, String>,
+    appid: AppId,
+    type_code: i64,
+    data: Value,
+    timestamp: i64,
+}
+
+impl UnverifiedPush {
+    /// Checks that every required field is present and well-formed.
+    pub fn parse(body: Body) -> Result<Self, PushError> {
+        let fields = body.into_fields();
+        let required = |name: &str| {
+            fields
+                .get(name)
+                .filter(|v| !v.is_empty())
+                .ok_or_else(|| malformed(format!("missing {name}")))
+        };
+        let appid = AppId::parse(required("appid")?)
+            .ok_or_else(|| malformed("appid is not a valid appid"))?;
+        let type_code = required("type")?
+            .parse::<i64>()
+            .map_err(|_| malformed("type is not an integer"))?;
+        let data = serde_json::from_str(required("data")?)
+            .map_err(|e| malformed(format!("data is not JSON: {e}")))?;
+        let timestamp = required("timestamp")?
+            .parse::<i64>()
+            .map_err(|_| malformed("timestamp is not an integer"))?;
+        required("sign")?;
+        Ok(Self {
+            fields,
+            appid,
+            type_code,
+            data,
+            timestamp,
+        })
+    }
+
+    /// The appid the push claims to come for.
+    pub fn appid(&self) -> &AppId {
+        &self.appid
+    }
+
+    /// The business type.
+    pub fn type_code(&self) -> i64 {
+        self.type_code
+    }
+
+    /// Checks merchant, signature and timestamp window (in that order), at `now` unix seconds.
+    pub fn verify(
+        self,
+        merchants: &Merchants,
+        now: i64,
+        max_skew_secs: u64,
+    ) -> Result<VerifiedPush, PushError> {
+        use secrecy::ExposeSecret;
+        let merchant = merchants
+            .get(self.appid.as_str())
+            .ok_or_else(|| PushError::UnknownMerchant(self.appid.to_string()))?;
+        let pairs = self.fields.iter().map(|(k, v)| (k.as_str(), v.as_str()));
+        if !signature::verify(
+            pairs,
+            merchant.sign_key.expose_secret(),
+            &self.fields["sign"],
+        ) {
+            return Err(PushError::BadSignature);
+        }
+        if now.abs_diff(self.timestamp) > max_skew_secs {
+            return Err(PushError::Stale {
+                timestamp: self.timestamp,
+                max_skew_secs,
+            });
+        }
+        let event_id = EventId::derive(
+            self.appid.as_str(),
+            &self.fields["type"],
+            &self.fields["data"],
+        );
+        let mut params = self.fields;
+        params.remove("sign");
+        params.remove("sign_type");
+        Ok(VerifiedPush {
+            event_id,
+            appid: self.appid,
+            kind: EventKind::from_type(self.type_code),
+            type_code: self.type_code,
+            timestamp: self.timestamp,
+            params,
+            data: self.data,
+        })
+    }
+}
+
+/// A push that passed every check: it came from a configured merchant, unaltered, recently.
+#[derive(Debug)]
+pub struct VerifiedPush {
+    event_id: EventId,
+    appid: AppId,
+    kind: EventKind,
+    type_code: i64,
+    timestamp: i64,
+    params: BTreeMap<String, String>,
+    data: Value,
+}
+
+impl VerifiedPush {
+    /// The event's identity, equal across redeliveries.
+    pub fn event_id(&self) -> EventId {
+        self.event_id
+    }
+
+    /// The merchant.
+    pub fn appid(&self) -> &AppId {
+        &self.appid
+    }
+
+    /// `sub_order` or `type_<N>`.
+    pub fn kind(&self) -> &EventKind {
+        &self.kind
+    }
+
+    /// `data.sub_order_id` as a string, if present.
+    pub fn sub_order_id(&self) -> Option<String> {
+        match self.data.get("sub_order_id")? {
+            Value::String(s) => Some(s.clone()),
+            Value::Number(n) => Some(n.to_string()),
+            _ => None,
+        }
+    }
+
+    /// `data.state_code` as sent, or null.
+    pub fn state_code(&self) -> &Value {
+        self.data.get("state_code").unwrap_or(&Value::Null)
+    }
+
+    /// A personal field of `data` (phone, account), masked for logs.
+    pub fn masked_data_field(&self, name: &str) -> Option<String> {
+        match self.data.get(name)? {
+            Value::String(s) => Some(crate::telemetry::mask(s)),
+            Value::Number(n) => Some(crate::telemetry::mask(&n.to_string())),
+            _ => None,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,93 @@
+//! Storing a verified push: deduplicate, publish with confirm, remember.
+
+use std::sync::Arc;
+use std::time::SystemTime;
+
+use lapin::types::{AMQPValue, FieldTable, LongString};
+use lapin::BasicProperties;
+
+use super::{PushError, VerifiedPush};
+use crate::amqp::{Broker, Outgoing};
+use crate::dedup::Dedup;
+use crate::metrics::Metrics;
+
+/// What happened to an accepted push.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Stored {
+    /// Published now and confirmed by the broker.
+    Published,
+    /// Already stored earlier by this process; not published again.
+    Duplicate,
+}
+
+impl Stored {
+    /// The metrics outcome label.
+    pub fn outcome(self) -> &'static str {
+        match self {
+            Self::Published => "accepted",
+            Self::Duplicate => "duplicate",
+        }
+    }
+}
+
+/// Publishes verified pushes to the events exchange.
+pub struct PushRelay {
+    broker: Broker,
+    exchange: String,
+    dedup: Dedup,
+    metrics: Arc<Metrics>,
+}
+
+impl PushRelay {
+    /// A relay publishing to `exchange`, remembering `dedup_capacity` ids.
+    pub fn new(
+        broker: Broker,
+        exchange: String,
+        dedup_capacity: usize,
+        metrics: Arc<Metrics>,
+    ) -> Self {
+        Self {
+            broker,
+            exchange,
+            dedup: Dedup::new(dedup_capacity),
+            metrics,
+        }
+    }
+
+    /// Stores `push` unless it is a known duplicate. Ok means the broker has it.
+    #[tracing::instrument(name = "store", skip_all)]
+    pub async fn store(&self, push: &VerifiedPush) -> Result<Stored, PushError> {
+        let id = push.event_id();
+        if self.dedup.contains(id) {
+            return Ok(Stored::Duplicate);
+        }
+        let body = push.envelope(SystemTime::now());
+        let routing_key = push.routing_key();
+        let elapsed = self
+            .broker
+            .publish(Outgoing {
+                exchange: &self.exchange,
+                routing_key: &routing_key,
+                body: &body,
+                properties: properties(push),
+            })
+            .await?;
+        self.metrics.publish_confirmed(elapsed);
+        self.dedup.remember(id);
+        Ok(Stored::Published)
+    }
+}
+
+fn properties(push: &VerifiedPush) -> BasicProperties {
+    let mut headers = FieldTable::default();
+    headers.insert(
+        "x-weibo-appid".into(),
+        AMQPValue::LongString(LongString::from(push.appid().as_str())),
+    );
+    BasicProperties::default()
+        .with_delivery_mode(2)
+        .with_content_type("application/json".into())
+        .with_message_id(push.event_id().to_string().as_str().into())
+        .with_type(push.kind().to_string().as_str().into())
+        .with_headers(headers)
+}

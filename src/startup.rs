@@ -1,0 +1,127 @@
+//! Wiring the roles into one process: `Application::build`, then `run_until_stopped`.
+
+use std::net::{SocketAddr, TcpListener};
+use std::sync::Arc;
+use std::time::Duration;
+
+use actix_web::dev::Server;
+use actix_web::{web, App, HttpServer};
+use tokio_util::sync::CancellationToken;
+
+use crate::amqp::{Broker, Topology};
+use crate::config::Settings;
+use crate::http::{ops_routes, push_routes, OpsState, ReceiverState};
+use crate::metrics::Metrics;
+use crate::push::PushRelay;
+
+/// Which roles a process runs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Roles {
+    /// Receiver, worker and token keeper.
+    Serve,
+    /// Pushes only.
+    Receiver,
+}
+
+impl Roles {
+    fn receives_pushes(self) -> bool {
+        matches!(self, Self::Serve | Self::Receiver)
+    }
+}
+
+/// A built, bound, not yet running relay process.
+pub struct Application {
+    address: SocketAddr,
+    server: Server,
+    broker: Broker,
+    shutdown: CancellationToken,
+}
+
+impl Application {
+    /// Binds the listener (port 0 picks one), starts the broker connection, builds the server.
+    pub async fn build(settings: Settings, roles: Roles) -> anyhow::Result<Self> {
+        let listener = TcpListener::bind(settings.http.bind)
+            .map_err(|e| anyhow::anyhow!("cannot bind http.bind {}: {e}", settings.http.bind))?;
+        let address = listener.local_addr()?;
+        let topology = Topology::events(&settings.amqp);
+        let broker = Broker::start(&settings.amqp, topology);
+        let metrics = Arc::new(Metrics::new());
+        let ops = web::Data::new(OpsState {
+            broker: broker.clone(),
+            metrics: metrics.clone(),
+        });
+        let receiver = roles.receives_pushes().then(|| {
+            web::Data::new(ReceiverState {
+                merchants: settings.merchants.clone(),
+                relay: PushRelay::new(
+                    broker.clone(),
+                    settings.amqp.events_exchange.clone(),
+                    settings.push.dedup_capacity,
+                    metrics.clone(),
+                ),
+                metrics: metrics.clone(),
+                max_body_bytes: settings.http.max_body_bytes,
+                body_timeout: settings.http.body_timeout(),
+                max_skew_secs: settings.push.max_skew_secs,
+            })
+        });
+        let push_path = settings.push.path.clone();
+        let server = HttpServer::new(move || {
+            let mut app = App::new().app_data(ops.clone()).configure(ops_routes);
+            if let Some(receiver) = &receiver {
+                app = app
+                    .app_data(receiver.clone())
+                    .configure(push_routes(&push_path));
+            }
+            app
+        })
+        .listen(listener)?
+        .disable_signals()
+        .shutdown_timeout(settings.http.shutdown_timeout_secs)
+        .client_request_timeout(Duration::from_secs(5))
+        .run();
+        tracing::info!(%address, ?roles, push_path = %settings.push.path, "listening");
+        Ok(Self {
+            address,
+            server,
+            broker,
+            shutdown: CancellationToken::new(),
+        })
+    }
+
+    /// The bound address (the real port when `http.bind` asked for 0).
+    pub fn address(&self) -> SocketAddr {
+        self.address
+    }
+
+    /// The bound port.
+    pub fn port(&self) -> u16 {
+        self.address.port()
+    }
+
+    /// Cancelling this token stops the process gracefully.
+    pub fn shutdown_token(&self) -> CancellationToken {
+        self.shutdown.clone()
+    }
+
+    /// The broker connection, shared by every role.
+    pub fn broker(&self) -> &Broker {
+        &self.broker
+    }
+
+    /// Serves until the shutdown token is cancelled: stops taking requests, lets in-flight
+    /// ones (and their publishes) finish, then closes the broker connection.
+    pub async fn run_until_stopped(self) -> anyhow::Result<()> {
+        let handle = self.server.handle();
+        let shutdown = self.shutdown.clone();
+        tokio::spawn(async move {
+            shutdown.cancelled().await;
+            tracing::info!("shutting down: no new requests, finishing in-flight ones");
+            handle.stop(true).await;
+        });
+        self.server.await?;
+        self.broker.shutdown().await;
+        tracing::info!("stopped");
+        Ok(())
+    }
+}

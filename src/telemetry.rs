@@ -1,0 +1,52 @@
+//! Logging setup and the masking of personal data before it reaches a log line.
+
+use tracing_subscriber::{fmt, EnvFilter};
+
+/// Installs the global subscriber once: JSON when `WEIBO_RELAY_LOG_FORMAT=json`, text otherwise.
+/// A second call (tests) is a no-op.
+pub fn init(json: bool) {
+    let filter = EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| EnvFilter::new("info,lapin=warn,actix_server=warn"));
+    let builder = fmt().with_env_filter(filter).with_target(true);
+    let _ = if json {
+        builder.json().flatten_event(true).try_init()
+    } else {
+        builder.try_init()
+    };
+}
+
+/// True when the environment asks for JSON logs.
+pub fn json_requested(value: Option<&str>) -> bool {
+    value.is_some_and(|v| v.eq_ignore_ascii_case("json"))
+}
+
+/// Masks personal data (phone numbers, recharge accounts): keeps at most the first three and
+/// last two characters, so an operator can still tell two values apart.
+pub fn mask(value: &str) -> String {
+    let chars: Vec<char> = value.chars().collect();
+    match chars.len() {
+        0 => String::new(),
+        n if n <= 4 => "*".repeat(n),
+        n if n <= 7 => format!("{}{}", chars[0], "*".repeat(n - 1)),
+        n => {
+            let head: String = chars[..3].iter().collect();
+            let tail: String = chars[n - 2..].iter().collect();
+            format!("{head}{}{tail}", "*".repeat(n - 5))
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::mask;
+
+    #[test]
+    fn phone_numbers_are_masked() {
+        assert_eq!(mask("13812345678"), "138******78");
+        assert_eq!(mask("1234567890"), "123*****90");
+        assert_eq!(mask("abc"), "***");
+        assert_eq!(mask("abcdef"), "a*****");
+        assert_eq!(mask("库存不足库存不足"), "库存不***不足");
+        assert_eq!(mask(""), "");
+    }
+}
