@@ -6,7 +6,13 @@ use tracing_subscriber::{fmt, EnvFilter};
 /// A second call (tests) is a no-op.
 pub fn init(json: bool) {
     let filter = EnvFilter::try_from_default_env()
-        .unwrap_or_else(|_| EnvFilter::new("info,lapin=warn,actix_server=warn"));
+        .unwrap_or_else(|_| EnvFilter::new("info,lapin=warn,actix_server=warn"))
+        // lapin logs a returned message whole, personal data included: never let it through.
+        .add_directive(
+            "lapin::returned_messages=off"
+                .parse()
+                .expect("static directive"),
+        );
     let builder = fmt().with_env_filter(filter).with_target(true);
     let _ = if json {
         builder.json().flatten_event(true).try_init()

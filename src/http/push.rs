@@ -67,7 +67,7 @@ impl ResponseError for PushError {
 #[tracing::instrument(
     name = "push",
     skip_all,
-    fields(appid = Empty, push_type = Empty, event_id = Empty, sub_order_id = Empty, outcome = Empty)
+    fields(appid = Empty, r#type = Empty, event_id = Empty, sub_order_id = Empty, outcome = Empty)
 )]
 pub async fn receive(
     req: HttpRequest,
@@ -108,7 +108,7 @@ async fn handle(
     let push = UnverifiedPush::parse(Body::parse(kind, &bytes)?)?;
     let span = tracing::Span::current();
     span.record("appid", push.appid().as_str());
-    span.record("push_type", push.type_code());
+    span.record("type", push.type_code());
     let push = push.verify(&state.merchants, unix_now(), state.max_skew_secs)?;
     span.record("event_id", tracing::field::display(push.event_id()));
     if let Some(id) = push.sub_order_id() {

@@ -1,1 +1,153 @@
+use super::*;
+use crate::config::Settings;
 
+fn merchants() -> Merchants {
+    Settings::from_toml(
+        "[[merchants]]\nappid = \"100023\"\nsign_key = \"k3y\"\nclient_id = \"c\"\nclient_secret = \"s\"\nuid = \"u\"\n",
+    )
+    .unwrap()
+    .merchants
+}
+
+fn signed_form(data: &str, ts: i64) -> String {
+    let ts = ts.to_string();
+    let params = [
+        ("appid", "100023"),
+        ("type", "2"),
+        ("data", data),
+        ("timestamp", ts.as_str()),
+        ("sign_type", "md5"),
+    ];
+    let sign = signature::sign(params, "k3y");
+    let enc = |s: &str| {
+        percent_encoding::utf8_percent_encode(s, percent_encoding::NON_ALPHANUMERIC).to_string()
+    };
+    let mut body: Vec<String> = params
+        .iter()
+        .map(|(k, v)| format!("{k}={}", enc(v)))
+        .collect();
+    body.push(format!("sign={sign}"));
+    body.join("&")
+}
+
+fn parse(kind: ContentKind, body: &str) -> Result<UnverifiedPush, PushError> {
+    UnverifiedPush::parse(Body::parse(kind, body.as_bytes())?)
+}
+
+#[test]
+fn event_id_matches_the_spec_vector() {
+    let vectors: serde_json::Value =
+        serde_json::from_str(include_str!("../../fixtures/signature-vectors.json")).unwrap();
+    for v in vectors["event_id"].as_array().unwrap() {
+        let s = |k: &str| v[k].as_str().unwrap();
+        assert_eq!(
+            EventId::derive(s("appid"), s("type"), s("data")).to_string(),
+            s("event_id")
+        );
+    }
+}
+
+#[test]
+fn a_signed_push_verifies_and_derives_its_route() {
+    let data =
+        r#"{"sub_order_id":366383890000352,"state_code":"201","contact_phone":"13812345678"}"#;
+    let push = parse(ContentKind::Form, &signed_form(data, 1_700_000_000)).unwrap();
+    let push = push.verify(&merchants(), 1_700_000_100, 300).unwrap();
+    assert_eq!(push.routing_key(), "order.sub_order.201");
+    assert_eq!(push.sub_order_id().as_deref(), Some("366383890000352"));
+    assert_eq!(
+        push.masked_data_field("contact_phone").as_deref(),
+        Some("138******78")
+    );
+    assert_eq!(push.event_id(), EventId::derive("100023", "2", data));
+}
+
+#[test]
+fn the_window_is_inclusive_and_symmetric() {
+    let body = signed_form("{}", 1_700_000_000);
+    for (now, ok) in [
+        (1_700_000_300, true),
+        (1_699_999_700, true),
+        (1_700_000_301, false),
+        (1_699_999_699, false),
+    ] {
+        let r = parse(ContentKind::Form, &body)
+            .unwrap()
+            .verify(&merchants(), now, 300);
+        assert_eq!(r.is_ok(), ok, "now={now}");
+    }
+}
+
+#[test]
+fn odd_state_codes_never_add_routing_words() {
+    for (state, key) in [
+        (r#""a.b""#, "none"),
+        ("null", "none"),
+        (r#""""#, "none"),
+        ("[1]", "none"),
+        ("-3", "-3"),
+    ] {
+        let data = format!(r#"{{"state_code":{state}}}"#);
+        let push = parse(ContentKind::Form, &signed_form(&data, 1_700_000_000)).unwrap();
+        let push = push.verify(&merchants(), 1_700_000_000, 300).unwrap();
+        assert_eq!(push.routing_key(), format!("order.sub_order.{key}"));
+    }
+}
+
+#[test]
+fn form_decoding_handles_plus_percent_and_bare_keys() {
+    let body = Body::parse(ContentKind::Form, b"a=x+y%2Bz&b&&c=%E5%BA%93").unwrap();
+    let f = body.into_fields();
+    assert_eq!(f["a"], "x y+z");
+    assert_eq!(f["b"], "");
+    assert_eq!(f["c"], "库");
+}
+
+#[test]
+fn content_types() {
+    assert_eq!(
+        ContentKind::from_header(Some("application/json")).unwrap(),
+        ContentKind::Json
+    );
+    assert_eq!(
+        ContentKind::from_header(Some("Application/X-WWW-Form-Urlencoded; Charset=\"UTF-8\""))
+            .unwrap(),
+        ContentKind::Form
+    );
+    assert!(ContentKind::from_header(Some("multipart/form-data")).is_err());
+    assert!(ContentKind::from_header(None).is_err());
+}
+
+#[test]
+fn json_numbers_keep_their_text() {
+    let body = Body::parse(
+        ContentKind::Json,
+        br#"{"a":1.50,"b":-0,"c":"x","d":12345678901234567890123}"#,
+    )
+    .unwrap();
+    let f = body.into_fields();
+    assert_eq!(f["a"], "1.50");
+    assert_eq!(f["b"], "-0");
+    assert_eq!(f["c"], "x");
+    assert_eq!(f["d"], "12345678901234567890123");
+}
+
+#[test]
+fn refusals_name_the_field() {
+    let cases = [
+        ("", "missing appid"),
+        ("appid=1", "missing type"),
+        ("appid=1&type=2&data=%7B%7D&timestamp=1", "missing sign"),
+        ("appid=a%20b&type=2", "appid is not a valid appid"),
+        ("appid=1&type=2.0", "type is not an integer"),
+    ];
+    for (body, reason) in cases {
+        let err = parse(ContentKind::Form, body).unwrap_err();
+        assert!(err.to_string().contains(reason), "{body}: {err}");
+    }
+    let many: String = (0..65).map(|i| format!("k{i}=v&")).collect();
+    assert!(parse(ContentKind::Form, &many)
+        .unwrap_err()
+        .to_string()
+        .contains("more than 64 fields"));
+}

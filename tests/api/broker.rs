@@ -1,0 +1,60 @@
+//! Losing and regaining the broker.
+
+use std::time::Duration;
+
+use crate::helpers::*;
+use crate::proxy::TcpProxy;
+
+#[tokio::test]
+async fn while_the_broker_is_unreachable_pushes_get_503_and_after_it_returns_they_succeed() {
+    let proxy = TcpProxy::start("127.0.0.1:5672".parse().unwrap()).await;
+    let app = spawn_app_with(test_settings(&proxy.amqp_url()), true).await;
+    assert_eq!(app.get("/readyz").await.status, 200);
+    let (body, _) = valid_form_push();
+    app.post_form(body).await.assert_success();
+
+    proxy.cut();
+    eventually(Duration::from_secs(5), "readyz turns 503", || async {
+        app.get("/readyz").await.status == 503
+    })
+    .await;
+    assert_eq!(app.get("/healthz").await.status, 200);
+    let (refused, _) = valid_form_push();
+    app.post_form(refused.clone())
+        .await
+        .assert_refused(503, 50300);
+
+    proxy.restore();
+    eventually(Duration::from_secs(10), "readyz turns 200", || async {
+        app.get("/readyz").await.status == 200
+    })
+    .await;
+    // The platform's retry of the refused push now succeeds, without a process restart.
+    app.post_form(refused).await.assert_success();
+    eventually(Duration::from_secs(5), "both events queued", || async {
+        app.queue_depth().await == 2
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn a_relay_started_without_a_broker_serves_503_until_one_appears() {
+    let proxy = TcpProxy::start("127.0.0.1:5672".parse().unwrap()).await;
+    proxy.cut();
+    let app = spawn_app_with(test_settings(&proxy.amqp_url()), false).await;
+    assert_eq!(app.get("/healthz").await.status, 200);
+    assert_eq!(app.get("/readyz").await.status, 503);
+    let (body, _) = valid_form_push();
+    app.post_form(body.clone()).await.assert_refused(503, 50300);
+
+    proxy.restore();
+    eventually(Duration::from_secs(10), "readyz turns 200", || async {
+        app.get("/readyz").await.status == 200
+    })
+    .await;
+    app.post_form(body).await.assert_success();
+    assert_eq!(
+        app.next_event().await.delivery.routing_key.as_str(),
+        "order.sub_order.201"
+    );
+}

@@ -1,0 +1,60 @@
+//! The binary's own answers: signatures and configuration errors.
+
+use std::process::Command;
+
+fn relay() -> Command {
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_weibo-relay"));
+    cmd.env_remove("WEIBO_RELAY_CONFIG");
+    cmd
+}
+
+#[test]
+fn sign_prints_the_seed_signature_and_the_signed_string() {
+    let out = relay()
+        .args([
+            "sign",
+            "YOUR SIGN KEY",
+            "goods_id=371965",
+            "appid=100023",
+            "sign_type=md5",
+            "--verbose",
+        ])
+        .output()
+        .unwrap();
+    assert!(out.status.success());
+    assert_eq!(
+        String::from_utf8(out.stdout).unwrap(),
+        "appid=100023&goods_id=371965YOUR SIGN KEY\nacd244ced696e4aaf1174bc7242969a5\n"
+    );
+}
+
+#[test]
+fn bad_configuration_exits_non_zero_with_one_line_naming_the_key() {
+    let dir = std::env::temp_dir().join(format!("wr-cli-{}", uuid::Uuid::new_v4()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let file = dir.join("bad.toml");
+    std::fs::write(&file, "[[merchants]]\nappid = \"1\"\nsign_key = \"k\"\nclient_id = \"c\"\nclient_secret = \"\"\nuid = \"u\"\n").unwrap();
+    let out = relay()
+        .args(["receiver", "--config"])
+        .arg(&file)
+        .output()
+        .unwrap();
+    std::fs::remove_dir_all(&dir).unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    let stderr = String::from_utf8(out.stderr).unwrap();
+    assert_eq!(stderr.lines().count(), 1, "{stderr}");
+    assert!(
+        stderr.contains("merchants[0].client_secret: must not be empty"),
+        "{stderr}"
+    );
+
+    let out = relay()
+        .args(["receiver"])
+        .env("WEIBO_RELAY__HTTP__BINDD", "x")
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    let stderr = String::from_utf8(out.stderr).unwrap();
+    assert!(stderr.contains("bindd"), "{stderr}");
+    assert!(!stderr.contains("panicked"), "{stderr}");
+}

@@ -1,0 +1,29 @@
+//! The shipped sample pushes are accepted by a relay configured with the shipped merchant.
+
+use weibo_relay::config::Settings;
+
+use crate::helpers::*;
+
+#[tokio::test]
+async fn the_fixture_pushes_are_accepted_as_one_event() {
+    let merchant = include_str!("../../fixtures/merchant.toml");
+    // The fixtures were signed at 1700000000: widen the window instead of re-signing them.
+    let toml = format!("{}\n{merchant}", test_toml(AMQP_URL))
+        .replace("[amqp]", "[push]\nmax_skew_secs = 4000000000\n\n[amqp]");
+    let app = spawn_app_with(Settings::from_toml(&toml).unwrap(), true).await;
+
+    let form = include_str!("../../fixtures/push-form.txt").trim_end();
+    app.post_form(form.to_owned()).await.assert_success();
+    let json = include_str!("../../fixtures/push.json");
+    app.post_push("application/json", json)
+        .await
+        .assert_success();
+
+    let msg = app.next_event().await;
+    let id = msg.delivery.properties.message_id().clone().unwrap();
+    let envelope: serde_json::Value = serde_json::from_slice(&msg.delivery.data).unwrap();
+    assert_eq!(envelope["event_id"], id.as_str());
+    assert_eq!(envelope["sub_order_id"], "366383890000352");
+    assert_eq!(envelope["params"]["nonce"], "5f0c2a");
+    assert_eq!(app.queue_depth().await, 0, "the JSON copy was a duplicate");
+}

@@ -1,0 +1,332 @@
+//! Spawning a relay against the real broker, with its own uniquely named exchange and queues.
+
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+use lapin::options::{BasicGetOptions, QueueDeclareOptions, QueueDeleteOptions};
+use lapin::types::FieldTable;
+use lapin::{Channel, Connection, ConnectionProperties};
+use tokio_util::sync::CancellationToken;
+use weibo_relay::config::Settings;
+use weibo_relay::signature;
+use weibo_relay::startup::{Application, Roles};
+
+pub const AMQP_URL: &str = "amqp://guest:guest@127.0.0.1:5672/%2f";
+pub const APPID: &str = "100023";
+pub const SIGN_KEY: &str = "test-sign-key";
+pub const OTHER_APPID: &str = "200046";
+pub const OTHER_SIGN_KEY: &str = "other-sign-key";
+
+/// A running relay and what a test needs to drive and observe it.
+pub struct TestApp {
+    pub address: String,
+    pub settings: Settings,
+    pub http: reqwest::Client,
+    pub channel: Channel,
+    _connection: Connection,
+    shutdown: CancellationToken,
+    stopped: Option<tokio::task::JoinHandle<anyhow::Result<()>>>,
+}
+
+/// Settings with names unique to one test and two merchants.
+pub fn test_settings(amqp_url: &str) -> Settings {
+    let toml = format!("{}{MERCHANTS}", test_toml(amqp_url));
+    Settings::from_toml(&toml).expect("test settings are valid")
+}
+
+/// Everything but the merchants, with names unique to one test.
+pub fn test_toml(amqp_url: &str) -> String {
+    let id = uuid::Uuid::new_v4().simple().to_string();
+    format!(
+        r#"
+[http]
+bind = "127.0.0.1:0"
+max_body_bytes = 4096
+body_timeout_ms = 1000
+
+[amqp]
+url = "{amqp_url}"
+events_exchange = "test.{id}.events"
+events_queue = "test.{id}.orders"
+fulfilment_queue = "test.{id}.fulfilment"
+confirm_timeout_ms = 2000
+reconnect_min_ms = 50
+reconnect_max_ms = 200
+"#
+    )
+}
+
+const MERCHANTS: &str = r#"
+[[merchants]]
+appid = "100023"
+sign_key = "test-sign-key"
+client_id = "772915"
+client_secret = "test-client-secret"
+uid = "1404376560"
+
+[[merchants]]
+appid = "200046"
+sign_key = "other-sign-key"
+client_id = "772916"
+client_secret = "other-client-secret"
+uid = "1404376561"
+"#;
+
+pub async fn spawn_app() -> TestApp {
+    spawn_app_with(test_settings(AMQP_URL), true).await
+}
+
+/// Starts the relay; with `wait_ready`, returns once its broker link is up.
+pub async fn spawn_app_with(settings: Settings, wait_ready: bool) -> TestApp {
+    if std::env::var_os("TEST_LOG").is_some() {
+        weibo_relay::telemetry::init(false);
+    }
+    let app = Application::build(settings.clone(), Roles::Receiver)
+        .await
+        .expect("app builds");
+    let address = format!("http://{}", app.address());
+    if wait_ready {
+        assert!(
+            app.broker().wait_ready(Duration::from_secs(10)).await,
+            "relay did not connect to RabbitMQ at {AMQP_URL}"
+        );
+    }
+    let shutdown = app.shutdown_token();
+    let stopped = Some(tokio::spawn(app.run_until_stopped()));
+    let connection = Connection::connect(AMQP_URL, ConnectionProperties::default())
+        .await
+        .expect("test connects to RabbitMQ");
+    let channel = connection.create_channel().await.expect("test channel");
+    TestApp {
+        address,
+        settings,
+        http: reqwest::Client::new(),
+        channel,
+        _connection: connection,
+        shutdown,
+        stopped,
+    }
+}
+
+impl TestApp {
+    pub fn push_url(&self) -> String {
+        format!("{}{}", self.address, self.settings.push.path)
+    }
+
+    pub async fn post_push(&self, content_type: &str, body: impl Into<reqwest::Body>) -> Answer {
+        let response = self
+            .http
+            .post(self.push_url())
+            .header("content-type", content_type)
+            .body(body)
+            .send()
+            .await
+            .expect("push request completes");
+        Answer::read(response).await
+    }
+
+    pub async fn post_form(&self, body: String) -> Answer {
+        self.post_push("application/x-www-form-urlencoded; charset=utf-8", body)
+            .await
+    }
+
+    pub async fn get(&self, path: &str) -> Answer {
+        let response = self
+            .http
+            .get(format!("{}{path}", self.address))
+            .send()
+            .await
+            .expect("request completes");
+        Answer::read(response).await
+    }
+
+    /// Messages now in the events queue.
+    pub async fn queue_depth(&self) -> u32 {
+        let q = self
+            .channel
+            .queue_declare(
+                self.settings.amqp.events_queue.as_str().into(),
+                QueueDeclareOptions {
+                    passive: true,
+                    ..Default::default()
+                },
+                FieldTable::default(),
+            )
+            .await
+            .expect("events queue exists");
+        q.message_count()
+    }
+
+    /// Takes the next message of the events queue, waiting up to 5 s for one.
+    pub async fn next_event(&self) -> lapin::message::BasicGetMessage {
+        let deadline = Instant::now() + Duration::from_secs(5);
+        loop {
+            let got = self
+                .channel
+                .basic_get(
+                    self.settings.amqp.events_queue.as_str().into(),
+                    BasicGetOptions { no_ack: true },
+                )
+                .await
+                .expect("basic_get");
+            if let Some(message) = got {
+                return message;
+            }
+            assert!(Instant::now() < deadline, "no event reached the queue");
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    }
+
+    /// Stops the relay the way SIGTERM does and waits for it.
+    pub async fn stop(&mut self) {
+        self.shutdown.cancel();
+        if let Some(stopped) = self.stopped.take() {
+            stopped.await.expect("join").expect("clean stop");
+        }
+    }
+}
+
+impl Drop for TestApp {
+    fn drop(&mut self) {
+        self.shutdown.cancel();
+        let amqp = self.settings.amqp.clone();
+        // Runs even when the test panicked; a thread of its own because Drop cannot await.
+        let cleanup = std::thread::spawn(move || {
+            let rt = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+                .expect("cleanup runtime");
+            rt.block_on(async move {
+                let Ok(conn) = Connection::connect(AMQP_URL, ConnectionProperties::default()).await
+                else {
+                    return;
+                };
+                let Ok(ch) = conn.create_channel().await else {
+                    return;
+                };
+                for q in [&amqp.events_queue, &amqp.fulfilment_queue] {
+                    let _ = ch
+                        .queue_delete(q.as_str().into(), QueueDeleteOptions::default())
+                        .await;
+                }
+                let _ = ch
+                    .exchange_delete(amqp.events_exchange.as_str().into(), Default::default())
+                    .await;
+                let _ = conn.close(200, "test done".into()).await;
+            });
+        });
+        let _ = cleanup.join();
+    }
+}
+
+/// An HTTP answer, read whole.
+#[derive(Debug)]
+pub struct Answer {
+    pub status: u16,
+    pub body: String,
+}
+
+impl Answer {
+    async fn read(response: reqwest::Response) -> Self {
+        let status = response.status().as_u16();
+        let body = response.text().await.expect("body");
+        Self { status, body }
+    }
+
+    pub fn json(&self) -> serde_json::Value {
+        serde_json::from_str(&self.body).unwrap_or_else(|e| panic!("{e}: {}", self.body))
+    }
+
+    /// Asserts the exact status and the contract's `{"code","msg"}` shape.
+    pub fn assert_refused(&self, status: u16, code: i64) {
+        assert_eq!(self.status, status, "{}", self.body);
+        let body = self.json();
+        assert_eq!(body["code"], code, "{}", self.body);
+        assert!(
+            body["msg"].as_str().is_some_and(|m| !m.is_empty()),
+            "{}",
+            self.body
+        );
+    }
+
+    pub fn assert_success(&self) {
+        assert_eq!(self.status, 200, "{}", self.body);
+        assert_eq!(
+            self.json(),
+            serde_json::json!({"code": 0, "msg": "success"})
+        );
+    }
+}
+
+pub fn now() -> i64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .unwrap()
+        .as_secs() as i64
+}
+
+/// The fields of a push for `data`, signed with `key` at `timestamp`.
+pub fn signed_fields(
+    appid: &str,
+    key: &str,
+    type_: &str,
+    data: &str,
+    timestamp: i64,
+) -> Vec<(String, String)> {
+    let mut fields = vec![
+        ("appid".to_owned(), appid.to_owned()),
+        ("type".to_owned(), type_.to_owned()),
+        ("data".to_owned(), data.to_owned()),
+        ("timestamp".to_owned(), timestamp.to_string()),
+        (
+            "nonce".to_owned(),
+            uuid::Uuid::new_v4().simple().to_string(),
+        ),
+        ("sign_type".to_owned(), "md5".to_owned()),
+    ];
+    let sign = signature::sign(fields.iter().map(|(k, v)| (k.as_str(), v.as_str())), key);
+    fields.push(("sign".to_owned(), sign));
+    fields
+}
+
+pub fn form(fields: &[(String, String)]) -> String {
+    fields
+        .iter()
+        .map(|(k, v)| format!("{}={}", encode(k), encode(v)))
+        .collect::<Vec<_>>()
+        .join("&")
+}
+
+fn encode(s: &str) -> String {
+    percent_encoding::utf8_percent_encode(s, percent_encoding::NON_ALPHANUMERIC).to_string()
+}
+
+/// A sub-order event's data, unique per call unless `sub_order_id` repeats.
+pub fn order_data(sub_order_id: &str, state_code: i64) -> String {
+    format!(
+        r#"{{"recharge_account_type":"1","recharge_account":"13812345678","sub_order_id":"{sub_order_id}","state_code":{state_code},"addtime":"2022-07-21 12:15:02","pay_time":"2022-07-21 12:15:09","buyer_id":"1766","sku_list":[{{"goods_id":"1083814100038","sku_id":"3924","state_code":502,"sold_state_code":601,"pin":""}}],"buyer":{{"weibo_uid":"6748678500"}},"contact_phone":"13912345678"}}"#
+    )
+}
+
+pub fn unique_order_id() -> String {
+    (uuid::Uuid::new_v4().as_u128() % 1_000_000_000_000_000).to_string()
+}
+
+/// A correctly signed form push for a fresh order.
+pub fn valid_form_push() -> (String, String) {
+    let id = unique_order_id();
+    let fields = signed_fields(APPID, SIGN_KEY, "2", &order_data(&id, 201), now());
+    (form(&fields), id)
+}
+
+/// Polls `check` every 20 ms until it holds or `within` passes.
+pub async fn eventually<F, Fut>(within: Duration, what: &str, mut check: F)
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = bool>,
+{
+    let deadline = Instant::now() + within;
+    while !check().await {
+        assert!(Instant::now() < deadline, "timed out waiting: {what}");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}

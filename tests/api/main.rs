@@ -1,0 +1,9 @@
+//! Integration tests against the real RabbitMQ on 127.0.0.1:5672.
+
+mod broker;
+mod cli;
+mod fixtures;
+mod helpers;
+mod ops;
+mod proxy;
+mod push;

@@ -1,0 +1,72 @@
+//! Health, readiness, metrics and graceful shutdown.
+
+use std::time::Duration;
+
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::TcpStream;
+
+use crate::helpers::*;
+
+#[tokio::test]
+async fn health_readiness_and_metrics_answer() {
+    let app = spawn_app().await;
+    let health = app.get("/healthz").await;
+    assert_eq!(health.status, 200);
+    let ready = app.get("/readyz").await;
+    assert_eq!(ready.status, 200, "{}", ready.body);
+    let metrics = app.get("/metrics").await;
+    assert_eq!(metrics.status, 200);
+    for outcome in [
+        "accepted",
+        "duplicate",
+        "bad_signature",
+        "stale",
+        "unknown_merchant",
+        "malformed",
+        "broker_unavailable",
+    ] {
+        let line = format!("weibo_relay_pushes_total{{outcome=\"{outcome}\"}} 0");
+        assert!(metrics.body.contains(&line), "{line} in {}", metrics.body);
+    }
+    assert!(metrics
+        .body
+        .contains("weibo_relay_publish_confirm_seconds_bucket"));
+}
+
+#[tokio::test]
+async fn shutdown_finishes_a_push_in_flight_then_stops_taking_new_ones() {
+    let mut app = spawn_app().await;
+    let (body, _) = valid_form_push();
+    let addr = app.address.trim_start_matches("http://").to_owned();
+    let mut stream = TcpStream::connect(&addr).await.unwrap();
+    let head = format!(
+        "POST {} HTTP/1.1\r\nHost: {addr}\r\nContent-Type: application/x-www-form-urlencoded\r\nContent-Length: {}\r\nConnection: close\r\n\r\n",
+        app.settings.push.path,
+        body.len()
+    );
+    let (first, rest) = body.as_bytes().split_at(body.len() / 2);
+    stream.write_all(head.as_bytes()).await.unwrap();
+    stream.write_all(first).await.unwrap();
+    // Let the server start on the request before the shutdown begins.
+    eventually(Duration::from_secs(5), "request in flight", || async {
+        app.get("/healthz").await.status == 200
+    })
+    .await;
+
+    let address = app.address.clone();
+    let finish_request = async move {
+        eventually(
+            Duration::from_secs(5),
+            "new connections refused",
+            || async { reqwest::get(format!("{address}/healthz")).await.is_err() },
+        )
+        .await;
+        stream.write_all(rest).await.unwrap();
+        let mut answer = String::new();
+        stream.read_to_string(&mut answer).await.unwrap();
+        answer
+    };
+    let ((), answer) = tokio::join!(app.stop(), finish_request);
+    assert!(answer.starts_with("HTTP/1.1 200"), "{answer}");
+    assert_eq!(app.queue_depth().await, 1);
+}
