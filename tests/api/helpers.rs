@@ -25,6 +25,7 @@ pub struct TestApp {
     _connection: Connection,
     shutdown: CancellationToken,
     stopped: Option<tokio::task::JoinHandle<anyhow::Result<()>>>,
+    _topology: TopologyGuard,
 }
 
 /// Settings with names unique to one test and two merchants.
@@ -98,12 +99,13 @@ pub async fn spawn_app_with(settings: Settings, wait_ready: bool) -> TestApp {
     let channel = connection.create_channel().await.expect("test channel");
     TestApp {
         address,
-        settings,
+        settings: settings.clone(),
         http: reqwest::Client::new(),
         channel,
         _connection: connection,
         shutdown,
         stopped,
+        _topology: TopologyGuard(settings.amqp.clone()),
     }
 }
 
@@ -188,8 +190,16 @@ impl TestApp {
 impl Drop for TestApp {
     fn drop(&mut self) {
         self.shutdown.cancel();
-        let amqp = self.settings.amqp.clone();
-        // Runs even when the test panicked; a thread of its own because Drop cannot await.
+    }
+}
+
+/// Deletes a test's queues and exchange when dropped, even when the test panicked.
+pub struct TopologyGuard(pub weibo_relay::config::AmqpSettings);
+
+impl Drop for TopologyGuard {
+    fn drop(&mut self) {
+        let amqp = self.0.clone();
+        // A thread of its own because Drop cannot await.
         let cleanup = std::thread::spawn(move || {
             let rt = tokio::runtime::Builder::new_current_thread()
                 .enable_all()
@@ -203,7 +213,10 @@ impl Drop for TestApp {
                 let Ok(ch) = conn.create_channel().await else {
                     return;
                 };
-                for q in [&amqp.events_queue, &amqp.fulfilment_queue] {
+                let fq = &amqp.fulfilment_queue;
+                let mut queues = vec![amqp.events_queue.clone(), fq.clone(), format!("{fq}.dead")];
+                queues.extend((1..=16).map(|n| format!("{fq}.retry.{n}")));
+                for q in queues {
                     let _ = ch
                         .queue_delete(q.as_str().into(), QueueDeleteOptions::default())
                         .await;

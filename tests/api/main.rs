@@ -5,5 +5,6 @@ mod cli;
 mod fixtures;
 mod helpers;
 mod ops;
+mod process;
 mod proxy;
 mod push;
