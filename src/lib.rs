@@ -11,3 +11,4 @@ pub mod push;
 pub mod signature;
 pub mod startup;
 pub mod telemetry;
+pub mod weibo;
