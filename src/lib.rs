@@ -11,4 +11,5 @@ pub mod push;
 pub mod signature;
 pub mod startup;
 pub mod telemetry;
+pub mod token;
 pub mod weibo;
