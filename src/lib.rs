@@ -8,6 +8,7 @@ pub mod dedup;
 pub mod http;
 pub mod metrics;
 pub mod push;
+pub mod sandbox;
 pub mod signature;
 pub mod startup;
 pub mod telemetry;
