@@ -27,6 +27,8 @@ pub enum Command {
     Serve,
     /// The push receiver only.
     Receiver,
+    /// A simulated Weibo platform on loopback (merchants from the configuration).
+    Sandbox(SandboxArgs),
     /// Print the e-commerce signature of k=v parameters under KEY.
     Sign {
         /// The sign key.
@@ -38,6 +40,26 @@ pub enum Command {
         #[arg(long)]
         verbose: bool,
     },
+}
+
+/// `weibo-relay sandbox` options; faults can be changed later through `/admin/faults`.
+#[derive(Debug, clap::Args)]
+pub struct SandboxArgs {
+    /// Listen address.
+    #[arg(long, default_value = "127.0.0.1:9090", value_name = "ADDR")]
+    pub bind: std::net::SocketAddr,
+    /// Life of an issued access_token, in seconds.
+    #[arg(long, default_value_t = 7200, value_name = "SECS")]
+    pub token_ttl: u64,
+    /// Latency added to every platform call, in milliseconds.
+    #[arg(long, default_value_t = 0)]
+    pub latency_ms: u64,
+    /// Probability (0 to 1) that an order call answers HTTP 503.
+    #[arg(long, default_value_t = 0.0)]
+    pub error_rate: f64,
+    /// Order calls per second beyond which calls answer 10023.
+    #[arg(long)]
+    pub rate_limit_per_sec: Option<u32>,
 }
 
 /// Runs the process and turns any error into a one-line reason and a non-zero exit.
@@ -61,6 +83,7 @@ fn run(cli: Cli) -> anyhow::Result<()> {
         } => sign(&key, &params, verbose),
         Command::Serve => serve(cli.config, Roles::Serve),
         Command::Receiver => serve(cli.config, Roles::Receiver),
+        Command::Sandbox(args) => sandbox(cli.config, args),
     }
 }
 
@@ -100,6 +123,35 @@ fn serve(config: Option<PathBuf>, roles: Roles) -> anyhow::Result<()> {
             shutdown.cancel();
         });
         app.run_until_stopped().await
+    })
+}
+
+fn sandbox(config: Option<PathBuf>, args: SandboxArgs) -> anyhow::Result<()> {
+    use crate::sandbox::{Faults, Sandbox, SandboxConfig};
+    let settings = load(config)?;
+    if settings.merchants.is_empty() {
+        anyhow::bail!("the sandbox needs at least one [[merchants]] entry in the configuration");
+    }
+    init_telemetry();
+    let mut sandbox_config = SandboxConfig::new(settings.merchants);
+    sandbox_config.bind = args.bind;
+    sandbox_config.token_ttl = std::time::Duration::from_secs(args.token_ttl);
+    sandbox_config.faults = Faults {
+        latency_ms: args.latency_ms,
+        error_rate: args.error_rate,
+        rate_limit_per_sec: args.rate_limit_per_sec,
+        ..Faults::default()
+    };
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()?;
+    runtime.block_on(async move {
+        let handle = Sandbox::start(sandbox_config)?;
+        println!("oauth_base = \"{}\"", handle.base_url());
+        println!("api_base = \"{}\"", handle.api_base());
+        wait_for_signal().await;
+        handle.stop().await;
+        Ok(())
     })
 }
 

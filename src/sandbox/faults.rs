@@ -1,0 +1,132 @@
+//! Faults the sandbox injects into its platform endpoints, set at run time.
+
+use std::time::{Duration, Instant};
+
+use serde::{Deserialize, Serialize};
+
+/// The fault settings; `POST /admin/faults` replaces them whole (absent fields: defaults).
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct Faults {
+    /// Added to every platform call before it is answered.
+    pub latency_ms: u64,
+    /// Probability (0 to 1) that an order call answers `error_status`.
+    pub error_rate: f64,
+    /// The next N order calls answer `error_status`.
+    pub fail_next: u32,
+    /// The next N token requests answer `error_status`.
+    pub token_fail_next: u32,
+    /// HTTP status of injected failures (5xx).
+    pub error_status: u16,
+    /// The next N order calls answer `rate_limit_code`.
+    pub rate_limit_next: u32,
+    /// Order calls per second beyond which calls answer `rate_limit_code`.
+    pub rate_limit_per_sec: Option<u32>,
+    /// 10023 or 10024.
+    pub rate_limit_code: i64,
+}
+
+impl Default for Faults {
+    fn default() -> Self {
+        Self {
+            latency_ms: 0,
+            error_rate: 0.0,
+            fail_next: 0,
+            token_fail_next: 0,
+            error_status: 503,
+            rate_limit_next: 0,
+            rate_limit_per_sec: None,
+            rate_limit_code: 10023,
+        }
+    }
+}
+
+/// What a fault does to one call.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Injected {
+    /// Answer this HTTP status with a non-JSON body.
+    ServerError(u16),
+    /// Answer this rate-limit code.
+    RateLimited(i64),
+}
+
+/// The faults plus the counting they need.
+#[derive(Debug, Default)]
+pub struct FaultState {
+    /// Current settings.
+    pub faults: Faults,
+    window: Option<(Instant, u32)>,
+}
+
+impl FaultState {
+    /// Faults from the start.
+    pub fn new(faults: Faults) -> Self {
+        Self {
+            faults,
+            window: None,
+        }
+    }
+
+    /// Added latency.
+    pub fn latency(&self) -> Duration {
+        Duration::from_millis(self.faults.latency_ms)
+    }
+
+    /// Decides the fate of one order call (consuming one-shot faults).
+    pub fn order_call(&mut self, now: Instant, roll: f64) -> Option<Injected> {
+        let f = &mut self.faults;
+        if f.fail_next > 0 {
+            f.fail_next -= 1;
+            return Some(Injected::ServerError(f.error_status));
+        }
+        if roll < f.error_rate {
+            return Some(Injected::ServerError(f.error_status));
+        }
+        if f.rate_limit_next > 0 {
+            f.rate_limit_next -= 1;
+            return Some(Injected::RateLimited(f.rate_limit_code));
+        }
+        let limit = f.rate_limit_per_sec?;
+        let (start, count) = match self.window {
+            Some((start, count)) if now.duration_since(start) < Duration::from_secs(1) => {
+                (start, count + 1)
+            }
+            _ => (now, 1),
+        };
+        self.window = Some((start, count));
+        (count > limit).then_some(Injected::RateLimited(self.faults.rate_limit_code))
+    }
+
+    /// Decides the fate of one token request.
+    pub fn token_call(&mut self) -> Option<Injected> {
+        let f = &mut self.faults;
+        (f.token_fail_next > 0).then(|| {
+            f.token_fail_next -= 1;
+            Injected::ServerError(f.error_status)
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn one_shot_and_windowed_faults() {
+        let mut s = FaultState::new(Faults {
+            fail_next: 1,
+            rate_limit_next: 1,
+            rate_limit_per_sec: Some(2),
+            ..Faults::default()
+        });
+        let t = Instant::now();
+        assert_eq!(s.order_call(t, 0.5), Some(Injected::ServerError(503)));
+        assert_eq!(s.order_call(t, 0.5), Some(Injected::RateLimited(10023)));
+        assert_eq!(s.order_call(t, 0.5), None);
+        assert_eq!(s.order_call(t, 0.5), None);
+        assert_eq!(s.order_call(t, 0.5), Some(Injected::RateLimited(10023)));
+        assert_eq!(s.order_call(t + Duration::from_secs(1), 0.5), None);
+        s.faults.error_rate = 0.6;
+        assert_eq!(s.order_call(t, 0.5), Some(Injected::ServerError(503)));
+    }
+}

@@ -1,0 +1,289 @@
+//! The platform's own endpoints: token (spec section 3) and order interfaces (section 4).
+
+use std::collections::BTreeMap;
+use std::time::{Instant, SystemTime, UNIX_EPOCH};
+
+use actix_web::http::StatusCode;
+use actix_web::web::{Bytes, Data};
+use actix_web::{HttpRequest, HttpResponse};
+use secrecy::ExposeSecret;
+use serde_json::{json, Value};
+use subtle::ConstantTimeEq;
+
+use super::faults::Injected;
+use super::orders::Order;
+use super::state::SandboxState;
+use crate::signature;
+
+/// Bad signature.
+pub const BAD_SIGNATURE: i64 = 40001;
+/// Missing or invalid parameter.
+pub const BAD_PARAMETER: i64 = 40002;
+
+/// The three order interfaces.
+#[derive(Debug, Clone, Copy)]
+enum Endpoint {
+    Finish,
+    Close,
+    GetSub,
+}
+
+impl Endpoint {
+    fn name(self) -> &'static str {
+        match self {
+            Self::Finish => "retailerFinishSub",
+            Self::Close => "retailerCloseSub",
+            Self::GetSub => "retailerGetSub",
+        }
+    }
+
+    fn required(self) -> &'static [&'static str] {
+        const COMMON: &[&str] = &[
+            "appid",
+            "sub_order_id",
+            "timestamp",
+            "sign_type",
+            "sign",
+            "access_token",
+        ];
+        const CLOSE: &[&str] = &[
+            "appid",
+            "sub_order_id",
+            "timestamp",
+            "sign_type",
+            "sign",
+            "access_token",
+            "reason",
+        ];
+        match self {
+            Self::Close => CLOSE,
+            Self::Finish | Self::GetSub => COMMON,
+        }
+    }
+}
+
+/// A refusal: code and message.
+type Refusal = (i64, String);
+
+/// `GET /oauth2/shop/authorize`
+pub async fn authorize(state: Data<SandboxState>, req: HttpRequest) -> HttpResponse {
+    const NAME: &str = "authorize";
+    let params = parse(req.query_string().as_bytes());
+    let (latency, injected) = {
+        let mut world = state.lock();
+        world.record(NAME, &params);
+        (world.faults.latency(), world.faults.token_call())
+    };
+    tokio::time::sleep(latency).await;
+    if let Some(Injected::ServerError(status)) = injected {
+        state.lock().count(NAME, format!("http_{status}"));
+        return server_error(status);
+    }
+    let answer = issue(&state, &params);
+    let code = answer.as_ref().map_or_else(|(code, _)| *code, |_| 0);
+    state.lock().count(NAME, code);
+    match answer {
+        Ok(body) => HttpResponse::Ok().json(body),
+        Err((code, msg)) => refusal(code, &msg),
+    }
+}
+
+fn issue(state: &SandboxState, params: &BTreeMap<String, String>) -> Result<Value, Refusal> {
+    let get = |k: &str| required(params, k);
+    let client_id = get("client_id")?;
+    let (timestamp, nonce, sign) = (get("timestamp")?, get("nonce")?, get("sign")?);
+    let merchant = state
+        .merchant_by_client_id(client_id)
+        .ok_or_else(|| (BAD_PARAMETER, format!("unknown client_id {client_id}")))?;
+    let expected = signature::token_sign(
+        client_id,
+        &merchant.uid,
+        timestamp,
+        nonce,
+        merchant.client_secret.expose_secret(),
+    );
+    let same: bool = expected
+        .as_bytes()
+        .ct_eq(sign.to_ascii_lowercase().as_bytes())
+        .into();
+    if !same {
+        return Err((BAD_SIGNATURE, "bad signature".into()));
+    }
+    let (token, ttl) = state.lock().tokens.issue(&merchant.appid, Instant::now());
+    // The platform sends uid as a number when it is one.
+    let uid = merchant
+        .uid
+        .parse::<u64>()
+        .map_or_else(|_| json!(merchant.uid), |n| json!(n));
+    Ok(json!({
+        "client_id": client_id,
+        "uid": uid,
+        "access_token": token,
+        "issued_at": unix_now(),
+        "expires_in": ttl.as_secs(),
+    }))
+}
+
+/// `POST /2/eshop/order/retailerFinishSub`
+pub async fn finish(state: Data<SandboxState>, body: Bytes) -> HttpResponse {
+    order_call(&state, Endpoint::Finish, parse(&body)).await
+}
+
+/// `POST /2/eshop/order/retailerCloseSub`
+pub async fn close(state: Data<SandboxState>, body: Bytes) -> HttpResponse {
+    order_call(&state, Endpoint::Close, parse(&body)).await
+}
+
+/// `GET /2/eshop/order/retailerGetSub`
+pub async fn get_sub(state: Data<SandboxState>, req: HttpRequest) -> HttpResponse {
+    order_call(
+        &state,
+        Endpoint::GetSub,
+        parse(req.query_string().as_bytes()),
+    )
+    .await
+}
+
+async fn order_call(
+    state: &SandboxState,
+    endpoint: Endpoint,
+    params: BTreeMap<String, String>,
+) -> HttpResponse {
+    let roll: f64 = rand::random();
+    let (latency, injected) = {
+        let mut world = state.lock();
+        world.record(endpoint.name(), &params);
+        (
+            world.faults.latency(),
+            world.faults.order_call(Instant::now(), roll),
+        )
+    };
+    tokio::time::sleep(latency).await;
+    let answer = match injected {
+        Some(Injected::ServerError(status)) => {
+            state
+                .lock()
+                .count(endpoint.name(), format!("http_{status}"));
+            return server_error(status);
+        }
+        Some(Injected::RateLimited(code)) => Err((code, "rate limited".to_owned())),
+        None => process(state, endpoint, &params),
+    };
+    let code = answer.as_ref().map_or_else(|(code, _)| *code, |_| 0);
+    state.lock().count(endpoint.name(), code);
+    match answer {
+        Ok(data) => HttpResponse::Ok().json(json!({"code": 0, "msg": "success", "data": data})),
+        Err((code, msg)) => refusal(code, &msg),
+    }
+}
+
+/// Checks in the platform's order: parameters, signature, token, then the order itself.
+fn process(
+    state: &SandboxState,
+    endpoint: Endpoint,
+    params: &BTreeMap<String, String>,
+) -> Result<Value, Refusal> {
+    for key in endpoint.required() {
+        required(params, key)?;
+    }
+    let get = |k: &str| params.get(k).map(String::as_str).unwrap_or_default();
+    if get("sign_type") != "md5" {
+        return Err((BAD_PARAMETER, "sign_type must be md5".into()));
+    }
+    if get("timestamp").parse::<i64>().is_err() {
+        return Err((BAD_PARAMETER, "timestamp must be unix seconds".into()));
+    }
+    let appid = get("appid");
+    let merchant = state
+        .merchant(appid)
+        .ok_or_else(|| (BAD_PARAMETER, format!("unknown appid {appid}")))?;
+    let pairs = params.iter().map(|(k, v)| (k.as_str(), v.as_str()));
+    if !signature::verify(pairs, merchant.sign_key.expose_secret(), get("sign")) {
+        return Err((BAD_SIGNATURE, "bad signature".into()));
+    }
+    let mut world = state.lock();
+    world
+        .tokens
+        .check(appid, get("access_token"), Instant::now())
+        .map_err(|code| (code, token_message(code).to_owned()))?;
+    let id = get("sub_order_id");
+    let order = match endpoint {
+        Endpoint::Finish => world.orders.finish(appid, id),
+        Endpoint::Close => world.orders.close(appid, id, get("reason")),
+        Endpoint::GetSub => world.orders.get(appid, id).ok_or(super::orders::NOT_FOUND),
+    }
+    .map_err(|code| (code, order_message(code).to_owned()))?;
+    Ok(order_data(endpoint, order))
+}
+
+fn order_data(endpoint: Endpoint, order: &Order) -> Value {
+    match endpoint {
+        Endpoint::GetSub => json!({
+            "sub_order_id": order.sub_order_id,
+            "state_code": order.state_code,
+            "expect_finish_time": order.expect_finish_time,
+            "finish_type": order.finish_type,
+            "is_timeout": order.is_timeout,
+            "contact_phone": order.contact_phone,
+        }),
+        Endpoint::Finish | Endpoint::Close => json!({
+            "sub_order_id": order.sub_order_id,
+            "state_code": order.state_code,
+        }),
+    }
+}
+
+fn required<'a>(params: &'a BTreeMap<String, String>, key: &str) -> Result<&'a str, Refusal> {
+    params
+        .get(key)
+        .map(String::as_str)
+        .filter(|v| !v.trim().is_empty())
+        .ok_or_else(|| (BAD_PARAMETER, format!("missing parameter {key}")))
+}
+
+fn token_message(code: i64) -> &'static str {
+    match code {
+        super::tokens::EXPIRED => "expired_token",
+        _ => "invalid_access_token",
+    }
+}
+
+fn order_message(code: i64) -> &'static str {
+    use super::orders::*;
+    match code {
+        NOT_FOUND => "sub order not found",
+        ALREADY_FINISHED => "sub order already finished",
+        ALREADY_CLOSED => "sub order already closed",
+        _ => "sub order state does not allow this action",
+    }
+}
+
+/// Every refusal is the JSON envelope; the status follows the kind of error.
+fn refusal(code: i64, msg: &str) -> HttpResponse {
+    let status = match code {
+        BAD_SIGNATURE | BAD_PARAMETER => StatusCode::BAD_REQUEST,
+        super::tokens::EXPIRED | super::tokens::INVALID => StatusCode::UNAUTHORIZED,
+        10023 | 10024 => StatusCode::TOO_MANY_REQUESTS,
+        _ => StatusCode::OK,
+    };
+    HttpResponse::build(status).json(json!({"code": code, "msg": msg, "data": {}}))
+}
+
+/// An injected failure: like a broken gateway, not the platform's JSON.
+fn server_error(status: u16) -> HttpResponse {
+    let status = StatusCode::from_u16(status).unwrap_or(StatusCode::SERVICE_UNAVAILABLE);
+    HttpResponse::build(status)
+        .content_type("text/html")
+        .body("<html><body>injected failure</body></html>")
+}
+
+fn parse(raw: &[u8]) -> BTreeMap<String, String> {
+    form_urlencoded::parse(raw).into_owned().collect()
+}
+
+fn unix_now() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_secs())
+        .unwrap_or_default()
+}

@@ -1,0 +1,111 @@
+//! The keeper's Prometheus metrics: refreshes, failures, and the age of each held token.
+
+use prometheus::core::{Collector, Desc};
+use prometheus::proto::MetricFamily;
+use prometheus::{GaugeVec, IntCounterVec, Opts, Registry};
+use tokio::sync::watch;
+use tokio::time::Instant;
+
+use super::SlotState;
+
+/// Counters and gauges of the token keeper, labelled by `appid`.
+#[derive(Clone)]
+pub struct TokenMetrics {
+    refreshes: IntCounterVec,
+    failures: IntCounterVec,
+    age: TokenAge,
+}
+
+/// Computes token ages when scraped, so the gauge is never stale.
+#[derive(Clone)]
+struct TokenAge {
+    gauge: GaugeVec,
+    slots: Vec<(String, watch::Receiver<SlotState>)>,
+}
+
+impl TokenMetrics {
+    pub(super) fn new(slots: Vec<(String, watch::Receiver<SlotState>)>) -> Self {
+        let refreshes = IntCounterVec::new(
+            Opts::new(
+                "weibo_relay_token_refreshes_total",
+                "access_tokens obtained, by merchant",
+            ),
+            &["appid"],
+        )
+        .expect("static metric definition is valid");
+        let failures = IntCounterVec::new(
+            Opts::new(
+                "weibo_relay_token_refresh_failures_total",
+                "Failed access_token requests, by merchant",
+            ),
+            &["appid"],
+        )
+        .expect("static metric definition is valid");
+        let gauge = GaugeVec::new(
+            Opts::new(
+                "weibo_relay_token_age_seconds",
+                "Age of the access_token held, by merchant",
+            ),
+            &["appid"],
+        )
+        .expect("static metric definition is valid");
+        for (appid, _) in &slots {
+            refreshes.with_label_values(&[appid.as_str()]);
+            failures.with_label_values(&[appid.as_str()]);
+        }
+        Self {
+            refreshes,
+            failures,
+            age: TokenAge { gauge, slots },
+        }
+    }
+
+    /// Adds the keeper's metrics to `registry`.
+    pub fn register(&self, registry: &Registry) -> prometheus::Result<()> {
+        registry.register(Box::new(self.refreshes.clone()))?;
+        registry.register(Box::new(self.failures.clone()))?;
+        registry.register(Box::new(self.age.clone()))
+    }
+
+    /// Tokens obtained so far for `appid`.
+    pub fn refreshes(&self, appid: &str) -> u64 {
+        self.refreshes.with_label_values(&[appid]).get()
+    }
+
+    /// Failed token requests so far for `appid`.
+    pub fn refresh_failures(&self, appid: &str) -> u64 {
+        self.failures.with_label_values(&[appid]).get()
+    }
+
+    pub(super) fn refreshed(&self, appid: &str) {
+        self.refreshes.with_label_values(&[appid]).inc();
+    }
+
+    pub(super) fn refresh_failed(&self, appid: &str) {
+        self.failures.with_label_values(&[appid]).inc();
+    }
+}
+
+impl Collector for TokenAge {
+    fn desc(&self) -> Vec<&Desc> {
+        self.gauge.desc()
+    }
+
+    fn collect(&self) -> Vec<MetricFamily> {
+        let now = Instant::now();
+        for (appid, rx) in &self.slots {
+            let obtained = rx.borrow().token.as_ref().map(|t| t.obtained_at());
+            match obtained {
+                Some(at) => self
+                    .gauge
+                    .with_label_values(&[appid.as_str()])
+                    .set(now.saturating_duration_since(at).as_secs_f64()),
+                None => {
+                    // No token yet: no series rather than a misleading 0.
+                    let _ = self.gauge.remove_label_values(&[appid.as_str()]);
+                }
+            }
+        }
+        self.gauge.collect()
+    }
+}

@@ -1,0 +1,228 @@
+use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
+
+use secrecy::{ExposeSecret, SecretString};
+
+use super::*;
+
+const APPID: &str = "100023";
+
+/// Hands out `t1`, `t2`, ... living `expires_in`; fails while `fail_next` > 0.
+struct Script {
+    expires_in: Duration,
+    fail_next: AtomicU32,
+    calls: AtomicU64,
+    issued: AtomicU64,
+}
+
+impl Script {
+    fn new(expires_in: Duration) -> Arc<Self> {
+        Arc::new(Self {
+            expires_in,
+            fail_next: AtomicU32::new(0),
+            calls: AtomicU64::new(0),
+            issued: AtomicU64::new(0),
+        })
+    }
+
+    fn calls(&self) -> u64 {
+        self.calls.load(Ordering::SeqCst)
+    }
+}
+
+impl TokenSource for Script {
+    fn fetch<'a>(&'a self, _: &'a Merchant) -> BoxFuture<'a, Result<Token, TokenError>> {
+        Box::pin(async move {
+            self.calls.fetch_add(1, Ordering::SeqCst);
+            let failing = self
+                .fail_next
+                .fetch_update(Ordering::SeqCst, Ordering::SeqCst, |n| n.checked_sub(1))
+                .is_ok();
+            if failing {
+                return Err(TokenError::Transport("scripted failure".into()));
+            }
+            let n = self.issued.fetch_add(1, Ordering::SeqCst) + 1;
+            Ok(Token::new(
+                SecretString::from(format!("t{n}")),
+                0,
+                self.expires_in,
+                Instant::now(),
+            ))
+        })
+    }
+}
+
+fn merchants() -> Merchants {
+    let toml = format!(
+        r#"[[merchants]]
+appid = "{APPID}"
+sign_key = "k"
+client_id = "c"
+client_secret = "s"
+uid = "1"
+"#
+    );
+    crate::config::Settings::from_toml(&toml).unwrap().merchants
+}
+
+fn options() -> KeeperOptions {
+    KeeperOptions {
+        retry_min: Duration::from_secs(1),
+        retry_max: Duration::from_secs(8),
+        wait_timeout: Duration::from_secs(5),
+    }
+}
+
+fn start(script: &Arc<Script>) -> TokenKeeper {
+    TokenKeeper::start(script.clone(), &merchants(), options())
+}
+
+/// Lets the refresh task run after the clock moved, without letting time auto-advance.
+async fn settle() {
+    for _ in 0..50 {
+        tokio::task::yield_now().await;
+    }
+}
+
+/// Moves the clock in 100 ms steps, so a timer set by a task woken on the way still fires.
+async fn advance(secs: f64) {
+    let steps = (secs * 10.0).round() as u32;
+    for _ in 0..steps {
+        tokio::time::advance(Duration::from_millis(100)).await;
+        settle().await;
+    }
+}
+
+async fn current(keeper: &TokenKeeper) -> String {
+    let token = keeper.get(APPID).await.unwrap();
+    token.secret().expose_secret().to_owned()
+}
+
+#[tokio::test(start_paused = true)]
+async fn refreshes_at_three_quarters_of_the_life() {
+    let script = Script::new(Duration::from_secs(100));
+    let keeper = start(&script);
+    assert_eq!(current(&keeper).await, "t1");
+    advance(74.9).await;
+    assert_eq!(script.calls(), 1);
+    assert_eq!(current(&keeper).await, "t1");
+    advance(0.1).await;
+    assert_eq!(script.calls(), 2);
+    assert_eq!(current(&keeper).await, "t2");
+    assert_eq!(keeper.metrics().refreshes(APPID), 2);
+    advance(75.0).await;
+    assert_eq!(current(&keeper).await, "t3");
+}
+
+#[tokio::test(start_paused = true)]
+async fn never_later_than_ninety_minutes() {
+    // The platform says 4 h; the keeper does not believe more than 2 h, and refreshes by 1.5 h.
+    let script = Script::new(Duration::from_secs(4 * 3600));
+    let keeper = start(&script);
+    assert_eq!(current(&keeper).await, "t1");
+    advance(90.0 * 60.0 - 1.0).await;
+    assert_eq!(script.calls(), 1);
+    advance(1.0).await;
+    assert_eq!(script.calls(), 2);
+    assert_eq!(current(&keeper).await, "t2");
+}
+
+#[tokio::test(start_paused = true)]
+async fn failed_refresh_backs_off_and_keeps_the_old_token() {
+    let script = Script::new(Duration::from_secs(100));
+    let keeper = start(&script);
+    assert_eq!(current(&keeper).await, "t1");
+    script.fail_next.store(3, Ordering::SeqCst);
+    advance(75.0).await; // due: fails
+    assert_eq!(script.calls(), 2);
+    assert_eq!(current(&keeper).await, "t1", "old token still valid");
+    advance(0.9).await;
+    assert_eq!(script.calls(), 2);
+    advance(0.1).await; // +1 s: fails
+    assert_eq!(script.calls(), 3);
+    advance(1.9).await;
+    assert_eq!(script.calls(), 3);
+    advance(0.1).await; // +2 s: fails
+    assert_eq!(script.calls(), 4);
+    advance(3.9).await;
+    assert_eq!(script.calls(), 4);
+    assert!(keeper.is_ready());
+    advance(0.1).await; // +4 s: succeeds
+    assert_eq!(script.calls(), 5);
+    assert_eq!(current(&keeper).await, "t2");
+    assert_eq!(keeper.metrics().refresh_failures(APPID), 3);
+    assert_eq!(keeper.metrics().refreshes(APPID), 2);
+}
+
+#[tokio::test(start_paused = true)]
+async fn backoff_is_capped_and_expiry_makes_the_keeper_unready() {
+    let script = Script::new(Duration::from_secs(100));
+    script.fail_next.store(u32::MAX, Ordering::SeqCst);
+    let keeper = start(&script);
+    settle().await;
+    assert!(!keeper.is_ready());
+    // 1 + 2 + 4 + 8 + 8 + 8 s: the delay stops doubling at retry_max.
+    advance(31.0).await;
+    assert_eq!(script.calls(), 7);
+    advance(7.9).await;
+    assert_eq!(script.calls(), 7);
+    advance(0.1).await;
+    assert_eq!(script.calls(), 8);
+    let err = keeper.get(APPID).await.unwrap_err();
+    assert!(matches!(err, KeeperError::Unavailable { .. }), "{err}");
+    assert!(!keeper.is_ready());
+}
+
+#[tokio::test(start_paused = true)]
+async fn concurrent_invalidations_cause_one_refresh() {
+    let script = Script::new(Duration::from_secs(7200));
+    let keeper = start(&script);
+    let stale = keeper.get(APPID).await.unwrap();
+    let mut callers = Vec::new();
+    for _ in 0..50 {
+        let keeper = keeper.clone();
+        let stale = stale.clone();
+        callers.push(tokio::spawn(async move {
+            keeper.invalidate(APPID, &stale).unwrap();
+            let fresh = keeper.get(APPID).await.unwrap();
+            fresh.secret().expose_secret().to_owned()
+        }));
+    }
+    for caller in callers {
+        assert_eq!(caller.await.unwrap(), "t2");
+    }
+    assert_eq!(script.calls(), 2);
+    // A late report about the replaced token changes nothing.
+    keeper.invalidate(APPID, &stale).unwrap();
+    settle().await;
+    assert_eq!(script.calls(), 2);
+    assert_eq!(current(&keeper).await, "t2");
+}
+
+#[tokio::test(start_paused = true)]
+async fn readiness_unknown_merchants_and_metrics() {
+    let script = Script::new(Duration::from_secs(100));
+    let keeper = start(&script);
+    settle().await;
+    assert!(keeper.is_ready());
+    assert!(matches!(
+        keeper.get("nope").await,
+        Err(KeeperError::UnknownMerchant(_))
+    ));
+    advance(10.0).await;
+    let registry = prometheus::Registry::new();
+    keeper.metrics().register(&registry).unwrap();
+    let text = {
+        let mut out = Vec::new();
+        use prometheus::Encoder;
+        prometheus::TextEncoder::new()
+            .encode(&registry.gather(), &mut out)
+            .unwrap();
+        String::from_utf8(out).unwrap()
+    };
+    assert!(
+        text.contains(r#"weibo_relay_token_age_seconds{appid="100023"} 10"#),
+        "{text}"
+    );
+    assert!(text.contains(r#"weibo_relay_token_refreshes_total{appid="100023"} 1"#));
+    assert!(!format!("{keeper:?}").contains("t1"));
+}
