@@ -23,12 +23,20 @@ pub struct Cli {
 /// The commands.
 #[derive(Debug, Subcommand)]
 pub enum Command {
-    /// Every role in one process (today: the push receiver).
+    /// Receiver, fulfilment worker and token keeper in one process.
     Serve,
     /// The push receiver only.
     Receiver,
     /// A simulated Weibo platform on loopback (merchants from the configuration).
     Sandbox(SandboxArgs),
+    /// The fulfilment worker and token keeper only.
+    Worker,
+    /// Inspect or redrive dead-lettered fulfilment commands.
+    Dlq {
+        /// What to do.
+        #[command(subcommand)]
+        action: DlqAction,
+    },
     /// Print the e-commerce signature of k=v parameters under KEY.
     Sign {
         /// The sign key.
@@ -62,6 +70,26 @@ pub struct SandboxArgs {
     pub rate_limit_per_sec: Option<u32>,
 }
 
+/// `dlq` subcommands.
+#[derive(Debug, Subcommand)]
+pub enum DlqAction {
+    /// Print dead commands with their reasons (they stay in the dead queue).
+    List {
+        /// At most this many.
+        #[arg(long, default_value_t = 100)]
+        limit: usize,
+        /// One JSON object per line instead of text.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Move dead commands back to the work queue with the attempt count reset.
+    Redrive {
+        /// At most this many.
+        #[arg(long, default_value_t = usize::MAX)]
+        limit: usize,
+    },
+}
+
 /// Runs the process and turns any error into a one-line reason and a non-zero exit.
 pub fn main() -> ExitCode {
     let cli = Cli::parse();
@@ -84,6 +112,8 @@ fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Serve => serve(cli.config, Roles::Serve),
         Command::Receiver => serve(cli.config, Roles::Receiver),
         Command::Sandbox(args) => sandbox(cli.config, args),
+        Command::Worker => serve(cli.config, Roles::Worker),
+        Command::Dlq { action } => dlq(cli.config, action),
     }
 }
 
@@ -151,6 +181,42 @@ fn sandbox(config: Option<PathBuf>, args: SandboxArgs) -> anyhow::Result<()> {
         println!("api_base = \"{}\"", handle.api_base());
         wait_for_signal().await;
         handle.stop().await;
+        Ok(())
+    })
+}
+
+fn dlq(config: Option<PathBuf>, action: DlqAction) -> anyhow::Result<()> {
+    let settings = load(config)?;
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()?;
+    runtime.block_on(async move {
+        let amqp = &settings.amqp;
+        match action {
+            DlqAction::List { limit, json } => {
+                let dead = crate::worker::dlq::list(amqp, limit).await?;
+                for d in &dead {
+                    if json {
+                        println!("{}", serde_json::to_string(d)?);
+                    } else {
+                        println!(
+                            "attempts={} last_code={} reason={:?} command={}",
+                            d.attempts,
+                            d.last_code.as_deref().unwrap_or("none"),
+                            d.reason.as_deref().unwrap_or(""),
+                            d.body
+                        );
+                    }
+                }
+                if !json {
+                    eprintln!("{} dead command(s) listed", dead.len());
+                }
+            }
+            DlqAction::Redrive { limit } => {
+                let moved = crate::worker::dlq::redrive(amqp, limit).await?;
+                println!("{moved} command(s) moved back to {}", amqp.fulfilment_queue);
+            }
+        }
         Ok(())
     })
 }

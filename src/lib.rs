@@ -14,3 +14,4 @@ pub mod startup;
 pub mod telemetry;
 pub mod token;
 pub mod weibo;
+pub mod worker;

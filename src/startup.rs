@@ -13,6 +13,9 @@ use crate::config::Settings;
 use crate::http::{ops_routes, push_routes, OpsState, ReceiverState};
 use crate::metrics::Metrics;
 use crate::push::PushRelay;
+use crate::token::{KeeperOptions, TokenKeeper};
+use crate::weibo::WeiboClient;
+use crate::worker::{worker_topology, RetryPolicy, Worker, WorkerMetrics};
 
 /// Which roles a process runs.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -21,11 +24,17 @@ pub enum Roles {
     Serve,
     /// Pushes only.
     Receiver,
+    /// Fulfilment worker and token keeper only.
+    Worker,
 }
 
 impl Roles {
     fn receives_pushes(self) -> bool {
         matches!(self, Self::Serve | Self::Receiver)
+    }
+
+    fn runs_worker(self) -> bool {
+        matches!(self, Self::Serve | Self::Worker)
     }
 }
 
@@ -34,21 +43,50 @@ pub struct Application {
     address: SocketAddr,
     server: Server,
     broker: Broker,
+    worker: Option<Arc<Worker>>,
     shutdown: CancellationToken,
 }
 
 impl Application {
-    /// Binds the listener (port 0 picks one), starts the broker connection, builds the server.
+    /// Binds the listener (port 0 picks one), starts the broker connection and, for the
+    /// worker, the token keeper; builds the server.
     pub async fn build(settings: Settings, roles: Roles) -> anyhow::Result<Self> {
         let listener = TcpListener::bind(settings.http.bind)
             .map_err(|e| anyhow::anyhow!("cannot bind http.bind {}: {e}", settings.http.bind))?;
         let address = listener.local_addr()?;
-        let topology = Topology::events(&settings.amqp);
+        let mut topology = Topology::events(&settings.amqp);
+        if roles.runs_worker() {
+            let policy = RetryPolicy::from_settings(&settings.weibo);
+            topology = topology.merge(worker_topology(&settings.amqp, &policy));
+        }
         let broker = Broker::start(&settings.amqp, topology);
         let metrics = Arc::new(Metrics::new());
+
+        let (worker, keeper) = if roles.runs_worker() {
+            let client = WeiboClient::new(&settings.weibo)?;
+            let options = KeeperOptions {
+                wait_timeout: Duration::from_millis(settings.worker.token_wait_ms),
+                ..KeeperOptions::default()
+            };
+            let keeper = TokenKeeper::start(Arc::new(client.clone()), &settings.merchants, options);
+            keeper.metrics().register(metrics.registry())?;
+            let worker_metrics = WorkerMetrics::register(metrics.registry())?;
+            let worker = Worker::new(
+                &settings,
+                broker.clone(),
+                keeper.clone(),
+                client,
+                worker_metrics,
+            );
+            (Some(Arc::new(worker)), Some(keeper))
+        } else {
+            (None, None)
+        };
+
         let ops = web::Data::new(OpsState {
             broker: broker.clone(),
             metrics: metrics.clone(),
+            keeper,
         });
         let receiver = roles.receives_pushes().then(|| {
             web::Data::new(ReceiverState {
@@ -85,6 +123,7 @@ impl Application {
             address,
             server,
             broker,
+            worker,
             shutdown: CancellationToken::new(),
         })
     }
@@ -109,8 +148,8 @@ impl Application {
         &self.broker
     }
 
-    /// Serves until the shutdown token is cancelled: stops taking requests, lets in-flight
-    /// ones (and their publishes) finish, then closes the broker connection.
+    /// Serves until the shutdown token is cancelled: stops taking pushes and commands, lets
+    /// in-flight ones (and their publishes and calls) finish, then closes the broker connection.
     pub async fn run_until_stopped(self) -> anyhow::Result<()> {
         let handle = self.server.handle();
         let shutdown = self.shutdown.clone();
@@ -119,7 +158,13 @@ impl Application {
             tracing::info!("shutting down: no new requests, finishing in-flight ones");
             handle.stop(true).await;
         });
+        let worker = self
+            .worker
+            .map(|w| tokio::spawn(w.run(self.shutdown.child_token())));
         self.server.await?;
+        if let Some(worker) = worker {
+            worker.await?;
+        }
         self.broker.shutdown().await;
         tracing::info!("stopped");
         Ok(())

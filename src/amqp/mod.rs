@@ -2,7 +2,7 @@
 //! re-declares the topology, and gives every role a confirmed publisher.
 
 mod publish;
-mod topology;
+pub mod topology;
 
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -42,6 +42,11 @@ impl Link {
     /// Tells the supervisor this link failed, so it reconnects now rather than at the next tick.
     pub fn report_broken(&self) {
         self.broken.notify_one();
+    }
+
+    /// True when both are the same connection.
+    pub fn same_as(&self, other: &Link) -> bool {
+        Arc::ptr_eq(&self.connection, &other.connection)
     }
 
     fn is_up(&self) -> bool {

@@ -51,13 +51,30 @@ pub enum PublishError {
 }
 
 impl Broker {
-    /// Publishes and waits for the broker's confirm; returns the time the confirm took.
+    /// Publishes (mandatory: an unroutable message is an error) and waits for the broker's
+    /// confirm; returns the time the confirm took.
     pub async fn publish(&self, msg: Outgoing<'_>) -> Result<std::time::Duration, PublishError> {
+        self.publish_with(msg, true).await
+    }
+
+    /// Like [`publish`](Self::publish), but a message no queue is bound for is not an error.
+    pub async fn publish_optional(
+        &self,
+        msg: Outgoing<'_>,
+    ) -> Result<std::time::Duration, PublishError> {
+        self.publish_with(msg, false).await
+    }
+
+    async fn publish_with(
+        &self,
+        msg: Outgoing<'_>,
+        mandatory: bool,
+    ) -> Result<std::time::Duration, PublishError> {
         let link = self.current().ok_or(PublishError::NotConnected)?;
         let started = Instant::now();
         let confirmed = async {
             let options = BasicPublishOptions {
-                mandatory: true,
+                mandatory,
                 ..BasicPublishOptions::default()
             };
             let pending = link

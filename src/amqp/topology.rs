@@ -26,6 +26,14 @@ impl QueueSpec {
         }
     }
 
+    /// A classic durable queue (used for delay queues, whose TTL must expire promptly).
+    pub fn classic(name: &str) -> Self {
+        Self {
+            name: name.to_owned(),
+            arguments: FieldTable::default(),
+        }
+    }
+
     /// Adds one declaration argument.
     pub fn with_argument(mut self, key: &str, value: AMQPValue) -> Self {
         self.arguments.insert(key.into(), value);

@@ -52,6 +52,8 @@ pub struct Settings {
     pub amqp: AmqpSettings,
     /// The Weibo platform.
     pub weibo: WeiboSettings,
+    /// The fulfilment worker.
+    pub worker: WorkerSettings,
     /// The merchants this relay serves; each push and command names one by `appid`.
     #[serde(default)]
     pub merchants: Merchants,
@@ -121,6 +123,18 @@ pub struct WeiboSettings {
     pub retry_max_ms: u64,
     /// Platform calls per second, per process.
     pub rate_limit_per_sec: u32,
+}
+
+/// `[worker]`
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct WorkerSettings {
+    /// Commands fetched ahead, unacked.
+    pub prefetch: u16,
+    /// Commands processed at once.
+    pub concurrency: usize,
+    /// How long a command waits for a token before it is parked.
+    pub token_wait_ms: u64,
 }
 
 impl AmqpSettings {
@@ -216,6 +230,13 @@ impl Settings {
             if value == 0 {
                 return Err(ConfigError::invalid(key, "must be greater than 0"));
             }
+        }
+        if self.weibo.max_attempts > 30 {
+            // One delay queue per step: more would be a queue sprawl, not a retry policy.
+            return Err(ConfigError::invalid(
+                "weibo.max_attempts",
+                "must be at most 30",
+            ));
         }
         for (key, name) in [
             ("amqp.events_exchange", &self.amqp.events_exchange),

@@ -9,6 +9,7 @@ use serde_json::json;
 
 use crate::amqp::Broker;
 use crate::metrics::Metrics;
+use crate::token::TokenKeeper;
 
 pub use push::ReceiverState;
 
@@ -18,6 +19,8 @@ pub struct OpsState {
     pub broker: Broker,
     /// The metrics to render.
     pub metrics: Arc<Metrics>,
+    /// The token keeper, when this process runs the worker.
+    pub keeper: Option<TokenKeeper>,
 }
 
 /// Registers `/healthz`, `/readyz` and `/metrics`.

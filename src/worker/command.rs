@@ -1,0 +1,178 @@
+//! A fulfilment command as the merchant's consumers put it on the queue (contract, AMQP).
+
+use serde::Deserialize;
+use serde_json::{json, Value};
+
+/// What the merchant reports for one sub order.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Verdict {
+    /// Delivered: `retailerFinishSub`.
+    Finish,
+    /// Could not deliver: `retailerCloseSub` with the reason.
+    Close {
+        /// Why, as the buyer will see it.
+        reason: String,
+    },
+}
+
+/// A parsed, well-formed command; the only way to build one is [`Command::parse`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Command {
+    appid: String,
+    sub_order_id: String,
+    verdict: Verdict,
+}
+
+#[derive(Deserialize)]
+struct Raw {
+    appid: Text,
+    sub_order_id: Text,
+    action: String,
+    #[serde(default)]
+    reason: Option<String>,
+}
+
+#[derive(Deserialize)]
+#[serde(untagged)]
+enum Text {
+    S(String),
+    N(serde_json::Number),
+}
+
+impl Text {
+    fn into_string(self) -> String {
+        match self {
+            Self::S(s) => s,
+            Self::N(n) => n.to_string(),
+        }
+    }
+}
+
+impl Command {
+    /// Reads a command body; the error says what is wrong, for `x-death-reason`.
+    pub fn parse(body: &[u8]) -> Result<Self, String> {
+        let raw: Raw =
+            serde_json::from_slice(body).map_err(|e| format!("malformed command: {e}"))?;
+        let appid = raw.appid.into_string();
+        let sub_order_id = raw.sub_order_id.into_string();
+        if appid.is_empty() || appid.len() > 64 {
+            return Err("malformed command: appid must be 1 to 64 characters".into());
+        }
+        if sub_order_id.is_empty() || sub_order_id.len() > 64 {
+            return Err("malformed command: sub_order_id must be 1 to 64 characters".into());
+        }
+        let verdict = match (raw.action.as_str(), raw.reason) {
+            ("finish", _) => Verdict::Finish,
+            ("close", Some(reason)) if !reason.trim().is_empty() => Verdict::Close { reason },
+            ("close", _) => return Err("malformed command: close needs a non-empty reason".into()),
+            (other, _) => {
+                return Err(format!(
+                    "malformed command: action {other:?} is neither finish nor close"
+                ))
+            }
+        };
+        Ok(Self {
+            appid,
+            sub_order_id,
+            verdict,
+        })
+    }
+
+    /// A command built in code (tests, demo consumers).
+    pub fn new(appid: &str, sub_order_id: &str, verdict: Verdict) -> Self {
+        Self {
+            appid: appid.to_owned(),
+            sub_order_id: sub_order_id.to_owned(),
+            verdict,
+        }
+    }
+
+    /// The merchant.
+    pub fn appid(&self) -> &str {
+        &self.appid
+    }
+
+    /// The sub order.
+    pub fn sub_order_id(&self) -> &str {
+        &self.sub_order_id
+    }
+
+    /// Finish or close.
+    pub fn verdict(&self) -> &Verdict {
+        &self.verdict
+    }
+
+    /// `finish` or `close`.
+    pub fn action_name(&self) -> &'static str {
+        match self.verdict {
+            Verdict::Finish => "finish",
+            Verdict::Close { .. } => "close",
+        }
+    }
+
+    /// The command in its queue shape.
+    pub fn to_json(&self) -> Value {
+        match &self.verdict {
+            Verdict::Finish => json!({
+                "appid": self.appid, "sub_order_id": self.sub_order_id, "action": "finish"
+            }),
+            Verdict::Close { reason } => json!({
+                "appid": self.appid, "sub_order_id": self.sub_order_id,
+                "action": "close", "reason": reason
+            }),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn both_shapes_of_the_contract_parse_and_round_trip() {
+        let finish = br#"{"appid":"100023","sub_order_id":"42","action":"finish"}"#;
+        let c = Command::parse(finish).unwrap();
+        assert_eq!(c.verdict(), &Verdict::Finish);
+        assert_eq!(
+            c.to_json(),
+            serde_json::from_slice::<Value>(finish).unwrap()
+        );
+        let close =
+            br#"{"appid":"100023","sub_order_id":"42","action":"close","reason":"out of stock"}"#;
+        let c = Command::parse(close).unwrap();
+        assert_eq!(
+            c.verdict(),
+            &Verdict::Close {
+                reason: "out of stock".into()
+            }
+        );
+        assert_eq!(c.to_json(), serde_json::from_slice::<Value>(close).unwrap());
+        let numeric =
+            Command::parse(br#"{"appid":100023,"sub_order_id":366383890000352,"action":"finish"}"#)
+                .unwrap();
+        assert_eq!(numeric.sub_order_id(), "366383890000352");
+    }
+
+    #[test]
+    fn bad_commands_say_why() {
+        for (body, why) in [
+            (&b"not json"[..], "malformed command"),
+            (br#"{"appid":"1","action":"finish"}"#, "sub_order_id"),
+            (
+                br#"{"appid":"1","sub_order_id":"2","action":"refund"}"#,
+                "neither finish nor close",
+            ),
+            (
+                br#"{"appid":"1","sub_order_id":"2","action":"close"}"#,
+                "non-empty reason",
+            ),
+            (
+                br#"{"appid":"","sub_order_id":"2","action":"finish"}"#,
+                "appid",
+            ),
+        ] {
+            let err = Command::parse(body).unwrap_err();
+            assert!(err.contains(why), "{err}");
+        }
+    }
+}

@@ -1,0 +1,114 @@
+//! Operator tools for `<fulfilment_queue>.dead`: list dead commands, move them back.
+
+use lapin::options::{BasicAckOptions, BasicGetOptions, BasicPublishOptions, ConfirmSelectOptions};
+use lapin::types::AMQPValue;
+use lapin::{BasicProperties, Connection, ConnectionProperties};
+use secrecy::ExposeSecret;
+use serde::Serialize;
+
+use super::headers::{self, ATTEMPTS, DEATH_REASON, LAST_CODE};
+use super::retry::dead_queue;
+use crate::config::AmqpSettings;
+
+/// One dead command as `dlq list` shows it.
+#[derive(Debug, Serialize)]
+pub struct DeadCommand {
+    /// The command body as text.
+    pub body: String,
+    /// `x-death-reason`.
+    pub reason: Option<String>,
+    /// `x-attempts`.
+    pub attempts: u32,
+    /// `x-last-code`.
+    pub last_code: Option<String>,
+}
+
+async fn connect(amqp: &AmqpSettings) -> anyhow::Result<Connection> {
+    Connection::connect(amqp.url.expose_secret(), ConnectionProperties::default())
+        .await
+        .map_err(|e| anyhow::anyhow!("cannot connect to {}: {e}", amqp.redacted_url()))
+}
+
+/// Reads up to `limit` dead commands without removing them.
+pub async fn list(amqp: &AmqpSettings, limit: usize) -> anyhow::Result<Vec<DeadCommand>> {
+    let conn = connect(amqp).await?;
+    let channel = conn.create_channel().await?;
+    let queue = dead_queue(&amqp.fulfilment_queue);
+    let mut out = Vec::new();
+    while out.len() < limit {
+        let got = channel
+            .basic_get(queue.as_str().into(), BasicGetOptions { no_ack: false })
+            .await
+            .map_err(|e| anyhow::anyhow!("cannot read {queue}: {e}"))?;
+        let Some(message) = got else { break };
+        let props = &message.delivery.properties;
+        out.push(DeadCommand {
+            body: String::from_utf8_lossy(&message.delivery.data).into_owned(),
+            reason: text_header(props, DEATH_REASON),
+            attempts: headers::attempts(props),
+            last_code: text_header(props, LAST_CODE),
+        });
+    }
+    // Closing without acking returns every message read to the dead queue.
+    conn.close(200, "dlq list done".into()).await?;
+    Ok(out)
+}
+
+/// Moves up to `limit` dead commands back to the work queue with their attempt count reset;
+/// each is removed from `.dead` only after the work queue confirmed it. Returns the count.
+pub async fn redrive(amqp: &AmqpSettings, limit: usize) -> anyhow::Result<usize> {
+    let conn = connect(amqp).await?;
+    let channel = conn.create_channel().await?;
+    channel
+        .confirm_select(ConfirmSelectOptions::default())
+        .await?;
+    let queue = dead_queue(&amqp.fulfilment_queue);
+    let mut moved = 0;
+    while moved < limit {
+        let got = channel
+            .basic_get(queue.as_str().into(), BasicGetOptions { no_ack: false })
+            .await
+            .map_err(|e| anyhow::anyhow!("cannot read {queue}: {e}"))?;
+        let Some(message) = got else { break };
+        let original = &message.delivery.properties;
+        let reset: [(&str, Option<AMQPValue>); 3] =
+            [(ATTEMPTS, None), (DEATH_REASON, None), (LAST_CODE, None)];
+        let mut properties = BasicProperties::default()
+            .with_delivery_mode(2)
+            .with_headers(headers::carried(original, &reset));
+        if let Some(ct) = original.content_type() {
+            properties = properties.with_content_type(ct.clone());
+        }
+        let confirm = channel
+            .basic_publish(
+                "".into(),
+                amqp.fulfilment_queue.as_str().into(),
+                BasicPublishOptions {
+                    mandatory: true,
+                    ..BasicPublishOptions::default()
+                },
+                &message.delivery.data,
+                properties,
+            )
+            .await?
+            .await?;
+        if !matches!(confirm, lapin::Confirmation::Ack(None)) {
+            anyhow::bail!(
+                "the work queue {} did not take a command; it stays in {queue}",
+                amqp.fulfilment_queue
+            );
+        }
+        message.delivery.ack(BasicAckOptions::default()).await?;
+        moved += 1;
+    }
+    conn.close(200, "dlq redrive done".into()).await?;
+    Ok(moved)
+}
+
+fn text_header(props: &BasicProperties, key: &str) -> Option<String> {
+    match props.headers().as_ref()?.inner().get(key)? {
+        AMQPValue::LongString(s) => Some(s.to_string()),
+        AMQPValue::ShortString(s) => Some(s.to_string()),
+        other => Some(format!("{other:?}")),
+    }
+}

@@ -1,0 +1,174 @@
+//! The fulfilment worker: consumes commands, calls the order interfaces, and gives every
+//! command a confirmed next home (outcome, delay queue, or dead queue) before acking it.
+
+mod command;
+mod decide;
+pub mod dlq;
+mod headers;
+mod metrics;
+pub mod retry;
+mod settle;
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use futures_util::StreamExt;
+use governor::{DefaultDirectRateLimiter, Quota, RateLimiter};
+use lapin::options::{BasicCancelOptions, BasicConsumeOptions, BasicQosOptions};
+use lapin::types::FieldTable;
+use tokio::sync::Semaphore;
+use tokio_util::sync::CancellationToken;
+
+use crate::amqp::{Broker, Link};
+use crate::config::{Merchants, Settings};
+use crate::token::TokenKeeper;
+use crate::weibo::WeiboClient;
+
+pub use command::{Command, Verdict};
+pub use headers::{ATTEMPTS, DEATH_REASON, LAST_CODE};
+pub use metrics::WorkerMetrics;
+pub use retry::{dead_queue, retry_queue, worker_topology, RetryPolicy};
+
+/// Queue and exchange names the worker uses.
+#[derive(Debug, Clone)]
+struct Queues {
+    fulfilment: String,
+    events_exchange: String,
+}
+
+/// Everything one worker process needs; shared by its in-flight commands.
+pub struct Worker {
+    broker: Broker,
+    keeper: TokenKeeper,
+    client: WeiboClient,
+    merchants: Merchants,
+    policy: RetryPolicy,
+    limiter: DefaultDirectRateLimiter,
+    metrics: WorkerMetrics,
+    queues: Queues,
+    prefetch: u16,
+    concurrency: usize,
+}
+
+impl Worker {
+    /// A worker for `settings`, using the process's broker connection and token keeper.
+    pub fn new(
+        settings: &Settings,
+        broker: Broker,
+        keeper: TokenKeeper,
+        client: WeiboClient,
+        metrics: WorkerMetrics,
+    ) -> Self {
+        let per_sec = std::num::NonZeroU32::new(settings.weibo.rate_limit_per_sec)
+            .unwrap_or(std::num::NonZeroU32::MIN);
+        Self {
+            broker,
+            keeper,
+            client,
+            merchants: settings.merchants.clone(),
+            policy: RetryPolicy::from_settings(&settings.weibo),
+            limiter: RateLimiter::direct(Quota::per_second(per_sec)),
+            metrics,
+            queues: Queues {
+                fulfilment: settings.amqp.fulfilment_queue.clone(),
+                events_exchange: settings.amqp.events_exchange.clone(),
+            },
+            prefetch: settings.worker.prefetch,
+            concurrency: settings.worker.concurrency,
+        }
+    }
+
+    /// Consumes until `stop` is cancelled, resuming on every new broker link; then waits for
+    /// the commands in flight to be settled.
+    pub async fn run(self: Arc<Self>, stop: CancellationToken) {
+        let in_flight = Arc::new(Semaphore::new(self.concurrency));
+        let mut links = self.broker.subscribe();
+        loop {
+            let link = tokio::select! {
+                _ = stop.cancelled() => break,
+                link = links.wait_for(Option::is_some) => match link {
+                    Ok(link) => link.clone(),
+                    Err(_) => break,
+                },
+            };
+            let Some(link) = link else { continue };
+            match self.consume(&link, &in_flight, &stop).await {
+                Ok(()) => {}
+                Err(error) => {
+                    tracing::warn!(%error, "fulfilment consumer stopped; resuming on the next link");
+                    link.report_broken();
+                }
+            }
+            if stop.is_cancelled() {
+                break;
+            }
+            // Wait for the supervisor to replace the link before consuming again.
+            tokio::select! {
+                _ = stop.cancelled() => break,
+                _ = links.wait_for(|l| l.as_ref().is_none_or(|l| !l.same_as(&link))) => {}
+            }
+        }
+        let permits = u32::try_from(self.concurrency).unwrap_or(u32::MAX);
+        let _all = tokio::time::timeout(STOP_GRACE, in_flight.acquire_many(permits)).await;
+        tracing::info!("worker stopped; in-flight commands settled");
+    }
+
+    async fn consume(
+        self: &Arc<Self>,
+        link: &Link,
+        in_flight: &Arc<Semaphore>,
+        stop: &CancellationToken,
+    ) -> Result<(), lapin::Error> {
+        let channel = link.connection().create_channel().await?;
+        channel
+            .basic_qos(self.prefetch, BasicQosOptions::default())
+            .await?;
+        let mut consumer = channel
+            .basic_consume(
+                self.queues.fulfilment.as_str().into(),
+                "weibo-relay-worker".into(),
+                BasicConsumeOptions::default(),
+                FieldTable::default(),
+            )
+            .await?;
+        tracing::info!(queue = %self.queues.fulfilment, prefetch = self.prefetch, "consuming fulfilment commands");
+        loop {
+            let delivery = tokio::select! {
+                _ = stop.cancelled() => {
+                    // No new deliveries; let the ones in flight settle on this channel, then
+                    // close it, which returns the unstarted prefetched commands to the queue.
+                    let _ = channel
+                        .basic_cancel(consumer.tag(), BasicCancelOptions::default())
+                        .await;
+                    let all = u32::try_from(self.concurrency).unwrap_or(u32::MAX);
+                    let _settled = tokio::time::timeout(STOP_GRACE, in_flight.acquire_many(all)).await;
+                    let _ = channel.close(200, "worker stopping".into()).await;
+                    return Ok(());
+                }
+                delivery = consumer.next() => delivery,
+            };
+            let delivery = match delivery {
+                Some(Ok(delivery)) => delivery,
+                Some(Err(error)) => return Err(error),
+                None => return Ok(()),
+            };
+            let Ok(permit) = in_flight.clone().acquire_owned().await else {
+                return Ok(());
+            };
+            let worker = self.clone();
+            tokio::spawn(async move {
+                let next = worker.decide(&delivery).await;
+                worker.settle(&delivery, next).await;
+                drop(permit);
+            });
+        }
+    }
+
+    /// True when every merchant holds a token.
+    pub fn tokens_ready(&self) -> bool {
+        self.keeper.is_ready()
+    }
+}
+
+/// How long a stopping worker waits at most for in-flight commands.
+pub const STOP_GRACE: Duration = Duration::from_secs(30);

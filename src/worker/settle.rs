@@ -1,0 +1,166 @@
+//! Giving a command its next home, then acknowledging it: ack only after the broker
+//! confirmed the new home, so a crash at any point loses nothing.
+
+use lapin::message::Delivery;
+use lapin::options::{BasicAckOptions, BasicNackOptions};
+use lapin::BasicProperties;
+use serde_json::json;
+
+use super::decide::Next;
+use super::headers::{self, ATTEMPTS, DEATH_REASON, LAST_CODE};
+use super::retry::{dead_queue, retry_queue};
+use super::Worker;
+use crate::amqp::{Outgoing, PublishError};
+
+impl Worker {
+    /// Publishes the next home of `delivery`, then acks it; on a broker failure the delivery
+    /// is returned to the queue and will be processed again.
+    #[tracing::instrument(name = "settle", skip_all)]
+    pub(super) async fn settle(&self, delivery: &Delivery, next: Next) {
+        let result = self.publish_next(delivery, &next).await;
+        let settled = match result {
+            Ok(()) => delivery.ack(BasicAckOptions::default()).await,
+            Err(error) => {
+                tracing::warn!(%error, "next home not confirmed; command returned to the queue");
+                let requeue = BasicNackOptions {
+                    requeue: true,
+                    ..BasicNackOptions::default()
+                };
+                delivery.nack(requeue).await
+            }
+        };
+        if let Err(error) = settled {
+            // The channel is gone: the broker redelivers the command on the next connection.
+            tracing::warn!(%error, "could not settle the delivery; it will be redelivered");
+        }
+    }
+
+    async fn publish_next(&self, delivery: &Delivery, next: &Next) -> Result<(), PublishError> {
+        let fq = &self.queues.fulfilment;
+        match next {
+            Next::Succeeded {
+                command,
+                attempts,
+                code,
+            } => {
+                tracing::info!(attempts, code, "fulfilment succeeded");
+                self.publish_outcome(
+                    "fulfilment.succeeded",
+                    command.to_json(),
+                    *attempts,
+                    Some(*code),
+                    "success",
+                )
+                .await
+            }
+            Next::Retry {
+                attempts,
+                delay_step,
+                code,
+                reason,
+            } => {
+                let delay = self.policy.jittered_delay(*delay_step);
+                tracing::info!(attempts, ?delay, %reason, "retrying later");
+                let properties = republished(
+                    delivery,
+                    &[
+                        (ATTEMPTS, Some(headers::number(*attempts))),
+                        (LAST_CODE, Some(headers::code_text(*code))),
+                    ],
+                )
+                .with_expiration(delay.as_millis().to_string().as_str().into());
+                self.broker
+                    .publish(Outgoing {
+                        exchange: "",
+                        routing_key: &retry_queue(fq, *delay_step),
+                        body: &delivery.data,
+                        properties,
+                    })
+                    .await?;
+                self.metrics.retry();
+                Ok(())
+            }
+            Next::Dead {
+                command,
+                attempts,
+                code,
+                reason,
+                cause,
+            } => {
+                tracing::warn!(attempts, code, %reason, "dead-lettering command");
+                let properties = republished(
+                    delivery,
+                    &[
+                        (ATTEMPTS, Some(headers::number(*attempts))),
+                        (LAST_CODE, Some(headers::code_text(*code))),
+                        (DEATH_REASON, Some(headers::text(reason))),
+                    ],
+                );
+                self.broker
+                    .publish(Outgoing {
+                        exchange: "",
+                        routing_key: &dead_queue(fq),
+                        body: &delivery.data,
+                        properties,
+                    })
+                    .await?;
+                self.metrics.dead_letter(cause);
+                if let Some(command) = command {
+                    self.publish_outcome(
+                        "fulfilment.failed",
+                        command.to_json(),
+                        *attempts,
+                        *code,
+                        reason,
+                    )
+                    .await?;
+                }
+                Ok(())
+            }
+        }
+    }
+
+    async fn publish_outcome(
+        &self,
+        routing_key: &str,
+        command: serde_json::Value,
+        attempts: u32,
+        code: Option<i64>,
+        msg: &str,
+    ) -> Result<(), PublishError> {
+        let body = json!({"command": command, "attempts": attempts, "code": code, "msg": msg});
+        let body = serde_json::to_vec(&body).unwrap_or_default();
+        let properties = BasicProperties::default()
+            .with_delivery_mode(2)
+            .with_content_type("application/json".into())
+            .with_type(routing_key.into());
+        // Not mandatory: outcomes are for whoever binds a queue; none bound is not a failure.
+        self.broker
+            .publish_optional(Outgoing {
+                exchange: &self.queues.events_exchange,
+                routing_key,
+                body: &body,
+                properties,
+            })
+            .await
+            .map(|_| ())
+    }
+}
+
+/// The delivery's properties for its next queue: persistent, headers carried and changed.
+fn republished(
+    delivery: &Delivery,
+    changes: &[(&str, Option<lapin::types::AMQPValue>)],
+) -> BasicProperties {
+    let original = &delivery.properties;
+    let mut properties = BasicProperties::default()
+        .with_delivery_mode(2)
+        .with_headers(headers::carried(original, changes));
+    if let Some(ct) = original.content_type() {
+        properties = properties.with_content_type(ct.clone());
+    }
+    if let Some(id) = original.message_id() {
+        properties = properties.with_message_id(id.clone());
+    }
+    properties
+}
