@@ -76,12 +76,17 @@ pub async fn spawn_app() -> TestApp {
     spawn_app_with(test_settings(AMQP_URL), true).await
 }
 
-/// Starts the relay; with `wait_ready`, returns once its broker link is up.
+/// Starts the receiver; with `wait_ready`, returns once its broker link is up.
 pub async fn spawn_app_with(settings: Settings, wait_ready: bool) -> TestApp {
+    spawn_roles(settings, Roles::Receiver, wait_ready).await
+}
+
+/// Starts the given roles; with `wait_ready`, returns once the broker link is up.
+pub async fn spawn_roles(settings: Settings, roles: Roles, wait_ready: bool) -> TestApp {
     if std::env::var_os("TEST_LOG").is_some() {
         weibo_relay::telemetry::init(false);
     }
-    let app = Application::build(settings.clone(), Roles::Receiver)
+    let app = Application::build(settings.clone(), roles)
         .await
         .expect("app builds");
     let address = format!("http://{}", app.address());

@@ -8,3 +8,4 @@ mod ops;
 mod process;
 mod proxy;
 mod push;
+mod worker;

@@ -1,0 +1,580 @@
+//! The fulfilment worker against the real broker and the sandbox platform.
+
+use std::time::Duration;
+
+use lapin::options::{BasicGetOptions, BasicPublishOptions, QueueBindOptions, QueueDeclareOptions};
+use lapin::types::{AMQPValue, FieldTable};
+use lapin::BasicProperties;
+use serde_json::{json, Value};
+use weibo_relay::config::Settings;
+use weibo_relay::sandbox::{Sandbox, SandboxConfig, SandboxHandle};
+use weibo_relay::startup::Roles;
+
+use crate::helpers::*;
+use crate::proxy::TcpProxy;
+
+/// A worker process, the sandbox it talks to, and a queue catching its outcomes.
+pub struct WorkerRig {
+    pub app: TestApp,
+    pub sandbox: SandboxHandle,
+    pub admin: reqwest::Client,
+    outcomes: String,
+}
+
+pub struct RigOptions {
+    pub amqp_url: String,
+    pub max_attempts: u32,
+    pub token_ttl: Duration,
+}
+
+impl Default for RigOptions {
+    fn default() -> Self {
+        Self {
+            amqp_url: AMQP_URL.to_owned(),
+            max_attempts: 4,
+            token_ttl: Duration::from_secs(7200),
+        }
+    }
+}
+
+impl WorkerRig {
+    pub async fn start() -> Self {
+        Self::start_with(RigOptions::default()).await
+    }
+
+    pub async fn start_with(options: RigOptions) -> Self {
+        let base = test_settings(&options.amqp_url);
+        let mut sandbox_config = SandboxConfig::new(base.merchants.clone());
+        sandbox_config.token_ttl = options.token_ttl;
+        let sandbox = Sandbox::start(sandbox_config).expect("sandbox starts");
+        let toml = format!(
+            "{}\n[weibo]\napi_base = \"{}\"\noauth_base = \"{}\"\ntimeout_ms = 2000\nmax_attempts = {}\nretry_base_ms = 100\nretry_max_ms = 400\nrate_limit_per_sec = 1000\n\n[worker]\ntoken_wait_ms = 2000\n{}",
+            test_toml(&options.amqp_url).replace("[[merchants]]", "#"),
+            sandbox.api_base(),
+            sandbox.base_url(),
+            options.max_attempts,
+            merchants_toml(&base),
+        );
+        let settings = Settings::from_toml(&toml).expect("worker settings");
+        let app = spawn_roles(settings, Roles::Worker, true).await;
+        let outcomes = format!("{}.outcomes", app.settings.amqp.events_queue);
+        app.channel
+            .queue_declare(
+                outcomes.as_str().into(),
+                QueueDeclareOptions {
+                    exclusive: true,
+                    auto_delete: true,
+                    ..Default::default()
+                },
+                FieldTable::default(),
+            )
+            .await
+            .unwrap();
+        app.channel
+            .queue_bind(
+                outcomes.as_str().into(),
+                app.settings.amqp.events_exchange.as_str().into(),
+                "fulfilment.#".into(),
+                QueueBindOptions::default(),
+                FieldTable::default(),
+            )
+            .await
+            .unwrap();
+        let rig = Self {
+            app,
+            sandbox,
+            admin: reqwest::Client::new(),
+            outcomes,
+        };
+        eventually(
+            Duration::from_secs(10),
+            "worker ready (token held)",
+            || async { rig.app.get("/readyz").await.status == 200 },
+        )
+        .await;
+        rig
+    }
+
+    pub async fn admin(&self, method: reqwest::Method, path: &str, body: Option<Value>) -> Value {
+        let mut req = self
+            .admin
+            .request(method, format!("{}{path}", self.sandbox.base_url()));
+        if let Some(body) = body {
+            req = req.json(&body);
+        }
+        let res = req.send().await.unwrap();
+        assert!(res.status().is_success(), "admin {path}: {}", res.status());
+        res.json().await.unwrap()
+    }
+
+    pub async fn create_orders(&self, count: usize) -> Vec<String> {
+        let v = self
+            .admin(
+                reqwest::Method::POST,
+                "/admin/orders",
+                Some(json!({"appid": APPID, "count": count})),
+            )
+            .await;
+        v["sub_order_ids"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|x| x.as_str().unwrap().to_owned())
+            .collect()
+    }
+
+    pub async fn order_state(&self, id: &str) -> i64 {
+        let v = self
+            .admin(
+                reqwest::Method::GET,
+                &format!("/admin/orders/{APPID}/{id}"),
+                None,
+            )
+            .await;
+        v["state_code"].as_i64().unwrap()
+    }
+
+    pub async fn faults(&self, faults: Value) {
+        self.admin(reqwest::Method::POST, "/admin/faults", Some(faults))
+            .await;
+    }
+
+    pub async fn counters(&self) -> Value {
+        self.admin(reqwest::Method::GET, "/admin/counters", None)
+            .await
+    }
+
+    pub async fn send(&self, command: Value) {
+        self.send_raw(command.to_string().into_bytes()).await;
+    }
+
+    pub async fn send_raw(&self, body: Vec<u8>) {
+        self.app
+            .channel
+            .basic_publish(
+                "".into(),
+                self.app.settings.amqp.fulfilment_queue.as_str().into(),
+                BasicPublishOptions::default(),
+                &body,
+                BasicProperties::default().with_delivery_mode(2),
+            )
+            .await
+            .unwrap();
+    }
+
+    /// Waits for `n` outcomes and returns them as (routing key, body).
+    pub async fn outcomes(&self, n: usize) -> Vec<(String, Value)> {
+        let mut out = Vec::new();
+        let deadline = std::time::Instant::now() + Duration::from_secs(20);
+        while out.len() < n {
+            let got = self
+                .app
+                .channel
+                .basic_get(
+                    self.outcomes.as_str().into(),
+                    BasicGetOptions { no_ack: true },
+                )
+                .await
+                .unwrap();
+            match got {
+                Some(m) => out.push((
+                    m.delivery.routing_key.to_string(),
+                    serde_json::from_slice(&m.delivery.data).unwrap(),
+                )),
+                None => {
+                    assert!(
+                        std::time::Instant::now() < deadline,
+                        "only {} of {n} outcomes: {out:?}",
+                        out.len()
+                    );
+                    tokio::time::sleep(Duration::from_millis(20)).await;
+                }
+            }
+        }
+        out
+    }
+
+    /// Takes the next dead command: (body, headers).
+    pub async fn next_dead(&self) -> (Value, FieldTable) {
+        let dead = weibo_relay::worker::dead_queue(&self.app.settings.amqp.fulfilment_queue);
+        let deadline = std::time::Instant::now() + Duration::from_secs(20);
+        loop {
+            let got = self
+                .app
+                .channel
+                .basic_get(dead.as_str().into(), BasicGetOptions { no_ack: true })
+                .await
+                .unwrap();
+            if let Some(m) = got {
+                let body = serde_json::from_slice(&m.delivery.data).unwrap_or(Value::Null);
+                return (
+                    body,
+                    m.delivery.properties.headers().clone().unwrap_or_default(),
+                );
+            }
+            assert!(
+                std::time::Instant::now() < deadline,
+                "nothing dead-lettered"
+            );
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    }
+
+    pub async fn dead_depth(&self) -> u32 {
+        let dead = weibo_relay::worker::dead_queue(&self.app.settings.amqp.fulfilment_queue);
+        self.app
+            .channel
+            .queue_declare(
+                dead.as_str().into(),
+                QueueDeclareOptions {
+                    passive: true,
+                    ..Default::default()
+                },
+                FieldTable::default(),
+            )
+            .await
+            .unwrap()
+            .message_count()
+    }
+
+    pub async fn metric(&self, line_start: &str) -> String {
+        let body = self.app.get("/metrics").await.body;
+        body.lines()
+            .find(|l| l.starts_with(line_start))
+            .unwrap_or("")
+            .to_owned()
+    }
+}
+
+fn merchants_toml(settings: &Settings) -> String {
+    use secrecy::ExposeSecret;
+    settings
+        .merchants
+        .iter()
+        .map(|m| {
+            format!(
+                "[[merchants]]\nappid = \"{}\"\nsign_key = \"{}\"\nclient_id = \"{}\"\nclient_secret = \"{}\"\nuid = \"{}\"\n",
+                m.appid,
+                m.sign_key.expose_secret(),
+                m.client_id,
+                m.client_secret.expose_secret(),
+                m.uid
+            )
+        })
+        .collect()
+}
+
+fn header<'a>(h: &'a FieldTable, key: &str) -> &'a AMQPValue {
+    h.inner()
+        .get(key)
+        .unwrap_or_else(|| panic!("header {key} missing in {h:?}"))
+}
+
+fn header_text(h: &FieldTable, key: &str) -> String {
+    match header(h, key) {
+        AMQPValue::LongString(s) => s.to_string(),
+        other => panic!("{key} is not text: {other:?}"),
+    }
+}
+
+fn text(s: &str) -> AMQPValue {
+    AMQPValue::LongString(s.into())
+}
+
+fn finish(id: &str) -> Value {
+    json!({"appid": APPID, "sub_order_id": id, "action": "finish"})
+}
+
+fn close(id: &str, reason: &str) -> Value {
+    json!({"appid": APPID, "sub_order_id": id, "action": "close", "reason": reason})
+}
+
+#[tokio::test]
+async fn finish_and_close_reach_the_platform_signed_and_publish_their_outcomes() {
+    let rig = WorkerRig::start().await;
+    let ids = rig.create_orders(2).await;
+    rig.send(finish(&ids[0])).await;
+    rig.send(close(&ids[1], "out of stock")).await;
+
+    let mut outcomes = rig.outcomes(2).await;
+    outcomes.sort_by_key(|(_, body)| body["command"]["action"].as_str().unwrap().to_owned());
+    assert_eq!(outcomes[0].0, "fulfilment.succeeded");
+    assert_eq!(
+        outcomes[0].1,
+        json!({"command": close(&ids[1], "out of stock"), "attempts": 1, "code": 0, "msg": "success"})
+    );
+    assert_eq!(
+        outcomes[1].1,
+        json!({"command": finish(&ids[0]), "attempts": 1, "code": 0, "msg": "success"})
+    );
+    assert_eq!(rig.order_state(&ids[0]).await, 301);
+    assert_eq!(rig.order_state(&ids[1]).await, 302);
+
+    let requests = rig
+        .admin(reqwest::Method::GET, "/admin/requests", None)
+        .await;
+    let close_call = requests
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|r| r["endpoint"] == "retailerCloseSub")
+        .expect("close call recorded");
+    let params = close_call["params"].as_object().unwrap();
+    let mut keys: Vec<&str> = params.keys().map(String::as_str).collect();
+    keys.sort();
+    assert_eq!(
+        keys,
+        [
+            "access_token",
+            "appid",
+            "reason",
+            "sign",
+            "sign_type",
+            "sub_order_id",
+            "timestamp"
+        ]
+    );
+    assert_eq!(params["sign_type"], "md5");
+    assert_eq!(params["reason"], "out of stock");
+    let signed: Vec<(&str, &str)> = params
+        .iter()
+        .map(|(k, v)| (k.as_str(), v.as_str().unwrap()))
+        .collect();
+    assert!(weibo_relay::signature::verify(
+        signed.iter().copied(),
+        SIGN_KEY,
+        params["sign"].as_str().unwrap()
+    ));
+    assert!(rig
+        .metric("weibo_relay_calls_total{action=\"finish\",outcome=\"succeeded\"}")
+        .await
+        .ends_with(" 1"));
+    assert_eq!(rig.dead_depth().await, 0);
+}
+
+#[tokio::test]
+async fn idempotent_codes_succeed_and_permanent_codes_dead_letter_at_once() {
+    let rig = WorkerRig::start().await;
+    let ids = rig.create_orders(2).await;
+    rig.send(finish(&ids[0])).await;
+    rig.send(close(&ids[1], "no stock")).await;
+    rig.outcomes(2).await;
+
+    // Again: the platform says "already", which is success for the same action.
+    rig.send(finish(&ids[0])).await;
+    rig.send(close(&ids[1], "no stock")).await;
+    let mut again = rig.outcomes(2).await;
+    again.sort_by_key(|(_, b)| b["code"].as_i64());
+    assert_eq!(again[0].0, "fulfilment.succeeded");
+    assert_eq!(again[0].1["code"], 70102);
+    assert_eq!(again[1].0, "fulfilment.succeeded");
+    assert_eq!(again[1].1["code"], 70103);
+
+    // The other action on a settled order, and an unknown order: permanent.
+    rig.send(finish(&ids[1])).await;
+    let (body, headers) = rig.next_dead().await;
+    assert_eq!(body, finish(&ids[1]));
+    assert_eq!(header(&headers, "x-last-code"), &text("70103"));
+    assert_eq!(header(&headers, "x-attempts"), &AMQPValue::LongLongInt(1));
+    let reason = header_text(&headers, "x-death-reason");
+    assert!(reason.contains("platform refused"), "{reason}");
+    let failed = rig.outcomes(1).await;
+    assert_eq!(failed[0].0, "fulfilment.failed");
+    assert_eq!(failed[0].1["code"], 70103);
+    assert_eq!(failed[0].1["attempts"], 1);
+
+    rig.send(finish("999999999")).await;
+    let (_, headers) = rig.next_dead().await;
+    assert_eq!(header(&headers, "x-last-code"), &text("70101"));
+    assert_eq!(
+        rig.counters().await["calls"]["retailerFinishSub"]["70101"],
+        1
+    );
+}
+
+#[tokio::test]
+async fn transient_failures_retry_with_backoff_until_the_platform_recovers() {
+    let rig = WorkerRig::start().await;
+    let ids = rig.create_orders(2).await;
+    rig.faults(json!({"fail_next": 2})).await;
+    rig.send(finish(&ids[0])).await;
+    let ok = rig.outcomes(1).await;
+    assert_eq!(ok[0].0, "fulfilment.succeeded");
+    assert_eq!(ok[0].1["attempts"], 3);
+    assert!(rig
+        .metric("weibo_relay_retries_total")
+        .await
+        .ends_with(" 2"));
+
+    rig.faults(json!({"rate_limit_next": 1, "rate_limit_code": 10024}))
+        .await;
+    rig.send(close(&ids[1], "x")).await;
+    let ok = rig.outcomes(1).await;
+    assert_eq!(ok[0].1["attempts"], 2);
+    assert_eq!(
+        rig.counters().await["calls"]["retailerCloseSub"]["10024"],
+        1
+    );
+    assert_eq!(rig.dead_depth().await, 0);
+}
+
+#[tokio::test]
+async fn a_command_that_never_succeeds_is_dead_lettered_after_max_attempts_and_can_be_redriven() {
+    let rig = WorkerRig::start().await;
+    let ids = rig.create_orders(1).await;
+    rig.faults(json!({"error_rate": 1.0})).await;
+    rig.send(finish(&ids[0])).await;
+    let failed = rig.outcomes(1).await;
+    assert_eq!(failed[0].0, "fulfilment.failed");
+    assert_eq!(failed[0].1["attempts"], 4);
+    assert_eq!(
+        rig.counters().await["calls"]["retailerFinishSub"]["http_503"],
+        4
+    );
+    eventually(Duration::from_secs(5), "one dead command", || async {
+        rig.dead_depth().await == 1
+    })
+    .await;
+
+    let amqp = &rig.app.settings.amqp;
+    let listed = weibo_relay::worker::dlq::list(amqp, 10).await.unwrap();
+    assert_eq!(listed.len(), 1);
+    assert_eq!(listed[0].attempts, 4);
+    assert!(
+        listed[0]
+            .reason
+            .as_deref()
+            .unwrap()
+            .starts_with("gave up after 4 attempts"),
+        "{listed:?}"
+    );
+    assert_eq!(rig.dead_depth().await, 1, "listing leaves it in place");
+
+    rig.faults(json!({})).await;
+    assert_eq!(
+        weibo_relay::worker::dlq::redrive(amqp, 10).await.unwrap(),
+        1
+    );
+    let ok = rig.outcomes(1).await;
+    assert_eq!(ok[0].0, "fulfilment.succeeded");
+    assert_eq!(ok[0].1["attempts"], 1, "redrive resets the attempt count");
+    assert_eq!(rig.order_state(&ids[0]).await, 301);
+    assert_eq!(rig.dead_depth().await, 0);
+}
+
+#[tokio::test]
+async fn poison_messages_and_unknown_merchants_are_dead_lettered_without_stopping_the_stream() {
+    let rig = WorkerRig::start().await;
+    let ids = rig.create_orders(1).await;
+    rig.send_raw(b"\xff not json".to_vec()).await;
+    rig.send(json!({"appid": "777", "sub_order_id": "1", "action": "finish"}))
+        .await;
+    rig.send(finish(&ids[0])).await;
+
+    let ok = rig.outcomes(2).await;
+    let keys: Vec<&str> = ok.iter().map(|(k, _)| k.as_str()).collect();
+    assert!(
+        keys.contains(&"fulfilment.succeeded") && keys.contains(&"fulfilment.failed"),
+        "{ok:?}"
+    );
+    let mut reasons = Vec::new();
+    for _ in 0..2 {
+        let (_, headers) = rig.next_dead().await;
+        reasons.push(header_text(&headers, "x-death-reason"));
+        assert_eq!(header(&headers, "x-attempts"), &AMQPValue::LongLongInt(0));
+    }
+    reasons.sort();
+    assert!(reasons[0].contains("malformed command"), "{reasons:?}");
+    assert!(reasons[1].contains("unknown appid 777"), "{reasons:?}");
+    assert!(rig
+        .metric("weibo_relay_dead_letters_total{cause=\"malformed\"}")
+        .await
+        .ends_with(" 1"));
+}
+
+#[tokio::test]
+async fn an_invalidated_token_is_refreshed_once_for_many_concurrent_calls() {
+    let rig = WorkerRig::start().await;
+    let ids = rig.create_orders(20).await;
+    assert_eq!(rig.counters().await["tokens_issued"][APPID], 1);
+    // Another issuer takes a token: ours is now invalid (21332).
+    rig.admin(
+        reqwest::Method::POST,
+        "/admin/tokens/revoke",
+        Some(json!({"appid": APPID, "code": 21332})),
+    )
+    .await;
+    for id in &ids {
+        rig.send(finish(id)).await;
+    }
+    let outcomes = rig.outcomes(20).await;
+    assert!(
+        outcomes.iter().all(|(k, _)| k == "fulfilment.succeeded"),
+        "{outcomes:?}"
+    );
+    assert!(
+        outcomes.iter().all(|(_, b)| b["attempts"] == 1),
+        "compensation is not a new attempt"
+    );
+    assert_eq!(
+        rig.counters().await["tokens_issued"][APPID],
+        2,
+        "exactly one refresh"
+    );
+    for id in &ids {
+        assert_eq!(rig.order_state(id).await, 301);
+    }
+}
+
+#[tokio::test]
+async fn a_worker_cut_off_between_call_and_ack_repeats_the_call_harmlessly() {
+    let proxy = TcpProxy::start("127.0.0.1:5672".parse().unwrap()).await;
+    let rig = WorkerRig::start_with(RigOptions {
+        amqp_url: proxy.amqp_url(),
+        ..Default::default()
+    })
+    .await;
+    let ids = rig.create_orders(1).await;
+    rig.faults(json!({"latency_ms": 400})).await;
+    rig.send(finish(&ids[0])).await;
+    // While the call is in flight, the worker loses the broker: its ack cannot happen.
+    eventually(Duration::from_secs(5), "call in flight", || async {
+        rig.counters().await["calls"]["retailerFinishSub"].is_null() && {
+            let r = rig
+                .admin(reqwest::Method::GET, "/admin/requests", None)
+                .await;
+            r.as_array()
+                .unwrap()
+                .iter()
+                .any(|x| x["endpoint"] == "retailerFinishSub")
+        }
+    })
+    .await;
+    proxy.cut();
+    eventually(Duration::from_secs(5), "worker sees the loss", || async {
+        rig.app.get("/readyz").await.status == 503
+    })
+    .await;
+    rig.faults(json!({})).await;
+    proxy.restore();
+
+    // The repeat finds the order already finished. The first call's outcome may or may not
+    // have been published (on the new link) before its ack failed: outcomes are at least once.
+    let mut seen = Vec::new();
+    while !seen
+        .iter()
+        .any(|(_, b): &(String, Value)| b["code"] == 70102)
+    {
+        seen.extend(rig.outcomes(1).await);
+        assert!(seen.len() <= 2, "{seen:?}");
+    }
+    assert!(
+        seen.iter().all(|(k, _)| k == "fulfilment.succeeded"),
+        "{seen:?}"
+    );
+    let calls = &rig.counters().await["calls"]["retailerFinishSub"];
+    assert_eq!(calls["0"], 1);
+    assert_eq!(calls["70102"], 1);
+    assert_eq!(rig.order_state(&ids[0]).await, 301);
+    assert_eq!(rig.dead_depth().await, 0);
+}
