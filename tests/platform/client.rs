@@ -305,3 +305,58 @@ async fn token_request_errors() {
     assert!(p.client.fetch_token(p.merchant()).await.is_ok());
     assert_eq!(p.tokens_issued().await, 1);
 }
+
+#[tokio::test]
+async fn get_sub_answers_the_order_details() {
+    use secrecy::ExposeSecret;
+    let p = Platform::start(HOUR).await;
+    let token = p.client.fetch_token(p.merchant()).await.unwrap();
+    let id = p.orders(1, PAID).await.remove(0);
+    let timestamp = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .unwrap()
+        .as_secs()
+        .to_string();
+    let signed = [
+        ("appid", APPID),
+        ("sub_order_id", id.as_str()),
+        ("timestamp", timestamp.as_str()),
+    ];
+    let sign = signature::sign(signed, SIGN_KEY);
+    let query = |sign: &str| {
+        let mut q = signed.to_vec();
+        q.push(("sign_type", "md5"));
+        q.push(("access_token", token.secret().expose_secret()));
+        q.into_iter()
+            .chain([("sign", sign)])
+            .map(|(k, v)| (k.to_owned(), v.to_owned()))
+            .collect::<Vec<_>>()
+    };
+    let url = format!("{}/order/retailerGetSub", p.sandbox.api_base());
+    let http = reqwest::Client::new();
+    let answer: Value = http
+        .get(&url)
+        .query(&query(&sign))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(answer["code"], 0);
+    assert_eq!(answer["msg"], "success");
+    assert_eq!(answer["data"]["sub_order_id"], id.as_str());
+    assert_eq!(answer["data"]["state_code"], PAID);
+    for field in [
+        "expect_finish_time",
+        "finish_type",
+        "is_timeout",
+        "contact_phone",
+    ] {
+        assert!(!answer["data"][field].is_null(), "{field}");
+    }
+    let refused = http.get(&url).query(&query("0000")).send().await.unwrap();
+    assert_eq!(refused.status(), 400);
+    let answer: Value = refused.json().await.unwrap();
+    assert_eq!(answer["code"], 40001);
+}
