@@ -49,7 +49,7 @@ impl WeiboClient {
     }
 
     /// Reports the sub order performed (`retailerFinishSub`).
-    #[tracing::instrument(skip_all, fields(appid = %merchant.appid, sub_order_id))]
+    #[tracing::instrument(skip_all, fields(appid = %merchant.appid, %sub_order_id))]
     pub async fn finish(
         &self,
         merchant: &Merchant,
@@ -61,7 +61,7 @@ impl WeiboClient {
     }
 
     /// Reports the sub order failed, closing it (`retailerCloseSub`).
-    #[tracing::instrument(skip_all, fields(appid = %merchant.appid, sub_order_id))]
+    #[tracing::instrument(skip_all, fields(appid = %merchant.appid, %sub_order_id))]
     pub async fn close(
         &self,
         merchant: &Merchant,
