@@ -98,6 +98,21 @@ impl Topology {
         self
     }
 
+    /// The durable topic exchanges.
+    pub fn exchanges(&self) -> &[String] {
+        &self.exchanges
+    }
+
+    /// The queues with their arguments.
+    pub fn queues(&self) -> &[QueueSpec] {
+        &self.queues
+    }
+
+    /// The bindings as (queue, exchange, routing key).
+    pub fn bindings(&self) -> &[(String, String, String)] {
+        &self.bindings
+    }
+
     /// Declares everything; redeclaring with the same arguments is a no-op on the broker.
     pub async fn declare(&self, channel: &Channel) -> Result<(), lapin::Error> {
         let durable_exchange = ExchangeDeclareOptions {
