@@ -37,6 +37,12 @@ pub enum Command {
         #[command(subcommand)]
         action: DlqAction,
     },
+    /// Sandbox + serve + a sample consumer end to end on the local RabbitMQ, then a summary.
+    Demo {
+        /// Orders to create and push.
+        #[arg(long, default_value_t = 200)]
+        orders: usize,
+    },
     /// Print the e-commerce signature of k=v parameters under KEY.
     Sign {
         /// The sign key.
@@ -113,6 +119,7 @@ fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Receiver => serve(cli.config, Roles::Receiver),
         Command::Sandbox(args) => sandbox(cli.config, args),
         Command::Worker => serve(cli.config, Roles::Worker),
+        Command::Demo { orders } => demo(cli.config, orders),
         Command::Dlq { action } => dlq(cli.config, action),
     }
 }
@@ -219,6 +226,27 @@ fn dlq(config: Option<PathBuf>, action: DlqAction) -> anyhow::Result<()> {
         }
         Ok(())
     })
+}
+
+fn demo(config: Option<PathBuf>, orders: usize) -> anyhow::Result<()> {
+    anyhow::ensure!(orders > 0, "--orders must be at least 1");
+    let settings = load(config)?;
+    if std::env::var_os("RUST_LOG").is_none() {
+        // The summary is the demo's output; only warnings and errors interleave with it.
+        crate::telemetry::init_with_default(false, "warn");
+    } else {
+        init_telemetry();
+    }
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()?;
+    let report = runtime.block_on(crate::demo::run(
+        settings,
+        crate::demo::DemoOptions::new(orders),
+    ))?;
+    println!("{report}");
+    anyhow::ensure!(report.complete(), "not every order reached a final state");
+    Ok(())
 }
 
 fn init_telemetry() {

@@ -5,6 +5,7 @@ pub mod amqp;
 pub mod cli;
 pub mod config;
 pub mod dedup;
+pub mod demo;
 pub mod http;
 pub mod metrics;
 pub mod push;

@@ -5,8 +5,13 @@ use tracing_subscriber::{fmt, EnvFilter};
 /// Installs the global subscriber once: JSON when `WEIBO_RELAY_LOG_FORMAT=json`, text otherwise.
 /// A second call (tests) is a no-op.
 pub fn init(json: bool) {
+    init_with_default(json, "info,lapin=warn,actix_server=warn");
+}
+
+/// Like [`init`], with `default_filter` used when `RUST_LOG` is unset.
+pub fn init_with_default(json: bool, default_filter: &str) {
     let filter = EnvFilter::try_from_default_env()
-        .unwrap_or_else(|_| EnvFilter::new("info,lapin=warn,actix_server=warn"))
+        .unwrap_or_else(|_| EnvFilter::new(default_filter))
         // lapin logs a returned message whole, personal data included: never let it through.
         .add_directive(
             "lapin::returned_messages=off"

@@ -1,6 +1,9 @@
 //! Exchanges, queues and bindings, declared idempotently on every (re)connection.
 
-use lapin::options::{ExchangeDeclareOptions, QueueBindOptions, QueueDeclareOptions};
+use lapin::options::{
+    ExchangeDeclareOptions, ExchangeDeleteOptions, QueueBindOptions, QueueDeclareOptions,
+    QueueDeleteOptions,
+};
 use lapin::types::{AMQPValue, FieldTable, LongString};
 use lapin::{Channel, ExchangeKind};
 
@@ -111,6 +114,21 @@ impl Topology {
     /// The bindings as (queue, exchange, routing key).
     pub fn bindings(&self) -> &[(String, String, String)] {
         &self.bindings
+    }
+
+    /// Deletes every queue and exchange of this topology (demo and test clean-up).
+    pub async fn delete(&self, channel: &Channel) -> Result<(), lapin::Error> {
+        for q in &self.queues {
+            channel
+                .queue_delete(q.name.as_str().into(), QueueDeleteOptions::default())
+                .await?;
+        }
+        for name in &self.exchanges {
+            channel
+                .exchange_delete(name.as_str().into(), ExchangeDeleteOptions::default())
+                .await?;
+        }
+        Ok(())
     }
 
     /// Declares everything; redeclaring with the same arguments is a no-op on the broker.

@@ -6,6 +6,7 @@ mod admin;
 mod faults;
 mod orders;
 mod platform;
+mod pusher;
 mod state;
 mod tokens;
 
@@ -21,6 +22,7 @@ use state::SandboxState;
 
 pub use faults::Faults;
 pub use orders::{Order, OrderEvent, CLOSED, FINISHED, PAID, TIMED_OUT};
+pub use pusher::{PushSchedule, PushSender, PushStats};
 
 /// How to run a sandbox.
 #[derive(Debug, Clone)]
@@ -129,6 +131,21 @@ impl SandboxHandle {
     /// Order state changes from now on, for a push sender.
     pub fn subscribe_orders(&self) -> broadcast::Receiver<OrderEvent> {
         self.state.lock().orders.subscribe()
+    }
+
+    /// Creates `count` paid orders for `appid` (as `POST /admin/orders` does).
+    pub fn create_orders(&self, appid: &str, count: usize) -> Vec<String> {
+        self.state.lock().orders.create(appid, count, PAID)
+    }
+
+    /// A snapshot of one order.
+    pub fn order(&self, appid: &str, sub_order_id: &str) -> Option<Order> {
+        self.state.lock().orders.get(appid, sub_order_id).cloned()
+    }
+
+    /// The merchants the platform knows.
+    pub fn merchants(&self) -> &crate::config::Merchants {
+        self.state.merchants()
     }
 
     /// Stops serving, finishing in-flight requests.

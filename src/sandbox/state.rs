@@ -90,7 +90,12 @@ impl SandboxState {
         self.world.lock().unwrap_or_else(PoisonError::into_inner)
     }
 
-    /// The merchant with this e-commerce appid.
+    /// Every merchant the platform knows.
+    pub fn merchants(&self) -> &Merchants {
+        &self.merchants
+    }
+
+    /// The merchant with this appid.
     pub fn merchant(&self, appid: &str) -> Option<&Merchant> {
         self.merchants.get(appid)
     }

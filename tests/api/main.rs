@@ -2,6 +2,7 @@
 
 mod broker;
 mod cli;
+mod demo;
 mod fixtures;
 mod helpers;
 mod ops;

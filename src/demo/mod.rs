@@ -1,0 +1,207 @@
+//! `weibo-relay demo`: the sandbox platform, the relay (`serve`) and a sample consumer, end
+//! to end on the local RabbitMQ, then a summary. Exits 0 only when every order reached a
+//! final state on the sandbox.
+
+mod consumer;
+mod report;
+
+use std::collections::HashMap;
+use std::io::IsTerminal;
+use std::sync::atomic::Ordering;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use lapin::{Connection, ConnectionProperties};
+use secrecy::{ExposeSecret, SecretString};
+use tokio::sync::broadcast::error::RecvError;
+
+use crate::amqp::Topology;
+use crate::config::{Merchant, Merchants, Settings};
+use crate::sandbox::{PushSchedule, PushSender, Sandbox, SandboxConfig, CLOSED, FINISHED};
+use crate::startup::{Application, Roles};
+use crate::worker::{worker_topology, RetryPolicy};
+
+pub use consumer::{ConsumerStats, SampleConsumer};
+pub use report::{percentile, DemoReport};
+
+/// How to run the demo.
+#[derive(Debug, Clone)]
+pub struct DemoOptions {
+    /// Orders to create and push.
+    pub orders: usize,
+    /// Every n-th order (by id) is closed instead of finished.
+    pub close_every: u64,
+    /// Give up waiting for final states after this long.
+    pub timeout: Duration,
+    /// Show a progress bar (else plain lines).
+    pub progress_bar: bool,
+}
+
+impl DemoOptions {
+    /// `orders` orders, a bar when stderr is a terminal.
+    pub fn new(orders: usize) -> Self {
+        Self {
+            orders,
+            close_every: 10,
+            timeout: Duration::from_secs(60 + orders as u64 / 5),
+            progress_bar: std::io::stderr().is_terminal(),
+        }
+    }
+}
+
+const DEMO_APPID: &str = "100023";
+
+/// Settings for one demo run: `base` (defaults or the user's file) with names of its own,
+/// so a run leaves nothing behind, and one demo merchant the sandbox knows.
+fn demo_settings(mut settings: Settings) -> Settings {
+    let run = uuid::Uuid::new_v4().simple().to_string();
+    let run = &run[..8];
+    settings.http.bind = ([127, 0, 0, 1], 0).into();
+    settings.amqp.events_exchange = format!("weibo-relay-demo.{run}.events");
+    settings.amqp.events_queue = format!("weibo-relay-demo.{run}.orders");
+    settings.amqp.fulfilment_queue = format!("weibo-relay-demo.{run}.fulfilment");
+    // Short retry delays so a transient failure does not stall the demo for minutes.
+    settings.weibo.retry_base_ms = 200;
+    settings.weibo.retry_max_ms = 2000;
+    let secret = |s: &str| SecretString::from(format!("demo-{s}-{run}"));
+    settings.merchants = Merchants::new(vec![Merchant {
+        appid: DEMO_APPID.into(),
+        sign_key: secret("sign-key"),
+        client_id: "772915".into(),
+        client_secret: secret("client-secret"),
+        uid: "1404376560".into(),
+    }]);
+    settings
+}
+
+/// Runs the whole demo and returns its report.
+pub async fn run(base: Settings, options: DemoOptions) -> anyhow::Result<DemoReport> {
+    let mut settings = demo_settings(base);
+    let sandbox = Arc::new(Sandbox::start(SandboxConfig::new(
+        settings.merchants.clone(),
+    ))?);
+    settings.weibo.api_base = sandbox.api_base();
+    settings.weibo.oauth_base = sandbox.base_url();
+    let topology = Topology::events(&settings.amqp).merge(worker_topology(
+        &settings.amqp,
+        &RetryPolicy::from_settings(&settings.weibo),
+    ));
+
+    let app = Application::build(settings.clone(), Roles::Serve).await?;
+    let relay_url = format!("http://{}", app.address());
+    if !app.broker().wait_ready(Duration::from_secs(15)).await {
+        anyhow::bail!(
+            "RabbitMQ is not reachable at {} (start it, or set amqp.url)",
+            settings.amqp.redacted_url()
+        );
+    }
+    let shutdown = app.shutdown_token();
+    let relay = tokio::spawn(app.run_until_stopped());
+
+    let result = drive(&settings, &sandbox, &relay_url, &options).await;
+
+    shutdown.cancel();
+    let _ = relay.await;
+    if let Ok(sandbox) = Arc::try_unwrap(sandbox) {
+        sandbox.stop().await;
+    }
+    cleanup(&settings, &topology).await;
+    result
+}
+
+async fn drive(
+    settings: &Settings,
+    sandbox: &Arc<crate::sandbox::SandboxHandle>,
+    relay_url: &str,
+    options: &DemoOptions,
+) -> anyhow::Result<DemoReport> {
+    let consumer = SampleConsumer::start(&settings.amqp, options.close_every).await?;
+    let push_url = format!("{relay_url}{}", settings.push.path);
+    let sender = PushSender::start(sandbox, push_url, PushSchedule::scaled(0.01));
+    let mut changes = sandbox.subscribe_orders();
+
+    let started = Instant::now();
+    let ids = sandbox.create_orders(DEMO_APPID, options.orders);
+    let created: HashMap<String, Instant> = ids.iter().map(|id| (id.clone(), started)).collect();
+    let mut finals: HashMap<String, (u16, Duration)> = HashMap::new();
+    let progress = report::Progress::new(options.orders, options.progress_bar);
+    let deadline = started + options.timeout;
+
+    while finals.len() < created.len() && Instant::now() < deadline {
+        let change = tokio::select! {
+            change = changes.recv() => change,
+            _ = tokio::time::sleep(Duration::from_millis(250)) => {
+                progress.update(finals.len(), sender.stats().accepted.load(Ordering::Relaxed));
+                continue;
+            }
+        };
+        match change {
+            Ok(c) if (c.state_code == FINISHED || c.state_code == CLOSED) => {
+                if let Some(at) = created.get(&c.sub_order_id) {
+                    finals
+                        .entry(c.sub_order_id)
+                        .or_insert((c.state_code, at.elapsed()));
+                }
+            }
+            Ok(_) => {}
+            Err(RecvError::Lagged(_)) => {
+                // Missed changes: read the states directly instead.
+                for id in &ids {
+                    if let Some(order) = sandbox.order(DEMO_APPID, id) {
+                        if order.state_code == FINISHED || order.state_code == CLOSED {
+                            finals
+                                .entry(id.clone())
+                                .or_insert((order.state_code, started.elapsed()));
+                        }
+                    }
+                }
+            }
+            Err(RecvError::Closed) => break,
+        }
+        progress.update(
+            finals.len(),
+            sender.stats().accepted.load(Ordering::Relaxed),
+        );
+    }
+    progress.finish(finals.len());
+    // The final-state pushes are still being answered: let them land before counting.
+    let settle_until = Instant::now() + Duration::from_secs(5);
+    // Each order is pushed twice: paid, then finished or closed.
+    let expected = 2 * options.orders as u64;
+    let stats = sender.stats();
+    while (stats.events.load(Ordering::Relaxed) < expected || stats.pending() > 0)
+        && Instant::now() < settle_until
+    {
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+
+    let metrics = reqwest::get(format!("{relay_url}/metrics"))
+        .await?
+        .text()
+        .await?;
+    let report = DemoReport::gather(
+        options.orders,
+        &finals,
+        sender.stats(),
+        &consumer.stats(),
+        &metrics,
+        started.elapsed(),
+    );
+    sender.stop().await;
+    consumer.stop().await;
+    Ok(report)
+}
+
+async fn cleanup(settings: &Settings, topology: &Topology) {
+    let url = settings.amqp.url.expose_secret();
+    let Ok(conn) = Connection::connect(url, ConnectionProperties::default()).await else {
+        return;
+    };
+    if let Ok(channel) = conn.create_channel().await {
+        if let Err(error) = topology.delete(&channel).await {
+            tracing::warn!(%error, "demo queues not fully deleted");
+        }
+        let _ = channel.close(200, "demo done".into()).await;
+    }
+    let _ = conn.close(200, "demo done".into()).await;
+}
