@@ -74,6 +74,12 @@ pub struct SandboxArgs {
     /// Order calls per second beyond which calls answer 10023.
     #[arg(long)]
     pub rate_limit_per_sec: Option<u32>,
+    /// Push every order change, signed, to this URL (the relay's push endpoint).
+    #[arg(long, value_name = "URL")]
+    pub push_to: Option<String>,
+    /// Multiplies the redelivery schedule (1 min, 5 min, 15 min); 0.01 makes it 100x faster.
+    #[arg(long, default_value_t = 1.0)]
+    pub time_scale: f64,
 }
 
 /// `dlq` subcommands.
@@ -164,7 +170,7 @@ fn serve(config: Option<PathBuf>, roles: Roles) -> anyhow::Result<()> {
 }
 
 fn sandbox(config: Option<PathBuf>, args: SandboxArgs) -> anyhow::Result<()> {
-    use crate::sandbox::{Faults, Sandbox, SandboxConfig};
+    use crate::sandbox::{Faults, PushSchedule, PushSender, Sandbox, SandboxConfig};
     let settings = load(config)?;
     if settings.merchants.is_empty() {
         anyhow::bail!("the sandbox needs at least one [[merchants]] entry in the configuration");
@@ -183,11 +189,20 @@ fn sandbox(config: Option<PathBuf>, args: SandboxArgs) -> anyhow::Result<()> {
         .enable_all()
         .build()?;
     runtime.block_on(async move {
-        let handle = Sandbox::start(sandbox_config)?;
+        let handle = std::sync::Arc::new(Sandbox::start(sandbox_config)?);
         println!("oauth_base = \"{}\"", handle.base_url());
         println!("api_base = \"{}\"", handle.api_base());
+        let sender = args.push_to.map(|url| {
+            println!("pushing order changes to {url}");
+            PushSender::start(&handle, url, PushSchedule::scaled(args.time_scale))
+        });
         wait_for_signal().await;
-        handle.stop().await;
+        if let Some(sender) = sender {
+            sender.stop().await;
+        }
+        if let Ok(handle) = std::sync::Arc::try_unwrap(handle) {
+            handle.stop().await;
+        }
         Ok(())
     })
 }

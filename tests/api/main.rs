@@ -9,4 +9,5 @@ mod ops;
 mod process;
 mod proxy;
 mod push;
+mod sandbox;
 mod worker;
