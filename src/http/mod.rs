@@ -42,12 +42,15 @@ async fn healthz() -> HttpResponse {
 }
 
 async fn readyz(state: web::Data<OpsState>) -> HttpResponse {
-    if state.broker.is_ready() {
-        HttpResponse::Ok().json(json!({"code": 0, "msg": "ready"}))
-    } else {
-        HttpResponse::ServiceUnavailable()
-            .json(json!({"code": 50300, "msg": "broker not connected"}))
+    if !state.broker.is_ready() {
+        return HttpResponse::ServiceUnavailable()
+            .json(json!({"code": 50300, "msg": "broker not connected"}));
     }
+    if state.keeper.as_ref().is_some_and(|k| !k.is_ready()) {
+        return HttpResponse::ServiceUnavailable()
+            .json(json!({"code": 50301, "msg": "no access_token yet for every merchant"}));
+    }
+    HttpResponse::Ok().json(json!({"code": 0, "msg": "ready"}))
 }
 
 async fn metrics(state: web::Data<OpsState>) -> HttpResponse {

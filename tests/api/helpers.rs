@@ -348,3 +348,79 @@ where
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
 }
+
+/// The real binary, running one role with a config file, its log lines collected.
+pub struct RelayProcess {
+    pub address: String,
+    child: std::process::Child,
+    lines: std::sync::mpsc::Receiver<String>,
+    seen: Vec<String>,
+    dir: std::path::PathBuf,
+}
+
+impl RelayProcess {
+    /// Starts `weibo-relay <role> --config` with JSON logs; returns once it logged its address.
+    pub fn start(role: &str, toml: &str, rust_log: &str) -> Self {
+        use std::io::{BufRead, BufReader};
+        use std::process::{Command, Stdio};
+        let dir = std::env::temp_dir().join(format!("wr-proc-{}", uuid::Uuid::new_v4()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let file = dir.join("relay.toml");
+        std::fs::write(&file, toml).unwrap();
+        let mut child = Command::new(env!("CARGO_BIN_EXE_weibo-relay"))
+            .args([role, "--config"])
+            .arg(&file)
+            .env("WEIBO_RELAY_LOG_FORMAT", "json")
+            .env("RUST_LOG", rust_log)
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap();
+        let (tx, lines) = std::sync::mpsc::channel::<String>();
+        for pipe in [
+            Box::new(child.stdout.take().unwrap()) as Box<dyn std::io::Read + Send>,
+            Box::new(child.stderr.take().unwrap()),
+        ] {
+            let tx = tx.clone();
+            std::thread::spawn(move || {
+                for line in BufReader::new(pipe).lines().map_while(Result::ok) {
+                    let _ = tx.send(line);
+                }
+            });
+        }
+        let mut seen = Vec::new();
+        let address = loop {
+            let line = lines
+                .recv_timeout(Duration::from_secs(20))
+                .expect("relay logs 'listening'");
+            seen.push(line.clone());
+            let entry: serde_json::Value = serde_json::from_str(&line).expect("JSON log line");
+            if entry["message"] == "listening" {
+                break entry["address"].as_str().unwrap().to_owned();
+            }
+        };
+        Self {
+            address,
+            child,
+            lines,
+            seen,
+            dir,
+        }
+    }
+
+    /// Sends `signal` (TERM, KILL), waits for the exit, returns it with every log line.
+    pub async fn signal(mut self, signal: &str) -> (std::process::ExitStatus, Vec<String>) {
+        let status = std::process::Command::new("kill")
+            .args([&format!("-{signal}"), &self.child.id().to_string()])
+            .status()
+            .unwrap();
+        assert!(status.success());
+        let mut child = self.child;
+        let exit = tokio::task::spawn_blocking(move || child.wait().unwrap())
+            .await
+            .unwrap();
+        self.seen.extend(self.lines.iter());
+        let _ = std::fs::remove_dir_all(&self.dir);
+        (exit, self.seen)
+    }
+}

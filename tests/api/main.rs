@@ -3,6 +3,7 @@
 mod broker;
 mod cli;
 mod demo;
+mod faults;
 mod fixtures;
 mod helpers;
 mod ops;
@@ -11,3 +12,4 @@ mod proxy;
 mod push;
 mod sandbox;
 mod worker;
+mod worker_faults;

@@ -7,7 +7,7 @@ use lapin::types::{AMQPValue, FieldTable};
 use lapin::BasicProperties;
 use serde_json::{json, Value};
 use weibo_relay::config::Settings;
-use weibo_relay::sandbox::{Sandbox, SandboxConfig, SandboxHandle};
+use weibo_relay::sandbox::{Faults, Sandbox, SandboxConfig, SandboxHandle};
 use weibo_relay::startup::Roles;
 
 use crate::helpers::*;
@@ -25,6 +25,11 @@ pub struct RigOptions {
     pub amqp_url: String,
     pub max_attempts: u32,
     pub token_ttl: Duration,
+    pub timeout_ms: u64,
+    /// Faults the sandbox has from the start.
+    pub faults: Faults,
+    /// Wait for /readyz (a token held) before returning.
+    pub wait_ready: bool,
 }
 
 impl Default for RigOptions {
@@ -33,6 +38,9 @@ impl Default for RigOptions {
             amqp_url: AMQP_URL.to_owned(),
             max_attempts: 4,
             token_ttl: Duration::from_secs(7200),
+            timeout_ms: 2000,
+            faults: Faults::default(),
+            wait_ready: true,
         }
     }
 }
@@ -46,12 +54,14 @@ impl WorkerRig {
         let base = test_settings(&options.amqp_url);
         let mut sandbox_config = SandboxConfig::new(base.merchants.clone());
         sandbox_config.token_ttl = options.token_ttl;
+        sandbox_config.faults = options.faults.clone();
         let sandbox = Sandbox::start(sandbox_config).expect("sandbox starts");
         let toml = format!(
-            "{}\n[weibo]\napi_base = \"{}\"\noauth_base = \"{}\"\ntimeout_ms = 2000\nmax_attempts = {}\nretry_base_ms = 100\nretry_max_ms = 400\nrate_limit_per_sec = 1000\n\n[worker]\ntoken_wait_ms = 2000\n{}",
+            "{}\n[weibo]\napi_base = \"{}\"\noauth_base = \"{}\"\ntimeout_ms = {}\nmax_attempts = {}\nretry_base_ms = 100\nretry_max_ms = 400\nrate_limit_per_sec = 1000\n\n[worker]\ntoken_wait_ms = 2000\n{}",
             test_toml(&options.amqp_url).replace("[[merchants]]", "#"),
             sandbox.api_base(),
             sandbox.base_url(),
+            options.timeout_ms,
             options.max_attempts,
             merchants_toml(&base),
         );
@@ -86,12 +96,14 @@ impl WorkerRig {
             admin: reqwest::Client::new(),
             outcomes,
         };
-        eventually(
-            Duration::from_secs(10),
-            "worker ready (token held)",
-            || async { rig.app.get("/readyz").await.status == 200 },
-        )
-        .await;
+        if options.wait_ready {
+            eventually(
+                Duration::from_secs(10),
+                "worker ready (token held)",
+                || async { rig.app.get("/readyz").await.status == 200 },
+            )
+            .await;
+        }
         rig
     }
 
@@ -246,7 +258,7 @@ impl WorkerRig {
     }
 }
 
-fn merchants_toml(settings: &Settings) -> String {
+pub fn merchants_toml(settings: &Settings) -> String {
     use secrecy::ExposeSecret;
     settings
         .merchants
@@ -281,7 +293,7 @@ fn text(s: &str) -> AMQPValue {
     AMQPValue::LongString(s.into())
 }
 
-fn finish(id: &str) -> Value {
+pub fn finish(id: &str) -> Value {
     json!({"appid": APPID, "sub_order_id": id, "action": "finish"})
 }
 

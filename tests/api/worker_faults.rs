@@ -1,0 +1,184 @@
+//! Trying hard to lose a fulfilment command: platform outages, a killed worker, no token.
+
+use std::time::Duration;
+
+use lapin::options::{BasicPublishOptions, QueueDeclareOptions};
+use lapin::types::FieldTable;
+use lapin::BasicProperties;
+use serde_json::json;
+use weibo_relay::config::Settings;
+use weibo_relay::sandbox::{Faults, Sandbox, SandboxConfig};
+
+use crate::helpers::*;
+use crate::worker::{finish, merchants_toml, RigOptions, WorkerRig};
+
+#[tokio::test]
+async fn platform_time_outs_and_errors_for_a_while_then_every_command_succeeds() {
+    let rig = WorkerRig::start_with(RigOptions {
+        max_attempts: 8,
+        timeout_ms: 300,
+        ..Default::default()
+    })
+    .await;
+    let ids = rig.create_orders(20).await;
+
+    // Phase 1: the platform answers too late. It did the work; the worker could not know.
+    rig.faults(json!({"latency_ms": 600})).await;
+    for id in &ids[..10] {
+        rig.send(finish(id)).await;
+    }
+    eventually(Duration::from_secs(10), "ten late answers", || async {
+        rig.counters().await["calls"]["retailerFinishSub"]["0"] == 10
+    })
+    .await;
+    // Phase 2: the platform fails outright, 25 times, whoever calls.
+    rig.faults(json!({"fail_next": 25})).await;
+    for id in &ids[10..] {
+        rig.send(finish(id)).await;
+    }
+
+    let outcomes = rig.outcomes(20).await;
+    assert!(
+        outcomes.iter().all(|(k, _)| k == "fulfilment.succeeded"),
+        "{outcomes:?}"
+    );
+    for (_, body) in &outcomes {
+        let id = body["command"]["sub_order_id"].as_str().unwrap();
+        let attempts = body["attempts"].as_u64().unwrap();
+        if ids[..10].iter().any(|x| x == id) {
+            // Retried after the time-out, the platform said "already finished": success.
+            assert_eq!(body["code"], 70102, "{body}");
+            assert!(attempts >= 2, "{body}");
+        } else {
+            assert!((1..=8).contains(&attempts), "{body}");
+        }
+    }
+    let calls = &rig.counters().await["calls"]["retailerFinishSub"];
+    assert_eq!(calls["0"], 20, "each order finished exactly once: {calls}");
+    assert_eq!(calls["http_503"], 25, "{calls}");
+    assert_eq!(rig.dead_depth().await, 0, "nothing dead-lettered early");
+    for id in &ids {
+        assert_eq!(rig.order_state(id).await, 301);
+    }
+}
+
+#[tokio::test]
+async fn token_endpoint_down_at_startup_keeps_readiness_false_then_commands_resume() {
+    let rig = WorkerRig::start_with(RigOptions {
+        faults: Faults {
+            token_fail_next: 2,
+            ..Faults::default()
+        },
+        wait_ready: false,
+        ..Default::default()
+    })
+    .await;
+    let ready = rig.app.get("/readyz").await;
+    let counters = rig.counters().await;
+    assert_eq!(ready.status, 503, "{counters} {}", ready.body);
+    ready.assert_refused(503, 50301);
+    let ids = rig.create_orders(3).await;
+    for id in &ids {
+        rig.send(finish(id)).await;
+    }
+    let outcomes = rig.outcomes(3).await;
+    assert!(
+        outcomes
+            .iter()
+            .all(|(k, b)| k == "fulfilment.succeeded" && b["attempts"] == 1),
+        "{outcomes:?}"
+    );
+    assert_eq!(rig.app.get("/readyz").await.status, 200);
+    let counters = rig.counters().await;
+    assert_eq!(counters["calls"]["authorize"]["http_503"], 2, "{counters}");
+    assert_eq!(counters["tokens_issued"][APPID], 1);
+    assert_eq!(rig.dead_depth().await, 0);
+}
+
+#[tokio::test]
+async fn a_worker_killed_mid_batch_and_restarted_loses_no_command() {
+    const ORDERS: usize = 60;
+    let base = test_settings(AMQP_URL);
+    let mut sandbox_config = SandboxConfig::new(base.merchants.clone());
+    sandbox_config.faults.latency_ms = 20;
+    let sandbox = Sandbox::start(sandbox_config).unwrap();
+    let toml = format!(
+        "{}\n[weibo]\napi_base = \"{}\"\noauth_base = \"{}\"\nretry_base_ms = 100\nretry_max_ms = 400\nrate_limit_per_sec = 1000\n\n[worker]\nconcurrency = 4\nprefetch = 8\n{}",
+        test_toml(AMQP_URL).replace("[[merchants]]", "#"),
+        sandbox.api_base(),
+        sandbox.base_url(),
+        merchants_toml(&base),
+    );
+    let settings = Settings::from_toml(&toml).unwrap();
+    let _topology = TopologyGuard(settings.amqp.clone());
+
+    let first = RelayProcess::start("worker", &toml, "warn,weibo_relay::startup=info");
+    // Ready means the worker declared its queues: only then can commands be routed.
+    let readyz = format!("http://{}/readyz", first.address);
+    eventually(Duration::from_secs(10), "worker ready", || async {
+        reqwest::get(&readyz).await.is_ok_and(|r| r.status() == 200)
+    })
+    .await;
+    let ids = sandbox.create_orders(APPID, ORDERS);
+    let conn = lapin::Connection::connect(AMQP_URL, Default::default())
+        .await
+        .unwrap();
+    let channel = conn.create_channel().await.unwrap();
+    for id in &ids {
+        channel
+            .basic_publish(
+                "".into(),
+                settings.amqp.fulfilment_queue.as_str().into(),
+                BasicPublishOptions::default(),
+                finish(id).to_string().as_bytes(),
+                BasicProperties::default().with_delivery_mode(2),
+            )
+            .await
+            .unwrap();
+    }
+    let finished = |sandbox: &weibo_relay::sandbox::SandboxHandle| {
+        ids.iter()
+            .filter(|id| {
+                sandbox
+                    .order(APPID, id)
+                    .is_some_and(|o| o.state_code == 301)
+            })
+            .count()
+    };
+    eventually(Duration::from_secs(20), "a part of the batch done", || {
+        let n = finished(&sandbox);
+        async move { n >= 10 }
+    })
+    .await;
+    let (exit, _) = first.signal("KILL").await;
+    assert!(!exit.success());
+    let done_at_kill = finished(&sandbox);
+    assert!(
+        done_at_kill < ORDERS,
+        "the kill came too late to prove anything"
+    );
+
+    let second = RelayProcess::start("worker", &toml, "warn,weibo_relay::startup=info");
+    eventually(Duration::from_secs(30), "every order finished", || {
+        let n = finished(&sandbox);
+        async move { n == ORDERS }
+    })
+    .await;
+    let dead = channel
+        .queue_declare(
+            weibo_relay::worker::dead_queue(&settings.amqp.fulfilment_queue)
+                .as_str()
+                .into(),
+            QueueDeclareOptions {
+                passive: true,
+                ..Default::default()
+            },
+            FieldTable::default(),
+        )
+        .await
+        .unwrap();
+    assert_eq!(dead.message_count(), 0);
+    let (exit, _) = second.signal("TERM").await;
+    assert!(exit.success());
+    let _ = conn.close(200, "done".into()).await;
+}
