@@ -2,6 +2,7 @@
 
 mod broker;
 mod cli;
+mod deploy;
 mod fixtures;
 mod helpers;
 mod ops;
