@@ -3,6 +3,7 @@
 mod broker;
 mod cli;
 mod demo;
+mod deploy;
 mod faults;
 mod fixtures;
 mod helpers;

@@ -1,0 +1,599 @@
+//! deploy/ must agree with the code: the configs load, the YAML is well-formed and wired as
+//! documented, and the RabbitMQ definitions are exactly the topology the relay declares (a
+//! mismatch makes the relay's own declarations fail with PRECONDITION_FAILED).
+//! No broker needed.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::path::{Path, PathBuf};
+
+use lapin::types::{AMQPValue, FieldTable};
+use secrecy::ExposeSecret;
+use serde::Deserialize;
+use serde_json::{json, Value as Json};
+use serde_yaml_ng::Value as Yaml;
+use weibo_relay::amqp::Topology;
+use weibo_relay::config::Settings;
+use weibo_relay::worker::{worker_topology, RetryPolicy};
+
+fn repo() -> &'static Path {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+}
+
+fn deploy() -> PathBuf {
+    repo().join("deploy")
+}
+
+fn read(path: &Path) -> String {
+    std::fs::read_to_string(path).unwrap_or_else(|e| panic!("{}: {e}", path.display()))
+}
+
+/// Every file under `dir` whose name ends with one of `exts`, sorted.
+fn files(dir: &Path, exts: &[&str]) -> Vec<PathBuf> {
+    let mut out = Vec::new();
+    for entry in std::fs::read_dir(dir).unwrap() {
+        let path = entry.unwrap().path();
+        if path.is_dir() {
+            out.extend(files(&path, exts));
+        } else if exts
+            .iter()
+            .any(|e| path.extension().is_some_and(|x| x == *e))
+        {
+            out.push(path);
+        }
+    }
+    out.sort();
+    out
+}
+
+/// All documents of a (possibly multi-document) YAML file; each must be a mapping.
+fn documents(path: &Path) -> Vec<Yaml> {
+    let text = read(path);
+    let docs: Vec<Yaml> = serde_yaml_ng::Deserializer::from_str(&text)
+        .map(|doc| Yaml::deserialize(doc).unwrap_or_else(|e| panic!("{}: {e}", path.display())))
+        .collect();
+    assert!(!docs.is_empty(), "{}: no YAML document", path.display());
+    for doc in &docs {
+        assert!(
+            doc.is_mapping(),
+            "{}: not a mapping: {doc:?}",
+            path.display()
+        );
+    }
+    docs
+}
+
+fn s(v: &Yaml) -> &str {
+    v.as_str()
+        .unwrap_or_else(|| panic!("expected a string, got {v:?}"))
+}
+
+fn strings(v: &Yaml) -> Vec<&str> {
+    v.as_sequence()
+        .unwrap_or_else(|| panic!("expected a list, got {v:?}"))
+        .iter()
+        .map(s)
+        .collect()
+}
+
+/// The Kubernetes objects of deploy/k8s, applied with `kubectl apply -f deploy/k8s/`.
+fn k8s() -> Vec<Yaml> {
+    let dir = deploy().join("k8s");
+    let mut docs = Vec::new();
+    for entry in std::fs::read_dir(&dir).unwrap() {
+        let path = entry.unwrap().path();
+        if path.extension().is_some_and(|e| e == "yaml") {
+            docs.extend(documents(&path));
+        }
+    }
+    docs
+}
+
+fn find<'a>(docs: &'a [Yaml], kind: &str, name: &str) -> &'a Yaml {
+    let found: Vec<&Yaml> = docs
+        .iter()
+        .filter(|d| d["kind"] == kind && d["metadata"]["name"] == name)
+        .collect();
+    assert_eq!(found.len(), 1, "exactly one {kind} {name}");
+    found[0]
+}
+
+fn load(file: &Path, env: Vec<(String, String)>) -> Settings {
+    Settings::load(Some(file), env)
+        .unwrap_or_else(|e| panic!("{} does not load: {e}", file.display()))
+}
+
+#[test]
+fn deploy_example_config_is_valid() {
+    let settings = load(&deploy().join("relay.example.toml"), Vec::new());
+    // The image runs it as is: it must listen beyond loopback.
+    assert_eq!(settings.http.bind.to_string(), "0.0.0.0:8080");
+    assert_eq!(settings.merchants.len(), 1);
+}
+
+#[test]
+fn deploy_every_toml_file_is_a_valid_config() {
+    let tomls = files(&deploy(), &["toml"]);
+    assert!(!tomls.is_empty());
+    for path in tomls {
+        Settings::load(Some(&path), std::iter::empty())
+            .unwrap_or_else(|e| panic!("{}: {e}", path.display()));
+    }
+}
+
+#[test]
+fn deploy_every_yaml_file_is_well_formed() {
+    let yamls = files(&deploy(), &["yaml", "yml"]);
+    let names: BTreeSet<String> = yamls
+        .iter()
+        .map(|p| {
+            p.strip_prefix(deploy())
+                .unwrap()
+                .to_string_lossy()
+                .into_owned()
+        })
+        .collect();
+    for expected in [
+        "compose.yaml",
+        "k8s/configmap.yaml",
+        "k8s/secret.yaml",
+        "k8s/receiver.yaml",
+        "k8s/worker.yaml",
+        "k8s/optional/keda-worker-scaler.yaml",
+    ] {
+        assert!(
+            names.contains(expected),
+            "{expected} missing from {names:?}"
+        );
+    }
+    for path in &yamls {
+        documents(path);
+    }
+    // Kubernetes objects: complete, and namespace-agnostic (kubectl -n chooses).
+    for dir in ["k8s", "k8s/optional"] {
+        for path in files(&deploy().join(dir), &["yaml"]) {
+            for doc in documents(&path) {
+                assert!(doc["apiVersion"].is_string(), "{}", path.display());
+                assert!(doc["kind"].is_string(), "{}", path.display());
+                assert!(doc["metadata"]["name"].is_string(), "{}", path.display());
+                assert!(
+                    doc["metadata"]["namespace"].is_null(),
+                    "{}: hard-coded namespace",
+                    path.display()
+                );
+            }
+        }
+    }
+    assert_eq!(documents(&deploy().join("k8s/receiver.yaml")).len(), 3);
+}
+
+#[test]
+fn deploy_compose_wires_broker_roles_config_and_readiness() {
+    let compose = &documents(&deploy().join("compose.yaml"))[0];
+    let services = &compose["services"];
+    let names: BTreeSet<&str> = services.as_mapping().unwrap().keys().map(s).collect();
+    assert_eq!(names, BTreeSet::from(["rabbitmq", "receiver", "worker"]));
+
+    let rabbit = &services["rabbitmq"];
+    assert_eq!(s(&rabbit["image"]), "rabbitmq:3.13-management");
+    assert_eq!(
+        strings(&rabbit["healthcheck"]["test"]),
+        ["CMD", "rabbitmq-diagnostics", "-q", "ping"]
+    );
+    assert_eq!(strings(&rabbit["ports"]), ["5672:5672", "15672:15672"]);
+
+    // The mounted config file's default, relative to the compose file.
+    let secret_file = s(&compose["secrets"]["relay_config"]["file"]);
+    let default = secret_file
+        .strip_prefix("${WEIBO_RELAY_CONFIG_FILE:-")
+        .and_then(|f| f.strip_suffix('}'))
+        .expect("file: ${WEIBO_RELAY_CONFIG_FILE:-default}");
+    let config_file = deploy().join(default);
+    assert!(config_file.is_file(), "{}", config_file.display());
+
+    for role in ["receiver", "worker"] {
+        let svc = &services[role];
+        assert_eq!(s(&svc["build"]["context"]), "..");
+        assert!(deploy()
+            .join(s(&svc["build"]["context"]))
+            .join(s(&svc["build"]["dockerfile"]))
+            .is_file());
+        assert_eq!(
+            strings(&svc["command"]),
+            [role, "--config", "/run/secrets/relay.toml"]
+        );
+        assert_eq!(s(&svc["secrets"][0]["source"]), "relay_config");
+        assert_eq!(s(&svc["secrets"][0]["target"]), "relay.toml");
+        assert_eq!(
+            s(&svc["depends_on"]["rabbitmq"]["condition"]),
+            "service_healthy"
+        );
+        assert_eq!(
+            strings(&svc["healthcheck"]["test"]),
+            ["CMD", "curl", "-fsS", "http://127.0.0.1:8080/readyz"],
+            "{role}"
+        );
+        // The file plus the service's environment is a valid configuration, reachable
+        // from outside the container, and the broker is the compose service.
+        let env: Vec<(String, String)> = svc["environment"]
+            .as_mapping()
+            .unwrap()
+            .iter()
+            .map(|(k, v)| (s(k).to_owned(), s(v).to_owned()))
+            .collect();
+        let settings = load(&config_file, env);
+        assert_eq!(settings.http.bind.to_string(), "0.0.0.0:8080", "{role}");
+        assert!(
+            settings
+                .amqp
+                .url
+                .expose_secret()
+                .contains("@rabbitmq:5672/"),
+            "{role}"
+        );
+    }
+    assert!(services["receiver"]["ports"]
+        .as_sequence()
+        .unwrap()
+        .iter()
+        .any(|p| p.as_str() == Some("8080:8080")));
+}
+
+/// What a pod runs with: the Secret's relay.toml as the one --config file, the ConfigMap as
+/// environment, and the AMQP URL from the Secret as WEIBO_RELAY__AMQP__URL.
+#[test]
+fn deploy_k8s_pod_config_assembles_from_configmap_and_secret() {
+    let docs = k8s();
+    let configmap = find(&docs, "ConfigMap", "weibo-relay");
+    let secret = find(&docs, "Secret", "weibo-relay");
+
+    for (name, role) in [
+        ("weibo-relay-receiver", "receiver"),
+        ("weibo-relay-worker", "worker"),
+    ] {
+        let pod = &find(&docs, "Deployment", name)["spec"]["template"]["spec"];
+        let containers = pod["containers"].as_sequence().unwrap();
+        assert_eq!(containers.len(), 1);
+        let c = &containers[0];
+
+        // args name the file the Secret volume provides.
+        let mount = &c["volumeMounts"][0];
+        let volume = pod["volumes"]
+            .as_sequence()
+            .unwrap()
+            .iter()
+            .find(|v| v["name"] == mount["name"])
+            .expect("the mounted volume");
+        assert_eq!(s(&volume["secret"]["secretName"]), "weibo-relay");
+        let items = volume["secret"]["items"].as_sequence().unwrap();
+        assert_eq!(items.len(), 1, "only relay.toml is mounted");
+        let key = s(&items[0]["key"]);
+        let file = format!("{}/{}", s(&mount["mountPath"]), s(&items[0]["path"]));
+        assert_eq!(strings(&c["args"]), [role, "--config", file.as_str()]);
+
+        // Environment: the whole ConfigMap plus the URL from the Secret.
+        assert_eq!(s(&c["envFrom"][0]["configMapRef"]["name"]), "weibo-relay");
+        let url = &c["env"][0];
+        assert_eq!(s(&url["name"]), "WEIBO_RELAY__AMQP__URL");
+        assert_eq!(s(&url["valueFrom"]["secretKeyRef"]["name"]), "weibo-relay");
+        let url_key = s(&url["valueFrom"]["secretKeyRef"]["key"]);
+
+        let mut env: Vec<(String, String)> = configmap["data"]
+            .as_mapping()
+            .unwrap()
+            .iter()
+            .map(|(k, v)| (s(k).to_owned(), s(v).to_owned()))
+            .collect();
+        env.push((
+            "WEIBO_RELAY__AMQP__URL".to_owned(),
+            s(&secret["stringData"][url_key]).to_owned(),
+        ));
+        let tmp = std::env::temp_dir().join(format!(
+            "weibo-relay-deploy-{}.toml",
+            uuid::Uuid::new_v4().simple()
+        ));
+        std::fs::write(&tmp, s(&secret["stringData"][key])).unwrap();
+        let loaded = Settings::load(Some(&tmp), env);
+        std::fs::remove_file(&tmp).unwrap();
+        let settings = loaded.unwrap_or_else(|e| panic!("{name}: {e}"));
+
+        // The Secret's file has no [http]: 0.0.0.0 proves the ConfigMap was applied (and an
+        // unknown key in it would have failed the load).
+        assert_eq!(settings.http.bind.to_string(), "0.0.0.0:8080");
+        assert_eq!(
+            settings.amqp.url.expose_secret(),
+            s(&secret["stringData"]["amqp-url"])
+        );
+        assert_eq!(settings.merchants.len(), 1);
+    }
+}
+
+#[test]
+fn deploy_k8s_probes_security_and_scaling() {
+    let docs = k8s();
+    for name in ["weibo-relay-receiver", "weibo-relay-worker"] {
+        let deployment = find(&docs, "Deployment", name);
+        let template = &deployment["spec"]["template"];
+        assert_eq!(
+            deployment["spec"]["selector"]["matchLabels"]["app.kubernetes.io/component"],
+            template["metadata"]["labels"]["app.kubernetes.io/component"]
+        );
+        let pod = &template["spec"];
+        let c = &pod["containers"][0];
+        assert_eq!(c["ports"][0]["name"], "http");
+        assert_eq!(c["ports"][0]["containerPort"].as_u64(), Some(8080));
+        assert_eq!(s(&c["readinessProbe"]["httpGet"]["path"]), "/readyz");
+        assert_eq!(c["readinessProbe"]["httpGet"]["port"], "http");
+        assert_eq!(s(&c["livenessProbe"]["httpGet"]["path"]), "/healthz");
+        assert!(c["resources"]["requests"]["cpu"].is_string(), "{name}");
+        assert!(c["resources"]["limits"]["memory"].is_string(), "{name}");
+        assert_eq!(pod["securityContext"]["runAsNonRoot"].as_bool(), Some(true));
+        assert_eq!(pod["securityContext"]["runAsUser"].as_u64(), Some(10001));
+        assert_eq!(
+            c["securityContext"]["allowPrivilegeEscalation"].as_bool(),
+            Some(false)
+        );
+    }
+
+    let receiver = find(&docs, "Deployment", "weibo-relay-receiver");
+    let service = find(&docs, "Service", "weibo-relay-receiver");
+    let labels = receiver["spec"]["template"]["metadata"]["labels"]
+        .as_mapping()
+        .unwrap();
+    for (k, v) in service["spec"]["selector"].as_mapping().unwrap() {
+        assert_eq!(labels.get(k), Some(v), "Service selector {k:?}");
+    }
+    assert_eq!(service["spec"]["ports"][0]["targetPort"], "http");
+    let hpa = find(&docs, "HorizontalPodAutoscaler", "weibo-relay-receiver");
+    assert_eq!(s(&hpa["apiVersion"]), "autoscaling/v2");
+    assert_eq!(s(&hpa["spec"]["scaleTargetRef"]["kind"]), "Deployment");
+    assert_eq!(
+        s(&hpa["spec"]["scaleTargetRef"]["name"]),
+        "weibo-relay-receiver"
+    );
+    assert_eq!(s(&hpa["spec"]["metrics"][0]["resource"]["name"]), "cpu");
+
+    // One token keeper per merchant: one worker, never two at once during a rollout.
+    let worker = find(&docs, "Deployment", "weibo-relay-worker");
+    assert_eq!(worker["spec"]["replicas"].as_u64(), Some(1));
+    assert_eq!(s(&worker["spec"]["strategy"]["type"]), "Recreate");
+
+    // The optional KEDA scaler targets the worker and the fulfilment queue.
+    let keda = documents(&deploy().join("k8s/optional/keda-worker-scaler.yaml"));
+    let scaled = find(&keda, "ScaledObject", "weibo-relay-worker");
+    assert_eq!(
+        s(&scaled["spec"]["scaleTargetRef"]["name"]),
+        "weibo-relay-worker"
+    );
+    let defaults = Settings::load(None, std::iter::empty()).unwrap();
+    assert_eq!(
+        s(&scaled["spec"]["triggers"][0]["metadata"]["queueName"]),
+        defaults.amqp.fulfilment_queue
+    );
+}
+
+/// Every secret string of the example Secret (its entries and the credentials inside its
+/// relay.toml) must stay out of every ConfigMap, and so must the secret keys themselves.
+#[test]
+fn deploy_no_secret_value_appears_in_a_configmap() {
+    let docs = k8s();
+    let secret = find(&docs, "Secret", "weibo-relay");
+    let mut secrets: Vec<String> = Vec::new();
+    for (_, v) in secret["stringData"].as_mapping().unwrap() {
+        secrets.push(s(v).to_owned());
+    }
+    let tmp = std::env::temp_dir().join(format!(
+        "weibo-relay-deploy-{}.toml",
+        uuid::Uuid::new_v4().simple()
+    ));
+    std::fs::write(&tmp, s(&secret["stringData"]["relay.toml"])).unwrap();
+    let loaded = Settings::load(Some(&tmp), std::iter::empty());
+    std::fs::remove_file(&tmp).unwrap();
+    for m in loaded.unwrap().merchants.iter() {
+        secrets.push(m.sign_key.expose_secret().to_owned());
+        secrets.push(m.client_secret.expose_secret().to_owned());
+    }
+    let url = s(&secret["stringData"]["amqp-url"]);
+    let password = url
+        .split_once("://")
+        .and_then(|(_, rest)| rest.split_once('@'))
+        .and_then(|(userinfo, _)| userinfo.split_once(':'))
+        .map(|(_, p)| p)
+        .expect("the example URL has a password placeholder");
+    secrets.push(password.to_owned());
+
+    let configmaps: Vec<&Yaml> = docs.iter().filter(|d| d["kind"] == "ConfigMap").collect();
+    assert!(!configmaps.is_empty());
+    for cm in configmaps {
+        for (k, v) in cm["data"].as_mapping().unwrap() {
+            let (k, v) = (s(k), s(v));
+            for secret in &secrets {
+                assert!(!v.contains(secret.as_str()), "ConfigMap {k} holds a secret");
+            }
+            for banned in ["AMQP__URL", "MERCHANTS", "SIGN_KEY", "CLIENT_SECRET"] {
+                assert!(!k.contains(banned), "ConfigMap sets {k}");
+            }
+            assert!(
+                !v.contains("[[merchants]]"),
+                "ConfigMap {k} holds merchants"
+            );
+        }
+    }
+}
+
+/// The topology the app declares for the default settings, as it would appear in a
+/// definitions file. Unknown argument types fail loudly rather than compare as equal.
+fn arguments_json(table: &FieldTable) -> Json {
+    let map = table
+        .inner()
+        .iter()
+        .map(|(k, v)| {
+            let v = match v {
+                AMQPValue::LongString(s) => {
+                    Json::String(String::from_utf8(s.as_bytes().to_vec()).unwrap())
+                }
+                AMQPValue::LongLongInt(i) => json!(i),
+                other => panic!("argument {k}: no JSON form chosen for {other:?}"),
+            };
+            (k.as_str().to_owned(), v)
+        })
+        .collect();
+    Json::Object(map)
+}
+
+fn declared_topology() -> Topology {
+    let s = Settings::load(None, std::iter::empty()).unwrap();
+    Topology::events(&s.amqp).merge(worker_topology(
+        &s.amqp,
+        &RetryPolicy::from_settings(&s.weibo),
+    ))
+}
+
+fn keys(v: &Json) -> BTreeSet<&str> {
+    v.as_object()
+        .unwrap_or_else(|| panic!("expected an object, got {v}"))
+        .keys()
+        .map(String::as_str)
+        .collect()
+}
+
+#[test]
+fn deploy_rabbitmq_definitions_match_the_declared_topology() {
+    let topology = declared_topology();
+    let path = deploy().join("rabbitmq/definitions.json");
+    let defs: Json = serde_json::from_str(&read(&path)).unwrap();
+    // Nothing else (no policies: they could contradict the declared arguments).
+    assert_eq!(
+        keys(&defs),
+        BTreeSet::from(["vhosts", "exchanges", "queues", "bindings"])
+    );
+    assert_eq!(defs["vhosts"], json!([{"name": "/"}]));
+
+    // Exchanges: durable topic, no arguments (Topology::declare).
+    let exchanges = defs["exchanges"].as_array().unwrap();
+    let mut names = Vec::new();
+    for e in exchanges {
+        let name = e["name"].as_str().unwrap();
+        let expected = json!({"name": name, "vhost": "/", "type": "topic", "durable": true,
+            "auto_delete": false, "internal": false, "arguments": {}});
+        assert_eq!(e, &expected, "exchange {name}");
+        names.push(name.to_owned());
+    }
+    assert_eq!(names, topology.exchanges());
+
+    // Queues: durable, not auto-delete, and exactly the declared arguments.
+    let mut file_queues: BTreeMap<String, Json> = BTreeMap::new();
+    for q in defs["queues"].as_array().unwrap() {
+        assert_eq!(
+            keys(q),
+            BTreeSet::from(["name", "vhost", "durable", "auto_delete", "arguments"])
+        );
+        let name = q["name"].as_str().unwrap().to_owned();
+        assert_eq!(q["vhost"], "/", "{name}");
+        assert_eq!(q["durable"], true, "{name}");
+        assert_eq!(q["auto_delete"], false, "{name}");
+        assert!(
+            file_queues
+                .insert(name.clone(), q["arguments"].clone())
+                .is_none(),
+            "{name} twice"
+        );
+    }
+    let declared: BTreeMap<String, Json> = topology
+        .queues()
+        .iter()
+        .map(|q| (q.name.clone(), arguments_json(&q.arguments)))
+        .collect();
+    assert_eq!(declared.len(), topology.queues().len());
+    assert_eq!(file_queues, declared);
+
+    // Bindings.
+    let mut file_bindings = Vec::new();
+    for b in defs["bindings"].as_array().unwrap() {
+        assert_eq!(
+            keys(b),
+            BTreeSet::from([
+                "source",
+                "vhost",
+                "destination",
+                "destination_type",
+                "routing_key",
+                "arguments"
+            ])
+        );
+        assert_eq!(b["vhost"], "/");
+        assert_eq!(b["destination_type"], "queue");
+        assert_eq!(b["arguments"], json!({}));
+        file_bindings.push((
+            b["destination"].as_str().unwrap().to_owned(),
+            b["source"].as_str().unwrap().to_owned(),
+            b["routing_key"].as_str().unwrap().to_owned(),
+        ));
+    }
+    let mut declared_bindings = topology.bindings().to_vec();
+    file_bindings.sort();
+    declared_bindings.sort();
+    assert_eq!(file_bindings, declared_bindings);
+
+    // What the README promises for the defaults: retry.1..retry.7, 5 s doubling to 320 s.
+    let ttls: Vec<i64> = (1..=7)
+        .map(|n| file_queues[&format!("weibo.fulfilment.retry.{n}")]["x-message-ttl"].as_i64())
+        .map(Option::unwrap)
+        .collect();
+    assert_eq!(ttls, [5000, 10000, 20000, 40000, 80000, 160000, 320000]);
+    assert!(!file_queues.contains_key("weibo.fulfilment.retry.8"));
+}
+
+#[test]
+fn deploy_dockerfile_builds_locked_and_runs_unprivileged() {
+    let dockerfile = read(&deploy().join("Dockerfile"));
+    let lines: Vec<&str> = dockerfile
+        .lines()
+        .map(str::trim)
+        .filter(|l| !l.is_empty() && !l.starts_with('#'))
+        .collect();
+    let from: Vec<&str> = lines
+        .iter()
+        .filter(|l| l.starts_with("FROM "))
+        .copied()
+        .collect();
+    assert_eq!(
+        from,
+        [
+            "FROM rust:1-bookworm AS builder",
+            "FROM debian:bookworm-slim"
+        ]
+    );
+    // The dependency layer and the real build, both from the lock file.
+    assert_eq!(
+        dockerfile.matches("cargo build --release --locked").count(),
+        2
+    );
+    assert!(lines.contains(&r#"ENTRYPOINT ["weibo-relay"]"#));
+    assert!(lines.contains(&r#"CMD ["serve", "--config", "/etc/weibo-relay/relay.toml"]"#));
+    assert!(lines.contains(&"COPY deploy/relay.example.toml /etc/weibo-relay/relay.toml"));
+    assert!(lines.contains(&"EXPOSE 8080"));
+    assert!(dockerfile.contains("ca-certificates"));
+    let user = lines
+        .iter()
+        .rev()
+        .find(|l| l.starts_with("USER "))
+        .expect("a USER");
+    assert!(
+        !user.contains("root") && !user.starts_with("USER 0"),
+        "{user}"
+    );
+    assert!(dockerfile.contains("HEALTHCHECK") && dockerfile.contains("/readyz"));
+    // Every COPY from the build context names something that exists.
+    for l in lines.iter().filter(|l| l.starts_with("COPY ")) {
+        let parts: Vec<&str> = l.split_whitespace().collect();
+        if parts[1].starts_with("--from") {
+            continue;
+        }
+        for src in &parts[1..parts.len() - 1] {
+            assert!(repo().join(src).exists(), "{l}: {src} missing");
+        }
+    }
+    let ignore = read(&repo().join(".dockerignore"));
+    let ignored: BTreeSet<&str> = ignore.lines().map(str::trim).collect();
+    assert!(ignored.contains("target") && ignored.contains(".git"));
+}
