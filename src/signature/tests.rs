@@ -98,6 +98,10 @@ proptest! {
         let mut changed = p.clone();
         changed[i].1.push('x');
         prop_assert!(!verify(pairs(&changed), &key, &sig));
+        let mut renamed = p.clone();
+        renamed[i].0.push('z');
+        prop_assume!(!p.iter().any(|(k, _)| *k == renamed[i].0));
+        prop_assert!(!verify(pairs(&renamed), &key, &sig));
         let mut other_key = key.clone();
         other_key.push('x');
         prop_assert!(!verify(pairs(&p), &other_key, &sig));

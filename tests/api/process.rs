@@ -76,3 +76,106 @@ async fn the_binary_logs_json_masks_personal_data_hides_secrets_and_stops_on_sig
         "{all}"
     );
 }
+
+/// True when `text` holds something shaped like a sandbox access token (`2.00` + 30 alnum).
+fn contains_token(text: &str) -> bool {
+    text.match_indices("2.00").any(|(i, _)| {
+        let rest = &text[i + 4..];
+        rest.len() >= 30 && rest.bytes().take(30).all(|b| b.is_ascii_alphanumeric())
+    })
+}
+
+#[tokio::test]
+async fn serve_at_debug_level_never_logs_secrets_tokens_or_phone_numbers() {
+    use weibo_relay::sandbox::{Sandbox, SandboxConfig};
+
+    let base = test_toml(AMQP_URL);
+    let merchant = format!(
+        "[[merchants]]\nappid = \"{APPID}\"\nsign_key = \"{SIGN_KEY_SECRET}\"\nclient_id = \"772915\"\nclient_secret = \"{CLIENT_SECRET}\"\nuid = \"1404376560\"\n"
+    );
+    let merchants = Settings::from_toml(&format!("{base}\n{merchant}"))
+        .unwrap()
+        .merchants;
+    let sandbox = Sandbox::start(SandboxConfig::new(merchants)).unwrap();
+    let toml = format!(
+        "{base}\n[weibo]\napi_base = \"{}\"\noauth_base = \"{}\"\n\n{merchant}",
+        sandbox.api_base(),
+        sandbox.base_url()
+    );
+    let settings = Settings::from_toml(&toml).unwrap();
+    let _topology = TopologyGuard(settings.amqp.clone());
+    let relay = RelayProcess::start("serve", &toml, "debug");
+    let client = reqwest::Client::new();
+    let ready = format!("http://{}/readyz", relay.address);
+    eventually(
+        Duration::from_secs(10),
+        "serve ready (token held)",
+        || async {
+            client
+                .get(&ready)
+                .send()
+                .await
+                .is_ok_and(|r| r.status() == 200)
+        },
+    )
+    .await;
+
+    let id = sandbox.create_orders(APPID, 1).remove(0);
+    let data = order_data(&id, 201);
+    let fields = signed_fields(APPID, SIGN_KEY_SECRET, "2", &data, now());
+    let answer = client
+        .post(format!("http://{}/weibo/push", relay.address))
+        .header("content-type", "application/x-www-form-urlencoded")
+        .body(form(&fields))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(answer.status(), 200);
+    let conn = lapin::Connection::connect(AMQP_URL, Default::default())
+        .await
+        .unwrap();
+    let channel = conn.create_channel().await.unwrap();
+    let command = serde_json::json!({"appid": APPID, "sub_order_id": id, "action": "close", "reason": "call 13700001111"});
+    channel
+        .basic_publish(
+            "".into(),
+            settings.amqp.fulfilment_queue.as_str().into(),
+            Default::default(),
+            command.to_string().as_bytes(),
+            lapin::BasicProperties::default(),
+        )
+        .await
+        .unwrap();
+    eventually(
+        Duration::from_secs(10),
+        "order closed on the platform",
+        || async {
+            sandbox
+                .order(APPID, &id)
+                .is_some_and(|o| o.state_code == 302)
+        },
+    )
+    .await;
+    let _ = conn.close(200, "done".into()).await;
+
+    let (exit, lines) = relay.signal("TERM").await;
+    assert!(exit.success(), "{exit:?}");
+    let all = lines.join("\n");
+    assert!(
+        all.contains("platform answered"),
+        "the worker logged its call:\n{all}"
+    );
+    for secret in [
+        SIGN_KEY_SECRET,
+        CLIENT_SECRET,
+        "guest:guest",
+        PHONE,
+        CONTACT,
+    ] {
+        assert!(!all.contains(secret), "{secret} leaked into the debug log");
+    }
+    assert!(
+        !contains_token(&all),
+        "an access_token leaked into the debug log"
+    );
+}

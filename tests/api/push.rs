@@ -348,3 +348,32 @@ async fn a_client_that_never_finishes_its_body_gets_408() {
     assert!(answer.starts_with("HTTP/1.1 408"), "{answer}");
     assert!(answer.contains(r#""code":40800"#), "{answer}");
 }
+
+#[tokio::test]
+async fn many_fields_are_refused_and_long_values_within_the_limit_are_fine() {
+    let app = spawn_app().await;
+    let many: String = (0..70)
+        .map(|i| format!("f{i}=v"))
+        .collect::<Vec<_>>()
+        .join("&");
+    let answer = app.post_form(many).await;
+    answer.assert_refused(400, 40002);
+    assert!(
+        answer.body.contains("more than 64 fields"),
+        "{}",
+        answer.body
+    );
+
+    // A long (but in-limit) extra field is signed and passed on like any other.
+    let data = order_data(&unique_order_id(), 201);
+    let mut fields = signed_fields(APPID, SIGN_KEY, "2", &data, now());
+    fields.pop();
+    fields.push(("remark".to_owned(), "r".repeat(2000)));
+    let pairs = fields.iter().map(|(k, v)| (k.as_str(), v.as_str()));
+    let sign = weibo_relay::signature::sign(pairs, SIGN_KEY);
+    fields.push(("sign".to_owned(), sign));
+    app.post_form(form(&fields)).await.assert_success();
+    let msg = app.next_event().await;
+    let env: Value = serde_json::from_slice(&msg.delivery.data).unwrap();
+    assert_eq!(env["params"]["remark"].as_str().unwrap().len(), 2000);
+}
