@@ -449,6 +449,38 @@ async fn a_command_that_never_succeeds_is_dead_lettered_after_max_attempts_and_c
     .await;
 
     let amqp = &rig.app.settings.amqp;
+    // The operator's view: `weibo-relay dlq list --json` with the relay's configuration.
+    let dir = std::env::temp_dir().join(format!("wr-dlq-{}", uuid::Uuid::new_v4()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let file = dir.join("relay.toml");
+    std::fs::write(
+        &file,
+        format!(
+            "[amqp]\nevents_exchange = \"{}\"\nevents_queue = \"{}\"\nfulfilment_queue = \"{}\"\n",
+            amqp.events_exchange, amqp.events_queue, amqp.fulfilment_queue
+        ),
+    )
+    .unwrap();
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_weibo-relay"))
+        .args(["dlq", "list", "--json", "--config"])
+        .arg(&file)
+        .output()
+        .unwrap();
+    std::fs::remove_dir_all(&dir).unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let stdout = String::from_utf8(out.stdout).unwrap();
+    let line: Value = serde_json::from_str(stdout.trim()).unwrap();
+    assert_eq!(line["attempts"], 4, "{stdout}");
+    assert_eq!(line["last_code"], "none", "{stdout}");
+    assert_eq!(
+        serde_json::from_str::<Value>(line["body"].as_str().unwrap()).unwrap(),
+        finish(&ids[0])
+    );
+
     let listed = weibo_relay::worker::dlq::list(amqp, 10).await.unwrap();
     assert_eq!(listed.len(), 1);
     assert_eq!(listed[0].attempts, 4);
