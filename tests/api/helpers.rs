@@ -408,6 +408,15 @@ impl RelayProcess {
         }
     }
 
+    /// Waits until `/readyz` answers 200 (broker connected, tokens held).
+    pub async fn wait_ready(&self) {
+        let url = format!("http://{}/readyz", self.address);
+        eventually(Duration::from_secs(10), "relay process ready", || async {
+            reqwest::get(&url).await.is_ok_and(|r| r.status() == 200)
+        })
+        .await;
+    }
+
     /// Sends `signal` (TERM, KILL), waits for the exit, returns it with every log line.
     pub async fn signal(mut self, signal: &str) -> (std::process::ExitStatus, Vec<String>) {
         let status = std::process::Command::new("kill")

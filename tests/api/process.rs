@@ -21,16 +21,8 @@ async fn the_binary_logs_json_masks_personal_data_hides_secrets_and_stops_on_sig
     let _topology = TopologyGuard(settings.amqp.clone());
     let relay = RelayProcess::start("receiver", &toml, "info,weibo_relay=debug");
     let address = relay.address.clone();
+    relay.wait_ready().await;
     let client = reqwest::Client::new();
-    let url = format!("http://{address}/readyz");
-    eventually(Duration::from_secs(10), "relay ready", || async {
-        client
-            .get(&url)
-            .send()
-            .await
-            .is_ok_and(|r| r.status() == 200)
-    })
-    .await;
 
     let data = order_data(&unique_order_id(), 201);
     assert!(data.contains(PHONE) && data.contains(CONTACT));
@@ -105,20 +97,8 @@ async fn serve_at_debug_level_never_logs_secrets_tokens_or_phone_numbers() {
     let settings = Settings::from_toml(&toml).unwrap();
     let _topology = TopologyGuard(settings.amqp.clone());
     let relay = RelayProcess::start("serve", &toml, "debug");
+    relay.wait_ready().await;
     let client = reqwest::Client::new();
-    let ready = format!("http://{}/readyz", relay.address);
-    eventually(
-        Duration::from_secs(10),
-        "serve ready (token held)",
-        || async {
-            client
-                .get(&ready)
-                .send()
-                .await
-                .is_ok_and(|r| r.status() == 200)
-        },
-    )
-    .await;
 
     let id = sandbox.create_orders(APPID, 1).remove(0);
     let data = order_data(&id, 201);

@@ -114,11 +114,7 @@ async fn a_worker_killed_mid_batch_and_restarted_loses_no_command() {
 
     let first = RelayProcess::start("worker", &toml, "warn,weibo_relay::startup=info");
     // Ready means the worker declared its queues: only then can commands be routed.
-    let readyz = format!("http://{}/readyz", first.address);
-    eventually(Duration::from_secs(10), "worker ready", || async {
-        reqwest::get(&readyz).await.is_ok_and(|r| r.status() == 200)
-    })
-    .await;
+    first.wait_ready().await;
     let ids = sandbox.create_orders(APPID, ORDERS);
     let conn = lapin::Connection::connect(AMQP_URL, Default::default())
         .await
