@@ -29,6 +29,9 @@ pub use headers::{ATTEMPTS, DEATH_REASON, LAST_CODE};
 pub use metrics::WorkerMetrics;
 pub use retry::{dead_queue, retry_queue, worker_topology, RetryPolicy};
 
+/// How long a stopping worker waits at most for in-flight commands.
+const STOP_GRACE: Duration = Duration::from_secs(30);
+
 /// Queue and exchange names the worker uses.
 #[derive(Debug, Clone)]
 struct Queues {
@@ -92,16 +95,17 @@ impl Worker {
                 },
             };
             let Some(link) = link else { continue };
-            match self.consume(&link, &in_flight, &stop).await {
-                Ok(()) => {}
-                Err(error) => {
-                    tracing::warn!(%error, "fulfilment consumer stopped; resuming on the next link");
-                    link.report_broken();
-                }
-            }
+            let ended = self.consume(&link, &in_flight, &stop).await;
             if stop.is_cancelled() {
                 break;
             }
+            // The consumer ended (channel error, or the broker cancelled it, e.g. because the
+            // queue was deleted): a fresh link redeclares the topology and consumes again.
+            match ended {
+                Ok(()) => tracing::warn!("fulfilment consumer cancelled; reconnecting"),
+                Err(error) => tracing::warn!(%error, "fulfilment consumer failed; reconnecting"),
+            }
+            link.report_broken();
             // Wait for the supervisor to replace the link before consuming again.
             tokio::select! {
                 _ = stop.cancelled() => break,
@@ -163,12 +167,4 @@ impl Worker {
             });
         }
     }
-
-    /// True when every merchant holds a token.
-    pub fn tokens_ready(&self) -> bool {
-        self.keeper.is_ready()
-    }
 }
-
-/// How long a stopping worker waits at most for in-flight commands.
-pub const STOP_GRACE: Duration = Duration::from_secs(30);

@@ -45,9 +45,10 @@ impl RetryPolicy {
         full.mul_f64(rand::rng().random_range(0.8..=1.0))
     }
 
-    /// The steps that have a delay queue: after attempts 1 ..= max_attempts - 1.
+    /// The steps that have a delay queue: after attempts 1 ..= max_attempts - 1, and always
+    /// step 1, where a command waiting for a token is parked.
     pub fn steps(&self) -> impl Iterator<Item = u32> {
-        1..self.max_attempts
+        1..self.max_attempts.max(2)
     }
 }
 
@@ -121,8 +122,8 @@ mod tests {
     }
 
     #[test]
-    fn one_attempt_means_no_delay_queue() {
-        assert_eq!(policy(1, 1, 1).steps().count(), 0);
+    fn one_attempt_keeps_the_parking_queue() {
+        assert_eq!(policy(1, 1, 1).steps().collect::<Vec<_>>(), [1]);
         assert_eq!(retry_queue("w", 3), "w.retry.3");
         assert_eq!(dead_queue("w"), "w.dead");
     }

@@ -12,6 +12,9 @@ use super::retry::{dead_queue, retry_queue};
 use super::Worker;
 use crate::amqp::{Outgoing, PublishError};
 
+/// Pause before a command whose next home was refused goes back to the queue.
+const REQUEUE_PAUSE: std::time::Duration = std::time::Duration::from_secs(1);
+
 impl Worker {
     /// Publishes the next home of `delivery`, then acks it; on a broker failure the delivery
     /// is returned to the queue and will be processed again.
@@ -22,6 +25,14 @@ impl Worker {
             Ok(()) => delivery.ack(BasicAckOptions::default()).await,
             Err(error) => {
                 tracing::warn!(%error, "next home not confirmed; command returned to the queue");
+                if let PublishError::Returned { .. } = error {
+                    // A queue of ours is missing: reconnecting redeclares the topology.
+                    if let Some(link) = self.broker.current() {
+                        link.report_broken();
+                    }
+                }
+                // A broker that keeps refusing must not turn into a hot loop of platform calls.
+                tokio::time::sleep(REQUEUE_PAUSE).await;
                 let requeue = BasicNackOptions {
                     requeue: true,
                     ..BasicNackOptions::default()

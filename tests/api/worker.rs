@@ -622,3 +622,40 @@ async fn a_worker_cut_off_between_call_and_ack_repeats_the_call_harmlessly() {
     assert_eq!(rig.order_state(&ids[0]).await, 301);
     assert_eq!(rig.dead_depth().await, 0);
 }
+
+#[tokio::test]
+async fn a_deleted_work_queue_is_redeclared_and_consumed_again() {
+    let rig = WorkerRig::start().await;
+    let ids = rig.create_orders(1).await;
+    let queue = rig.app.settings.amqp.fulfilment_queue.clone();
+    rig.app
+        .channel
+        .queue_delete(queue.as_str().into(), Default::default())
+        .await
+        .unwrap();
+    // The broker cancels the worker's consumer; the worker reconnects and redeclares. A
+    // passive declare of a missing queue closes its channel, so each probe gets a new one.
+    let probe = lapin::Connection::connect(AMQP_URL, Default::default())
+        .await
+        .unwrap();
+    eventually(Duration::from_secs(10), "work queue back", || async {
+        let Ok(channel) = probe.create_channel().await else {
+            return false;
+        };
+        channel
+            .queue_declare(
+                queue.as_str().into(),
+                QueueDeclareOptions {
+                    passive: true,
+                    ..Default::default()
+                },
+                FieldTable::default(),
+            )
+            .await
+            .is_ok()
+    })
+    .await;
+    rig.send(finish(&ids[0])).await;
+    let ok = rig.outcomes(1).await;
+    assert_eq!(ok[0].0, "fulfilment.succeeded");
+}
