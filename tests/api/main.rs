@@ -11,6 +11,7 @@ mod ops;
 mod process;
 mod proxy;
 mod push;
+mod rig;
 mod sandbox;
 mod worker;
 mod worker_faults;

@@ -10,7 +10,7 @@ use weibo_relay::config::Settings;
 use weibo_relay::sandbox::{Faults, Sandbox, SandboxConfig};
 
 use crate::helpers::*;
-use crate::worker::{finish, merchants_toml, RigOptions, WorkerRig};
+use crate::rig::{finish, merchants_toml, RigOptions, WorkerRig};
 
 #[tokio::test]
 async fn platform_time_outs_and_errors_for_a_while_then_every_command_succeeds() {
