@@ -1,6 +1,8 @@
 //! Prometheus metrics, owned by the application (no process-wide registry).
 
-use prometheus::{Encoder, Histogram, HistogramOpts, IntCounterVec, Opts, Registry, TextEncoder};
+use prometheus::{
+    Encoder, Histogram, HistogramOpts, IntCounterVec, IntGauge, Opts, Registry, TextEncoder,
+};
 
 /// Push outcomes, pre-registered so every series exists from the start.
 pub const PUSH_OUTCOMES: [&str; 10] = [
@@ -21,6 +23,16 @@ pub struct Metrics {
     registry: Registry,
     pushes: IntCounterVec,
     publish_confirm: Histogram,
+    pushes_in_flight: IntGauge,
+}
+
+/// Counts a push as in flight until dropped.
+pub struct InFlight(IntGauge);
+
+impl Drop for InFlight {
+    fn drop(&mut self) {
+        self.0.dec();
+    }
 }
 
 impl Metrics {
@@ -42,6 +54,11 @@ impl Metrics {
             ]),
         )
         .expect("static metric definition is valid");
+        let pushes_in_flight = IntGauge::new(
+            "weibo_relay_pushes_in_flight",
+            "Pushes being received, verified or published right now",
+        )
+        .expect("static metric definition is valid");
         for outcome in PUSH_OUTCOMES {
             pushes.with_label_values(&[outcome]);
         }
@@ -51,16 +68,26 @@ impl Metrics {
         registry
             .register(Box::new(publish_confirm.clone()))
             .expect("first registration");
+        registry
+            .register(Box::new(pushes_in_flight.clone()))
+            .expect("first registration");
         Self {
             registry,
             pushes,
             publish_confirm,
+            pushes_in_flight,
         }
     }
 
     /// The registry, for roles that add their own metrics.
     pub fn registry(&self) -> &Registry {
         &self.registry
+    }
+
+    /// Marks a push in flight for as long as the returned guard lives.
+    pub fn push_started(&self) -> InFlight {
+        self.pushes_in_flight.inc();
+        InFlight(self.pushes_in_flight.clone())
     }
 
     /// Counts one push with its outcome.

@@ -74,6 +74,7 @@ pub async fn receive(
     payload: web::Payload,
     state: web::Data<ReceiverState>,
 ) -> Result<HttpResponse, PushError> {
+    let _in_flight = state.metrics.push_started();
     let result = handle(&req, payload, &state).await;
     let span = tracing::Span::current();
     match &result {

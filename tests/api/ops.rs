@@ -47,9 +47,12 @@ async fn shutdown_finishes_a_push_in_flight_then_stops_taking_new_ones() {
     let (first, rest) = body.as_bytes().split_at(body.len() / 2);
     stream.write_all(head.as_bytes()).await.unwrap();
     stream.write_all(first).await.unwrap();
-    // Let the server start on the request before the shutdown begins.
+    // The server must be working on the request before the shutdown begins.
     eventually(Duration::from_secs(5), "request in flight", || async {
-        app.get("/healthz").await.status == 200
+        app.get("/metrics")
+            .await
+            .body
+            .contains("weibo_relay_pushes_in_flight 1")
     })
     .await;
 
