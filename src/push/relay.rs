@@ -78,7 +78,8 @@ impl PushRelay {
     }
 }
 
-fn properties(push: &VerifiedPush) -> BasicProperties {
+/// The AMQP properties of a push's event (contract, AMQP); the broker bench sends the same.
+pub(crate) fn properties(push: &VerifiedPush) -> BasicProperties {
     let mut headers = FieldTable::default();
     headers.insert(
         "x-weibo-appid".into(),
