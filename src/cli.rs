@@ -405,10 +405,13 @@ fn bench(config: Option<PathBuf>, kind: BenchKind) -> anyhow::Result<()> {
             )
         }
     };
+    // writeln, not println: a closed pipe (`| head`) is an error to report, not a panic.
+    use std::io::Write;
+    let mut out = std::io::stdout().lock();
     if json {
-        println!("{}", report.to_json());
+        writeln!(out, "{}", report.to_json())?;
     } else {
-        println!("{report}");
+        writeln!(out, "{report}")?;
     }
     Ok(())
 }

@@ -55,7 +55,6 @@ impl PushRelay {
     }
 
     /// Stores `push` unless it is a known duplicate. Ok means the broker has it.
-    #[tracing::instrument(name = "store", skip_all)]
     pub async fn store(&self, push: &VerifiedPush) -> Result<Stored, PushError> {
         let id = push.event_id();
         if self.dedup.contains(id) {
