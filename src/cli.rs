@@ -43,6 +43,12 @@ pub enum Command {
         #[arg(long, default_value_t = 200)]
         orders: usize,
     },
+    /// Load generators and their report: the receiver, the broker alone, the worker.
+    Bench {
+        /// What to load.
+        #[command(subcommand)]
+        kind: BenchKind,
+    },
     /// Print the e-commerce signature of k=v parameters under KEY.
     Sign {
         /// The sign key.
@@ -80,6 +86,80 @@ pub struct SandboxArgs {
     /// Multiplies the redelivery schedule (1 min, 5 min, 15 min); 0.01 makes it 100x faster.
     #[arg(long, default_value_t = 1.0)]
     pub time_scale: f64,
+}
+
+/// Options every bench takes: how much load, its time bound, and the output format.
+#[derive(Debug, Clone, clap::Args)]
+pub struct LoadArgs {
+    /// Requests in flight at once (for `worker`: the worker's concurrency).
+    #[arg(long, default_value_t = 16)]
+    pub concurrency: usize,
+    /// Requests in all.
+    #[arg(long, default_value_t = 1000)]
+    pub events: u64,
+    /// No request starts after this many seconds; the run ends once those in flight finish.
+    #[arg(long, default_value_t = 120, value_name = "SECS")]
+    pub max_secs: u64,
+    /// Print the report as one JSON object.
+    #[arg(long)]
+    pub json: bool,
+}
+
+impl LoadArgs {
+    fn load(&self) -> crate::bench::Load {
+        crate::bench::Load {
+            concurrency: self.concurrency,
+            events: self.events,
+            max_time: std::time::Duration::from_secs(self.max_secs),
+        }
+    }
+}
+
+/// `bench` subcommands.
+#[derive(Debug, Subcommand)]
+pub enum BenchKind {
+    /// Distinct signed pushes to a receiver over keep-alive connections.
+    Push {
+        /// The receiver's push URL, such as http://127.0.0.1:8080/weibo/push.
+        #[arg(long)]
+        url: String,
+        /// The merchant's appid.
+        #[arg(long)]
+        appid: String,
+        /// The merchant's sign key.
+        #[arg(long)]
+        sign_key: String,
+        /// Afterwards, count this queue and report any difference from the 200 answers.
+        #[arg(long, value_name = "QUEUE")]
+        verify_queue: Option<String>,
+        /// Broker for --verify-queue (default: amqp.url of the configuration).
+        #[arg(long, value_name = "URL")]
+        amqp_url: Option<String>,
+        /// Load and output.
+        #[command(flatten)]
+        load: LoadArgs,
+    },
+    /// Persistent, envelope-sized messages straight to a quorum queue with confirms.
+    Broker {
+        /// Broker (default: amqp.url of the configuration).
+        #[arg(long, value_name = "URL")]
+        amqp_url: Option<String>,
+        /// Load and output.
+        #[command(flatten)]
+        load: LoadArgs,
+    },
+    /// Finish commands through a worker against the sandbox with a set latency.
+    Worker {
+        /// Latency the sandbox adds to every platform call, in milliseconds.
+        #[arg(long, default_value_t = 50)]
+        latency_ms: u64,
+        /// The worker's weibo.rate_limit_per_sec (default: the configuration's).
+        #[arg(long, value_name = "N")]
+        rate_limit: Option<u32>,
+        /// Load and output.
+        #[command(flatten)]
+        load: LoadArgs,
+    },
 }
 
 /// `dlq` subcommands.
@@ -127,6 +207,7 @@ fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Worker => serve(cli.config, Roles::Worker),
         Command::Demo { orders } => demo(cli.config, orders),
         Command::Dlq { action } => dlq(cli.config, action),
+        Command::Bench { kind } => bench(cli.config, kind),
     }
 }
 
@@ -261,6 +342,77 @@ fn demo(config: Option<PathBuf>, orders: usize) -> anyhow::Result<()> {
     ))?;
     println!("{report}");
     anyhow::ensure!(report.complete(), "not every order reached a final state");
+    Ok(())
+}
+
+fn bench(config: Option<PathBuf>, kind: BenchKind) -> anyhow::Result<()> {
+    use secrecy::ExposeSecret;
+    let settings = load(config)?;
+    if std::env::var_os("RUST_LOG").is_none() {
+        // The report is the output; only warnings and errors interleave with it.
+        crate::telemetry::init_with_default(false, "warn");
+    } else {
+        init_telemetry();
+    }
+    let amqp_url =
+        |url: Option<String>| url.unwrap_or_else(|| settings.amqp.url.expose_secret().to_owned());
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()?;
+    let (report, json) = match kind {
+        BenchKind::Push {
+            url,
+            appid,
+            sign_key,
+            verify_queue,
+            amqp_url: amqp,
+            load,
+        } => {
+            let options = crate::bench::PushOptions {
+                url,
+                appid,
+                sign_key,
+                load: load.load(),
+                verify_queue,
+                amqp_url: amqp_url(amqp),
+            };
+            (runtime.block_on(crate::bench::push(options))?, load.json)
+        }
+        BenchKind::Broker {
+            amqp_url: amqp,
+            load,
+        } => {
+            let options = crate::bench::BrokerOptions {
+                amqp_url: amqp_url(amqp),
+                load: load.load(),
+            };
+            (runtime.block_on(crate::bench::broker(options))?, load.json)
+        }
+        BenchKind::Worker {
+            latency_ms,
+            rate_limit,
+            load,
+        } => {
+            let options = crate::bench::WorkerOptions {
+                load: load.load(),
+                latency_ms,
+                rate_limit_per_sec: rate_limit.unwrap_or(settings.weibo.rate_limit_per_sec),
+            };
+            let settings = settings.clone();
+            (
+                runtime.block_on(crate::bench::worker(settings, options))?,
+                load.json,
+            )
+        }
+    };
+    // writeln, not println: a closed pipe (`| head`) is an error to report, not a panic.
+    use std::io::Write;
+    let mut out = std::io::stdout().lock();
+    if json {
+        writeln!(out, "{}", report.to_json())?;
+    } else {
+        writeln!(out, "{report}")?;
+    }
     Ok(())
 }
 

@@ -2,6 +2,7 @@
 //! fulfilment back to the platform.
 
 pub mod amqp;
+pub mod bench;
 pub mod cli;
 pub mod config;
 pub mod dedup;

@@ -19,6 +19,7 @@ use crate::signature;
 pub use body::{Body, ContentKind};
 pub use envelope::EventKind;
 pub use event_id::EventId;
+pub(crate) use relay::properties;
 pub use relay::{PushRelay, Stored};
 
 /// Why a push was refused; each maps to one HTTP answer and one metrics outcome.

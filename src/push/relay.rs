@@ -55,7 +55,6 @@ impl PushRelay {
     }
 
     /// Stores `push` unless it is a known duplicate. Ok means the broker has it.
-    #[tracing::instrument(name = "store", skip_all)]
     pub async fn store(&self, push: &VerifiedPush) -> Result<Stored, PushError> {
         let id = push.event_id();
         if self.dedup.contains(id) {
@@ -78,7 +77,8 @@ impl PushRelay {
     }
 }
 
-fn properties(push: &VerifiedPush) -> BasicProperties {
+/// The AMQP properties of a push's event (contract, AMQP); the broker bench sends the same.
+pub(crate) fn properties(push: &VerifiedPush) -> BasicProperties {
     let mut headers = FieldTable::default();
     headers.insert(
         "x-weibo-appid".into(),
