@@ -1,0 +1,165 @@
+//! Command-line interface: parse, load settings, run the chosen command.
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand};
+
+use crate::config::Settings;
+use crate::startup::{Application, Roles};
+
+mod args;
+mod tools;
+
+pub use args::{BenchKind, DlqAction, LoadArgs, SandboxArgs};
+
+/// Relay between Weibo e-commerce order pushes, RabbitMQ and the Weibo order interfaces.
+#[derive(Debug, Parser)]
+#[command(name = "weibo-relay", version, about)]
+pub struct Cli {
+    /// TOML configuration file (defaults apply to every key it leaves out).
+    #[arg(long, global = true, env = "WEIBO_RELAY_CONFIG", value_name = "FILE")]
+    pub config: Option<PathBuf>,
+    /// What to run.
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+/// The commands.
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Receiver, fulfilment worker and token keeper in one process.
+    Serve,
+    /// The push receiver only.
+    Receiver,
+    /// A simulated Weibo platform on loopback (merchants from the configuration).
+    Sandbox(SandboxArgs),
+    /// The fulfilment worker and token keeper only.
+    Worker,
+    /// Inspect or redrive dead-lettered fulfilment commands.
+    Dlq {
+        /// What to do.
+        #[command(subcommand)]
+        action: DlqAction,
+    },
+    /// Sandbox + serve + a sample consumer end to end on the local RabbitMQ, then a summary.
+    Demo {
+        /// Orders to create and push.
+        #[arg(long, default_value_t = 200)]
+        orders: usize,
+    },
+    /// Load generators and their report: the receiver, the broker alone, the worker.
+    Bench {
+        /// What to load.
+        #[command(subcommand)]
+        kind: BenchKind,
+    },
+    /// Print the e-commerce signature of k=v parameters under KEY.
+    Sign {
+        /// The sign key.
+        key: String,
+        /// Parameters as k=v.
+        #[arg(value_name = "K=V")]
+        params: Vec<String>,
+        /// Also print the string that was signed.
+        #[arg(long)]
+        verbose: bool,
+    },
+}
+
+/// Runs the process and turns any error into a one-line reason and a non-zero exit.
+pub fn main() -> ExitCode {
+    let cli = Cli::parse();
+    match run(cli) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(error) => {
+            eprintln!("weibo-relay: {error:#}");
+            ExitCode::from(2)
+        }
+    }
+}
+
+fn run(cli: Cli) -> anyhow::Result<()> {
+    match cli.command {
+        Command::Sign {
+            key,
+            params,
+            verbose,
+        } => sign(&key, &params, verbose),
+        Command::Serve => serve(cli.config, Roles::Serve),
+        Command::Receiver => serve(cli.config, Roles::Receiver),
+        Command::Sandbox(args) => tools::sandbox(cli.config, args),
+        Command::Worker => serve(cli.config, Roles::Worker),
+        Command::Demo { orders } => tools::demo(cli.config, orders),
+        Command::Dlq { action } => tools::dlq(cli.config, action),
+        Command::Bench { kind } => tools::bench(cli.config, kind),
+    }
+}
+
+fn sign(key: &str, params: &[String], verbose: bool) -> anyhow::Result<()> {
+    let pairs = params
+        .iter()
+        .map(|p| {
+            p.split_once('=')
+                .ok_or_else(|| anyhow::anyhow!("parameter {p:?} is not k=v"))
+        })
+        .collect::<anyhow::Result<Vec<_>>>()?;
+    if verbose {
+        println!(
+            "{}",
+            crate::signature::string_to_sign(pairs.iter().copied(), key)
+        );
+    }
+    println!("{}", crate::signature::sign(pairs.iter().copied(), key));
+    Ok(())
+}
+
+fn load(config: Option<PathBuf>) -> anyhow::Result<Settings> {
+    Ok(Settings::load(config.as_deref(), std::env::vars())?)
+}
+
+fn serve(config: Option<PathBuf>, roles: Roles) -> anyhow::Result<()> {
+    let settings = load(config)?;
+    init_telemetry();
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()?;
+    runtime.block_on(async move {
+        let app = Application::build(settings, roles).await?;
+        let shutdown = app.shutdown_token();
+        tokio::spawn(async move {
+            wait_for_signal().await;
+            shutdown.cancel();
+        });
+        app.run_until_stopped().await
+    })
+}
+
+fn init_telemetry() {
+    let format = std::env::var("WEIBO_RELAY_LOG_FORMAT").ok();
+    crate::telemetry::init(crate::telemetry::json_requested(format.as_deref()));
+}
+
+async fn wait_for_signal() {
+    let ctrl_c = tokio::signal::ctrl_c();
+    #[cfg(unix)]
+    {
+        use tokio::signal::unix::{signal, SignalKind};
+        match signal(SignalKind::terminate()) {
+            Ok(mut term) => {
+                tokio::select! {
+                    _ = ctrl_c => {}
+                    _ = term.recv() => {}
+                }
+            }
+            Err(_) => {
+                let _ = ctrl_c.await;
+            }
+        }
+    }
+    #[cfg(not(unix))]
+    {
+        let _ = ctrl_c.await;
+    }
+    tracing::info!("signal received");
+}
