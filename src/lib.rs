@@ -12,6 +12,7 @@ pub mod metrics;
 pub mod push;
 pub mod sandbox;
 pub mod signature;
+pub mod stage;
 pub mod startup;
 pub mod telemetry;
 pub mod token;

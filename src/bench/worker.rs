@@ -2,25 +2,21 @@
 //! latency; reports calls per second against `weibo.rate_limit_per_sec`.
 
 use std::collections::{HashMap, HashSet};
-use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use lapin::options::{BasicPublishOptions, ConfirmSelectOptions};
 use lapin::{BasicProperties, Connection, ConnectionProperties};
-use secrecy::{ExposeSecret, SecretString};
+use secrecy::ExposeSecret;
 use serde_json::json;
 use tokio::sync::broadcast::error::RecvError;
 
-use super::{run_id, BenchError, Load, RateCheck, Report, Samples};
-use crate::amqp::Topology;
-use crate::config::{Merchant, Merchants, Settings};
-use crate::sandbox::{Faults, Sandbox, SandboxConfig, SandboxHandle, FINISHED};
-use crate::startup::{Application, Roles};
-use crate::worker::{worker_topology, RetryPolicy};
+use super::{BenchError, Load, RateCheck, Report, Samples};
+use crate::config::Settings;
+use crate::sandbox::{Faults, SandboxHandle, FINISHED};
+use crate::stage::{Stage, STAGE_APPID};
+use crate::startup::Roles;
 
-const APPID: &str = "100023";
-/// Broker link and first token: beyond this the setup, not the worker, is what failed.
-const READY_TIMEOUT: Duration = Duration::from_secs(20);
+const APPID: &str = STAGE_APPID;
 
 /// How `bench worker` runs.
 #[derive(Debug, Clone)]
@@ -42,82 +38,30 @@ pub async fn run(base: Settings, options: WorkerOptions) -> Result<Report, Bench
             "--rate-limit must be at least 1".into(),
         ));
     }
-    let mut settings = bench_settings(base, &options);
-    let mut sandbox_config = SandboxConfig::new(settings.merchants.clone());
-    sandbox_config.faults = Faults {
-        latency_ms: options.latency_ms,
-        ..Faults::default()
-    };
-    let sandbox =
-        Arc::new(Sandbox::start(sandbox_config).map_err(|e| BenchError::Setup(e.to_string()))?);
-    settings.weibo.api_base = sandbox.api_base();
-    settings.weibo.oauth_base = sandbox.base_url();
-    let topology = Topology::events(&settings.amqp).merge(worker_topology(
-        &settings.amqp,
-        &RetryPolicy::from_settings(&settings.weibo),
-    ));
-    let app = Application::build(settings.clone(), Roles::Worker)
-        .await
-        .map_err(|e| BenchError::Setup(format!("{e:#}")))?;
-    let ready_url = format!("http://{}/readyz", app.address());
-    let shutdown = app.shutdown_token();
-    let relay = tokio::spawn(app.run_until_stopped());
-
-    let result = async {
-        wait_ready(&ready_url).await?;
-        drive(&settings, &sandbox, &options).await
-    }
-    .await;
-
-    shutdown.cancel();
-    let _ = relay.await;
-    if let Ok(sandbox) = Arc::try_unwrap(sandbox) {
-        sandbox.stop().await;
-    }
-    cleanup(&settings, &topology).await;
+    let stage = Stage::start(
+        base,
+        "weibo-relay-bench",
+        Roles::Worker,
+        Faults {
+            latency_ms: options.latency_ms,
+            ..Faults::default()
+        },
+        |settings| {
+            settings.weibo.rate_limit_per_sec = options.rate_limit_per_sec;
+            settings.worker.concurrency = options.load.concurrency;
+            // Prefetch at least the concurrency, so the consumer never holds calls back.
+            let prefetch = options
+                .load
+                .concurrency
+                .max(usize::from(settings.worker.prefetch));
+            settings.worker.prefetch = u16::try_from(prefetch).unwrap_or(u16::MAX);
+        },
+    )
+    .await
+    .map_err(|e| BenchError::Setup(format!("{e:#}")))?;
+    let result = drive(stage.settings(), stage.sandbox(), &options).await;
+    stage.stop().await;
     result
-}
-
-fn bench_settings(mut settings: Settings, options: &WorkerOptions) -> Settings {
-    let run = run_id();
-    settings.http.bind = ([127, 0, 0, 1], 0).into();
-    settings.amqp.events_exchange = format!("weibo-relay-bench.{run}.events");
-    settings.amqp.events_queue = format!("weibo-relay-bench.{run}.orders");
-    settings.amqp.fulfilment_queue = format!("weibo-relay-bench.{run}.fulfilment");
-    settings.weibo.rate_limit_per_sec = options.rate_limit_per_sec;
-    settings.worker.concurrency = options.load.concurrency;
-    // Prefetch at least the concurrency, so the consumer is never what holds calls back.
-    let prefetch = options
-        .load
-        .concurrency
-        .max(usize::from(settings.worker.prefetch));
-    settings.worker.prefetch = u16::try_from(prefetch).unwrap_or(u16::MAX);
-    let secret = |s: &str| SecretString::from(format!("bench-{s}-{run}"));
-    settings.merchants = Merchants::new(vec![Merchant {
-        appid: APPID.into(),
-        sign_key: secret("sign-key"),
-        client_id: "772915".into(),
-        client_secret: secret("client-secret"),
-        uid: "1404376560".into(),
-    }]);
-    settings
-}
-
-/// Waits until the worker holds a broker link and a token (`/readyz` answers 200).
-async fn wait_ready(url: &str) -> Result<(), BenchError> {
-    let http = reqwest::Client::new();
-    let deadline = Instant::now() + READY_TIMEOUT;
-    while Instant::now() < deadline {
-        if let Ok(r) = http.get(url).send().await {
-            if r.status().is_success() {
-                return Ok(());
-            }
-        }
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
-    Err(BenchError::Setup(format!(
-        "the worker was not ready within {READY_TIMEOUT:?} (is RabbitMQ running?)"
-    )))
 }
 
 async fn drive(
@@ -228,18 +172,4 @@ async fn finish_calls(sandbox: &SandboxHandle) -> Result<HashMap<String, u64>, B
         })
         .unwrap_or_default();
     Ok(by_code)
-}
-
-async fn cleanup(settings: &Settings, topology: &Topology) {
-    let url = settings.amqp.url.expose_secret();
-    let Ok(conn) = Connection::connect(url, ConnectionProperties::default()).await else {
-        return;
-    };
-    if let Ok(channel) = conn.create_channel().await {
-        if let Err(error) = topology.delete(&channel).await {
-            tracing::warn!(%error, "bench queues not fully deleted");
-        }
-        let _ = channel.close(200, "bench done".into()).await;
-    }
-    let _ = conn.close(200, "bench done".into()).await;
 }

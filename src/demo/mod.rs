@@ -11,15 +11,12 @@ use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use lapin::{Connection, ConnectionProperties};
-use secrecy::{ExposeSecret, SecretString};
 use tokio::sync::broadcast::error::RecvError;
 
-use crate::amqp::Topology;
-use crate::config::{Merchant, Merchants, Settings};
-use crate::sandbox::{PushSchedule, PushSender, Sandbox, SandboxConfig, CLOSED, FINISHED};
-use crate::startup::{Application, Roles};
-use crate::worker::{worker_topology, RetryPolicy};
+use crate::config::Settings;
+use crate::sandbox::{Faults, PushSchedule, PushSender, CLOSED, FINISHED};
+use crate::stage::{Stage, STAGE_APPID};
+use crate::startup::Roles;
 
 pub use consumer::{ConsumerStats, SampleConsumer};
 pub use report::{percentile, DemoReport};
@@ -49,63 +46,30 @@ impl DemoOptions {
     }
 }
 
-const DEMO_APPID: &str = "100023";
-
-/// Settings for one demo run: `base` (defaults or the user's file) with names of its own,
-/// so a run leaves nothing behind, and one demo merchant the sandbox knows.
-fn demo_settings(mut settings: Settings) -> Settings {
-    let run = uuid::Uuid::new_v4().simple().to_string();
-    let run = &run[..8];
-    settings.http.bind = ([127, 0, 0, 1], 0).into();
-    settings.amqp.events_exchange = format!("weibo-relay-demo.{run}.events");
-    settings.amqp.events_queue = format!("weibo-relay-demo.{run}.orders");
-    settings.amqp.fulfilment_queue = format!("weibo-relay-demo.{run}.fulfilment");
-    // Short retry delays so a transient failure does not stall the demo for minutes.
-    settings.weibo.retry_base_ms = 200;
-    settings.weibo.retry_max_ms = 2000;
-    let secret = |s: &str| SecretString::from(format!("demo-{s}-{run}"));
-    settings.merchants = Merchants::new(vec![Merchant {
-        appid: DEMO_APPID.into(),
-        sign_key: secret("sign-key"),
-        client_id: "772915".into(),
-        client_secret: secret("client-secret"),
-        uid: "1404376560".into(),
-    }]);
-    settings
-}
+const DEMO_APPID: &str = STAGE_APPID;
 
 /// Runs the whole demo and returns its report.
 pub async fn run(base: Settings, options: DemoOptions) -> anyhow::Result<DemoReport> {
-    let mut settings = demo_settings(base);
-    let sandbox = Arc::new(Sandbox::start(SandboxConfig::new(
-        settings.merchants.clone(),
-    ))?);
-    settings.weibo.api_base = sandbox.api_base();
-    settings.weibo.oauth_base = sandbox.base_url();
-    let topology = Topology::events(&settings.amqp).merge(worker_topology(
-        &settings.amqp,
-        &RetryPolicy::from_settings(&settings.weibo),
-    ));
-
-    let app = Application::build(settings.clone(), Roles::Serve).await?;
-    let relay_url = format!("http://{}", app.address());
-    if !app.broker().wait_ready(Duration::from_secs(15)).await {
-        anyhow::bail!(
-            "RabbitMQ is not reachable at {} (start it, or set amqp.url)",
-            settings.amqp.redacted_url()
-        );
-    }
-    let shutdown = app.shutdown_token();
-    let relay = tokio::spawn(app.run_until_stopped());
-
-    let result = drive(&settings, &sandbox, &relay_url, &options).await;
-
-    shutdown.cancel();
-    let _ = relay.await;
-    if let Ok(sandbox) = Arc::try_unwrap(sandbox) {
-        sandbox.stop().await;
-    }
-    cleanup(&settings, &topology).await;
+    let stage = Stage::start(
+        base,
+        "weibo-relay-demo",
+        Roles::Serve,
+        Faults::default(),
+        |settings| {
+            // Short retry delays so a transient failure does not stall the demo for minutes.
+            settings.weibo.retry_base_ms = 200;
+            settings.weibo.retry_max_ms = 2000;
+        },
+    )
+    .await?;
+    let result = drive(
+        stage.settings(),
+        stage.sandbox(),
+        stage.relay_url(),
+        &options,
+    )
+    .await;
+    stage.stop().await;
     result
 }
 
@@ -190,18 +154,4 @@ async fn drive(
     sender.stop().await;
     consumer.stop().await;
     Ok(report)
-}
-
-async fn cleanup(settings: &Settings, topology: &Topology) {
-    let url = settings.amqp.url.expose_secret();
-    let Ok(conn) = Connection::connect(url, ConnectionProperties::default()).await else {
-        return;
-    };
-    if let Ok(channel) = conn.create_channel().await {
-        if let Err(error) = topology.delete(&channel).await {
-            tracing::warn!(%error, "demo queues not fully deleted");
-        }
-        let _ = channel.close(200, "demo done".into()).await;
-    }
-    let _ = conn.close(200, "demo done".into()).await;
 }
