@@ -417,6 +417,19 @@ impl RelayProcess {
         .await;
     }
 
+    /// Posts a form push to the default push path; returns the status.
+    pub async fn post_form(&self, body: String) -> u16 {
+        reqwest::Client::new()
+            .post(format!("http://{}/weibo/push", self.address))
+            .header("content-type", "application/x-www-form-urlencoded")
+            .body(body)
+            .send()
+            .await
+            .expect("push request completes")
+            .status()
+            .as_u16()
+    }
+
     /// Sends `signal` (TERM, KILL), waits for the exit, returns it with every log line.
     pub async fn signal(mut self, signal: &str) -> (std::process::ExitStatus, Vec<String>) {
         let status = std::process::Command::new("kill")

@@ -20,21 +20,12 @@ async fn the_binary_logs_json_masks_personal_data_hides_secrets_and_stops_on_sig
     let settings = Settings::from_toml(&toml).unwrap();
     let _topology = TopologyGuard(settings.amqp.clone());
     let relay = RelayProcess::start("receiver", &toml, "info,weibo_relay=debug");
-    let address = relay.address.clone();
     relay.wait_ready().await;
-    let client = reqwest::Client::new();
 
     let data = order_data(&unique_order_id(), 201);
     assert!(data.contains(PHONE) && data.contains(CONTACT));
     let fields = signed_fields(APPID, SIGN_KEY_SECRET, "2", &data, now());
-    let answer = client
-        .post(format!("http://{address}/weibo/push"))
-        .header("content-type", "application/x-www-form-urlencoded")
-        .body(form(&fields))
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(answer.status(), 200);
+    assert_eq!(relay.post_form(form(&fields)).await, 200);
 
     let (exit, lines) = relay.signal("TERM").await;
     assert!(exit.success(), "graceful exit on SIGTERM, got {exit:?}");
@@ -98,19 +89,11 @@ async fn serve_at_debug_level_never_logs_secrets_tokens_or_phone_numbers() {
     let _topology = TopologyGuard(settings.amqp.clone());
     let relay = RelayProcess::start("serve", &toml, "debug");
     relay.wait_ready().await;
-    let client = reqwest::Client::new();
 
     let id = sandbox.create_orders(APPID, 1).remove(0);
     let data = order_data(&id, 201);
     let fields = signed_fields(APPID, SIGN_KEY_SECRET, "2", &data, now());
-    let answer = client
-        .post(format!("http://{}/weibo/push", relay.address))
-        .header("content-type", "application/x-www-form-urlencoded")
-        .body(form(&fields))
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(answer.status(), 200);
+    assert_eq!(relay.post_form(form(&fields)).await, 200);
     let conn = lapin::Connection::connect(AMQP_URL, Default::default())
         .await
         .unwrap();
