@@ -51,6 +51,11 @@ impl Application {
     /// Binds the listener (port 0 picks one), starts the broker connection and, for the
     /// worker, the token keeper; builds the server.
     pub async fn build(settings: Settings, roles: Roles) -> anyhow::Result<Self> {
+        // Without a merchant every push would be refused and no call could be made.
+        anyhow::ensure!(
+            !settings.merchants.is_empty(),
+            "invalid configuration: merchants: at least one [[merchants]] entry is required"
+        );
         let listener = TcpListener::bind(settings.http.bind)
             .map_err(|e| anyhow::anyhow!("cannot bind http.bind {}: {e}", settings.http.bind))?;
         let address = listener.local_addr()?;

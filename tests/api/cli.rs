@@ -58,3 +58,18 @@ fn bad_configuration_exits_non_zero_with_one_line_naming_the_key() {
     assert!(stderr.contains("bindd"), "{stderr}");
     assert!(!stderr.contains("panicked"), "{stderr}");
 }
+
+#[test]
+fn a_relay_without_merchants_refuses_to_start() {
+    let out = relay()
+        .args(["serve"])
+        .env("WEIBO_RELAY__HTTP__BIND", "127.0.0.1:0")
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    let stderr = String::from_utf8(out.stderr).unwrap();
+    assert_eq!(
+        stderr.trim(),
+        "weibo-relay: invalid configuration: merchants: at least one [[merchants]] entry is required"
+    );
+}
