@@ -116,19 +116,24 @@ impl Topology {
         &self.bindings
     }
 
-    /// Deletes every queue and exchange of this topology (demo and test clean-up).
+    /// Deletes every queue and exchange of this topology (demo and test clean-up); goes on
+    /// past a failure so one missing piece does not leave the rest behind, and returns the
+    /// first error.
     pub async fn delete(&self, channel: &Channel) -> Result<(), lapin::Error> {
+        let mut first_error = None;
         for q in &self.queues {
-            channel
+            let deleted = channel
                 .queue_delete(q.name.as_str().into(), QueueDeleteOptions::default())
-                .await?;
+                .await;
+            first_error = first_error.or(deleted.err());
         }
         for name in &self.exchanges {
-            channel
+            let deleted = channel
                 .exchange_delete(name.as_str().into(), ExchangeDeleteOptions::default())
-                .await?;
+                .await;
+            first_error = first_error.or(deleted.err());
         }
-        Ok(())
+        first_error.map_or(Ok(()), Err)
     }
 
     /// Declares everything; redeclaring with the same arguments is a no-op on the broker.

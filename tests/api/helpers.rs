@@ -2,13 +2,15 @@
 
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
-use lapin::options::{BasicGetOptions, QueueDeclareOptions, QueueDeleteOptions};
+use lapin::options::{BasicGetOptions, QueueDeclareOptions};
 use lapin::types::FieldTable;
 use lapin::{Channel, Connection, ConnectionProperties};
 use tokio_util::sync::CancellationToken;
+use weibo_relay::amqp::Topology;
 use weibo_relay::config::Settings;
 use weibo_relay::signature;
 use weibo_relay::startup::{Application, Roles};
+use weibo_relay::worker::{worker_topology, RetryPolicy};
 
 pub const AMQP_URL: &str = "amqp://guest:guest@127.0.0.1:5672/%2f";
 pub const APPID: &str = "100023";
@@ -110,7 +112,7 @@ pub async fn spawn_roles(settings: Settings, roles: Roles, wait_ready: bool) -> 
         _connection: connection,
         shutdown,
         stopped,
-        _topology: TopologyGuard(settings.amqp.clone()),
+        _topology: TopologyGuard::new(&settings),
     }
 }
 
@@ -199,11 +201,19 @@ impl Drop for TestApp {
 }
 
 /// Deletes a test's queues and exchange when dropped, even when the test panicked.
-pub struct TopologyGuard(pub weibo_relay::config::AmqpSettings);
+pub struct TopologyGuard(Topology);
+
+impl TopologyGuard {
+    /// Everything a relay with `settings` may declare, receiver and worker alike.
+    pub fn new(settings: &Settings) -> Self {
+        let policy = RetryPolicy::from_settings(&settings.weibo);
+        Self(Topology::events(&settings.amqp).merge(worker_topology(&settings.amqp, &policy)))
+    }
+}
 
 impl Drop for TopologyGuard {
     fn drop(&mut self) {
-        let amqp = self.0.clone();
+        let topology = self.0.clone();
         // A thread of its own because Drop cannot await.
         let cleanup = std::thread::spawn(move || {
             let rt = tokio::runtime::Builder::new_current_thread()
@@ -215,20 +225,9 @@ impl Drop for TopologyGuard {
                 else {
                     return;
                 };
-                let Ok(ch) = conn.create_channel().await else {
-                    return;
-                };
-                let fq = &amqp.fulfilment_queue;
-                let mut queues = vec![amqp.events_queue.clone(), fq.clone(), format!("{fq}.dead")];
-                queues.extend((1..=16).map(|n| format!("{fq}.retry.{n}")));
-                for q in queues {
-                    let _ = ch
-                        .queue_delete(q.as_str().into(), QueueDeleteOptions::default())
-                        .await;
+                if let Ok(ch) = conn.create_channel().await {
+                    let _ = topology.delete(&ch).await;
                 }
-                let _ = ch
-                    .exchange_delete(amqp.events_exchange.as_str().into(), Default::default())
-                    .await;
                 let _ = conn.close(200, "test done".into()).await;
             });
         });

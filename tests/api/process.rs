@@ -18,7 +18,7 @@ async fn the_binary_logs_json_masks_personal_data_hides_secrets_and_stops_on_sig
         "{base}\n[[merchants]]\nappid = \"{APPID}\"\nsign_key = \"{SIGN_KEY_SECRET}\"\nclient_id = \"772915\"\nclient_secret = \"{CLIENT_SECRET}\"\nuid = \"1404376560\"\n"
     );
     let settings = Settings::from_toml(&toml).unwrap();
-    let _topology = TopologyGuard(settings.amqp.clone());
+    let _topology = TopologyGuard::new(&settings);
     let relay = RelayProcess::start("receiver", &toml, "info,weibo_relay=debug");
     relay.wait_ready().await;
 
@@ -34,18 +34,7 @@ async fn the_binary_logs_json_masks_personal_data_hides_secrets_and_stops_on_sig
     for line in &lines {
         serde_json::from_str::<serde_json::Value>(line).unwrap_or_else(|e| panic!("{e}: {line}"));
     }
-    for secret in [
-        SIGN_KEY_SECRET,
-        CLIENT_SECRET,
-        "guest:guest",
-        PHONE,
-        CONTACT,
-    ] {
-        assert!(
-            !all.contains(secret),
-            "{secret} leaked into the log:\n{all}"
-        );
-    }
+    assert_no_secret_or_phone(&all);
     assert!(
         all.contains("138******78"),
         "masked account logged at debug:\n{all}"
@@ -58,6 +47,22 @@ async fn the_binary_logs_json_masks_personal_data_hides_secrets_and_stops_on_sig
         all.contains("push stored") && all.contains("\"stopped\""),
         "{all}"
     );
+}
+
+/// The sign key, client secret, AMQP password and full phone numbers never reach the log.
+fn assert_no_secret_or_phone(log: &str) {
+    for secret in [
+        SIGN_KEY_SECRET,
+        CLIENT_SECRET,
+        "guest:guest",
+        PHONE,
+        CONTACT,
+    ] {
+        assert!(
+            !log.contains(secret),
+            "{secret} leaked into the log:\n{log}"
+        );
+    }
 }
 
 /// True when `text` holds something shaped like a sandbox access token (`2.00` + 30 alnum).
@@ -86,7 +91,7 @@ async fn serve_at_debug_level_never_logs_secrets_tokens_or_phone_numbers() {
         sandbox.base_url()
     );
     let settings = Settings::from_toml(&toml).unwrap();
-    let _topology = TopologyGuard(settings.amqp.clone());
+    let _topology = TopologyGuard::new(&settings);
     let relay = RelayProcess::start("serve", &toml, "debug");
     relay.wait_ready().await;
 
@@ -128,15 +133,7 @@ async fn serve_at_debug_level_never_logs_secrets_tokens_or_phone_numbers() {
         all.contains("platform answered"),
         "the worker logged its call:\n{all}"
     );
-    for secret in [
-        SIGN_KEY_SECRET,
-        CLIENT_SECRET,
-        "guest:guest",
-        PHONE,
-        CONTACT,
-    ] {
-        assert!(!all.contains(secret), "{secret} leaked into the debug log");
-    }
+    assert_no_secret_or_phone(&all);
     assert!(
         !contains_token(&all),
         "an access_token leaked into the debug log"

@@ -110,7 +110,7 @@ async fn a_worker_killed_mid_batch_and_restarted_loses_no_command() {
         merchants_toml(&base),
     );
     let settings = Settings::from_toml(&toml).unwrap();
-    let _topology = TopologyGuard(settings.amqp.clone());
+    let _topology = TopologyGuard::new(&settings);
 
     let first = RelayProcess::start("worker", &toml, "warn,weibo_relay::startup=info");
     // Ready means the worker declared its queues: only then can commands be routed.
