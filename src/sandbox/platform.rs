@@ -38,14 +38,7 @@ impl Endpoint {
     }
 
     fn required(self) -> &'static [&'static str] {
-        const COMMON: &[&str] = &[
-            "appid",
-            "sub_order_id",
-            "timestamp",
-            "sign_type",
-            "sign",
-            "access_token",
-        ];
+        // Close needs everything the others need, and the reason.
         const CLOSE: &[&str] = &[
             "appid",
             "sub_order_id",
@@ -57,7 +50,7 @@ impl Endpoint {
         ];
         match self {
             Self::Close => CLOSE,
-            Self::Finish | Self::GetSub => COMMON,
+            Self::Finish | Self::GetSub => &CLOSE[..CLOSE.len() - 1],
         }
     }
 }
