@@ -10,12 +10,15 @@ use tokio_util::sync::CancellationToken;
 
 use crate::amqp::{Broker, Topology};
 use crate::config::Settings;
-use crate::http::{ops_routes, push_routes, OpsState, ReceiverState};
+use crate::http::{ops_routes, push_routes, LogLimit, OpsState, ReceiverState};
 use crate::metrics::Metrics;
 use crate::push::PushRelay;
 use crate::token::{KeeperOptions, TokenKeeper};
 use crate::weibo::WeiboClient;
 use crate::worker::{worker_topology, RetryPolicy, Worker, WorkerMetrics};
+
+/// Refusal log lines per second (and burst); the metrics count every refusal regardless.
+const REFUSAL_LOG_PER_SEC: std::num::NonZeroU32 = std::num::NonZeroU32::new(10).unwrap();
 
 /// Which roles a process runs.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -106,9 +109,11 @@ impl Application {
                 max_body_bytes: settings.http.max_body_bytes,
                 body_timeout: settings.http.body_timeout(),
                 max_skew_secs: settings.push.max_skew_secs,
+                refusal_log: LogLimit::per_second(REFUSAL_LOG_PER_SEC),
             })
         });
         let push_path = settings.push.path.clone();
+        let workers = std::thread::available_parallelism().map_or(1, |n| n.get());
         let server = HttpServer::new(move || {
             let mut app = App::new().app_data(ops.clone()).configure(ops_routes);
             if let Some(receiver) = &receiver {
@@ -118,6 +123,9 @@ impl Application {
             }
             app
         })
+        .workers(workers)
+        // actix counts connections per listener thread; the setting is for the whole process.
+        .max_connections(settings.http.max_connections.div_ceil(workers))
         .listen(listener)?
         .disable_signals()
         .shutdown_timeout(settings.http.shutdown_timeout_secs)

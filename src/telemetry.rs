@@ -31,6 +31,20 @@ pub fn json_requested(value: Option<&str>) -> bool {
     value.is_some_and(|v| v.eq_ignore_ascii_case("json"))
 }
 
+/// Longest piece of request-supplied text an answer or a log line repeats.
+const SHOWN_CHARS: usize = 64;
+
+/// Text taken from a request (a field name, a content type), fit to repeat in an answer or a
+/// log line: escaped as a Rust string literal, so a newline or an escape sequence cannot forge
+/// a log line or reach a terminal, and cut to 64 characters, so a huge name cannot flood them.
+pub fn shown(text: &str) -> String {
+    let mut cut: String = text.chars().take(SHOWN_CHARS).collect();
+    if cut.len() < text.len() {
+        cut.push('…');
+    }
+    format!("{cut:?}")
+}
+
 /// Masks personal data (phone numbers, recharge accounts): keeps at most the first three and
 /// last two characters, so an operator can still tell two values apart.
 pub fn mask(value: &str) -> String {
@@ -49,7 +63,17 @@ pub fn mask(value: &str) -> String {
 
 #[cfg(test)]
 mod tests {
-    use super::mask;
+    use super::{mask, shown};
+
+    #[test]
+    fn request_text_is_escaped_and_cut() {
+        assert_eq!(shown("appid"), "\"appid\"");
+        assert_eq!(shown("a\nb\u{1b}[31m"), "\"a\\nb\\u{1b}[31m\"");
+        let long = "k".repeat(60_000);
+        let s = shown(&long);
+        assert_eq!(s.chars().count(), 64 + 3, "{s}");
+        assert!(s.ends_with("…\""));
+    }
 
     #[test]
     fn phone_numbers_are_masked() {

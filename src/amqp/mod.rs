@@ -8,29 +8,30 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use futures_util::StreamExt;
-use lapin::options::ConfirmSelectOptions;
-use lapin::{Channel, Connection, ConnectionProperties, Event};
+use lapin::{Connection, ConnectionProperties, Event};
 use secrecy::{ExposeSecret, SecretString};
-use tokio::sync::{watch, Notify};
+use tokio::sync::watch;
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 
 use crate::config::AmqpSettings;
 
-pub use publish::{Outgoing, PublishError};
+pub use publish::{Outgoing, PublishError, Publisher};
 pub use topology::{QueueSpec, Topology};
 
 /// How long one connection attempt (TCP, handshake, declarations) may take.
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
 /// How often a live link is checked, besides the connection's own error events.
 const HEALTH_TICK: Duration = Duration::from_millis(500);
+/// How often a live link declares the topology again.
+const REDECLARE_EVERY: Duration = Duration::from_secs(300);
 
-/// One established connection with its confirm-mode publishing channel.
+/// One established connection. Roles open their own channels on it, so a channel that fails
+/// (a refused publish, a deleted queue) costs only the role that owns it.
 #[derive(Clone)]
 pub struct Link {
     connection: Arc<Connection>,
-    publisher: Channel,
-    broken: Arc<Notify>,
+    id: u64,
 }
 
 impl Link {
@@ -39,18 +40,14 @@ impl Link {
         &self.connection
     }
 
-    /// Tells the supervisor this link failed, so it reconnects now rather than at the next tick.
-    pub fn report_broken(&self) {
-        self.broken.notify_one();
-    }
-
     /// True when both are the same connection.
     pub fn same_as(&self, other: &Link) -> bool {
-        Arc::ptr_eq(&self.connection, &other.connection)
+        self.id == other.id
     }
 
-    fn is_up(&self) -> bool {
-        self.connection.status().connected() && self.publisher.status().connected()
+    /// True while the connection is open.
+    pub fn is_up(&self) -> bool {
+        self.connection.status().connected()
     }
 }
 
@@ -58,6 +55,7 @@ impl Link {
 #[derive(Clone)]
 pub struct Broker {
     link: watch::Receiver<Option<Link>>,
+    topology: Arc<Topology>,
     confirm_timeout: Duration,
     stop: CancellationToken,
     supervisor: Arc<Mutex<Option<JoinHandle<()>>>>,
@@ -68,10 +66,11 @@ impl Broker {
     pub fn start(settings: &AmqpSettings, topology: Topology) -> Self {
         let (tx, rx) = watch::channel(None);
         let stop = CancellationToken::new();
+        let topology = Arc::new(topology);
         let supervisor = Supervisor {
             url: settings.url.clone(),
             redacted_url: settings.redacted_url(),
-            topology,
+            topology: topology.clone(),
             min_delay: Duration::from_millis(settings.reconnect_min_ms),
             max_delay: Duration::from_millis(settings.reconnect_max_ms),
             link: tx,
@@ -80,6 +79,7 @@ impl Broker {
         let handle = tokio::spawn(supervisor.run());
         Self {
             link: rx,
+            topology,
             confirm_timeout: settings.confirm_timeout(),
             stop,
             supervisor: Arc::new(Mutex::new(Some(handle))),
@@ -94,6 +94,21 @@ impl Broker {
     /// The current link, if any.
     pub fn current(&self) -> Option<Link> {
         self.link.borrow().clone()
+    }
+
+    /// A publisher with a confirm channel of its own, opened on first use and reopened after
+    /// it fails; give each role its own.
+    pub fn publisher(&self) -> Publisher {
+        Publisher::new(self.clone(), self.confirm_timeout)
+    }
+
+    /// Declares the topology again on the current connection (a queue of ours was deleted
+    /// under us); the connection itself is left alone.
+    pub async fn declare_topology(&self) -> Result<(), lapin::Error> {
+        let link = self.current().ok_or(lapin::Error::from(
+            lapin::ErrorKind::InvalidConnectionState(lapin::ConnectionState::Closed),
+        ))?;
+        declare_on(&link.connection, &self.topology).await
     }
 
     /// A receiver that sees every new link (and `None` while disconnected).
@@ -123,7 +138,7 @@ impl Broker {
 struct Supervisor {
     url: SecretString,
     redacted_url: String,
-    topology: Topology,
+    topology: Arc<Topology>,
     min_delay: Duration,
     max_delay: Duration,
     link: watch::Sender<Option<Link>>,
@@ -133,8 +148,10 @@ struct Supervisor {
 impl Supervisor {
     async fn run(self) {
         let mut delay = self.min_delay;
+        let mut next_id = 0;
         while !self.stop.is_cancelled() {
-            let attempt = tokio::time::timeout(CONNECT_TIMEOUT, self.connect()).await;
+            next_id += 1;
+            let attempt = tokio::time::timeout(CONNECT_TIMEOUT, self.connect(next_id)).await;
             match attempt {
                 Ok(Ok(link)) => {
                     tracing::info!(url = %self.redacted_url, "broker connected, topology declared");
@@ -169,28 +186,29 @@ impl Supervisor {
         }
     }
 
-    async fn connect(&self) -> Result<Link, lapin::Error> {
+    async fn connect(&self, id: u64) -> Result<Link, lapin::Error> {
         let props = ConnectionProperties::default().with_connection_name("weibo-relay".into());
         let connection = Connection::connect(self.url.expose_secret(), props).await?;
-        let publisher = connection.create_channel().await?;
-        self.topology.declare(&publisher).await?;
-        publisher
-            .confirm_select(ConfirmSelectOptions::default())
-            .await?;
+        if let Err(error) = declare_on(&connection, &self.topology).await {
+            let _ = connection.close(200, "topology not declared".into()).await;
+            return Err(error);
+        }
         Ok(Link {
             connection: Arc::new(connection),
-            publisher,
-            broken: Arc::new(Notify::new()),
+            id,
         })
     }
 
     async fn wait_until_broken(&self, link: &Link) -> String {
         let mut events = std::pin::pin!(link.connection.events_listener());
         let mut tick = tokio::time::interval(HEALTH_TICK);
+        let mut redeclare = tokio::time::interval_at(
+            tokio::time::Instant::now() + REDECLARE_EVERY,
+            REDECLARE_EVERY,
+        );
         loop {
             tokio::select! {
                 _ = self.stop.cancelled() => return "shutdown".into(),
-                _ = link.broken.notified() => return "a publish failed on this link".into(),
                 event = events.next() => match event {
                     Some(Event::Error(error)) => return error.to_string(),
                     Some(Event::ConnectionBlocked(reason)) => {
@@ -201,9 +219,25 @@ impl Supervisor {
                     None => return "connection events ended".into(),
                 },
                 _ = tick.tick() => if !link.is_up() {
-                    return "connection or channel no longer open".into();
+                    return "connection no longer open".into();
                 },
+                _ = redeclare.tick() => {
+                    // Declaring is what keeps the delay queues from expiring (x-expires counts
+                    // a publish as no use), and it restores anything deleted under us.
+                    if let Err(error) = declare_on(&link.connection, &self.topology).await {
+                        tracing::error!(%error, "periodic topology declaration failed");
+                    }
+                }
             }
         }
     }
+}
+
+/// Declares `topology` on a short-lived channel of `connection`.
+async fn declare_on(connection: &Connection, topology: &Topology) -> Result<(), lapin::Error> {
+    let channel = connection.create_channel().await?;
+    topology.declare(&channel).await?;
+    // A failed declaration already closed the channel; this closes a good one.
+    let _ = channel.close(200, "topology declared".into()).await;
+    Ok(())
 }

@@ -1,13 +1,14 @@
 //! Publishing with publisher confirms: a message counts as stored only on a plain ack.
 
-use std::time::Instant;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
 
-use lapin::options::BasicPublishOptions;
-use lapin::{BasicProperties, Confirmation};
+use lapin::options::{BasicPublishOptions, ConfirmSelectOptions};
+use lapin::{BasicProperties, Channel, Confirmation};
 
-use super::Broker;
+use super::{Broker, Link};
 
-/// One message to publish, mandatory, on the confirm channel.
+/// One message to publish on a confirm channel.
 pub struct Outgoing<'a> {
     /// Exchange name.
     pub exchange: &'a str,
@@ -25,6 +26,9 @@ pub enum PublishError {
     /// No broker connection right now.
     #[error("broker not connected")]
     NotConnected,
+    /// No channel could be opened on the connection.
+    #[error("cannot open a publishing channel: {0}")]
+    Channel(#[source] lapin::Error),
     /// The publish could not be sent.
     #[error("publish failed: {0}")]
     Publish(#[source] lapin::Error),
@@ -47,21 +51,38 @@ pub enum PublishError {
     NotConfirmed,
     /// No confirm arrived within `amqp.confirm_timeout_ms`.
     #[error("no confirm within {0:?}")]
-    Timeout(std::time::Duration),
+    Timeout(Duration),
 }
 
-impl Broker {
+/// A role's own confirm channel on the supervised connection. A channel the broker closes
+/// (a publish to a deleted exchange, say) is replaced on the next publish; the connection,
+/// and every other role's channel, is not touched. Cheap to clone: clones share the channel.
+#[derive(Clone)]
+pub struct Publisher {
+    broker: Broker,
+    confirm_timeout: Duration,
+    channel: Arc<Mutex<Option<(u64, Channel)>>>,
+    opening: Arc<tokio::sync::Mutex<()>>,
+}
+
+impl Publisher {
+    pub(super) fn new(broker: Broker, confirm_timeout: Duration) -> Self {
+        Self {
+            broker,
+            confirm_timeout,
+            channel: Arc::default(),
+            opening: Arc::default(),
+        }
+    }
+
     /// Publishes (mandatory: an unroutable message is an error) and waits for the broker's
     /// confirm; returns the time the confirm took.
-    pub async fn publish(&self, msg: Outgoing<'_>) -> Result<std::time::Duration, PublishError> {
+    pub async fn publish(&self, msg: Outgoing<'_>) -> Result<Duration, PublishError> {
         self.publish_with(msg, true).await
     }
 
     /// Like [`publish`](Self::publish), but a message no queue is bound for is not an error.
-    pub async fn publish_optional(
-        &self,
-        msg: Outgoing<'_>,
-    ) -> Result<std::time::Duration, PublishError> {
+    pub async fn publish_optional(&self, msg: Outgoing<'_>) -> Result<Duration, PublishError> {
         self.publish_with(msg, false).await
     }
 
@@ -69,16 +90,16 @@ impl Broker {
         &self,
         msg: Outgoing<'_>,
         mandatory: bool,
-    ) -> Result<std::time::Duration, PublishError> {
-        let link = self.current().ok_or(PublishError::NotConnected)?;
+    ) -> Result<Duration, PublishError> {
+        let link = self.broker.current().ok_or(PublishError::NotConnected)?;
+        let channel = self.channel_on(&link).await?;
         let started = Instant::now();
         let confirmed = async {
             let options = BasicPublishOptions {
                 mandatory,
                 ..BasicPublishOptions::default()
             };
-            let pending = link
-                .publisher
+            let pending = channel
                 .basic_publish(
                     msg.exchange.into(),
                     msg.routing_key.into(),
@@ -104,8 +125,51 @@ impl Broker {
             .await
             .unwrap_or(Err(PublishError::Timeout(self.confirm_timeout)));
         if let Err(PublishError::Publish(_) | PublishError::Confirm(_)) = &result {
-            link.report_broken();
+            self.forget(&channel);
         }
         result.map(|()| started.elapsed())
+    }
+
+    /// This publisher's open channel on `link`, opening one (in confirm mode) when there is
+    /// none yet, it belongs to an older link, or the broker closed it.
+    async fn channel_on(&self, link: &Link) -> Result<Channel, PublishError> {
+        if let Some(channel) = self.cached(link) {
+            return Ok(channel);
+        }
+        // One opener at a time, so a burst of publishes after a reconnect opens one channel.
+        let _opening = self.opening.lock().await;
+        if let Some(channel) = self.cached(link) {
+            return Ok(channel);
+        }
+        let channel = link
+            .connection()
+            .create_channel()
+            .await
+            .map_err(PublishError::Channel)?;
+        channel
+            .confirm_select(ConfirmSelectOptions::default())
+            .await
+            .map_err(PublishError::Channel)?;
+        *self.slot() = Some((link.id, channel.clone()));
+        Ok(channel)
+    }
+
+    fn cached(&self, link: &Link) -> Option<Channel> {
+        self.slot()
+            .as_ref()
+            .filter(|(id, channel)| *id == link.id && channel.status().connected())
+            .map(|(_, channel)| channel.clone())
+    }
+
+    fn forget(&self, failed: &Channel) {
+        let mut slot = self.slot();
+        if slot.as_ref().is_some_and(|(_, c)| c.id() == failed.id()) {
+            *slot = None;
+        }
+    }
+
+    fn slot(&self) -> std::sync::MutexGuard<'_, Option<(u64, Channel)>> {
+        // Only a channel handle is kept here: a poisoned lock still holds a usable value.
+        self.channel.lock().unwrap_or_else(|p| p.into_inner())
     }
 }

@@ -149,7 +149,7 @@ mod tests {
 
     fn merchants() -> crate::config::Merchants {
         Settings::from_toml(
-            "[[merchants]]\nappid = \"100023\"\nsign_key = \"k3y\"\nclient_id = \"c\"\nclient_secret = \"s\"\nuid = \"u\"\n",
+            "[[merchants]]\nappid = \"100023\"\nsign_key = \"k3y-0123456789abcdef\"\nclient_id = \"c\"\nclient_secret = \"s-0123456789abcdef\"\nuid = \"u\"\n",
         )
         .unwrap()
         .merchants
@@ -164,9 +164,18 @@ mod tests {
     #[test]
     fn generated_pushes_verify_and_are_distinct_events() {
         let now = 1_700_000_000;
-        let a = verified(&signed_push("100023", "k3y", "run1", 0, now), now);
-        let b = verified(&signed_push("100023", "k3y", "run1", 1, now), now);
-        let c = verified(&signed_push("100023", "k3y", "run2", 0, now), now);
+        let a = verified(
+            &signed_push("100023", "k3y-0123456789abcdef", "run1", 0, now),
+            now,
+        );
+        let b = verified(
+            &signed_push("100023", "k3y-0123456789abcdef", "run1", 1, now),
+            now,
+        );
+        let c = verified(
+            &signed_push("100023", "k3y-0123456789abcdef", "run2", 0, now),
+            now,
+        );
         assert_ne!(a.event_id(), b.event_id());
         assert_ne!(a.event_id(), c.event_id());
         assert_eq!(a.sub_order_id().as_deref(), Some("366383890000000"));

@@ -111,14 +111,19 @@ impl Merchants {
                 ));
             }
             for (field, empty) in [
-                ("sign_key", m.sign_key.expose_secret().is_empty()),
                 ("client_id", m.client_id.is_empty()),
-                ("client_secret", m.client_secret.expose_secret().is_empty()),
                 ("uid", m.uid.is_empty()),
             ] {
                 if empty {
                     return Err(ConfigError::invalid(key(field), "must not be empty"));
                 }
+            }
+            for (field, secret) in [
+                ("sign_key", &m.sign_key),
+                ("client_secret", &m.client_secret),
+            ] {
+                check_secret(secret.expose_secret())
+                    .map_err(|why| ConfigError::invalid(key(field), why))?;
             }
             if self.by_appid.get(&m.appid) != Some(&i) {
                 return Err(ConfigError::invalid(
@@ -129,6 +134,42 @@ impl Merchants {
         }
         Ok(())
     }
+}
+
+/// Shortest secret accepted: a real sign key or appsecret is far longer, and anything shorter
+/// is a typo or a test value that must not guard real orders.
+pub const MIN_SECRET_BYTES: usize = 16;
+
+/// Words that mark a value copied from an example instead of filled in (compared without case).
+/// Every placeholder shipped in `deploy/` contains one; a test keeps it so.
+const PLACEHOLDER_MARKERS: [&str; 7] = [
+    "replace",
+    "changeme",
+    "change-me",
+    "change_me",
+    "placeholder",
+    "example",
+    "your sign key",
+];
+
+/// True when `value` reads like a placeholder rather than a real credential.
+pub fn is_placeholder(value: &str) -> bool {
+    let lower = value.to_ascii_lowercase();
+    PLACEHOLDER_MARKERS.iter().any(|m| lower.contains(m))
+}
+
+/// Refuses a secret that is too short or a shipped placeholder; the reason never repeats it.
+fn check_secret(value: &str) -> Result<(), String> {
+    if value.len() < MIN_SECRET_BYTES {
+        return Err(format!(
+            "must be at least {MIN_SECRET_BYTES} bytes (got {})",
+            value.len()
+        ));
+    }
+    if is_placeholder(value) {
+        return Err("is a placeholder from an example file: put the real credential here".into());
+    }
+    Ok(())
 }
 
 impl<'de> Deserialize<'de> for Merchants {

@@ -10,7 +10,7 @@ use serde::Deserialize;
 
 mod merchant;
 
-pub use merchant::{AppId, Merchant, Merchants};
+pub use merchant::{is_placeholder, AppId, Merchant, Merchants, MIN_SECRET_BYTES};
 
 /// The defaults operators read: every key is documented there once.
 pub const DEFAULTS_TOML: &str = include_str!("defaults.toml");
@@ -69,6 +69,8 @@ pub struct HttpSettings {
     pub max_body_bytes: usize,
     /// Deadline for a client to send its whole body.
     pub body_timeout_ms: u64,
+    /// Connections served at once, all listener threads together; more wait in the backlog.
+    pub max_connections: usize,
     /// Grace period for in-flight requests on shutdown.
     pub shutdown_timeout_secs: u64,
 }
@@ -123,6 +125,8 @@ pub struct WeiboSettings {
     pub retry_max_ms: u64,
     /// Platform calls per second, per process.
     pub rate_limit_per_sec: u32,
+    /// Allows `http://` platform URLs on hosts other than loopback (never in production).
+    pub allow_insecure_http: bool,
 }
 
 /// `[worker]`
@@ -219,6 +223,8 @@ impl Settings {
         }
         for (key, value) in [
             ("http.max_body_bytes", self.http.max_body_bytes as u64),
+            ("http.max_connections", self.http.max_connections as u64),
+            ("http.body_timeout_ms", self.http.body_timeout_ms),
             ("amqp.confirm_timeout_ms", self.amqp.confirm_timeout_ms),
             ("weibo.timeout_ms", self.weibo.timeout_ms),
             ("weibo.max_attempts", u64::from(self.weibo.max_attempts)),
@@ -255,8 +261,50 @@ impl Settings {
                 "must be greater than 0 and at most amqp.reconnect_max_ms",
             ));
         }
+        for (key, url) in [
+            ("weibo.api_base", &self.weibo.api_base),
+            ("weibo.oauth_base", &self.weibo.oauth_base),
+        ] {
+            check_platform_url(url, self.weibo.allow_insecure_http)
+                .map_err(|why| ConfigError::invalid(key, why))?;
+        }
+        if amqp_password(self.amqp.url.expose_secret()).is_some_and(is_placeholder) {
+            return Err(ConfigError::invalid(
+                "amqp.url",
+                "the password is a placeholder from an example file",
+            ));
+        }
         self.merchants.validate()
     }
+}
+
+/// Where the platform client may go: HTTPS, or plain HTTP to this machine (the sandbox), or
+/// plain HTTP anywhere only when `weibo.allow_insecure_http` says so. The token and the
+/// signed requests travel in these calls.
+fn check_platform_url(url: &str, allow_insecure_http: bool) -> Result<(), String> {
+    let parsed = reqwest::Url::parse(url).map_err(|e| format!("not a URL: {e}"))?;
+    let loopback = match parsed.host() {
+        Some(url::Host::Domain(d)) => d.eq_ignore_ascii_case("localhost"),
+        Some(url::Host::Ipv4(ip)) => ip.is_loopback(),
+        Some(url::Host::Ipv6(ip)) => ip.is_loopback(),
+        None => return Err("has no host".into()),
+    };
+    match parsed.scheme() {
+        "https" => Ok(()),
+        "http" if loopback || allow_insecure_http => Ok(()),
+        "http" => Err(
+            "must be https:// (plain http is allowed only to loopback, or with weibo.allow_insecure_http = true)"
+                .into(),
+        ),
+        other => Err(format!("scheme {other} is not https")),
+    }
+}
+
+/// The password part of an AMQP URL, if it has one.
+fn amqp_password(url: &str) -> Option<&str> {
+    let rest = &url[url.find("://")? + 3..];
+    let userinfo = &rest[..rest.rfind('@')?];
+    userinfo.split_once(':').map(|(_, password)| password)
 }
 
 #[cfg(test)]

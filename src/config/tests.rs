@@ -3,9 +3,9 @@ use super::*;
 const MERCHANT: &str = r#"
 [[merchants]]
 appid = 100023
-sign_key = "k3y"
+sign_key = "k3y-0123456789abcdef"
 client_id = "772915"
-client_secret = "appsecret-example"
+client_secret = "appsecret-0123456789"
 uid = 1404376560
 "#;
 
@@ -82,10 +82,11 @@ fn unknown_keys_are_named() {
 fn missing_merchant_fields_are_named() {
     let err = Settings::from_toml("[[merchants]]\nappid = \"1\"\nsign_key = \"k\"\n").unwrap_err();
     assert!(err.to_string().contains("client_id"), "{err}");
-    let err = Settings::from_toml(&MERCHANT.replace("\"k3y\"", "\"\"")).unwrap_err();
+    let err =
+        Settings::from_toml(&MERCHANT.replace("\"k3y-0123456789abcdef\"", "\"\"")).unwrap_err();
     assert_eq!(
         err.to_string(),
-        "invalid configuration: merchants[0].sign_key: must not be empty"
+        "invalid configuration: merchants[0].sign_key: must be at least 16 bytes (got 0)"
     );
     let twice = format!("{MERCHANT}{MERCHANT}");
     let err = Settings::from_toml(&twice).unwrap_err();
@@ -96,11 +97,93 @@ fn missing_merchant_fields_are_named() {
 fn secrets_stay_out_of_debug() {
     let s = Settings::from_toml(MERCHANT).unwrap();
     let debug = format!("{s:?}");
-    assert!(!debug.contains("k3y"), "{debug}");
-    assert!(!debug.contains("appsecret-example"), "{debug}");
+    assert!(!debug.contains("k3y-0123456789abcdef"), "{debug}");
+    assert!(!debug.contains("appsecret-0123456789"), "{debug}");
     assert!(!debug.contains("guest:guest"), "{debug}");
     assert_eq!(
         s.amqp.redacted_url(),
         "amqp://guest:[redacted]@127.0.0.1:5672/%2f"
+    );
+}
+
+#[test]
+fn short_and_placeholder_secrets_are_refused_without_repeating_them() {
+    for (field, value, why) in [
+        ("sign_key", "k3y", "at least 16 bytes (got 3)"),
+        ("sign_key", "0123456789abcde", "at least 16 bytes (got 15)"),
+        (
+            "sign_key",
+            "replace-with-the-e-commerce-sign-key",
+            "placeholder",
+        ),
+        ("sign_key", "REPLACE_ME_SIGN_KEY_0123", "placeholder"),
+        (
+            "client_secret",
+            "your-client-secret-CHANGEME",
+            "placeholder",
+        ),
+        ("client_secret", "an-example-secret-value", "placeholder"),
+    ] {
+        let original = match field {
+            "sign_key" => "k3y-0123456789abcdef",
+            _ => "appsecret-0123456789",
+        };
+        let toml = MERCHANT.replace(&format!("\"{original}\""), &format!("\"{value}\""));
+        let err = Settings::from_toml(&toml).unwrap_err().to_string();
+        assert!(
+            err.starts_with(&format!("invalid configuration: merchants[0].{field}: ")),
+            "{err}"
+        );
+        assert!(err.contains(why), "{err}");
+        assert!(
+            !err.contains(value),
+            "the refusal repeats the secret: {err}"
+        );
+    }
+    let amqp = format!("[amqp]\nurl = \"amqp://relay:REPLACE_ME@rabbitmq:5672/%2f\"\n{MERCHANT}");
+    let err = Settings::from_toml(&amqp).unwrap_err().to_string();
+    assert!(
+        err.starts_with("invalid configuration: amqp.url: "),
+        "{err}"
+    );
+    assert!(!err.contains("REPLACE_ME"), "{err}");
+}
+
+#[test]
+fn the_platform_is_reached_over_https_or_loopback_only() {
+    let with = |api: &str, insecure: bool| {
+        Settings::from_toml(&format!(
+            "[weibo]\napi_base = \"{api}\"\nallow_insecure_http = {insecure}\n{MERCHANT}"
+        ))
+    };
+    for ok in [
+        "https://api.weibo.com/2/proxy/eshop/open",
+        "http://127.0.0.1:9090/2/eshop",
+        "http://localhost:9090",
+        "http://[::1]:9090",
+    ] {
+        assert!(with(ok, false).is_ok(), "{ok}");
+    }
+    for refused in [
+        "http://api.weibo.com/2/eshop",
+        "http://10.0.0.1/2/eshop",
+        "ftp://api.weibo.com",
+        "not a url",
+    ] {
+        let err = with(refused, false).unwrap_err().to_string();
+        assert!(
+            err.starts_with("invalid configuration: weibo.api_base: "),
+            "{err}"
+        );
+    }
+    assert!(with("http://sandbox.internal:9090", true).is_ok());
+    let err = Settings::from_toml(&format!(
+        "[weibo]\noauth_base = \"http://evil.example\"\n{MERCHANT}"
+    ))
+    .unwrap_err()
+    .to_string();
+    assert!(
+        err.starts_with("invalid configuration: weibo.oauth_base: must be https://"),
+        "{err}"
     );
 }

@@ -1,5 +1,6 @@
 //! The HTTP surface: pushes, health, readiness, metrics.
 
+mod log_limit;
 mod push;
 
 use std::sync::Arc;
@@ -11,6 +12,7 @@ use crate::amqp::Broker;
 use crate::metrics::Metrics;
 use crate::token::TokenKeeper;
 
+pub use log_limit::LogLimit;
 pub use push::ReceiverState;
 
 /// What the operational endpoints need.

@@ -10,6 +10,7 @@ use futures_util::StreamExt;
 use serde_json::json;
 use tracing::field::Empty;
 
+use super::log_limit::LogLimit;
 use crate::config::Merchants;
 use crate::metrics::Metrics;
 use crate::push::{Body, ContentKind, PushError, PushRelay, Stored, UnverifiedPush};
@@ -28,6 +29,8 @@ pub struct ReceiverState {
     pub body_timeout: Duration,
     /// `push.max_skew_secs`.
     pub max_skew_secs: u64,
+    /// Caps refusal log lines (anyone can send bad pushes).
+    pub refusal_log: LogLimit,
 }
 
 impl ResponseError for PushError {
@@ -67,7 +70,7 @@ impl ResponseError for PushError {
 #[tracing::instrument(
     name = "push",
     skip_all,
-    fields(appid = Empty, r#type = Empty, event_id = Empty, sub_order_id = Empty, outcome = Empty)
+    fields(appid = Empty, r#type = Empty, event_id = Empty, sub_order_id = Empty, sign_form = Empty, outcome = Empty)
 )]
 pub async fn receive(
     req: HttpRequest,
@@ -91,7 +94,11 @@ pub async fn receive(
             state.metrics.push(error.outcome());
             match error {
                 PushError::NotStored(cause) => tracing::error!(%cause, "push not stored"),
-                _ => tracing::warn!(%error, "push refused"),
+                _ => {
+                    if let Some(suppressed) = state.refusal_log.admit() {
+                        tracing::warn!(%error, suppressed, "push refused");
+                    }
+                }
             }
         }
     }
@@ -115,6 +122,7 @@ async fn handle(
     span.record("type", push.type_code());
     let push = push.verify(&state.merchants, unix_now(), state.max_skew_secs)?;
     span.record("event_id", tracing::field::display(push.event_id()));
+    span.record("sign_form", push.form().as_str());
     if let Some(id) = push.sub_order_id() {
         span.record("sub_order_id", id.as_str());
     }
@@ -141,7 +149,9 @@ async fn read_body(
         return Err(PushError::TooLarge(limit));
     }
     let read = async {
-        let mut body = BytesMut::new();
+        // Sized from the declared length (already checked against the limit), so a body is
+        // not copied through doubling buffers that end up twice its size.
+        let mut body = BytesMut::with_capacity(declared.unwrap_or(0));
         while let Some(chunk) = payload.next().await {
             let chunk =
                 chunk.map_err(|e| PushError::Malformed(format!("body could not be read: {e}")))?;

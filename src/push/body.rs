@@ -8,6 +8,7 @@ use serde::Deserialize;
 use serde_json::value::RawValue;
 
 use super::{malformed, PushError};
+use crate::telemetry::shown;
 
 /// More fields than any real push has; beyond it the body is refused rather than processed.
 const MAX_FIELDS: usize = 64;
@@ -31,7 +32,7 @@ impl ContentKind {
             "application/x-www-form-urlencoded" => Self::Form,
             "application/json" => Self::Json,
             "" => return Err(PushError::UnsupportedMediaType("none given".into())),
-            _ => return Err(PushError::UnsupportedMediaType(essence)),
+            _ => return Err(PushError::UnsupportedMediaType(shown(&essence))),
         };
         for param in parts {
             let (name, val) = param.split_once('=').unwrap_or((param, ""));
@@ -39,7 +40,8 @@ impl ContentKind {
                 let charset = val.trim().trim_matches('"').to_ascii_lowercase();
                 if charset != "utf-8" && charset != "utf8" {
                     return Err(PushError::UnsupportedMediaType(format!(
-                        "charset {charset}"
+                        "charset {}",
+                        shown(&charset)
                     )));
                 }
             }
@@ -68,7 +70,7 @@ impl Body {
                 return Err(malformed(format!("more than {MAX_FIELDS} fields")));
             }
             if fields.contains_key(&k) {
-                return Err(malformed(format!("field {k} is given twice")));
+                return Err(malformed(format!("field {} is given twice", shown(&k))));
             }
             fields.insert(k, v);
         }
@@ -144,7 +146,8 @@ impl<'de> Visitor<'de> for FlatVisitor {
                 Some(b'-' | b'0'..=b'9') => text.to_owned(),
                 _ => {
                     return Err(de::Error::custom(format!(
-                        "field {key} must be a string or a number"
+                        "field {} must be a string or a number",
+                        shown(&key)
                     )))
                 }
             };

@@ -9,7 +9,8 @@ use sha2::{Digest, Sha256};
 pub struct EventId([u8; 16]);
 
 impl EventId {
-    /// Derives the id from the fields exactly as received.
+    /// Derives the id from the fields as the signature covers them (the canonical form that
+    /// matched), so a padded replay of a push has the id of the original.
     pub fn derive(appid: &str, type_raw: &str, data_raw: &str) -> Self {
         let mut hasher = Sha256::new();
         hasher.update(appid.as_bytes());

@@ -127,6 +127,9 @@ impl UnverifiedPush {
     }
 
     /// Checks merchant, signature and timestamp window (in that order), at `now` unix seconds.
+    /// What comes out is what the signature covers and nothing else: the event id and the
+    /// published params are built from the signed pairs, as the matching form signed them, so
+    /// padding or unsigned extra fields can neither change the id nor reach the broker.
     pub fn verify(
         self,
         merchants: &Merchants,
@@ -138,29 +141,33 @@ impl UnverifiedPush {
             .get(self.appid.as_str())
             .ok_or_else(|| PushError::UnknownMerchant(self.appid.to_string()))?;
         let pairs = self.fields.iter().map(|(k, v)| (k.as_str(), v.as_str()));
-        if !signature::verify(
-            pairs,
+        let form = signature::verify_form(
+            pairs.clone(),
             merchant.sign_key.expose_secret(),
             &self.fields["sign"],
-        ) {
-            return Err(PushError::BadSignature);
-        }
+        )
+        .ok_or(PushError::BadSignature)?;
         if now.abs_diff(self.timestamp) > max_skew_secs {
             return Err(PushError::Stale {
                 timestamp: self.timestamp,
                 max_skew_secs,
             });
         }
-        let event_id = EventId::derive(
-            self.appid.as_str(),
-            &self.fields["type"],
-            &self.fields["data"],
-        );
-        let mut params = self.fields;
-        params.remove("sign");
-        params.remove("sign_type");
+        let signed = signature::signed_pairs(pairs, form);
+        let value = |name: &str| {
+            signed
+                .iter()
+                .find(|(k, _)| *k == name)
+                .map_or("", |(_, v)| *v)
+        };
+        let event_id = EventId::derive(value("appid"), value("type"), value("data"));
+        let params: BTreeMap<String, String> = signed
+            .iter()
+            .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
+            .collect();
         Ok(VerifiedPush {
             event_id,
+            form,
             appid: self.appid,
             kind: EventKind::from_type(self.type_code),
             type_code: self.type_code,
@@ -175,6 +182,7 @@ impl UnverifiedPush {
 #[derive(Debug)]
 pub struct VerifiedPush {
     event_id: EventId,
+    form: signature::Form,
     appid: AppId,
     kind: EventKind,
     type_code: i64,
@@ -187,6 +195,11 @@ impl VerifiedPush {
     /// The event's identity, equal across redeliveries.
     pub fn event_id(&self) -> EventId {
         self.event_id
+    }
+
+    /// Which canonical form the signature matched.
+    pub fn form(&self) -> signature::Form {
+        self.form
     }
 
     /// The merchant.

@@ -7,7 +7,7 @@ use lapin::types::{AMQPValue, FieldTable, LongString};
 use lapin::BasicProperties;
 
 use super::{PushError, VerifiedPush};
-use crate::amqp::{Broker, Outgoing};
+use crate::amqp::{Broker, Outgoing, Publisher};
 use crate::dedup::Dedup;
 use crate::metrics::Metrics;
 
@@ -32,7 +32,7 @@ impl Stored {
 
 /// Publishes verified pushes to the events exchange.
 pub struct PushRelay {
-    broker: Broker,
+    publisher: Publisher,
     exchange: String,
     dedup: Dedup,
     metrics: Arc<Metrics>,
@@ -47,7 +47,9 @@ impl PushRelay {
         metrics: Arc<Metrics>,
     ) -> Self {
         Self {
-            broker,
+            // A channel of the receiver's own: nothing the worker does on its channels can
+            // close this one.
+            publisher: broker.publisher(),
             exchange,
             dedup: Dedup::new(dedup_capacity),
             metrics,
@@ -63,7 +65,7 @@ impl PushRelay {
         let body = push.envelope(SystemTime::now());
         let routing_key = push.routing_key();
         let elapsed = self
-            .broker
+            .publisher
             .publish(Outgoing {
                 exchange: &self.exchange,
                 routing_key: &routing_key,

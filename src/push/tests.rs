@@ -1,9 +1,11 @@
 use super::*;
 use crate::config::Settings;
 
+const KEY: &str = "k3y-0123456789abcdef";
+
 fn merchants() -> Merchants {
     Settings::from_toml(
-        "[[merchants]]\nappid = \"100023\"\nsign_key = \"k3y\"\nclient_id = \"c\"\nclient_secret = \"s\"\nuid = \"u\"\n",
+        "[[merchants]]\nappid = \"100023\"\nsign_key = \"k3y-0123456789abcdef\"\nclient_id = \"c\"\nclient_secret = \"s-0123456789abcdef\"\nuid = \"u\"\n",
     )
     .unwrap()
     .merchants
@@ -18,7 +20,7 @@ fn signed_form(data: &str, ts: i64) -> String {
         ("timestamp", ts.as_str()),
         ("sign_type", "md5"),
     ];
-    let sign = signature::sign(params, "k3y");
+    let sign = signature::sign(params, KEY);
     let enc = |s: &str| {
         percent_encoding::utf8_percent_encode(s, percent_encoding::NON_ALPHANUMERIC).to_string()
     };
@@ -150,4 +152,134 @@ fn refusals_name_the_field() {
         .unwrap_err()
         .to_string()
         .contains("more than 64 fields"));
+}
+
+/// A form body of these fields, every byte percent-encoded as needed.
+fn form_of(fields: &[(String, String)]) -> String {
+    let enc = |s: &str| {
+        percent_encoding::utf8_percent_encode(s, percent_encoding::NON_ALPHANUMERIC).to_string()
+    };
+    fields
+        .iter()
+        .map(|(k, v)| format!("{}={}", enc(k), enc(v)))
+        .collect::<Vec<_>>()
+        .join("&")
+}
+
+/// A push as the platform might sign it in `form`, with an empty `remark` the two forms treat
+/// differently.
+fn platform_push(data: &str, form: signature::Form) -> Vec<(String, String)> {
+    let mut fields: Vec<(String, String)> = [
+        ("appid", "100023"),
+        ("type", "2"),
+        ("data", data),
+        ("timestamp", "1700000000"),
+        ("nonce", "8f3a1c0d"),
+        ("remark", ""),
+        ("sign_type", "md5"),
+    ]
+    .iter()
+    .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
+    .collect();
+    let sign = signature::sign_in(
+        fields.iter().map(|(k, v)| (k.as_str(), v.as_str())),
+        KEY,
+        form,
+    );
+    fields.push(("sign".into(), sign));
+    fields
+}
+
+fn verified(fields: &[(String, String)]) -> Result<VerifiedPush, PushError> {
+    parse(ContentKind::Form, &form_of(fields))?.verify(&merchants(), 1_700_000_000, 300)
+}
+
+/// What a replayer can do without the key: pad values, add fields the signature skips.
+#[derive(Debug, Clone)]
+enum Tamper {
+    Pad {
+        field: usize,
+        before: String,
+        after: String,
+    },
+    Extra {
+        key: String,
+        value: String,
+    },
+}
+
+fn tamper() -> impl Strategy<Value = Tamper> {
+    let pad = "[ \t\r\n\u{0}\u{b}]{0,3}";
+    prop_oneof![
+        (0usize..8, pad, pad).prop_map(|(field, before, after)| Tamper::Pad {
+            field,
+            before,
+            after
+        }),
+        ("(access_token|sign_type|[a-z_]{1,8})", "(|[ -~]{1,12})")
+            .prop_map(|(key, value)| Tamper::Extra { key, value }),
+    ]
+}
+
+use proptest::prelude::*;
+
+proptest! {
+    #[test]
+    fn padding_or_unsigned_fields_never_change_what_is_published(
+        php in any::<bool>(),
+        tampers in proptest::collection::vec(tamper(), 1..4),
+    ) {
+        let form = if php { signature::Form::Trimmed } else { signature::Form::Raw };
+        let data = r#"{"sub_order_id":"366383890000352","state_code":201}"#;
+        let original = platform_push(data, form);
+        let first = verified(&original).unwrap();
+        let mut replay = original.clone();
+        for t in &tampers {
+            match t {
+                Tamper::Pad { field, before, after } => {
+                    let i = field % replay.len();
+                    replay[i].1 = format!("{before}{}{after}", replay[i].1);
+                }
+                Tamper::Extra { key, value } => {
+                    if let Some(slot) = replay.iter_mut().find(|(k, _)| k == key) {
+                        slot.1.clone_from(value);
+                    } else {
+                        replay.push((key.clone(), value.clone()));
+                    }
+                }
+            }
+        }
+        if let Ok(again) = verified(&replay) {
+            prop_assert_eq!(again.event_id(), first.event_id());
+            prop_assert_eq!(&again.params, &first.params);
+            prop_assert_eq!(again.routing_key(), first.routing_key());
+        }
+    }
+}
+
+#[test]
+fn published_params_are_exactly_the_signed_pairs() {
+    let data = r#"{"sub_order_id":"1","state_code":201}"#;
+    let php = verified(&platform_push(data, signature::Form::Trimmed)).unwrap();
+    // The trimmed form does not sign the empty remark, so it is not published.
+    let keys: Vec<&str> = php.params.keys().map(String::as_str).collect();
+    assert_eq!(keys, ["appid", "data", "nonce", "timestamp", "type"]);
+    assert_eq!(php.form(), signature::Form::Trimmed);
+    let raw = verified(&platform_push(data, signature::Form::Raw)).unwrap();
+    assert_eq!(raw.form(), signature::Form::Raw);
+    assert_eq!(raw.params["remark"], "");
+    assert_eq!(raw.event_id(), php.event_id());
+
+    // A padded replay with an attacker's access_token: same id, nothing of the attacker's.
+    let mut replay = platform_push(data, signature::Form::Trimmed);
+    replay[2].1 = format!("{data}  \n");
+    replay.push(("access_token".into(), "2.00attacker".into()));
+    replay.push(("empty".into(), String::new()));
+    let again = verified(&replay).unwrap();
+    assert_eq!(again.event_id(), php.event_id());
+    assert_eq!(again.params, php.params);
+    assert!(!again
+        .envelope(std::time::SystemTime::UNIX_EPOCH)
+        .windows(8)
+        .any(|w| w == b"attacker"));
 }

@@ -15,7 +15,7 @@ fn params(v: &Value) -> Vec<(String, String)> {
         .collect()
 }
 
-fn pairs(p: &[(String, String)]) -> impl Iterator<Item = (&str, &str)> {
+fn pairs(p: &[(String, String)]) -> impl Iterator<Item = (&str, &str)> + Clone {
     p.iter().map(|(k, v)| (k.as_str(), v.as_str()))
 }
 

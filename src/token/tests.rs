@@ -55,9 +55,9 @@ fn merchants() -> Merchants {
     let toml = format!(
         r#"[[merchants]]
 appid = "{APPID}"
-sign_key = "k"
+sign_key = "k-0123456789abcdef"
 client_id = "c"
-client_secret = "s"
+client_secret = "s-0123456789abcdef"
 uid = "1"
 "#
     );

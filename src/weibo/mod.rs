@@ -40,6 +40,10 @@ impl WeiboClient {
         let http = reqwest::Client::builder()
             .timeout(Duration::from_millis(settings.timeout_ms))
             .connect_timeout(Duration::from_millis(settings.timeout_ms))
+            // Every call carries the access_token or a signed token request: a redirect would
+            // hand them to whoever the answer names, and take that host's word for the result.
+            .redirect(reqwest::redirect::Policy::none())
+            .referer(false)
             .build()?;
         Ok(Self {
             http,
@@ -96,6 +100,10 @@ impl WeiboClient {
         params.push(("access_token", token.secret().expose_secret()));
         let url = format!("{}/order/{}", self.api_base, action.endpoint());
         let outcome = match self.http.post(&url).form(&params).send().await {
+            Ok(response) if response.status().is_redirection() => CallOutcome::Transient {
+                code: None,
+                reason: redirect_refused(&response),
+            },
             Ok(response) => {
                 let status = response.status();
                 match response.bytes().await {
@@ -138,6 +146,13 @@ impl WeiboClient {
             .await
             // The URL carries the request signature: keep it out of error messages.
             .map_err(|e| TokenError::Transport(e.without_url().to_string()))?;
+        if response.status().is_redirection() {
+            return Err(TokenError::Refused {
+                status: response.status().as_u16(),
+                code: None,
+                msg: redirect_refused(&response),
+            });
+        }
         let status = response.status().as_u16();
         let body = response
             .bytes()
@@ -145,6 +160,23 @@ impl WeiboClient {
             .map_err(|e| TokenError::Transport(e.without_url().to_string()))?;
         token::parse_token_answer(status, &body, obtained_at)
     }
+}
+
+/// Why a redirect was not followed, naming only the host it pointed to (its path or query
+/// could carry anything).
+fn redirect_refused(response: &reqwest::Response) -> String {
+    let target = response
+        .headers()
+        .get(reqwest::header::LOCATION)
+        .and_then(|l| l.to_str().ok())
+        .and_then(|l| response.url().join(l).ok())
+        .and_then(|u| u.host_str().map(str::to_owned))
+        .unwrap_or_else(|| "an unreadable location".to_owned());
+    format!(
+        "HTTP {} redirect to {} not followed",
+        response.status().as_u16(),
+        crate::telemetry::shown(&target)
+    )
 }
 
 fn transport(e: &reqwest::Error) -> CallOutcome {

@@ -93,6 +93,13 @@ pub(crate) fn parse_answer(body: &[u8]) -> Option<(i64, String)> {
 /// Applies the spec's table to one HTTP answer.
 pub fn classify(action: Action, status: StatusCode, body: &[u8]) -> CallOutcome {
     let parsed = parse_answer(body);
+    if status.is_redirection() {
+        // Never followed (the client refuses redirects): the platform did not settle the call.
+        return CallOutcome::Transient {
+            code: None,
+            reason: format!("HTTP {} redirect not followed", status.as_u16()),
+        };
+    }
     if status.is_server_error() {
         // Whatever the body says, a 5xx means the platform did not settle the call.
         return CallOutcome::Transient {

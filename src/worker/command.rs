@@ -3,6 +3,30 @@
 use serde::Deserialize;
 use serde_json::{json, Value};
 
+/// Largest command body read; a command is a few dozen bytes.
+const MAX_COMMAND_BYTES: usize = 64 * 1024;
+/// Longest close reason passed to the platform.
+const MAX_REASON_CHARS: usize = 1000;
+/// Longest parser message repeated in `x-death-reason`.
+const MAX_ERROR_CHARS: usize = 200;
+
+fn is_token(s: &str) -> bool {
+    !s.is_empty() && s.len() <= 64 && s.bytes().all(|b| b.is_ascii_graphic())
+}
+
+/// `text` cut to `max` characters with control characters escaped.
+fn clip(text: &str, max: usize) -> String {
+    let mut out: String = text
+        .chars()
+        .take(max)
+        .flat_map(char::escape_debug)
+        .collect();
+    if text.chars().count() > max {
+        out.push('…');
+    }
+    out
+}
+
 /// What the merchant reports for one sub order.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Verdict {
@@ -51,23 +75,45 @@ impl Text {
 impl Command {
     /// Reads a command body; the error says what is wrong, for `x-death-reason`.
     pub fn parse(body: &[u8]) -> Result<Self, String> {
-        let raw: Raw =
-            serde_json::from_slice(body).map_err(|e| format!("malformed command: {e}"))?;
+        if body.len() > MAX_COMMAND_BYTES {
+            return Err(format!(
+                "malformed command: {} bytes, more than {MAX_COMMAND_BYTES}",
+                body.len()
+            ));
+        }
+        let raw: Raw = serde_json::from_slice(body).map_err(|e| {
+            // serde repeats pieces of the input in its messages: cut and escape them.
+            format!(
+                "malformed command: {}",
+                clip(&e.to_string(), MAX_ERROR_CHARS)
+            )
+        })?;
         let appid = raw.appid.into_string();
         let sub_order_id = raw.sub_order_id.into_string();
-        if appid.is_empty() || appid.len() > 64 {
-            return Err("malformed command: appid must be 1 to 64 characters".into());
+        // Both end up in log lines and platform requests: printable ASCII only, bounded.
+        if !is_token(&appid) {
+            return Err(
+                "malformed command: appid must be 1 to 64 printable ASCII characters".into(),
+            );
         }
-        if sub_order_id.is_empty() || sub_order_id.len() > 64 {
-            return Err("malformed command: sub_order_id must be 1 to 64 characters".into());
+        if !is_token(&sub_order_id) {
+            return Err(
+                "malformed command: sub_order_id must be 1 to 64 printable ASCII characters".into(),
+            );
         }
         let verdict = match (raw.action.as_str(), raw.reason) {
             ("finish", _) => Verdict::Finish,
+            ("close", Some(reason)) if reason.chars().count() > MAX_REASON_CHARS => {
+                return Err(format!(
+                    "malformed command: reason longer than {MAX_REASON_CHARS} characters"
+                ))
+            }
             ("close", Some(reason)) if !reason.trim().is_empty() => Verdict::Close { reason },
             ("close", _) => return Err("malformed command: close needs a non-empty reason".into()),
             (other, _) => {
                 return Err(format!(
-                    "malformed command: action {other:?} is neither finish nor close"
+                    "malformed command: action {} is neither finish nor close",
+                    crate::telemetry::shown(other)
                 ))
             }
         };
@@ -170,9 +216,40 @@ mod tests {
                 br#"{"appid":"","sub_order_id":"2","action":"finish"}"#,
                 "appid",
             ),
+            (
+                br#"{"appid":"1\n2","sub_order_id":"2","action":"finish"}"#,
+                "appid",
+            ),
+            (
+                br#"{"appid":"1","sub_order_id":"2 3","action":"finish"}"#,
+                "sub_order_id",
+            ),
         ] {
             let err = Command::parse(body).unwrap_err();
             assert!(err.contains(why), "{err}");
+        }
+    }
+
+    #[test]
+    fn hostile_commands_get_short_single_line_reasons() {
+        let huge_action = format!(
+            r#"{{"appid":"1","sub_order_id":"2","action":"{}\n{}"}}"#,
+            "a".repeat(10_000),
+            "b"
+        );
+        let huge_value = format!(r#"{{"appid":["{}\n"]}}"#, "x".repeat(50_000));
+        for body in [
+            huge_action.into_bytes(),
+            huge_value.into_bytes(),
+            vec![b'{'; 70_000],
+            format!(
+                r#"{{"appid":"1","sub_order_id":"2","action":"close","reason":"{}"}}"#,
+                "r".repeat(1001)
+            )
+            .into_bytes(),
+        ] {
+            let err = Command::parse(&body).unwrap_err();
+            assert!(err.len() < 400 && !err.contains('\n'), "{err}");
         }
     }
 }

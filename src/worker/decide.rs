@@ -4,6 +4,7 @@
 use std::time::Instant;
 
 use lapin::message::Delivery;
+use secrecy::ExposeSecret;
 
 use super::command::{Command, Verdict};
 use super::{headers, Worker};
@@ -11,30 +12,133 @@ use crate::config::Merchant;
 use crate::token::KeeperError;
 use crate::weibo::CallOutcome;
 
+/// Why a command was dead-lettered: the `cause` label of `weibo_relay_dead_letters_total`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum DeadCause {
+    /// Not a command at all.
+    Malformed,
+    /// Names an appid this relay does not serve.
+    UnknownMerchant,
+    /// The platform refused it for good.
+    Permanent,
+    /// Every attempt failed.
+    Exhausted,
+}
+
+impl DeadCause {
+    /// Every cause, so metric series exist before the first dead letter.
+    pub const ALL: [DeadCause; 4] = [
+        Self::Malformed,
+        Self::UnknownMerchant,
+        Self::Permanent,
+        Self::Exhausted,
+    ];
+
+    /// The metric label.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Malformed => "malformed",
+            Self::UnknownMerchant => "unknown_merchant",
+            Self::Permanent => "permanent",
+            Self::Exhausted => "exhausted",
+        }
+    }
+}
+
 /// Where a command goes next; the delivery is acked only once that home confirmed it.
-#[derive(Debug)]
-pub(super) enum Next {
+#[derive(Debug, PartialEq)]
+pub enum Next {
     /// The platform has it: publish `fulfilment.succeeded`.
     Succeeded {
+        /// The command.
         command: Command,
+        /// Attempts it took.
         attempts: u32,
+        /// 0, or the idempotent code.
         code: i64,
     },
-    /// Try again later from the delay queue of step `delay_step`.
+    /// Try again later from the delay queue of `step`.
     Retry {
+        /// The command.
+        command: Command,
+        /// Attempts made so far (sealed into the republished command).
         attempts: u32,
-        delay_step: u32,
+        /// Which delay of the schedule to wait.
+        step: u32,
+        /// The platform code of the last answer, if one was read.
         code: Option<i64>,
+        /// Why, for logs.
         reason: String,
     },
     /// Give up: `.dead` with the reason, and `fulfilment.failed` when it was a command.
     Dead {
+        /// The command, when the body was one.
         command: Option<Command>,
+        /// Attempts made.
         attempts: u32,
+        /// The platform code of the last answer, if one was read.
         code: Option<i64>,
+        /// Why, for `x-death-reason`.
         reason: String,
-        cause: &'static str,
+        /// The metric label.
+        cause: DeadCause,
     },
+}
+
+/// The decision table: what follows the platform's `outcome` on the `attempt`-th try (1-based)
+/// of `command`, with `max_attempts` allowed.
+pub fn next_after(max_attempts: u32, command: Command, attempt: u32, outcome: CallOutcome) -> Next {
+    let (code, reason) = match outcome {
+        CallOutcome::Succeeded { code } => {
+            return Next::Succeeded {
+                command,
+                attempts: attempt,
+                code,
+            }
+        }
+        CallOutcome::Permanent { code, msg } => {
+            return Next::Dead {
+                command: Some(command),
+                attempts: attempt,
+                code,
+                reason: format!("platform refused: {msg}"),
+                cause: DeadCause::Permanent,
+            }
+        }
+        // Rejected even after a fresh token: treated like any transient failure.
+        CallOutcome::TokenRejected { code } => {
+            (Some(code), "access_token rejected twice".to_owned())
+        }
+        CallOutcome::Transient { code, reason } => (code, reason),
+    };
+    if attempt >= max_attempts {
+        Next::Dead {
+            command: Some(command),
+            attempts: attempt,
+            code,
+            reason: format!("gave up after {attempt} attempts: {reason}"),
+            cause: DeadCause::Exhausted,
+        }
+    } else {
+        Next::Retry {
+            command,
+            attempts: attempt,
+            step: attempt,
+            code,
+            reason,
+        }
+    }
+}
+
+/// What happens to a command that could not get a token: it waits without using an attempt.
+fn parked(command: Command, before: u32, error: &KeeperError) -> Next {
+    Next::Retry {
+        command,
+        attempts: before,
+        step: before.max(1),
+        code: None,
+        reason: error.to_string(),
+    }
 }
 
 impl Worker {
@@ -45,16 +149,15 @@ impl Worker {
         fields(appid, sub_order_id, action, attempt)
     )]
     pub(super) async fn decide(&self, delivery: &Delivery) -> Next {
-        let before = headers::attempts(&delivery.properties);
         let command = match Command::parse(&delivery.data) {
             Ok(c) => c,
             Err(reason) => {
                 return Next::Dead {
                     command: None,
-                    attempts: before,
+                    attempts: 0,
                     code: None,
                     reason,
-                    cause: "malformed",
+                    cause: DeadCause::Malformed,
                 }
             }
         };
@@ -66,12 +169,28 @@ impl Worker {
             let reason = format!("unknown appid {}", command.appid());
             return Next::Dead {
                 command: Some(command),
-                attempts: before,
+                attempts: 0,
                 code: None,
                 reason,
-                cause: "unknown_merchant",
+                cause: DeadCause::UnknownMerchant,
             };
         };
+        let before = headers::sealed_attempts(
+            &delivery.properties,
+            &delivery.data,
+            merchant.sign_key.expose_secret().as_bytes(),
+        );
+        let max = self.policy.max_attempts();
+        if before >= max {
+            // Possible only when max_attempts was lowered while the command waited.
+            return Next::Dead {
+                command: Some(command),
+                attempts: before,
+                code: None,
+                reason: format!("already made {before} attempts, the limit is {max}"),
+                cause: DeadCause::Exhausted,
+            };
+        }
         let attempt = before + 1;
         span.record("attempt", attempt);
 
@@ -81,21 +200,17 @@ impl Worker {
         if let Ok(CallOutcome::TokenRejected { .. }) = outcome {
             outcome = self.call_once(merchant, &command).await;
         }
-        let outcome = match outcome {
-            Ok(outcome) => outcome,
+        match outcome {
+            Ok(outcome) => {
+                tracing::info!(?outcome, "platform answered");
+                next_after(max, command, attempt, outcome)
+            }
             Err(error) => {
                 // Not an attempt on the platform: the command waits without using one up.
                 tracing::warn!(%error, "no access_token; command waits in the delay queue");
-                return Next::Retry {
-                    attempts: before,
-                    delay_step: before.max(1),
-                    code: None,
-                    reason: error.to_string(),
-                };
+                parked(command, before, &error)
             }
-        };
-        tracing::info!(?outcome, "platform answered");
-        self.next_after(command, attempt, outcome)
+        }
     }
 
     async fn call_once(
@@ -129,48 +244,6 @@ impl Worker {
         }
         Ok(outcome)
     }
-
-    fn next_after(&self, command: Command, attempt: u32, outcome: CallOutcome) -> Next {
-        let (code, reason) = match outcome {
-            CallOutcome::Succeeded { code } => {
-                return Next::Succeeded {
-                    command,
-                    attempts: attempt,
-                    code,
-                }
-            }
-            CallOutcome::Permanent { code, msg } => {
-                return Next::Dead {
-                    command: Some(command),
-                    attempts: attempt,
-                    code,
-                    reason: format!("platform refused: {msg}"),
-                    cause: "permanent",
-                }
-            }
-            // Rejected even after a fresh token: treated like any transient failure.
-            CallOutcome::TokenRejected { code } => {
-                (Some(code), "access_token rejected twice".to_owned())
-            }
-            CallOutcome::Transient { code, reason } => (code, reason),
-        };
-        if attempt >= self.policy.max_attempts() {
-            Next::Dead {
-                command: Some(command),
-                attempts: attempt,
-                code,
-                reason: format!("gave up after {attempt} attempts: {reason}"),
-                cause: "exhausted",
-            }
-        } else {
-            Next::Retry {
-                attempts: attempt,
-                delay_step: attempt,
-                code,
-                reason,
-            }
-        }
-    }
 }
 
 fn outcome_label(outcome: &CallOutcome) -> &'static str {
@@ -179,5 +252,111 @@ fn outcome_label(outcome: &CallOutcome) -> &'static str {
         CallOutcome::TokenRejected { .. } => "token_rejected",
         CallOutcome::Transient { .. } => "transient",
         CallOutcome::Permanent { .. } => "permanent",
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn finish() -> Command {
+        Command::new("100023", "42", Verdict::Finish)
+    }
+
+    fn transient(code: Option<i64>) -> CallOutcome {
+        CallOutcome::Transient {
+            code,
+            reason: "HTTP 503".into(),
+        }
+    }
+
+    /// What a row of the table expects, in the table's own terms.
+    #[derive(Debug)]
+    enum Expect {
+        Succeeds(u32, i64),
+        Retries(u32, Option<i64>),
+        Dies(u32, Option<i64>, DeadCause),
+    }
+
+    #[test]
+    fn the_decision_table() {
+        use CallOutcome::*;
+        use Expect::*;
+        let permanent = Permanent {
+            code: Some(40001),
+            msg: "bad sign".into(),
+        };
+        for (max, attempt, outcome, expected) in [
+            (8, 1, Succeeded { code: 0 }, Succeeds(1, 0)),
+            (8, 8, Succeeded { code: 70102 }, Succeeds(8, 70102)),
+            (8, 1, permanent, Dies(1, Some(40001), DeadCause::Permanent)),
+            (8, 1, transient(None), Retries(1, None)),
+            (8, 7, transient(Some(10023)), Retries(7, Some(10023))),
+            (8, 3, TokenRejected { code: 21327 }, Retries(3, Some(21327))),
+            (8, 8, transient(None), Dies(8, None, DeadCause::Exhausted)),
+            (
+                8,
+                8,
+                TokenRejected { code: 21327 },
+                Dies(8, Some(21327), DeadCause::Exhausted),
+            ),
+            (
+                1,
+                1,
+                transient(Some(10002)),
+                Dies(1, Some(10002), DeadCause::Exhausted),
+            ),
+        ] {
+            let next = next_after(max, finish(), attempt, outcome.clone());
+            let ok = match (&expected, &next) {
+                (
+                    Succeeds(a, c),
+                    Next::Succeeded {
+                        attempts,
+                        code,
+                        command,
+                    },
+                ) => (a, c) == (attempts, code) && *command == finish(),
+                (
+                    Retries(a, c),
+                    Next::Retry {
+                        attempts,
+                        step,
+                        code,
+                        command,
+                        ..
+                    },
+                ) => (a, c) == (attempts, code) && step == attempts && *command == finish(),
+                (
+                    Dies(a, c, k),
+                    Next::Dead {
+                        attempts,
+                        code,
+                        cause,
+                        command,
+                        ..
+                    },
+                ) => (a, c, k) == (attempts, code, cause) && command.as_ref() == Some(&finish()),
+                _ => false,
+            };
+            assert!(
+                ok,
+                "{outcome:?} on attempt {attempt}/{max}: expected {expected:?}, got {next:?}"
+            );
+        }
+    }
+
+    #[test]
+    fn a_parked_command_keeps_its_count_and_waits_in_an_existing_queue() {
+        let error = KeeperError::Stopped;
+        for before in [0, 3] {
+            match parked(finish(), before, &error) {
+                Next::Retry { attempts, step, .. } => {
+                    assert_eq!(attempts, before);
+                    assert!(step >= 1);
+                }
+                other => panic!("{other:?}"),
+            }
+        }
     }
 }

@@ -45,7 +45,7 @@ pub async fn list(amqp: &AmqpSettings, limit: usize) -> anyhow::Result<Vec<DeadC
         out.push(DeadCommand {
             body: String::from_utf8_lossy(&message.delivery.data).into_owned(),
             reason: text_header(props, DEATH_REASON),
-            attempts: headers::attempts(props),
+            attempts: headers::shown_attempts(props),
             last_code: text_header(props, LAST_CODE),
         });
     }

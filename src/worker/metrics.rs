@@ -1,5 +1,6 @@
 //! The worker's metrics, registered into the process registry.
 
+use super::decide::DeadCause;
 use prometheus::{HistogramOpts, HistogramVec, IntCounter, IntCounterVec, Opts, Registry};
 
 /// Calls, their latency, retries and dead letters.
@@ -37,8 +38,8 @@ impl WorkerMetrics {
             ),
             &["cause"],
         )?;
-        for cause in ["malformed", "unknown_merchant", "permanent", "exhausted"] {
-            dead_letters.with_label_values(&[cause]);
+        for cause in DeadCause::ALL {
+            dead_letters.with_label_values(&[cause.as_str()]);
         }
         registry.register(Box::new(calls.clone()))?;
         registry.register(Box::new(call_seconds.clone()))?;
@@ -63,7 +64,7 @@ impl WorkerMetrics {
         self.retries.inc();
     }
 
-    pub(super) fn dead_letter(&self, cause: &str) {
-        self.dead_letters.with_label_values(&[cause]).inc();
+    pub(super) fn dead_letter(&self, cause: DeadCause) {
+        self.dead_letters.with_label_values(&[cause.as_str()]).inc();
     }
 }

@@ -19,18 +19,22 @@ use lapin::types::FieldTable;
 use tokio::sync::Semaphore;
 use tokio_util::sync::CancellationToken;
 
-use crate::amqp::{Broker, Link};
+use crate::amqp::{Broker, Link, Publisher};
 use crate::config::{Merchants, Settings};
 use crate::token::TokenKeeper;
 use crate::weibo::WeiboClient;
 
 pub use command::{Command, Verdict};
-pub use headers::{ATTEMPTS, DEATH_REASON, LAST_CODE};
+pub use decide::{next_after, DeadCause, Next};
+pub use headers::{ATTEMPTS, DEATH_REASON, LAST_CODE, SEALED_ATTEMPTS};
 pub use metrics::WorkerMetrics;
-pub use retry::{dead_queue, retry_queue, worker_topology, RetryPolicy};
+pub use retry::{dead_queue, delay_queue, worker_topology, RetryPolicy};
 
 /// How long a stopping worker waits at most for in-flight commands.
 const STOP_GRACE: Duration = Duration::from_secs(30);
+/// Pause before consuming again after the consumer ended, so a queue that keeps failing
+/// cannot turn into a busy loop.
+const RESUME_PAUSE: Duration = Duration::from_secs(1);
 
 /// Queue and exchange names the worker uses.
 #[derive(Debug, Clone)]
@@ -42,6 +46,7 @@ struct Queues {
 /// Everything one worker process needs; shared by its in-flight commands.
 pub struct Worker {
     broker: Broker,
+    publisher: Publisher,
     keeper: TokenKeeper,
     client: WeiboClient,
     merchants: Merchants,
@@ -65,6 +70,8 @@ impl Worker {
         let per_sec = std::num::NonZeroU32::new(settings.weibo.rate_limit_per_sec)
             .unwrap_or(std::num::NonZeroU32::MIN);
         Self {
+            // Channels of the worker's own: nothing it publishes can close the receiver's.
+            publisher: broker.publisher(),
             broker,
             keeper,
             client,
@@ -99,17 +106,22 @@ impl Worker {
             if stop.is_cancelled() {
                 break;
             }
-            // The consumer ended (channel error, or the broker cancelled it, e.g. because the
-            // queue was deleted): a fresh link redeclares the topology and consumes again.
+            // The consumer ended (its channel failed, or the broker cancelled it, e.g. because
+            // the queue was deleted). The connection is shared with the receiver and stays:
+            // after a pause, the topology is declared again and consuming resumes on whatever
+            // link is current then.
             match ended {
-                Ok(()) => tracing::warn!("fulfilment consumer cancelled; reconnecting"),
-                Err(error) => tracing::warn!(%error, "fulfilment consumer failed; reconnecting"),
+                Ok(()) => tracing::warn!("fulfilment consumer cancelled; resuming"),
+                Err(error) => tracing::warn!(%error, "fulfilment consumer failed; resuming"),
             }
-            link.report_broken();
-            // Wait for the supervisor to replace the link before consuming again.
             tokio::select! {
                 _ = stop.cancelled() => break,
-                _ = links.wait_for(|l| l.as_ref().is_none_or(|l| !l.same_as(&link))) => {}
+                _ = tokio::time::sleep(RESUME_PAUSE) => {}
+            }
+            if link.is_up() {
+                if let Err(error) = self.broker.declare_topology().await {
+                    tracing::warn!(%error, "topology not declared again");
+                }
             }
         }
         let permits = u32::try_from(self.concurrency).unwrap_or(u32::MAX);

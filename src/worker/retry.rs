@@ -1,6 +1,11 @@
-//! The retry schedule and the queues behind it: one delay queue per step, each with its own
-//! TTL, dead-lettering back to the work queue (no broker plugin needed).
+//! The retry schedule and the queues behind it: one delay queue per distinct delay, named by
+//! that delay, each with its own TTL, dead-lettering back to the work queue (no broker plugin).
+//!
+//! Naming a queue by its delay is what makes a schedule change need no procedure: a new
+//! schedule declares new queues, commands already waiting in the old ones still expire back
+//! into the work queue, and an old queue nobody declares any more expires by itself.
 
+use std::collections::BTreeSet;
 use std::time::Duration;
 
 use lapin::types::AMQPValue;
@@ -8,6 +13,10 @@ use rand::Rng;
 
 use crate::amqp::{topology::long_string, QueueSpec, Topology};
 use crate::config::{AmqpSettings, WeiboSettings};
+
+/// How long a delay queue outlives its last declaration beyond its own delay: long enough that
+/// everything published to it has expired into the work queue before it goes.
+const DELAY_QUEUE_GRACE: Duration = Duration::from_secs(24 * 3600);
 
 /// Backoff for transient failures.
 #[derive(Debug, Clone)]
@@ -20,10 +29,19 @@ pub struct RetryPolicy {
 impl RetryPolicy {
     /// From `weibo.retry_base_ms`, `retry_max_ms`, `max_attempts`.
     pub fn from_settings(weibo: &WeiboSettings) -> Self {
+        Self::new(
+            Duration::from_millis(weibo.retry_base_ms),
+            Duration::from_millis(weibo.retry_max_ms),
+            weibo.max_attempts,
+        )
+    }
+
+    /// First delay, cap on a delay, attempts before dead-lettering.
+    pub fn new(base: Duration, max: Duration, max_attempts: u32) -> Self {
         Self {
-            base: Duration::from_millis(weibo.retry_base_ms),
-            max: Duration::from_millis(weibo.retry_max_ms.max(weibo.retry_base_ms)),
-            max_attempts: weibo.max_attempts,
+            base,
+            max: max.max(base),
+            max_attempts: max_attempts.max(1),
         }
     }
 
@@ -33,8 +51,11 @@ impl RetryPolicy {
     }
 
     /// The delay after the `attempt`-th failed attempt (1-based): base × 2^(attempt-1), capped.
+    /// Any number maps to a delay of the schedule, so a command can never be sent to a delay
+    /// queue that does not exist.
     pub fn delay(&self, attempt: u32) -> Duration {
-        let factor = 2u32.saturating_pow(attempt.saturating_sub(1));
+        let step = attempt.clamp(1, self.last_step());
+        let factor = 2u32.saturating_pow(step - 1);
         self.base.saturating_mul(factor).min(self.max)
     }
 
@@ -45,16 +66,20 @@ impl RetryPolicy {
         full.mul_f64(rand::rng().random_range(0.8..=1.0))
     }
 
-    /// The steps that have a delay queue: after attempts 1 ..= max_attempts - 1, and always
-    /// step 1, where a command waiting for a token is parked.
-    pub fn steps(&self) -> impl Iterator<Item = u32> {
-        1..self.max_attempts.max(2)
+    /// The distinct delays of the schedule: after attempts 1 ..= max_attempts - 1, and always
+    /// the first, where a command waiting for a token is parked.
+    pub fn delays(&self) -> BTreeSet<Duration> {
+        (1..=self.last_step()).map(|s| self.delay(s)).collect()
+    }
+
+    fn last_step(&self) -> u32 {
+        self.max_attempts.saturating_sub(1).max(1)
     }
 }
 
-/// `<fulfilment_queue>.retry.<n>`
-pub fn retry_queue(fulfilment_queue: &str, attempt: u32) -> String {
-    format!("{fulfilment_queue}.retry.{attempt}")
+/// `<fulfilment_queue>.retry.<delay in ms>ms`, the delay queue for `delay`.
+pub fn delay_queue(fulfilment_queue: &str, delay: Duration) -> String {
+    format!("{fulfilment_queue}.retry.{}ms", delay.as_millis())
 }
 
 /// `<fulfilment_queue>.dead`
@@ -62,23 +87,27 @@ pub fn dead_queue(fulfilment_queue: &str) -> String {
     format!("{fulfilment_queue}.dead")
 }
 
-/// The worker's part: work queue, dead queue, one delay queue per step, and the events
-/// exchange its outcomes go to.
+/// The worker's part: work queue, dead queue, one delay queue per distinct delay, and the
+/// events exchange its outcomes go to.
 pub fn worker_topology(amqp: &AmqpSettings, policy: &RetryPolicy) -> Topology {
     let fq = &amqp.fulfilment_queue;
     let mut topology = Topology::default()
         .exchange(&amqp.events_exchange)
         .queue(QueueSpec::quorum(fq))
         .queue(QueueSpec::quorum(&dead_queue(fq)));
-    for step in policy.steps() {
-        let ttl = i64::try_from(policy.delay(step).as_millis()).unwrap_or(i64::MAX);
+    for delay in policy.delays() {
+        let ms = |d: Duration| i64::try_from(d.as_millis()).unwrap_or(i64::MAX);
         // Classic queues: a per-queue TTL expires from the head promptly, and the message is
         // dead-lettered through the default exchange straight back to the work queue.
         topology = topology.queue(
-            QueueSpec::classic(&retry_queue(fq, step))
-                .with_argument("x-message-ttl", AMQPValue::LongLongInt(ttl))
+            QueueSpec::classic(&delay_queue(fq, delay))
+                .with_argument("x-message-ttl", AMQPValue::LongLongInt(ms(delay)))
                 .with_argument("x-dead-letter-exchange", long_string(""))
-                .with_argument("x-dead-letter-routing-key", long_string(fq)),
+                .with_argument("x-dead-letter-routing-key", long_string(fq))
+                .with_argument(
+                    "x-expires",
+                    AMQPValue::LongLongInt(ms(delay + DELAY_QUEUE_GRACE)),
+                ),
         );
     }
     topology
@@ -89,28 +118,39 @@ mod tests {
     use super::*;
 
     fn policy(base: u64, max: u64, attempts: u32) -> RetryPolicy {
-        RetryPolicy {
-            base: Duration::from_millis(base),
-            max: Duration::from_millis(max),
-            max_attempts: attempts,
-        }
+        RetryPolicy::new(
+            Duration::from_millis(base),
+            Duration::from_millis(max),
+            attempts,
+        )
+    }
+
+    fn ms(p: &RetryPolicy) -> Vec<u128> {
+        p.delays().iter().map(Duration::as_millis).collect()
     }
 
     #[test]
     fn delays_double_and_cap() {
         let p = policy(5000, 600_000, 8);
-        let ms: Vec<u128> = p.steps().map(|s| p.delay(s).as_millis()).collect();
-        assert_eq!(ms, [5000, 10000, 20000, 40000, 80000, 160000, 320000]);
+        assert_eq!(ms(&p), [5000, 10000, 20000, 40000, 80000, 160000, 320000]);
         let p = policy(5000, 30_000, 6);
-        let ms: Vec<u128> = p.steps().map(|s| p.delay(s).as_millis()).collect();
-        assert_eq!(ms, [5000, 10000, 20000, 30000, 30000]);
+        assert_eq!(ms(&p), [5000, 10000, 20000, 30000]);
         assert_eq!(p.delay(100), Duration::from_millis(30_000));
+    }
+
+    #[test]
+    fn any_attempt_number_maps_to_a_delay_of_the_schedule() {
+        let p = policy(100, 400, 4);
+        let delays = p.delays();
+        for attempt in [0, 1, 2, 3, 4, 5, 30, u32::MAX] {
+            assert!(delays.contains(&p.delay(attempt)), "{attempt}");
+        }
     }
 
     #[test]
     fn jitter_stays_within_the_step() {
         let p = policy(1000, 60_000, 5);
-        for step in p.steps() {
+        for step in 1..5 {
             for _ in 0..100 {
                 let d = p.jittered_delay(step);
                 assert!(
@@ -122,9 +162,9 @@ mod tests {
     }
 
     #[test]
-    fn one_attempt_keeps_the_parking_queue() {
-        assert_eq!(policy(1, 1, 1).steps().collect::<Vec<_>>(), [1]);
-        assert_eq!(retry_queue("w", 3), "w.retry.3");
+    fn one_attempt_keeps_the_parking_queue_and_names_say_the_delay() {
+        assert_eq!(ms(&policy(1, 1, 1)), [1]);
+        assert_eq!(delay_queue("w", Duration::from_secs(5)), "w.retry.5000ms");
         assert_eq!(dead_queue("w"), "w.dead");
     }
 }

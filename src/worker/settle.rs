@@ -4,11 +4,12 @@
 use lapin::message::Delivery;
 use lapin::options::{BasicAckOptions, BasicNackOptions};
 use lapin::BasicProperties;
+use secrecy::ExposeSecret;
 use serde_json::json;
 
 use super::decide::Next;
-use super::headers::{self, ATTEMPTS, DEATH_REASON, LAST_CODE};
-use super::retry::{dead_queue, retry_queue};
+use super::headers::{self, ATTEMPTS, DEATH_REASON, LAST_CODE, SEALED_ATTEMPTS};
+use super::retry::{dead_queue, delay_queue};
 use super::Worker;
 use crate::amqp::{Outgoing, PublishError};
 
@@ -25,10 +26,12 @@ impl Worker {
             Ok(()) => delivery.ack(BasicAckOptions::default()).await,
             Err(error) => {
                 tracing::warn!(%error, "next home not confirmed; command returned to the queue");
-                if let PublishError::Returned { .. } = error {
-                    // A queue of ours is missing: reconnecting redeclares the topology.
-                    if let Some(link) = self.broker.current() {
-                        link.report_broken();
+                if !matches!(error, PublishError::NotConnected) {
+                    // A queue or exchange of ours may have been deleted under us: declare them
+                    // again on a channel of our own. The connection, which the receiver shares,
+                    // is never reset for one message.
+                    if let Err(error) = self.broker.declare_topology().await {
+                        tracing::warn!(%error, "topology not declared again");
                     }
                 }
                 // A broker that keeps refusing must not turn into a hot loop of platform calls.
@@ -65,25 +68,36 @@ impl Worker {
                 .await
             }
             Next::Retry {
+                command,
                 attempts,
-                delay_step,
+                step,
                 code,
                 reason,
             } => {
-                let delay = self.policy.jittered_delay(*delay_step);
+                let delay = self.policy.jittered_delay(*step);
                 tracing::info!(attempts, ?delay, %reason, "retrying later");
+                // decide() found the merchant; a command only retries for a configured one.
+                let key = self
+                    .merchants
+                    .get(command.appid())
+                    .map(|m| m.sign_key.expose_secret().as_bytes().to_vec())
+                    .unwrap_or_default();
                 let properties = republished(
                     delivery,
                     &[
+                        (
+                            SEALED_ATTEMPTS,
+                            Some(headers::seal(*attempts, &delivery.data, &key)),
+                        ),
                         (ATTEMPTS, Some(headers::number(*attempts))),
-                        (LAST_CODE, Some(headers::code_text(*code))),
+                        (LAST_CODE, headers::last_code(*code)),
                     ],
                 )
                 .with_expiration(delay.as_millis().to_string().as_str().into());
-                self.broker
+                self.publisher
                     .publish(Outgoing {
                         exchange: "",
-                        routing_key: &retry_queue(fq, *delay_step),
+                        routing_key: &delay_queue(fq, self.policy.delay(*step)),
                         body: &delivery.data,
                         properties,
                     })
@@ -103,11 +117,11 @@ impl Worker {
                     delivery,
                     &[
                         (ATTEMPTS, Some(headers::number(*attempts))),
-                        (LAST_CODE, Some(headers::code_text(*code))),
+                        (LAST_CODE, headers::last_code(*code)),
                         (DEATH_REASON, Some(headers::text(reason))),
                     ],
                 );
-                self.broker
+                self.publisher
                     .publish(Outgoing {
                         exchange: "",
                         routing_key: &dead_queue(fq),
@@ -115,7 +129,7 @@ impl Worker {
                         properties,
                     })
                     .await?;
-                self.metrics.dead_letter(cause);
+                self.metrics.dead_letter(*cause);
                 if let Some(command) = command {
                     self.publish_outcome(
                         "fulfilment.failed",
@@ -146,7 +160,7 @@ impl Worker {
             .with_content_type("application/json".into())
             .with_type(routing_key.into());
         // Not mandatory: outcomes are for whoever binds a queue; none bound is not a failure.
-        self.broker
+        self.publisher
             .publish_optional(Outgoing {
                 exchange: &self.queues.events_exchange,
                 routing_key,

@@ -33,7 +33,7 @@ fn bad_configuration_exits_non_zero_with_one_line_naming_the_key() {
     let dir = std::env::temp_dir().join(format!("wr-cli-{}", uuid::Uuid::new_v4()));
     std::fs::create_dir_all(&dir).unwrap();
     let file = dir.join("bad.toml");
-    std::fs::write(&file, "[[merchants]]\nappid = \"1\"\nsign_key = \"k\"\nclient_id = \"c\"\nclient_secret = \"\"\nuid = \"u\"\n").unwrap();
+    std::fs::write(&file, "[[merchants]]\nappid = \"1\"\nsign_key = \"k-0123456789abcdef\"\nclient_id = \"c\"\nclient_secret = \"\"\nuid = \"u\"\n").unwrap();
     let out = relay()
         .args(["receiver", "--config"])
         .arg(&file)
@@ -44,7 +44,7 @@ fn bad_configuration_exits_non_zero_with_one_line_naming_the_key() {
     let stderr = String::from_utf8(out.stderr).unwrap();
     assert_eq!(stderr.lines().count(), 1, "{stderr}");
     assert!(
-        stderr.contains("merchants[0].client_secret: must not be empty"),
+        stderr.contains("merchants[0].client_secret: must be at least 16 bytes (got 0)"),
         "{stderr}"
     );
 

@@ -12,7 +12,7 @@ use serde::Deserialize;
 use serde_json::{json, Value as Json};
 use serde_yaml_ng::Value as Yaml;
 use weibo_relay::amqp::Topology;
-use weibo_relay::config::Settings;
+use weibo_relay::config::{is_placeholder, Settings};
 use weibo_relay::worker::{worker_topology, RetryPolicy};
 
 fn repo() -> &'static Path {
@@ -97,26 +97,114 @@ fn find<'a>(docs: &'a [Yaml], kind: &str, name: &str) -> &'a Yaml {
     found[0]
 }
 
-fn load(file: &Path, env: Vec<(String, String)>) -> Settings {
-    Settings::load(Some(file), env)
-        .unwrap_or_else(|e| panic!("{} does not load: {e}", file.display()))
+/// The example Secret, kept outside deploy/k8s/ so applying that directory never applies it.
+fn example_secret() -> Yaml {
+    let docs = documents(&deploy().join("examples/k8s-secret.yaml"));
+    find(&docs, "Secret", "weibo-relay").clone()
+}
+
+/// `text` as an operator fills it in: every quoted placeholder secret, and a placeholder
+/// password inside a URL, replaced by a real-looking value.
+fn filled_in(text: &str) -> String {
+    const REAL: &str = "3f9a1c0d5e7b2a4c6e8f0a1b3c5d7e9f";
+    let mut out = String::new();
+    for (i, piece) in text.split('"').enumerate() {
+        if i % 2 == 1 && is_placeholder(piece) {
+            match piece.split_once("://") {
+                Some((scheme, rest)) => {
+                    let (userinfo, host) = rest.rsplit_once('@').expect("a URL with a password");
+                    let user = userinfo.split(':').next().unwrap();
+                    out.push_str(&format!("{scheme}://{user}:{REAL}@{host}"));
+                }
+                None => out.push_str(REAL),
+            }
+        } else {
+            out.push_str(piece);
+        }
+        out.push('"');
+    }
+    out.pop();
+    out
+}
+
+/// Loads `text` as the file, with `env`, after filling in its placeholders.
+fn load_filled(text: &str, env: Vec<(String, String)>) -> Settings {
+    let tmp = std::env::temp_dir().join(format!(
+        "weibo-relay-deploy-{}.toml",
+        uuid::Uuid::new_v4().simple()
+    ));
+    std::fs::write(&tmp, filled_in(text)).unwrap();
+    let loaded = Settings::load(Some(&tmp), env);
+    std::fs::remove_file(&tmp).unwrap();
+    loaded.unwrap_or_else(|e| panic!("filled-in config does not load: {e}"))
 }
 
 #[test]
-fn deploy_example_config_is_valid() {
-    let settings = load(&deploy().join("relay.example.toml"), Vec::new());
+fn deploy_example_config_loads_once_filled_in() {
+    let settings = load_filled(&read(&deploy().join("relay.example.toml")), Vec::new());
     // The image runs it as is: it must listen beyond loopback.
     assert_eq!(settings.http.bind.to_string(), "0.0.0.0:8080");
     assert_eq!(settings.merchants.len(), 1);
 }
 
+/// A relay started on a shipped example, unchanged, must refuse: otherwise it would accept
+/// pushes signed with a key anyone can read here.
 #[test]
-fn deploy_every_toml_file_is_a_valid_config() {
+fn deploy_shipped_placeholders_are_refused_naming_the_key() {
+    let err = Settings::load(Some(&deploy().join("relay.example.toml")), Vec::new())
+        .unwrap_err()
+        .to_string();
+    assert!(
+        err.starts_with("invalid configuration: merchants[0].sign_key: "),
+        "{err}"
+    );
+    let secret = example_secret();
+    let tmp = std::env::temp_dir().join(format!(
+        "weibo-relay-deploy-{}.toml",
+        uuid::Uuid::new_v4().simple()
+    ));
+    std::fs::write(&tmp, s(&secret["stringData"]["relay.toml"])).unwrap();
+    let loaded = Settings::load(Some(&tmp), Vec::new());
+    std::fs::remove_file(&tmp).unwrap();
+    let err = loaded.unwrap_err().to_string();
+    assert!(
+        err.starts_with("invalid configuration: merchants[0].sign_key: "),
+        "{err}"
+    );
+    let url = s(&secret["stringData"]["amqp-url"]);
+    let err = Settings::load(
+        None,
+        vec![("WEIBO_RELAY__AMQP__URL".to_owned(), url.to_owned())],
+    )
+    .unwrap_err()
+    .to_string();
+    assert!(
+        err.starts_with("invalid configuration: amqp.url: "),
+        "{err}"
+    );
+    // Every quoted secret-looking value anywhere under deploy/ is one the loader refuses.
+    for path in files(&deploy(), &["toml", "yaml"]) {
+        let text = read(&path);
+        for line in text.lines() {
+            let lower = line.to_ascii_lowercase();
+            if ["sign_key", "client_secret", "password", "amqp-url"]
+                .iter()
+                .any(|k| lower.contains(k))
+                && line.contains("REPLACE")
+            {
+                assert!(is_placeholder(line), "{}: {line}", path.display());
+            }
+        }
+    }
+    assert!(!deploy().join("k8s/secret.yaml").exists());
+}
+
+#[test]
+fn deploy_every_toml_file_is_a_valid_config_once_filled_in() {
     let tomls = files(&deploy(), &["toml"]);
     assert!(!tomls.is_empty());
     for path in tomls {
-        Settings::load(Some(&path), std::iter::empty())
-            .unwrap_or_else(|e| panic!("{}: {e}", path.display()));
+        load_filled(&read(&path), Vec::new());
     }
 }
 
@@ -135,7 +223,7 @@ fn deploy_every_yaml_file_is_well_formed() {
     for expected in [
         "compose.yaml",
         "k8s/configmap.yaml",
-        "k8s/secret.yaml",
+        "examples/k8s-secret.yaml",
         "k8s/receiver.yaml",
         "k8s/worker.yaml",
         "k8s/optional/keda-worker-scaler.yaml",
@@ -174,21 +262,21 @@ fn deploy_compose_wires_broker_roles_config_and_readiness() {
     assert_eq!(names, BTreeSet::from(["rabbitmq", "receiver", "worker"]));
 
     let rabbit = &services["rabbitmq"];
-    assert_eq!(s(&rabbit["image"]), "rabbitmq:3.13-management");
+    assert_eq!(s(&rabbit["image"]), "rabbitmq:3.13");
     assert_eq!(
         strings(&rabbit["healthcheck"]["test"]),
         ["CMD", "rabbitmq-diagnostics", "-q", "ping"]
     );
-    assert_eq!(strings(&rabbit["ports"]), ["5672:5672", "15672:15672"]);
+    // Loopback only: no management UI, nothing open to the network by default.
+    assert_eq!(strings(&rabbit["ports"]), ["127.0.0.1:5672:5672"]);
 
-    // The mounted config file's default, relative to the compose file.
+    // The config file must be named: no fallback to the example and its placeholders.
     let secret_file = s(&compose["secrets"]["relay_config"]["file"]);
-    let default = secret_file
-        .strip_prefix("${WEIBO_RELAY_CONFIG_FILE:-")
-        .and_then(|f| f.strip_suffix('}'))
-        .expect("file: ${WEIBO_RELAY_CONFIG_FILE:-default}");
-    let config_file = deploy().join(default);
-    assert!(config_file.is_file(), "{}", config_file.display());
+    assert!(
+        secret_file.starts_with("${WEIBO_RELAY_CONFIG_FILE:?"),
+        "{secret_file}"
+    );
+    let example = read(&deploy().join("relay.example.toml"));
 
     for role in ["receiver", "worker"] {
         let svc = &services[role];
@@ -220,7 +308,7 @@ fn deploy_compose_wires_broker_roles_config_and_readiness() {
             .iter()
             .map(|(k, v)| (s(k).to_owned(), s(v).to_owned()))
             .collect();
-        let settings = load(&config_file, env);
+        let settings = load_filled(&example, env);
         assert_eq!(settings.http.bind.to_string(), "0.0.0.0:8080", "{role}");
         assert!(
             settings
@@ -231,11 +319,10 @@ fn deploy_compose_wires_broker_roles_config_and_readiness() {
             "{role}"
         );
     }
-    assert!(services["receiver"]["ports"]
-        .as_sequence()
-        .unwrap()
-        .iter()
-        .any(|p| p.as_str() == Some("8080:8080")));
+    assert_eq!(
+        strings(&services["receiver"]["ports"]),
+        ["127.0.0.1:8080:8080"]
+    );
 }
 
 /// What a pod runs with: the Secret's relay.toml as the one --config file, the ConfigMap as
@@ -244,7 +331,7 @@ fn deploy_compose_wires_broker_roles_config_and_readiness() {
 fn deploy_k8s_pod_config_assembles_from_configmap_and_secret() {
     let docs = k8s();
     let configmap = find(&docs, "ConfigMap", "weibo-relay");
-    let secret = find(&docs, "Secret", "weibo-relay");
+    let secret = &example_secret();
 
     for (name, role) in [
         ("weibo-relay-receiver", "receiver"),
@@ -283,26 +370,17 @@ fn deploy_k8s_pod_config_assembles_from_configmap_and_secret() {
             .iter()
             .map(|(k, v)| (s(k).to_owned(), s(v).to_owned()))
             .collect();
+        let url = filled_in(&format!("\"{}\"", s(&secret["stringData"][url_key])));
         env.push((
             "WEIBO_RELAY__AMQP__URL".to_owned(),
-            s(&secret["stringData"][url_key]).to_owned(),
+            url.trim_matches('"').to_owned(),
         ));
-        let tmp = std::env::temp_dir().join(format!(
-            "weibo-relay-deploy-{}.toml",
-            uuid::Uuid::new_v4().simple()
-        ));
-        std::fs::write(&tmp, s(&secret["stringData"][key])).unwrap();
-        let loaded = Settings::load(Some(&tmp), env);
-        std::fs::remove_file(&tmp).unwrap();
-        let settings = loaded.unwrap_or_else(|e| panic!("{name}: {e}"));
+        let settings = load_filled(s(&secret["stringData"][key]), env);
 
         // The Secret's file has no [http]: 0.0.0.0 proves the ConfigMap was applied (and an
         // unknown key in it would have failed the load).
         assert_eq!(settings.http.bind.to_string(), "0.0.0.0:8080");
-        assert_eq!(
-            settings.amqp.url.expose_secret(),
-            s(&secret["stringData"]["amqp-url"])
-        );
+        assert_eq!(settings.amqp.url.expose_secret(), url.trim_matches('"'));
         assert_eq!(settings.merchants.len(), 1);
     }
 }
@@ -376,19 +454,19 @@ fn deploy_k8s_probes_security_and_scaling() {
 #[test]
 fn deploy_no_secret_value_appears_in_a_configmap() {
     let docs = k8s();
-    let secret = find(&docs, "Secret", "weibo-relay");
+    let secret = &example_secret();
     let mut secrets: Vec<String> = Vec::new();
     for (_, v) in secret["stringData"].as_mapping().unwrap() {
         secrets.push(s(v).to_owned());
     }
-    let tmp = std::env::temp_dir().join(format!(
-        "weibo-relay-deploy-{}.toml",
-        uuid::Uuid::new_v4().simple()
-    ));
-    std::fs::write(&tmp, s(&secret["stringData"]["relay.toml"])).unwrap();
-    let loaded = Settings::load(Some(&tmp), std::iter::empty());
-    std::fs::remove_file(&tmp).unwrap();
-    for m in loaded.unwrap().merchants.iter() {
+    let toml = s(&secret["stringData"]["relay.toml"]);
+    let unfilled = toml::from_str::<toml::Table>(toml).expect("the Secret's relay.toml is TOML");
+    for m in unfilled["merchants"].as_array().unwrap() {
+        let m = m.as_table().unwrap();
+        secrets.push(m["sign_key"].as_str().unwrap().to_owned());
+        secrets.push(m["client_secret"].as_str().unwrap().to_owned());
+    }
+    for m in load_filled(toml, Vec::new()).merchants.iter() {
         secrets.push(m.sign_key.expose_secret().to_owned());
         secrets.push(m.client_secret.expose_secret().to_owned());
     }
@@ -534,13 +612,24 @@ fn deploy_rabbitmq_definitions_match_the_declared_topology() {
     declared_bindings.sort();
     assert_eq!(file_bindings, declared_bindings);
 
-    // What the README promises for the defaults: retry.1..retry.7, 5 s doubling to 320 s.
-    let ttls: Vec<i64> = (1..=7)
-        .map(|n| file_queues[&format!("weibo.fulfilment.retry.{n}")]["x-message-ttl"].as_i64())
-        .map(Option::unwrap)
+    // What the README promises for the defaults: one delay queue per delay, named by it,
+    // 5 s doubling to 320 s, each expiring a day after its last declaration.
+    let delays: Vec<(i64, i64)> = file_queues
+        .iter()
+        .filter(|(name, _)| name.starts_with("weibo.fulfilment.retry."))
+        .map(|(name, args)| {
+            let ttl = args["x-message-ttl"].as_i64().unwrap();
+            assert_eq!(name, &format!("weibo.fulfilment.retry.{ttl}ms"));
+            (ttl, args["x-expires"].as_i64().unwrap() - ttl)
+        })
         .collect();
+    let mut ttls: Vec<i64> = delays.iter().map(|(t, _)| *t).collect();
+    ttls.sort();
     assert_eq!(ttls, [5000, 10000, 20000, 40000, 80000, 160000, 320000]);
-    assert!(!file_queues.contains_key("weibo.fulfilment.retry.8"));
+    assert!(
+        delays.iter().all(|(_, grace)| *grace == 86_400_000),
+        "{delays:?}"
+    );
 }
 
 #[test]
@@ -570,7 +659,12 @@ fn deploy_dockerfile_builds_locked_and_runs_unprivileged() {
     );
     assert!(lines.contains(&r#"ENTRYPOINT ["weibo-relay"]"#));
     assert!(lines.contains(&r#"CMD ["serve", "--config", "/etc/weibo-relay/relay.toml"]"#));
-    assert!(lines.contains(&"COPY deploy/relay.example.toml /etc/weibo-relay/relay.toml"));
+    // No configuration in the image: it would be a usable (placeholder) key.
+    assert!(!dockerfile.contains("relay.example.toml"), "{dockerfile}");
+    assert!(
+        !lines.iter().any(|l| l.starts_with("COPY deploy/")),
+        "{dockerfile}"
+    );
     assert!(lines.contains(&"EXPOSE 8080"));
     assert!(dockerfile.contains("ca-certificates"));
     let user = lines

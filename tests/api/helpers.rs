@@ -14,9 +14,9 @@ use weibo_relay::worker::{worker_topology, RetryPolicy};
 
 pub const AMQP_URL: &str = "amqp://guest:guest@127.0.0.1:5672/%2f";
 pub const APPID: &str = "100023";
-pub const SIGN_KEY: &str = "test-sign-key";
+pub const SIGN_KEY: &str = "test-sign-key-0123456789";
 pub const OTHER_APPID: &str = "200046";
-pub const OTHER_SIGN_KEY: &str = "other-sign-key";
+pub const OTHER_SIGN_KEY: &str = "other-sign-key-0123456789";
 
 /// A running relay and what a test needs to drive and observe it.
 pub struct TestApp {
@@ -61,14 +61,14 @@ reconnect_max_ms = 200
 const MERCHANTS: &str = r#"
 [[merchants]]
 appid = "100023"
-sign_key = "test-sign-key"
+sign_key = "test-sign-key-0123456789"
 client_id = "772915"
 client_secret = "test-client-secret"
 uid = "1404376560"
 
 [[merchants]]
 appid = "200046"
-sign_key = "other-sign-key"
+sign_key = "other-sign-key-0123456789"
 client_id = "772916"
 client_secret = "other-client-secret"
 uid = "1404376561"

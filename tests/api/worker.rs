@@ -184,7 +184,7 @@ async fn a_command_that_never_succeeds_is_dead_lettered_after_max_attempts_and_c
     let stdout = String::from_utf8(out.stdout).unwrap();
     let line: Value = serde_json::from_str(stdout.trim()).unwrap();
     assert_eq!(line["attempts"], 4, "{stdout}");
-    assert_eq!(line["last_code"], "none", "{stdout}");
+    assert_eq!(line["last_code"], Value::Null, "{stdout}");
     assert_eq!(
         serde_json::from_str::<Value>(line["body"].as_str().unwrap()).unwrap(),
         finish(&ids[0])

@@ -143,7 +143,7 @@ async fn wrong_sign_key_is_a_permanent_40001() {
     let p = Platform::start(HOUR).await;
     let token = p.client.fetch_token(p.merchant()).await.unwrap();
     let id = p.orders(1, PAID).await.remove(0);
-    let wrong = settings(&p.sandbox.base_url(), "not the key", 1000);
+    let wrong = settings(&p.sandbox.base_url(), "not the key 0123456789", 1000);
     let outcome = p
         .client
         .finish(wrong.merchants.get(APPID).unwrap(), &id, &token)

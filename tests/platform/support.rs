@@ -8,7 +8,7 @@ use weibo_relay::sandbox::{Sandbox, SandboxConfig, SandboxHandle};
 use weibo_relay::weibo::WeiboClient;
 
 pub const APPID: &str = "100023";
-pub const SIGN_KEY: &str = "sandbox sign key";
+pub const SIGN_KEY: &str = "sandbox sign key 0123456789";
 
 pub struct Platform {
     pub sandbox: SandboxHandle,
@@ -40,7 +40,7 @@ uid = "1404376560"
 impl Platform {
     /// A sandbox with tokens living `token_ttl` and a client with a 1 s time-out.
     pub async fn start(token_ttl: Duration) -> Self {
-        let placeholder = settings("http://unused", SIGN_KEY, 1000);
+        let placeholder = settings("http://127.0.0.1:9", SIGN_KEY, 1000);
         let mut config = SandboxConfig::new(placeholder.merchants.clone());
         config.token_ttl = token_ttl;
         let sandbox = Sandbox::start(config).unwrap();
