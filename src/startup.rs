@@ -5,6 +5,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use actix_web::dev::Server;
+use actix_web::dev::Service;
 use actix_web::{web, App, HttpServer};
 use tokio_util::sync::CancellationToken;
 
@@ -115,7 +116,13 @@ impl Application {
         let push_path = settings.push.path.clone();
         let workers = std::thread::available_parallelism().map_or(1, |n| n.get());
         let server = HttpServer::new(move || {
-            let mut app = App::new().app_data(ops.clone()).configure(ops_routes);
+            let mut app = App::new()
+                .wrap_fn(|mut req, srv| {
+                    crate::http::unpin_from_read_buffer(&mut req);
+                    srv.call(req)
+                })
+                .app_data(ops.clone())
+                .configure(ops_routes);
             if let Some(receiver) = &receiver {
                 app = app
                     .app_data(receiver.clone())

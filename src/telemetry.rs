@@ -18,7 +18,12 @@ pub fn init_with_default(json: bool, default_filter: &str) {
                 .parse()
                 .expect("static directive"),
         );
-    let builder = fmt().with_env_filter(filter).with_target(true);
+    // Colours only for a person at a terminal: in a file or a log pipeline they are noise.
+    let ansi = std::io::IsTerminal::is_terminal(&std::io::stdout());
+    let builder = fmt()
+        .with_env_filter(filter)
+        .with_target(true)
+        .with_ansi(ansi);
     let _ = if json {
         builder.json().flatten_event(true).try_init()
     } else {

@@ -25,6 +25,33 @@ pub struct OpsState {
     pub keeper: Option<TokenKeeper>,
 }
 
+/// Copies a request's URI and headers out of the connection's read buffer.
+///
+/// actix parses them without copying, as slices of the buffer the request arrived in (which
+/// also holds the first body bytes read with it), and keeps up to 128 finished requests per
+/// listener thread for reuse, last in first out. Without this copy, a burst of large bodies
+/// (a slow-client flood) leaves those pooled requests pinning about 100 KiB each for good,
+/// since ordinary traffic afterwards only ever reuses the top few. The copy costs a few small
+/// allocations per request.
+pub fn unpin_from_read_buffer(req: &mut actix_web::dev::ServiceRequest) {
+    use actix_web::http::header::{HeaderMap, HeaderName, HeaderValue};
+    let head = req.head_mut();
+    let mut headers = HeaderMap::with_capacity(head.headers.len());
+    for (name, value) in head.headers.iter() {
+        if let (Ok(name), Ok(value)) = (
+            HeaderName::from_bytes(name.as_str().as_bytes()),
+            HeaderValue::from_bytes(value.as_bytes()),
+        ) {
+            headers.append(name, value);
+        }
+    }
+    head.headers = headers;
+    if let Ok(uri) = head.uri.to_string().parse::<actix_web::http::Uri>() {
+        head.uri = uri.clone();
+        req.match_info_mut().get_mut().update(&uri);
+    }
+}
+
 /// Registers `/healthz`, `/readyz` and `/metrics`.
 pub fn ops_routes(cfg: &mut web::ServiceConfig) {
     cfg.route("/healthz", web::get().to(healthz))

@@ -26,7 +26,7 @@ use crate::weibo::WeiboClient;
 
 pub use command::{Command, Verdict};
 pub use decide::{next_after, DeadCause, Next};
-pub use headers::{ATTEMPTS, DEATH_REASON, LAST_CODE, SEALED_ATTEMPTS};
+pub use headers::{seal as seal_attempts, ATTEMPTS, DEATH_REASON, LAST_CODE, SEALED_ATTEMPTS};
 pub use metrics::WorkerMetrics;
 pub use retry::{dead_queue, delay_queue, worker_topology, RetryPolicy};
 

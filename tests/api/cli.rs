@@ -73,3 +73,20 @@ fn a_relay_without_merchants_refuses_to_start() {
         "weibo-relay: invalid configuration: merchants: at least one [[merchants]] entry is required"
     );
 }
+
+#[test]
+fn the_shipped_example_config_is_refused_until_filled_in() {
+    let example =
+        std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("deploy/relay.example.toml");
+    let out = relay()
+        .args(["serve", "--config"])
+        .arg(&example)
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    let stderr = String::from_utf8(out.stderr).unwrap();
+    assert_eq!(
+        stderr.trim(),
+        "weibo-relay: invalid configuration: merchants[0].sign_key: is a placeholder from an example file: put the real credential here"
+    );
+}

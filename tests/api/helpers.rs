@@ -58,6 +58,11 @@ reconnect_max_ms = 200
     )
 }
 
+/// The two test merchants as TOML, for configuration files.
+pub fn merchants_toml_for_tests() -> &'static str {
+    MERCHANTS
+}
+
 const MERCHANTS: &str = r#"
 [[merchants]]
 appid = "100023"
@@ -117,6 +122,11 @@ pub async fn spawn_roles(settings: Settings, roles: Roles, wait_ready: bool) -> 
 }
 
 impl TestApp {
+    /// The test's own broker connection.
+    pub fn connection(&self) -> &Connection {
+        &self._connection
+    }
+
     pub fn push_url(&self) -> String {
         format!("{}{}", self.address, self.settings.push.path)
     }
@@ -360,6 +370,12 @@ pub struct RelayProcess {
 impl RelayProcess {
     /// Starts `weibo-relay <role> --config` with JSON logs; returns once it logged its address.
     pub fn start(role: &str, toml: &str, rust_log: &str) -> Self {
+        Self::start_logging(role, toml, rust_log, true)
+    }
+
+    /// Like [`start`](Self::start), with JSON or text logs; lines are read as bytes, so an
+    /// invalid or escape-laden line is still seen as it was written.
+    pub fn start_logging(role: &str, toml: &str, rust_log: &str, json: bool) -> Self {
         use std::io::{BufRead, BufReader};
         use std::process::{Command, Stdio};
         let dir = std::env::temp_dir().join(format!("wr-proc-{}", uuid::Uuid::new_v4()));
@@ -369,7 +385,7 @@ impl RelayProcess {
         let mut child = Command::new(env!("CARGO_BIN_EXE_weibo-relay"))
             .args([role, "--config"])
             .arg(&file)
-            .env("WEIBO_RELAY_LOG_FORMAT", "json")
+            .env("WEIBO_RELAY_LOG_FORMAT", if json { "json" } else { "text" })
             .env("RUST_LOG", rust_log)
             .stdout(Stdio::piped())
             .stderr(Stdio::piped())
@@ -382,8 +398,8 @@ impl RelayProcess {
         ] {
             let tx = tx.clone();
             std::thread::spawn(move || {
-                for line in BufReader::new(pipe).lines().map_while(Result::ok) {
-                    let _ = tx.send(line);
+                for line in BufReader::new(pipe).split(b'\n').map_while(Result::ok) {
+                    let _ = tx.send(String::from_utf8_lossy(&line).into_owned());
                 }
             });
         }
@@ -393,9 +409,13 @@ impl RelayProcess {
                 .recv_timeout(Duration::from_secs(20))
                 .expect("relay logs 'listening'");
             seen.push(line.clone());
-            let entry: serde_json::Value = serde_json::from_str(&line).expect("JSON log line");
-            if entry["message"] == "listening" {
-                break entry["address"].as_str().unwrap().to_owned();
+            if json {
+                let entry: serde_json::Value = serde_json::from_str(&line).expect("JSON log line");
+                if entry["message"] == "listening" {
+                    break entry["address"].as_str().unwrap().to_owned();
+                }
+            } else if let Some(rest) = line.split(" listening address=").nth(1) {
+                break rest.split_whitespace().next().unwrap().to_owned();
             }
         };
         Self {
@@ -405,6 +425,11 @@ impl RelayProcess {
             seen,
             dir,
         }
+    }
+
+    /// The process id, for /proc.
+    pub fn pid(&self) -> u32 {
+        self.child.id()
     }
 
     /// Waits until `/readyz` answers 200 (broker connected, tokens held).

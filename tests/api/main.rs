@@ -13,5 +13,6 @@ mod proxy;
 mod push;
 mod rig;
 mod sandbox;
+mod security;
 mod worker;
 mod worker_faults;

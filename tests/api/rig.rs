@@ -20,6 +20,9 @@ pub struct WorkerRig {
     outcomes: String,
 }
 
+/// A last change to a rig's settings, knowing its sandbox.
+pub type Adjust = Box<dyn FnOnce(&mut Settings, &SandboxHandle)>;
+
 pub struct RigOptions {
     pub amqp_url: String,
     pub max_attempts: u32,
@@ -29,6 +32,10 @@ pub struct RigOptions {
     pub faults: Faults,
     /// Wait for /readyz (a token held) before returning.
     pub wait_ready: bool,
+    /// The roles of the relay under test.
+    pub roles: Roles,
+    /// Applied to the settings last (e.g. to point the client somewhere else).
+    pub adjust: Adjust,
 }
 
 impl Default for RigOptions {
@@ -40,6 +47,8 @@ impl Default for RigOptions {
             timeout_ms: 2000,
             faults: Faults::default(),
             wait_ready: true,
+            roles: Roles::Worker,
+            adjust: Box::new(|_, _| {}),
         }
     }
 }
@@ -64,8 +73,9 @@ impl WorkerRig {
             options.max_attempts,
             merchants_toml(&base),
         );
-        let settings = Settings::from_toml(&toml).expect("worker settings");
-        let app = spawn_roles(settings, Roles::Worker, true).await;
+        let mut settings = Settings::from_toml(&toml).expect("worker settings");
+        (options.adjust)(&mut settings, &sandbox);
+        let app = spawn_roles(settings, options.roles, true).await;
         let outcomes = format!("{}.outcomes", app.settings.amqp.events_queue);
         app.channel
             .queue_declare(
@@ -160,6 +170,11 @@ impl WorkerRig {
     }
 
     pub async fn send_raw(&self, body: Vec<u8>) {
+        self.send_with_headers(body, FieldTable::default()).await;
+    }
+
+    /// Publishes a command body with headers of the producer's choosing, confirmed.
+    pub async fn send_with_headers(&self, body: Vec<u8>, headers: FieldTable) {
         self.app
             .channel
             .basic_publish(
@@ -167,7 +182,9 @@ impl WorkerRig {
                 self.app.settings.amqp.fulfilment_queue.as_str().into(),
                 BasicPublishOptions::default(),
                 &body,
-                BasicProperties::default().with_delivery_mode(2),
+                BasicProperties::default()
+                    .with_delivery_mode(2)
+                    .with_headers(headers),
             )
             .await
             .unwrap();
