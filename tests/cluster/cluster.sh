@@ -28,10 +28,14 @@ set -Eeuo pipefail
 RMQ_BIN=/usr/lib/rabbitmq/bin          # the real scripts, not the /usr/sbin wrappers (see NOTES.md)
 BOOT_TIMEOUT=${WR_CLUSTER_BOOT_TIMEOUT:-120}   # seconds, per wait
 STOP_TIMEOUT=${WR_CLUSTER_STOP_TIMEOUT:-60}
-# How nodes 2 and 3 join node 1: "cli" (stop_app/join_cluster/start_app) or
-# "config" (classic_config peer discovery during their first boot).
-FORMATION=${WR_CLUSTER_FORMATION:-cli}
+# How nodes 2 and 3 join node 1: "config" (default: classic_config peer
+# discovery during their first and only boot, ~4-6s faster) or "cli" (boot
+# standalone, then stop_app / join_cluster / start_app).
+FORMATION=${WR_CLUSTER_FORMATION:-config}
 [[ $FORMATION == cli || $FORMATION == config ]] || { echo "WR_CLUSTER_FORMATION must be cli or config" >&2; exit 2; }
+# TLS versions the TLS node accepts, e.g. "tlsv1.2" to make a refused client
+# certificate fail inside the handshake (with TLS 1.3 it fails on first read).
+TLS_VERSIONS=${WR_CLUSTER_TLS_VERSIONS:-tlsv1.3 tlsv1.2}
 
 T0=$EPOCHREALTIME
 log() { printf '[cluster.sh %6ss] %s\n' "$(elapsed)" "$*" >&2; }
@@ -95,7 +99,9 @@ listening() {
 beam_pid() {  # NODEDIR
     local p
     p=$(cat "$1/beam.pid" 2>/dev/null) || return 1
-    [[ $p =~ ^[0-9]+$ ]] && kill -0 "$p" 2>/dev/null && echo "$p"
+    [[ $p =~ ^[0-9]+$ ]] && kill -0 "$p" 2>/dev/null || return 1
+    [[ $(cat "/proc/$p/comm" 2>/dev/null) == beam.smp ]] || return 1   # not a recycled pid
+    echo "$p"
 }
 
 # All processes started for BASE, found by the marker variable we put into
@@ -103,12 +109,11 @@ beam_pid() {  # NODEDIR
 # CLI runs).  Works even when pid files were never written.  epmd is excluded:
 # if our node had to start it, the system broker may be using it by now.
 marked_pids() {  # BASE
-    local base=$1 d p
-    for d in /proc/[0-9]*; do
-        p=${d#/proc/}
-        [[ $p == "$$" || $p == "$BASHPID" ]] && continue
-        grep -qzxF "WR_CLUSTER_BASE=$base" "$d/environ" 2>/dev/null || continue
-        [[ $(cat "$d/comm" 2>/dev/null) == epmd ]] && continue
+    local base=$1 f p
+    # One grep over all environ files (-z: NUL-separated entries, -x: whole entry).
+    for f in $(grep -lzxF "WR_CLUSTER_BASE=$base" /proc/[0-9]*/environ 2>/dev/null); do
+        p=${f#/proc/}; p=${p%/environ}
+        [[ $(cat "/proc/$p/comm" 2>/dev/null) == epmd ]] && continue
         echo "$p"
     done
 }
@@ -140,6 +145,7 @@ prepare_base() {  # BASE
     [[ -e $base/.wr-cluster ]] || [[ -z $(ls -A "$base") ]] \
         || die "$base exists, is not empty and was not made by cluster.sh"
     touch "$base/.wr-cluster"
+    register_starter "$base"
     exec 8>"$base/.lock"
     flock 8
     if [[ ! -f $base/home/.erlang.cookie ]]; then
@@ -192,6 +198,16 @@ RABBITMQ_PID_FILE=$nd/beam.pid
 RABBITMQ_ENABLED_PLUGINS_FILE=$nd/enabled_plugins
 RABBITMQ_SERVER_ADDITIONAL_ERL_ARGS=${WR_CLUSTER_ERL_ARGS:-}
 EOF
+    if [[ $n != tls && $FORMATION == config ]]; then
+        # A virgin node enables every feature flag during its `database` boot
+        # step, and the migrations need all table replicas active.  With peer
+        # discovery, nodes 2/3 join node 1 exactly in that window, and node 1
+        # then dies with {incompatible_feature_flags, {not_active, "All
+        # replicas on diskfull nodes are not active yet", ...}} (seen in 1 of
+        # ~10 starts).  So: no flags at boot (empty RABBITMQ_FEATURE_FLAGS),
+        # and `enable_feature_flag all` once the three nodes are running.
+        echo "RABBITMQ_FEATURE_FLAGS=" >> "$nd/node.env"
+    fi
     chown -R "$OWNER" "$nd"
 }
 
@@ -233,19 +249,44 @@ wait_listening() {  # BASE "N:PORT"...
 }
 
 # If start/start-tls fails or is interrupted half-way, kill what it started
-# (the directory stays for post-mortem; `stop` removes it).
+# (the directory stays for post-mortem; `stop` removes it).  While a start
+# command runs, BASE/.starter.<pid> names it, so that a `stop` issued in the
+# meantime (a test that gave up waiting) can kill it before it launches more.
 FAIL_BASE=""
-arm_failure_trap() {
-    FAIL_BASE=$1
-    trap 'on_exit $?' EXIT
-    trap 'exit 130' INT TERM
-}
-disarm_failure_trap() { trap - EXIT INT TERM; FAIL_BASE=""; }
+FAIL_NODE_DIR=""
+STARTER_FILE=""
+arm_failure_trap() { FAIL_BASE=$1; FAIL_NODE_DIR=${2:-}; }
+disarm_failure_trap() { FAIL_BASE=""; FAIL_NODE_DIR=""; }
+register_starter() { STARTER_FILE=$1/.starter.$$; echo $$ > "$STARTER_FILE"; }
 on_exit() {
-    if [[ $1 != 0 && -n $FAIL_BASE ]]; then
+    local pg
+    if [[ $1 != 0 && -n $FAIL_NODE_DIR ]]; then
+        # start-node failed: kill only that node (its launcher's session/process
+        # group holds the rabbitmq-server script and beam.smp), not the others.
+        log "start-node failed; killing that node"
+        pg=$(cat "$FAIL_NODE_DIR/launcher.pid" 2>/dev/null) && kill -KILL -- "-$pg" 2>/dev/null || true
+    elif [[ $1 != 0 && -n $FAIL_BASE ]]; then
         log "start failed; killing this run's processes (directory kept for post-mortem; run stop)"
         kill_all "$FAIL_BASE"
     fi
+    [[ -z $STARTER_FILE ]] || rm -f "$STARTER_FILE"
+}
+trap 'on_exit $?' EXIT
+trap 'exit 130' INT
+trap 'exit 143' TERM
+
+kill_starters() {  # BASE
+    local f p
+    for f in "$1"/.starter.*; do
+        [[ -e $f ]] || continue
+        p=${f##*.}
+        if [[ $p != "$$" ]] && tr '\0' ' ' < "/proc/$p/cmdline" 2>/dev/null | grep -q 'cluster\.sh'; then
+            log "killing cluster.sh (pid $p) still starting in $1"
+            kill -KILL "$p" 2>/dev/null || true
+            pkill -KILL -P "$p" 2>/dev/null || true   # its subshells, by parent pid
+        fi
+        rm -f "$f"
+    done
 }
 
 kill_all() {  # BASE
@@ -338,6 +379,12 @@ EOF
     fi
     # In config mode nodes 2 and 3 joined node 1 by themselves during boot.
     ctl "$base" 1 await_online_nodes 3 --timeout "$BOOT_TIMEOUT" >&2
+    if [[ $FORMATION == config ]]; then
+        # See write_node_env: the flags (quorum_queue among them) are enabled
+        # now, cluster-wide, with every node up.
+        ctl "$base" 1 enable_feature_flag all >&2
+    fi
+    disarm_failure_trap
     log "cluster of 3 ready"
     print_node_lines "$base"
     out "cluster_ready_secs $(elapsed)"
@@ -366,7 +413,7 @@ make_certs() {  # CERTDIR
             echo "extendedKeyUsage=$4"
             echo "subjectKeyIdentifier=hash"
             echo "authorityKeyIdentifier=keyid"
-            [[ -n ${5:-} ]] && echo "subjectAltName=$5"
+            if [[ -n ${5:-} ]]; then echo "subjectAltName=$5"; fi
         } > "$1.ext"
         openssl x509 -req -in "$1.csr" -CA "$3.pem" -CAkey "$3-key.pem" -CAcreateserial \
             -out "$1.pem" -days 30 -extfile "$1.ext" 2>/dev/null
@@ -446,8 +493,7 @@ ssl_options.certfile = $base/certs/server.pem
 ssl_options.keyfile = $base/certs/server-key.pem
 ssl_options.verify = verify_peer
 ssl_options.fail_if_no_peer_cert = true
-ssl_options.versions.1 = tlsv1.3
-ssl_options.versions.2 = tlsv1.2
+$(i=0; for v in $TLS_VERSIONS; do i=$((i + 1)); echo "ssl_options.versions.$i = $v"; done)
 auth_mechanisms.1 = PLAIN
 auth_mechanisms.2 = AMQPLAIN
 auth_mechanisms.3 = EXTERNAL
@@ -486,6 +532,7 @@ cmd_stop() {
     local base
     base=$(canon_base "$1")
     # SIGKILL straight away: the data is deleted anyway, and it is instant.
+    [[ -d $base ]] && kill_starters "$base"
     kill_all "$base"
     if [[ -d $base ]]; then
         if [[ -e $base/.wr-cluster ]]; then
@@ -527,7 +574,7 @@ cmd_stop_node() {
         wait_gone "$pid" 10 || die "node $n (pid $pid) survives SIGKILL"
     fi
     log "node $n stopped"
-    out "stopped$n $(elapsed)"
+    out "node_stopped $n $(elapsed)"
 }
 
 cmd_kill_node() {
@@ -539,7 +586,7 @@ cmd_kill_node() {
     kill -KILL "$pid"
     wait_gone "$pid" 10 || die "node $n (pid $pid) survives SIGKILL"
     log "node $n killed"
-    out "killed$n $(elapsed)"
+    out "node_killed $n $(elapsed)"
 }
 
 cmd_start_node() {
@@ -548,6 +595,8 @@ cmd_start_node() {
     base=$(canon_base "$1"); n=$2; check_node_arg "$base" "$n"
     nd=$(node_dir "$base" "$n")
     if beam_pid "$nd" >/dev/null; then log "node $n is already running"; return 0; fi
+    register_starter "$base"
+    arm_failure_trap "$base" "$nd"   # a node that fails to come back up is killed, not left half-booted
     if [[ $n == tls ]]; then port=$(cat "$nd/port"); else port=$(( $(cat "$base/baseport") + n - 1 )); fi
     # A killed node leaves epmd registration and port behind for a moment.
     local deadline=$(( $(date +%s) + 10 ))
@@ -555,8 +604,9 @@ cmd_start_node() {
     launch "$base" "$n"
     wait_listening "$base" "$n:$port"
     ctl "$base" "$n" await_startup --timeout "$BOOT_TIMEOUT" >&2
+    disarm_failure_trap
     log "node $n running"
-    out "started$n $(elapsed)"
+    out "node_started $n $(elapsed)"
 }
 
 cmd_status() {
@@ -597,5 +647,5 @@ case $cmd in
     kill-node)  cmd_kill_node "$@" ;;
     status)     cmd_status "$@" ;;
     ctl)        cmd_ctl "$@" ;;
-    *) sed -n '2,/^set -euo/p' "$0" | sed '$d' >&2; exit 2 ;;
+    *) sed -n '2,/^set -Eeuo/p' "$0" | sed '$d' >&2; exit 2 ;;
 esac
