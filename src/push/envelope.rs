@@ -58,7 +58,8 @@ impl VerifiedPush {
     /// a value from the platform can never add routing-key words.
     pub fn routing_key(&self) -> String {
         let state = match self.state_code() {
-            Value::Number(n) => n.to_string(),
+            // Integers only: 201.5 or 1e2 would print with a dot, another routing-key word.
+            Value::Number(n) if n.is_i64() || n.is_u64() => n.to_string(),
             Value::String(s)
                 if !s.is_empty()
                     && s.len() <= 32

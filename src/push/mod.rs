@@ -221,9 +221,12 @@ impl VerifiedPush {
         }
     }
 
-    /// `data.state_code` as sent, or null.
+    /// `data.state_code` as sent when it is a number or a string, else null.
     pub fn state_code(&self) -> &Value {
-        self.data.get("state_code").unwrap_or(&Value::Null)
+        match self.data.get("state_code") {
+            Some(v @ (Value::Number(_) | Value::String(_))) => v,
+            _ => &Value::Null,
+        }
     }
 
     /// A personal field of `data` (phone, account), masked for logs.

@@ -87,6 +87,9 @@ fn odd_state_codes_never_add_routing_words() {
         ("null", "none"),
         (r#""""#, "none"),
         ("[1]", "none"),
+        ("true", "none"),
+        ("201.5", "none"),
+        ("1e2", "none"),
         ("-3", "-3"),
     ] {
         let data = format!(r#"{{"state_code":{state}}}"#);
