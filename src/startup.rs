@@ -111,6 +111,8 @@ impl Application {
                 body_timeout: settings.http.body_timeout(),
                 max_skew_secs: settings.push.max_skew_secs,
                 refusal_log: LogLimit::per_second(REFUSAL_LOG_PER_SEC),
+                success_body: settings.push.success_body.clone().into(),
+                success_content_type: settings.push.success_content_type.clone(),
             })
         });
         let push_path = settings.push.path.clone();

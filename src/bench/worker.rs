@@ -8,7 +8,6 @@ use lapin::options::{BasicPublishOptions, ConfirmSelectOptions};
 use lapin::{BasicProperties, Connection, ConnectionProperties};
 use secrecy::ExposeSecret;
 use serde_json::json;
-use tokio::sync::broadcast::error::RecvError;
 
 use super::{BenchError, Load, RateCheck, Report, Samples};
 use crate::config::Settings;
@@ -117,26 +116,14 @@ async fn drive(
             _ = tokio::time::sleep(Duration::from_millis(200)) => continue,
         };
         match change {
-            Ok(c) if c.state_code == FINISHED => {
+            Some(c) if c.state_code == FINISHED => {
                 if let Some(at) = sent.get(c.sub_order_id.as_str()) {
                     samples.record(at.elapsed(), "finished");
                     done.insert(c.sub_order_id);
                 }
             }
-            Ok(_) => {}
-            Err(RecvError::Lagged(_)) => {
-                // Missed changes: read the states directly (their latency is approximate).
-                for id in &ids {
-                    let finished = sandbox
-                        .order(APPID, id)
-                        .is_some_and(|o| o.state_code == FINISHED);
-                    if finished && !done.contains(id) {
-                        samples.record(sent[id.as_str()].elapsed(), "finished");
-                        done.insert(id.clone());
-                    }
-                }
-            }
-            Err(RecvError::Closed) => break,
+            Some(_) => {}
+            None => break,
         }
     }
     let elapsed = started.elapsed();

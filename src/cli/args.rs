@@ -26,6 +26,10 @@ pub struct SandboxArgs {
     /// Multiplies the redelivery schedule (1 min, 5 min, 15 min); 0.01 makes it 100x faster.
     #[arg(long, default_value_t = 1.0)]
     pub time_scale: f64,
+    /// How token, rate and system errors are answered: our model (`ecommerce`) or as Weibo's
+    /// API gateway does (`weibo`: its own envelope at HTTP 400/403, the code as a string).
+    #[arg(long, value_enum, default_value = "ecommerce")]
+    pub error_envelope: crate::sandbox::ErrorEnvelope,
 }
 
 /// Options every bench takes: how much load, its time bound, and the output format.

@@ -19,6 +19,7 @@ pub(super) fn sandbox(config: Option<PathBuf>, args: SandboxArgs) -> anyhow::Res
         latency_ms: args.latency_ms,
         error_rate: args.error_rate,
         rate_limit_per_sec: args.rate_limit_per_sec,
+        error_envelope: args.error_envelope,
         ..Faults::default()
     };
     let runtime = tokio::runtime::Builder::new_multi_thread()
@@ -91,11 +92,17 @@ pub(super) fn demo(config: Option<PathBuf>, orders: usize) -> anyhow::Result<()>
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()?;
-    let report = runtime.block_on(crate::demo::run(
-        settings,
-        crate::demo::DemoOptions::new(orders),
-    ))?;
+    let options = crate::demo::DemoOptions::new(orders);
+    let interrupt = options.interrupt.clone();
+    let report = runtime.block_on(async move {
+        tokio::spawn(async move {
+            wait_for_signal().await;
+            interrupt.cancel();
+        });
+        crate::demo::run(settings, options).await
+    })?;
     println!("{report}");
+    anyhow::ensure!(!report.interrupted, "interrupted");
     anyhow::ensure!(report.complete(), "not every order reached a final state");
     Ok(())
 }

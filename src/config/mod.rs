@@ -15,6 +15,14 @@ pub use merchant::{is_placeholder, AppId, Merchant, Merchants, MIN_SECRET_BYTES}
 /// The defaults operators read: every key is documented there once.
 pub const DEFAULTS_TOML: &str = include_str!("defaults.toml");
 
+/// Keys whose environment value is a comma-separated list.
+const LIST_KEYS: [&str; 4] = [
+    "weibo.codes.token_rejected",
+    "weibo.codes.transient",
+    "weibo.codes.already_finished",
+    "weibo.codes.already_closed",
+];
+
 /// Why settings could not be loaded; the message names the offending key.
 #[derive(Debug, thiserror::Error)]
 pub enum ConfigError {
@@ -85,6 +93,10 @@ pub struct PushSettings {
     pub max_skew_secs: u64,
     /// Event ids remembered for deduplication (0 disables it).
     pub dedup_capacity: usize,
+    /// The body of the answer to a stored push.
+    pub success_body: String,
+    /// Its `Content-Type`.
+    pub success_content_type: String,
 }
 
 /// `[amqp]`
@@ -127,6 +139,90 @@ pub struct WeiboSettings {
     pub rate_limit_per_sec: u32,
     /// Allows `http://` platform URLs on hosts other than loopback (never in production).
     pub allow_insecure_http: bool,
+    /// What each platform code means.
+    pub codes: CodeSettings,
+}
+
+/// `[weibo.codes]`: platform codes by meaning; any code in no list is permanent.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct CodeSettings {
+    /// The access_token was rejected: refresh once, retry.
+    #[serde(deserialize_with = "code_list")]
+    pub token_rejected: Vec<i64>,
+    /// Try again later (system errors, rate limits).
+    #[serde(deserialize_with = "code_list")]
+    pub transient: Vec<i64>,
+    /// The sub order is already finished: success for `finish`.
+    #[serde(deserialize_with = "code_list")]
+    pub already_finished: Vec<i64>,
+    /// The sub order is already closed: success for `close`.
+    #[serde(deserialize_with = "code_list")]
+    pub already_closed: Vec<i64>,
+}
+
+/// A list of codes; from the environment also one code alone (`"77777"` reaches us as a
+/// number, not a one-element list), and codes as numeric text.
+fn code_list<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Vec<i64>, D::Error> {
+    #[derive(Deserialize)]
+    #[serde(untagged)]
+    enum Code {
+        Number(i64),
+        Text(String),
+    }
+    #[derive(Deserialize)]
+    #[serde(untagged)]
+    enum Codes {
+        Many(Vec<Code>),
+        One(Code),
+    }
+    let parse = |c: Code| match c {
+        Code::Number(n) => Ok(n),
+        Code::Text(t) => t
+            .trim()
+            .parse()
+            .map_err(|_| serde::de::Error::custom(format!("{t:?} is not a code"))),
+    };
+    match Codes::deserialize(d)? {
+        Codes::Many(list) => list.into_iter().map(parse).collect(),
+        Codes::One(one) => parse(one).map(|c| vec![c]),
+    }
+}
+
+impl CodeSettings {
+    /// Each list with its key, in the order the table is read.
+    pub fn lists(&self) -> [(&'static str, &[i64]); 4] {
+        [
+            ("weibo.codes.token_rejected", &self.token_rejected),
+            ("weibo.codes.transient", &self.transient),
+            ("weibo.codes.already_finished", &self.already_finished),
+            ("weibo.codes.already_closed", &self.already_closed),
+        ]
+    }
+
+    /// A code listed twice, in one list or in two meanings, is ambiguous: refuse it.
+    fn validate(&self) -> Result<(), ConfigError> {
+        let mut seen: HashMap<i64, &str> = HashMap::new();
+        for (key, codes) in self.lists() {
+            for &code in codes {
+                if code == 0 {
+                    return Err(ConfigError::invalid(
+                        key,
+                        "0 means success and cannot be listed",
+                    ));
+                }
+                if let Some(first) = seen.insert(code, key) {
+                    let why = if first == key {
+                        format!("{code} is listed twice")
+                    } else {
+                        format!("{code} is also listed in {first}")
+                    };
+                    return Err(ConfigError::invalid(key, why));
+                }
+            }
+        }
+        Ok(())
+    }
 }
 
 /// `[worker]`
@@ -192,12 +288,17 @@ impl Settings {
             .into_iter()
             .filter(|(k, _)| k.starts_with("WEIBO_RELAY__"))
             .collect();
-        builder = builder.add_source(
-            config::Environment::with_prefix("WEIBO_RELAY")
-                .prefix_separator("__")
-                .separator("__")
-                .source(Some(env)),
-        );
+        let mut environment = config::Environment::with_prefix("WEIBO_RELAY")
+            .prefix_separator("__")
+            .separator("__")
+            // Lists (the code table) as comma-separated values.
+            .try_parsing(true)
+            .list_separator(",")
+            .source(Some(env));
+        for key in LIST_KEYS {
+            environment = environment.with_list_parse_key(key);
+        }
+        builder = builder.add_source(environment);
         let settings: Settings = builder.build()?.try_deserialize()?;
         settings.validate()?;
         Ok(settings)
@@ -267,6 +368,14 @@ impl Settings {
         ] {
             check_platform_url(url, self.weibo.allow_insecure_http)
                 .map_err(|why| ConfigError::invalid(key, why))?;
+        }
+        self.weibo.codes.validate()?;
+        if actix_web::http::header::HeaderValue::from_str(&self.push.success_content_type).is_err()
+        {
+            return Err(ConfigError::invalid(
+                "push.success_content_type",
+                "is not a valid header value",
+            ));
         }
         if amqp_password(self.amqp.url.expose_secret()).is_some_and(is_placeholder) {
             return Err(ConfigError::invalid(

@@ -27,7 +27,19 @@ fn defaults_match_the_contract() {
     assert_eq!(s.amqp.events_exchange, "weibo.events");
     assert_eq!(s.amqp.events_queue, "weibo.orders");
     assert_eq!(s.amqp.fulfilment_queue, "weibo.fulfilment");
-    assert_eq!(s.weibo.api_base, "https://api.weibo.com/2/eshop");
+    assert_eq!(s.weibo.api_base, "https://api.weibo.com/2/proxy/eshop/open");
+    assert_eq!(s.push.success_body, r#"{"code":0,"msg":"success"}"#);
+    assert_eq!(s.push.success_content_type, "application/json");
+    assert_eq!(
+        s.weibo.codes.token_rejected,
+        [21327, 21332, 21314, 21315, 21316, 21317, 21319]
+    );
+    assert_eq!(
+        s.weibo.codes.transient,
+        [10001, 10002, 10003, 10022, 10023, 10024, 21331]
+    );
+    assert_eq!(s.weibo.codes.already_finished, [70102]);
+    assert_eq!(s.weibo.codes.already_closed, [70103]);
     assert_eq!(s.weibo.oauth_base, "https://api.weibo.com");
     assert_eq!(s.weibo.timeout_ms, 5000);
     assert_eq!(s.weibo.max_attempts, 8);
@@ -186,4 +198,65 @@ fn the_platform_is_reached_over_https_or_loopback_only() {
         err.starts_with("invalid configuration: weibo.oauth_base: must be https://"),
         "{err}"
     );
+}
+
+#[test]
+fn a_code_list_replaces_its_default_from_a_file_or_the_environment() {
+    let s = Settings::from_toml(&format!(
+        "[weibo.codes]\ntransient = [10002, 99001]\n{MERCHANT}"
+    ))
+    .unwrap();
+    assert_eq!(s.weibo.codes.transient, [10002, 99001]);
+    assert_eq!(
+        s.weibo.codes.already_finished,
+        [70102],
+        "other lists keep theirs"
+    );
+    let s = Settings::load(
+        None,
+        env(&[
+            ("WEIBO_RELAY__WEIBO__CODES__ALREADY_FINISHED", "70102,88888"),
+            ("WEIBO_RELAY__WEIBO__CODES__TRANSIENT", "77777"),
+            ("WEIBO_RELAY__PUSH__SUCCESS_BODY", "success"),
+            ("WEIBO_RELAY__PUSH__SUCCESS_CONTENT_TYPE", "text/plain"),
+        ]),
+    )
+    .unwrap();
+    assert_eq!(s.weibo.codes.already_finished, [70102, 88888]);
+    assert_eq!(s.weibo.codes.transient, [77777]);
+    assert_eq!(s.push.success_body, "success");
+    assert_eq!(s.push.success_content_type, "text/plain");
+}
+
+#[test]
+fn a_code_in_two_meanings_or_twice_is_refused_naming_the_key() {
+    for (table, expected) in [
+        (
+            "transient = [21327]",
+            "invalid configuration: weibo.codes.transient: 21327 is also listed in weibo.codes.token_rejected",
+        ),
+        (
+            "already_closed = [70103, 70103]",
+            "invalid configuration: weibo.codes.already_closed: 70103 is listed twice",
+        ),
+        (
+            "already_finished = [0]",
+            "invalid configuration: weibo.codes.already_finished: 0 means success and cannot be listed",
+        ),
+    ] {
+        let err = Settings::from_toml(&format!("[weibo.codes]\n{table}\n{MERCHANT}"))
+            .unwrap_err()
+            .to_string();
+        assert_eq!(err, expected);
+    }
+    let err = Settings::from_toml(&format!("[weibo.codes]\ntransient = [\"x\"]\n{MERCHANT}"))
+        .unwrap_err()
+        .to_string();
+    assert!(err.contains("transient"), "{err}");
+    let err = Settings::from_toml(&format!(
+        "[push]\nsuccess_content_type = \"a\\nb\"\n{MERCHANT}"
+    ))
+    .unwrap_err()
+    .to_string();
+    assert!(err.contains("push.success_content_type"), "{err}");
 }

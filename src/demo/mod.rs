@@ -11,7 +11,7 @@ use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use tokio::sync::broadcast::error::RecvError;
+use tokio_util::sync::CancellationToken;
 
 use crate::config::Settings;
 use crate::sandbox::{Faults, PushSchedule, PushSender, CLOSED, FINISHED};
@@ -32,6 +32,8 @@ pub struct DemoOptions {
     pub timeout: Duration,
     /// Show a progress bar (else plain lines).
     pub progress_bar: bool,
+    /// Cancelled to stop early (SIGINT/SIGTERM): the summary so far, then clean-up.
+    pub interrupt: CancellationToken,
 }
 
 impl DemoOptions {
@@ -42,6 +44,7 @@ impl DemoOptions {
             close_every: 10,
             timeout: Duration::from_secs(60 + orders as u64 / 5),
             progress_bar: std::io::stderr().is_terminal(),
+            interrupt: CancellationToken::new(),
         }
     }
 }
@@ -59,6 +62,9 @@ pub async fn run(base: Settings, options: DemoOptions) -> anyhow::Result<DemoRep
             // Short retry delays so a transient failure does not stall the demo for minutes.
             settings.weibo.retry_base_ms = 200;
             settings.weibo.retry_max_ms = 2000;
+            // The sandbox has no rate limit of its own; at the production default (50/s)
+            // 20,000 orders would take seven minutes of waiting on the limiter.
+            settings.weibo.rate_limit_per_sec = 1000;
         },
     )
     .await?;
@@ -93,6 +99,7 @@ async fn drive(
 
     while finals.len() < created.len() && Instant::now() < deadline {
         let change = tokio::select! {
+            _ = options.interrupt.cancelled() => break,
             change = changes.recv() => change,
             _ = tokio::time::sleep(Duration::from_millis(250)) => {
                 progress.update(finals.len(), sender.stats().accepted.load(Ordering::Relaxed));
@@ -100,27 +107,15 @@ async fn drive(
             }
         };
         match change {
-            Ok(c) if (c.state_code == FINISHED || c.state_code == CLOSED) => {
+            Some(c) if (c.state_code == FINISHED || c.state_code == CLOSED) => {
                 if let Some(at) = created.get(&c.sub_order_id) {
                     finals
                         .entry(c.sub_order_id)
                         .or_insert((c.state_code, at.elapsed()));
                 }
             }
-            Ok(_) => {}
-            Err(RecvError::Lagged(_)) => {
-                // Missed changes: read the states directly instead.
-                for id in &ids {
-                    if let Some(order) = sandbox.order(DEMO_APPID, id) {
-                        if order.state_code == FINISHED || order.state_code == CLOSED {
-                            finals
-                                .entry(id.clone())
-                                .or_insert((order.state_code, started.elapsed()));
-                        }
-                    }
-                }
-            }
-            Err(RecvError::Closed) => break,
+            Some(_) => {}
+            None => break,
         }
         progress.update(
             finals.len(),
@@ -129,7 +124,11 @@ async fn drive(
     }
     progress.finish(finals.len());
     // The final-state pushes are still being answered: let them land before counting.
-    let settle_until = Instant::now() + Duration::from_secs(5);
+    let settle_until = if options.interrupt.is_cancelled() {
+        Instant::now()
+    } else {
+        Instant::now() + Duration::from_secs(5)
+    };
     // Each order is pushed twice: paid, then finished or closed.
     let expected = 2 * options.orders as u64;
     let stats = sender.stats();
@@ -150,6 +149,7 @@ async fn drive(
         &consumer.stats(),
         &metrics,
         started.elapsed(),
+        options.interrupt.is_cancelled(),
     );
     sender.stop().await;
     consumer.stop().await;

@@ -87,6 +87,8 @@ pub struct DemoReport {
     pub order_latency: (Duration, Duration),
     /// Whole run.
     pub elapsed: Duration,
+    /// Stopped early by a signal.
+    pub interrupted: bool,
 }
 
 impl DemoReport {
@@ -97,6 +99,7 @@ impl DemoReport {
         consumer: &ConsumerStats,
         metrics: &str,
         elapsed: Duration,
+        interrupted: bool,
     ) -> Self {
         let count = |state| finals.values().filter(|(s, _)| *s == state).count();
         let order_times: Vec<Duration> = finals.values().map(|(_, d)| *d).collect();
@@ -112,6 +115,7 @@ impl DemoReport {
             consumer_latency: p50_p99(consumer.latencies.clone()),
             order_latency: p50_p99(order_times),
             elapsed,
+            interrupted,
         }
     }
 
@@ -177,7 +181,13 @@ impl fmt::Display for DemoReport {
             ms(self.order_latency.0),
             ms(self.order_latency.1)
         )?;
-        let verdict = if self.complete() {
+        let verdict = if self.interrupted {
+            format!(
+                "interrupted with {} of {} orders final; queues deleted",
+                self.finished + self.closed,
+                self.orders
+            )
+        } else if self.complete() {
             "every order reached a final state".to_owned()
         } else {
             format!(

@@ -31,6 +31,10 @@ pub struct ReceiverState {
     pub max_skew_secs: u64,
     /// Caps refusal log lines (anyone can send bad pushes).
     pub refusal_log: LogLimit,
+    /// `push.success_body`, sent with 200 for a stored push.
+    pub success_body: web::Bytes,
+    /// `push.success_content_type`.
+    pub success_content_type: String,
 }
 
 impl ResponseError for PushError {
@@ -102,7 +106,11 @@ pub async fn receive(
             }
         }
     }
-    result.map(|_| HttpResponse::Ok().json(json!({"code": 0, "msg": "success"})))
+    result.map(|_| {
+        HttpResponse::Ok()
+            .content_type(state.success_content_type.as_str())
+            .body(state.success_body.clone())
+    })
 }
 
 async fn handle(

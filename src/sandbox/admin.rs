@@ -94,8 +94,11 @@ pub fn validate(faults: &Faults) -> Result<(), &'static str> {
     if !(0.0..=1.0).contains(&faults.error_rate) {
         return Err("error_rate must be between 0 and 1");
     }
-    if ![10023, 10024].contains(&faults.rate_limit_code) {
-        return Err("rate_limit_code must be 10023 or 10024");
+    if ![10022, 10023, 10024].contains(&faults.rate_limit_code) {
+        return Err("rate_limit_code must be 10022, 10023 or 10024");
+    }
+    if faults.code == 0 {
+        return Err("code must not be 0 (that is success)");
     }
     Ok(())
 }

@@ -4,6 +4,17 @@ use std::time::{Duration, Instant};
 
 use serde::{Deserialize, Serialize};
 
+/// How the sandbox answers the errors Weibo's API gateway answers (token, rate, system).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, clap::ValueEnum)]
+#[serde(rename_all = "lowercase")]
+pub enum ErrorEnvelope {
+    /// Our model: `{"code":N,"msg":..}` like every other answer.
+    Ecommerce,
+    /// As the real gateway does: `{"request":..,"error_code":"N","error":..}` at HTTP 400/403,
+    /// the code as a string.
+    Weibo,
+}
+
 /// The fault settings; `POST /admin/faults` replaces them whole (absent fields: defaults).
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
@@ -22,8 +33,16 @@ pub struct Faults {
     pub rate_limit_next: u32,
     /// Order calls per second beyond which calls answer `rate_limit_code`.
     pub rate_limit_per_sec: Option<u32>,
-    /// 10023 or 10024.
+    /// 10022, 10023 or 10024.
     pub rate_limit_code: i64,
+    /// The next N order calls answer 10002 (service unavailable).
+    pub system_error_next: u32,
+    /// The next N order calls answer `code`.
+    pub code_next: u32,
+    /// The code `code_next` answers with (any code but 0).
+    pub code: i64,
+    /// The envelope of token, rate and system errors.
+    pub error_envelope: ErrorEnvelope,
 }
 
 impl Default for Faults {
@@ -37,17 +56,24 @@ impl Default for Faults {
             rate_limit_next: 0,
             rate_limit_per_sec: None,
             rate_limit_code: 10023,
+            system_error_next: 0,
+            code_next: 0,
+            code: 40002,
+            error_envelope: ErrorEnvelope::Ecommerce,
         }
     }
 }
+
+/// Weibo's "service unavailable".
+pub const SERVICE_UNAVAILABLE: i64 = 10002;
 
 /// What a fault does to one call.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Injected {
     /// Answer this HTTP status with a non-JSON body.
     ServerError(u16),
-    /// Answer this rate-limit code.
-    RateLimited(i64),
+    /// Answer this code instead of processing the call.
+    Code(i64),
 }
 
 /// The faults plus the counting they need.
@@ -84,7 +110,15 @@ impl FaultState {
         }
         if f.rate_limit_next > 0 {
             f.rate_limit_next -= 1;
-            return Some(Injected::RateLimited(f.rate_limit_code));
+            return Some(Injected::Code(f.rate_limit_code));
+        }
+        if f.system_error_next > 0 {
+            f.system_error_next -= 1;
+            return Some(Injected::Code(SERVICE_UNAVAILABLE));
+        }
+        if f.code_next > 0 {
+            f.code_next -= 1;
+            return Some(Injected::Code(f.code));
         }
         let limit = f.rate_limit_per_sec?;
         let (start, count) = match self.window {
@@ -94,7 +128,7 @@ impl FaultState {
             _ => (now, 1),
         };
         self.window = Some((start, count));
-        (count > limit).then_some(Injected::RateLimited(self.faults.rate_limit_code))
+        (count > limit).then_some(Injected::Code(self.faults.rate_limit_code))
     }
 
     /// Decides the fate of one token request.
@@ -121,10 +155,10 @@ mod tests {
         });
         let t = Instant::now();
         assert_eq!(s.order_call(t, 0.5), Some(Injected::ServerError(503)));
-        assert_eq!(s.order_call(t, 0.5), Some(Injected::RateLimited(10023)));
+        assert_eq!(s.order_call(t, 0.5), Some(Injected::Code(10023)));
         assert_eq!(s.order_call(t, 0.5), None);
         assert_eq!(s.order_call(t, 0.5), None);
-        assert_eq!(s.order_call(t, 0.5), Some(Injected::RateLimited(10023)));
+        assert_eq!(s.order_call(t, 0.5), Some(Injected::Code(10023)));
         assert_eq!(s.order_call(t + Duration::from_secs(1), 0.5), None);
         s.faults.error_rate = 0.6;
         assert_eq!(s.order_call(t, 0.5), Some(Injected::ServerError(503)));

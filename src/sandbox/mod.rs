@@ -15,12 +15,12 @@ use std::time::Duration;
 
 use actix_web::dev::ServerHandle;
 use actix_web::{web, App, HttpServer};
-use tokio::sync::broadcast;
+use tokio::sync::mpsc;
 
 use crate::config::Merchants;
 use state::SandboxState;
 
-pub use faults::Faults;
+pub use faults::{ErrorEnvelope, Faults};
 pub use orders::{Order, OrderEvent, CLOSED, FINISHED, PAID, TIMED_OUT};
 pub use pusher::{PushSchedule, PushSender, PushStats};
 
@@ -123,13 +123,14 @@ impl SandboxHandle {
         format!("http://{}", self.addr)
     }
 
-    /// `http://addr/2/eshop`, the `weibo.api_base` for a client.
+    /// `http://addr/2/proxy/eshop/open`, the `weibo.api_base` for a client (the platform's
+    /// real path under its own host).
     pub fn api_base(&self) -> String {
-        format!("{}/2/eshop", self.base_url())
+        format!("{}{API_PATH}", self.base_url())
     }
 
     /// Order state changes from now on, for a push sender.
-    pub fn subscribe_orders(&self) -> broadcast::Receiver<OrderEvent> {
+    pub fn subscribe_orders(&self) -> mpsc::UnboundedReceiver<OrderEvent> {
         self.state.lock().orders.subscribe()
     }
 
@@ -154,19 +155,16 @@ impl SandboxHandle {
     }
 }
 
+/// Where the e-commerce interfaces live under the platform's host.
+const API_PATH: &str = "/2/proxy/eshop/open";
+
 fn routes(cfg: &mut web::ServiceConfig) {
     cfg.route("/oauth2/shop/authorize", web::get().to(platform::authorize))
-        .route(
-            "/2/eshop/order/retailerFinishSub",
-            web::post().to(platform::finish),
-        )
-        .route(
-            "/2/eshop/order/retailerCloseSub",
-            web::post().to(platform::close),
-        )
-        .route(
-            "/2/eshop/order/retailerGetSub",
-            web::get().to(platform::get_sub),
+        .service(
+            web::scope(API_PATH)
+                .route("/order/retailerFinishSub", web::post().to(platform::finish))
+                .route("/order/retailerCloseSub", web::post().to(platform::close))
+                .route("/order/retailerGetSub", web::get().to(platform::get_sub)),
         )
         .route("/admin/orders", web::post().to(admin::create_orders))
         .route(

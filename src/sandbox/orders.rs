@@ -4,7 +4,7 @@
 use std::collections::HashMap;
 
 use serde::Serialize;
-use tokio::sync::broadcast;
+use tokio::sync::mpsc;
 
 /// Paid, awaiting fulfilment.
 pub const PAID: u16 = 201;
@@ -60,7 +60,9 @@ pub struct OrderEvent {
 pub struct OrderStore {
     orders: HashMap<(String, String), Order>,
     next_id: u64,
-    events: broadcast::Sender<OrderEvent>,
+    // Unbounded, like the platform's own queue of pushes: a subscriber that falls behind
+    // gets every change late, never loses one.
+    subscribers: Vec<mpsc::UnboundedSender<OrderEvent>>,
 }
 
 impl Default for OrderStore {
@@ -69,7 +71,7 @@ impl Default for OrderStore {
             orders: HashMap::new(),
             // Shaped like the platform's ids (15 digits).
             next_id: 366_383_890_000_001,
-            events: broadcast::channel(1024).0,
+            subscribers: Vec::new(),
         }
     }
 }
@@ -114,9 +116,11 @@ impl OrderStore {
         self.transition(appid, sub_order_id, CLOSED, Some(reason))
     }
 
-    /// State changes from now on (creation included).
-    pub fn subscribe(&self) -> broadcast::Receiver<OrderEvent> {
-        self.events.subscribe()
+    /// State changes from now on (creation included), every one of them.
+    pub fn subscribe(&mut self) -> mpsc::UnboundedReceiver<OrderEvent> {
+        let (tx, rx) = mpsc::unbounded_channel();
+        self.subscribers.push(tx);
+        rx
     }
 
     fn transition(
@@ -141,13 +145,14 @@ impl OrderStore {
         Ok(&self.orders[&key])
     }
 
-    fn emit(&self, appid: &str, sub_order_id: &str, state_code: u16) {
-        // No subscriber yet is normal: nobody pushes until a push sender exists.
-        let _ = self.events.send(OrderEvent {
+    fn emit(&mut self, appid: &str, sub_order_id: &str, state_code: u16) {
+        let event = OrderEvent {
             appid: appid.to_owned(),
             sub_order_id: sub_order_id.to_owned(),
             state_code,
-        });
+        };
+        // A subscriber that went away is forgotten.
+        self.subscribers.retain(|s| s.send(event.clone()).is_ok());
     }
 }
 

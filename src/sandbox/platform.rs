@@ -10,7 +10,7 @@ use secrecy::ExposeSecret;
 use serde_json::{json, Value};
 use subtle::ConstantTimeEq;
 
-use super::faults::Injected;
+use super::faults::{ErrorEnvelope, Injected};
 use super::orders::Order;
 use super::state::SandboxState;
 use crate::signature;
@@ -62,10 +62,14 @@ type Refusal = (i64, String);
 pub async fn authorize(state: Data<SandboxState>, req: HttpRequest) -> HttpResponse {
     const NAME: &str = "authorize";
     let params = parse(req.query_string().as_bytes());
-    let (latency, injected) = {
+    let (latency, injected, envelope) = {
         let mut world = state.lock();
         world.record(NAME, &params);
-        (world.faults.latency(), world.faults.token_call())
+        (
+            world.faults.latency(),
+            world.faults.token_call(),
+            world.faults.faults.error_envelope,
+        )
     };
     tokio::time::sleep(latency).await;
     if let Some(Injected::ServerError(status)) = injected {
@@ -77,7 +81,11 @@ pub async fn authorize(state: Data<SandboxState>, req: HttpRequest) -> HttpRespo
     state.lock().count(NAME, code);
     match answer {
         Ok(body) => HttpResponse::Ok().json(body),
-        Err((code, msg)) => refusal(code, &msg),
+        // The token endpoint answers errors in the OAuth2 shape in Weibo's envelope mode.
+        Err((code, msg)) if envelope == ErrorEnvelope::Weibo => HttpResponse::BadRequest().json(
+            json!({"error": "invalid_request", "error_code": code, "error_description": msg}),
+        ),
+        Err((code, msg)) => refusal(code, &msg, envelope, NAME),
     }
 }
 
@@ -117,17 +125,17 @@ fn issue(state: &SandboxState, params: &BTreeMap<String, String>) -> Result<Valu
     }))
 }
 
-/// `POST /2/eshop/order/retailerFinishSub`
+/// `POST {api_base}/order/retailerFinishSub`
 pub async fn finish(state: Data<SandboxState>, body: Bytes) -> HttpResponse {
     order_call(&state, Endpoint::Finish, parse(&body)).await
 }
 
-/// `POST /2/eshop/order/retailerCloseSub`
+/// `POST {api_base}/order/retailerCloseSub`
 pub async fn close(state: Data<SandboxState>, body: Bytes) -> HttpResponse {
     order_call(&state, Endpoint::Close, parse(&body)).await
 }
 
-/// `GET /2/eshop/order/retailerGetSub`
+/// `GET {api_base}/order/retailerGetSub`
 pub async fn get_sub(state: Data<SandboxState>, req: HttpRequest) -> HttpResponse {
     order_call(
         &state,
@@ -143,12 +151,13 @@ async fn order_call(
     params: BTreeMap<String, String>,
 ) -> HttpResponse {
     let roll: f64 = rand::random();
-    let (latency, injected) = {
+    let (latency, injected, envelope) = {
         let mut world = state.lock();
         world.record(endpoint.name(), &params);
         (
             world.faults.latency(),
             world.faults.order_call(Instant::now(), roll),
+            world.faults.faults.error_envelope,
         )
     };
     tokio::time::sleep(latency).await;
@@ -159,14 +168,14 @@ async fn order_call(
                 .count(endpoint.name(), format!("http_{status}"));
             return server_error(status);
         }
-        Some(Injected::RateLimited(code)) => Err((code, "rate limited".to_owned())),
+        Some(Injected::Code(code)) => Err((code, injected_message(code).to_owned())),
         None => process(state, endpoint, &params),
     };
     let code = answer.as_ref().map_or_else(|(code, _)| *code, |_| 0);
     state.lock().count(endpoint.name(), code);
     match answer {
         Ok(data) => HttpResponse::Ok().json(json!({"code": 0, "msg": "success", "data": data})),
-        Err((code, msg)) => refusal(code, &msg),
+        Err((code, msg)) => refusal(code, &msg, envelope, endpoint.name()),
     }
 }
 
@@ -251,12 +260,39 @@ fn order_message(code: i64) -> &'static str {
     }
 }
 
-/// Every refusal is the JSON envelope; the status follows the kind of error.
-fn refusal(code: i64, msg: &str) -> HttpResponse {
+fn injected_message(code: i64) -> &'static str {
+    match code {
+        10022..=10024 => "user requests out of rate limit!",
+        super::faults::SERVICE_UNAVAILABLE => "service unavailable",
+        _ => "injected answer",
+    }
+}
+
+/// Codes Weibo's API gateway answers itself, before the e-commerce service is reached.
+fn from_the_gateway(code: i64) -> bool {
+    matches!(code, 10001..=10024 | 21300..=21399)
+}
+
+/// A refusal. In our model every one is the e-commerce envelope, its status following the kind
+/// of error; in Weibo's mode the gateway's own errors come in its envelope, code as a string,
+/// at HTTP 400 (token) or 403 (rate, system), as the real gateway answers them.
+fn refusal(code: i64, msg: &str, envelope: ErrorEnvelope, endpoint: &str) -> HttpResponse {
+    if envelope == ErrorEnvelope::Weibo && from_the_gateway(code) {
+        let status = if (21300..=21399).contains(&code) {
+            StatusCode::BAD_REQUEST
+        } else {
+            StatusCode::FORBIDDEN
+        };
+        return HttpResponse::build(status).json(json!({
+            "request": format!("/2/proxy/eshop/open/order/{endpoint}"),
+            "error_code": code.to_string(),
+            "error": msg,
+        }));
+    }
     let status = match code {
         BAD_SIGNATURE | BAD_PARAMETER => StatusCode::BAD_REQUEST,
         super::tokens::EXPIRED | super::tokens::INVALID => StatusCode::UNAUTHORIZED,
-        10023 | 10024 => StatusCode::TOO_MANY_REQUESTS,
+        10022..=10024 => StatusCode::TOO_MANY_REQUESTS,
         _ => StatusCode::OK,
     };
     HttpResponse::build(status).json(json!({"code": code, "msg": msg, "data": {}}))

@@ -7,7 +7,7 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use secrecy::ExposeSecret;
 use serde_json::json;
-use tokio::sync::broadcast::error::RecvError;
+use tokio::sync::Semaphore;
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 
@@ -16,6 +16,9 @@ use crate::signature;
 
 /// The platform drops a delivery that got no answer within this time.
 const ANSWER_DEADLINE: Duration = Duration::from_secs(5);
+/// Deliveries in flight at once: a platform works through its queue of pushes with a bounded
+/// number of connections; it neither opens one per order nor forgets the rest.
+const IN_FLIGHT: usize = 32;
 
 /// Redelivery delays after a failed delivery (platform spec section 5), then it gives up.
 #[derive(Debug, Clone)]
@@ -92,20 +95,14 @@ impl PushSender {
             .build()
             .unwrap_or_default();
         let (sandbox, task_stats, task_stop) = (sandbox.clone(), stats.clone(), stop.clone());
+        let in_flight = Arc::new(Semaphore::new(IN_FLIGHT));
         let task = tokio::spawn(async move {
             loop {
                 let event = tokio::select! {
                     _ = task_stop.cancelled() => return,
                     event = events.recv() => event,
                 };
-                let event = match event {
-                    Ok(event) => event,
-                    Err(RecvError::Lagged(n)) => {
-                        tracing::error!(missed = n, "push sender fell behind; events lost");
-                        continue;
-                    }
-                    Err(RecvError::Closed) => return,
-                };
+                let Some(event) = event else { return };
                 let Some(order) = sandbox.order(&event.appid, &event.sub_order_id) else {
                     continue;
                 };
@@ -122,6 +119,7 @@ impl PushSender {
                     stats: task_stats.clone(),
                     schedule: schedule.clone(),
                     stop: task_stop.clone(),
+                    in_flight: in_flight.clone(),
                 };
                 tokio::spawn(delivery.run());
             }
@@ -150,6 +148,7 @@ struct Delivery {
     stats: Arc<PushStats>,
     schedule: PushSchedule,
     stop: CancellationToken,
+    in_flight: Arc<Semaphore>,
 }
 
 impl Delivery {
@@ -160,6 +159,13 @@ impl Delivery {
                 _ = self.stop.cancelled() => return,
                 _ = tokio::time::sleep(wait) => {}
             }
+            // Waiting for a connection is not waiting for the answer: the latency counts from
+            // the moment this delivery is sent.
+            let permit = tokio::select! {
+                _ = self.stop.cancelled() => return,
+                permit = self.in_flight.acquire() => permit,
+            };
+            let Ok(_permit) = permit else { return };
             self.stats.deliveries.fetch_add(1, Ordering::Relaxed);
             let started = Instant::now();
             if self.deliver_once().await {

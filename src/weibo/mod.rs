@@ -13,9 +13,7 @@ use tokio::time::Instant;
 use crate::config::{Merchant, WeiboSettings};
 use crate::signature;
 
-pub use outcome::{
-    classify, Action, CallOutcome, ALREADY_CLOSED, ALREADY_FINISHED, RATE_LIMIT_CODES, TOKEN_CODES,
-};
+pub use outcome::{classify, read_code, Action, CallOutcome, CodeTable, Meaning, PlatformError};
 pub use token::{Token, TokenError};
 
 /// Why the client could not be built.
@@ -32,6 +30,7 @@ pub struct WeiboClient {
     http: reqwest::Client,
     api_base: String,
     oauth_base: String,
+    codes: std::sync::Arc<CodeTable>,
 }
 
 impl WeiboClient {
@@ -49,6 +48,7 @@ impl WeiboClient {
             http,
             api_base: settings.api_base.trim_end_matches('/').to_owned(),
             oauth_base: settings.oauth_base.trim_end_matches('/').to_owned(),
+            codes: std::sync::Arc::new(CodeTable::new(&settings.codes)),
         })
     }
 
@@ -107,7 +107,7 @@ impl WeiboClient {
             Ok(response) => {
                 let status = response.status();
                 match response.bytes().await {
-                    Ok(body) => classify(action, status, &body),
+                    Ok(body) => classify(action, status, &body, &self.codes),
                     Err(e) => transport(&e),
                 }
             }
@@ -144,8 +144,14 @@ impl WeiboClient {
             ])
             .send()
             .await
-            // The URL carries the request signature: keep it out of error messages.
-            .map_err(|e| TokenError::Transport(e.without_url().to_string()))?;
+            // The URL's query carries the request's signature: keep it out of every message.
+            .map_err(|e| {
+                TokenError::Transport(format!(
+                    "{}: {}",
+                    self.oauth_host(),
+                    chain(&e.without_url())
+                ))
+            })?;
         if response.status().is_redirection() {
             return Err(TokenError::Refused {
                 status: response.status().as_u16(),
@@ -154,10 +160,13 @@ impl WeiboClient {
             });
         }
         let status = response.status().as_u16();
-        let body = response
-            .bytes()
-            .await
-            .map_err(|e| TokenError::Transport(e.without_url().to_string()))?;
+        let body = response.bytes().await.map_err(|e| {
+            TokenError::Transport(format!(
+                "{}: {}",
+                self.oauth_host(),
+                chain(&e.without_url())
+            ))
+        })?;
         token::parse_token_answer(status, &body, obtained_at)
     }
 }
@@ -179,6 +188,33 @@ fn redirect_refused(response: &reqwest::Response) -> String {
     )
 }
 
+impl WeiboClient {
+    /// The token endpoint's host, to name in errors (never the URL: its query is signed).
+    fn oauth_host(&self) -> String {
+        reqwest::Url::parse(&self.oauth_base)
+            .ok()
+            .and_then(|u| u.host_str().map(|h| format!("token endpoint {h}")))
+            .unwrap_or_else(|| "token endpoint".into())
+    }
+}
+
+/// `error` and every cause under it, joined by `: ` (reqwest's own message alone says only
+/// "error sending request").
+fn chain(error: &dyn std::error::Error) -> String {
+    let mut out = error.to_string();
+    let mut source = error.source();
+    while let Some(cause) = source {
+        let text = cause.to_string();
+        // Some layers repeat their cause in their own message.
+        if !out.contains(&text) {
+            out.push_str(": ");
+            out.push_str(&text);
+        }
+        source = cause.source();
+    }
+    out
+}
+
 fn transport(e: &reqwest::Error) -> CallOutcome {
     let kind = if e.is_timeout() {
         "time-out"
@@ -189,7 +225,7 @@ fn transport(e: &reqwest::Error) -> CallOutcome {
     };
     CallOutcome::Transient {
         code: None,
-        reason: format!("{kind}: {e}"),
+        reason: format!("{kind}: {}", chain(e)),
     }
 }
 

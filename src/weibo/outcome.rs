@@ -1,7 +1,13 @@
-//! Classifying a platform answer (platform spec section 4, its code table).
+//! Classifying a platform answer (platform spec section 4): the code is read from whichever of
+//! the platform's three envelopes arrives, at any HTTP status, and looked up in the configured
+//! code table.
+
+use std::collections::HashSet;
 
 use reqwest::StatusCode;
-use serde::Deserialize;
+use serde_json::Value;
+
+use crate::config::CodeSettings;
 
 /// The two order actions the relay reports back.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -25,17 +31,17 @@ impl Action {
 /// What a caller does next after one platform call.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum CallOutcome {
-    /// Done: `code` is 0, or the idempotent "already in the wanted state" code.
+    /// Done: `code` is 0, or a code the table says means "already in the wanted state".
     Succeeded {
-        /// 0, 70102 (finish) or 70103 (close).
+        /// 0 or the idempotent code.
         code: i64,
     },
-    /// The access_token expired (21327) or was invalidated (21332): refresh once, retry.
+    /// The access_token was rejected (expired, superseded): refresh once, retry.
     TokenRejected {
-        /// 21327 or 21332.
+        /// The platform's code.
         code: i64,
     },
-    /// Try again later: HTTP 5xx, time-out, connection error, rate limiting.
+    /// Try again later: HTTP 5xx, time-out, connection error, a transient code.
     Transient {
         /// The platform code when an answer could be read.
         code: Option<i64>,
@@ -51,48 +57,104 @@ pub enum CallOutcome {
     },
 }
 
-/// Codes that mean the token must be refreshed.
-pub const TOKEN_CODES: [i64; 2] = [21327, 21332];
-/// Codes that mean "slow down".
-pub const RATE_LIMIT_CODES: [i64; 2] = [10023, 10024];
-/// Sub order already finished.
-pub const ALREADY_FINISHED: i64 = 70102;
-/// Sub order already closed.
-pub const ALREADY_CLOSED: i64 = 70103;
-
-/// The answer envelope `{"code":..,"msg":..,"data":..}`; `code` may come as a string.
-#[derive(Debug, Deserialize)]
-struct Answer {
-    code: Code,
-    #[serde(default)]
-    msg: Option<String>,
+/// What a code means, from `[weibo.codes]`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Meaning {
+    /// Refresh the token once and retry.
+    TokenRejected,
+    /// Back off and retry.
+    Transient,
+    /// Success for `finish`, permanent for `close`.
+    AlreadyFinished,
+    /// Success for `close`, permanent for `finish`.
+    AlreadyClosed,
+    /// Dead-letter with the code.
+    Permanent,
 }
 
-#[derive(Debug, Deserialize)]
-#[serde(untagged)]
-enum Code {
-    Int(i64),
-    Text(String),
+/// The configured code table.
+#[derive(Debug, Clone, Default)]
+pub struct CodeTable {
+    token_rejected: HashSet<i64>,
+    transient: HashSet<i64>,
+    already_finished: HashSet<i64>,
+    already_closed: HashSet<i64>,
 }
 
-impl Code {
-    fn value(&self) -> Option<i64> {
-        match self {
-            Self::Int(i) => Some(*i),
-            Self::Text(s) => s.trim().parse().ok(),
+impl CodeTable {
+    /// The table of `[weibo.codes]` (validated at load: no code in two lists).
+    pub fn new(codes: &CodeSettings) -> Self {
+        let set = |v: &[i64]| v.iter().copied().collect();
+        Self {
+            token_rejected: set(&codes.token_rejected),
+            transient: set(&codes.transient),
+            already_finished: set(&codes.already_finished),
+            already_closed: set(&codes.already_closed),
+        }
+    }
+
+    /// What `code` means; anything listed nowhere is permanent.
+    pub fn meaning(&self, code: i64) -> Meaning {
+        if self.token_rejected.contains(&code) {
+            Meaning::TokenRejected
+        } else if self.transient.contains(&code) {
+            Meaning::Transient
+        } else if self.already_finished.contains(&code) {
+            Meaning::AlreadyFinished
+        } else if self.already_closed.contains(&code) {
+            Meaning::AlreadyClosed
+        } else {
+            Meaning::Permanent
         }
     }
 }
 
-/// Reads an answer's `code` and `msg`, if the body is the platform's JSON envelope.
-pub(crate) fn parse_answer(body: &[u8]) -> Option<(i64, String)> {
-    let answer: Answer = serde_json::from_slice(body).ok()?;
-    Some((answer.code.value()?, answer.msg.unwrap_or_default()))
+/// A code and message read from any of the three envelopes.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PlatformError {
+    /// The code (`code` or `error_code`, number or numeric string).
+    pub code: i64,
+    /// `msg`, `error_description` or `error`.
+    pub msg: String,
 }
 
-/// Applies the spec's table to one HTTP answer.
-pub fn classify(action: Action, status: StatusCode, body: &[u8]) -> CallOutcome {
-    let parsed = parse_answer(body);
+fn number(v: &Value) -> Option<i64> {
+    match v {
+        Value::Number(n) => n.as_i64(),
+        Value::String(s) => s.trim().parse().ok(),
+        _ => None,
+    }
+}
+
+fn text(v: Option<&Value>) -> Option<String> {
+    match v? {
+        Value::String(s) => Some(s.clone()),
+        Value::Null => None,
+        other => Some(other.to_string()),
+    }
+}
+
+/// Reads the code and message of an answer: the e-commerce envelope (`code`/`msg`), Weibo's
+/// API gateway error (`error_code`/`error`/`request`) or the OAuth2 error
+/// (`error`/`error_code`/`error_description`). `None` when the body carries no code.
+pub fn read_code(body: &[u8]) -> Option<PlatformError> {
+    // An object only: serde would read a struct out of a JSON array too.
+    let envelope: serde_json::Map<String, Value> = serde_json::from_slice(body).ok()?;
+    if let Some(code) = envelope.get("code").and_then(number) {
+        return Some(PlatformError {
+            code,
+            msg: text(envelope.get("msg")).unwrap_or_default(),
+        });
+    }
+    let code = envelope.get("error_code").and_then(number)?;
+    let msg = text(envelope.get("error_description"))
+        .or_else(|| text(envelope.get("error")))
+        .unwrap_or_default();
+    Some(PlatformError { code, msg })
+}
+
+/// Applies the code table to one HTTP answer.
+pub fn classify(action: Action, status: StatusCode, body: &[u8], table: &CodeTable) -> CallOutcome {
     if status.is_redirection() {
         // Never followed (the client refuses redirects): the platform did not settle the call.
         return CallOutcome::Transient {
@@ -100,16 +162,17 @@ pub fn classify(action: Action, status: StatusCode, body: &[u8]) -> CallOutcome 
             reason: format!("HTTP {} redirect not followed", status.as_u16()),
         };
     }
+    let read = read_code(body);
     if status.is_server_error() {
         // Whatever the body says, a 5xx means the platform did not settle the call.
         return CallOutcome::Transient {
-            code: parsed.map(|(code, _)| code),
+            code: read.map(|e| e.code),
             reason: format!("HTTP {}", status.as_u16()),
         };
     }
-    let Some((code, msg)) = parsed else {
-        // A gateway's own page (no platform envelope): only throttling and time-outs are
-        // worth retrying; anything else would fail the same way again.
+    let Some(PlatformError { code, msg }) = read else {
+        // A page without any envelope: only throttling and time-outs are worth retrying;
+        // anything else would fail the same way again.
         return if status == StatusCode::TOO_MANY_REQUESTS || status == StatusCode::REQUEST_TIMEOUT {
             CallOutcome::Transient {
                 code: None,
@@ -122,17 +185,27 @@ pub fn classify(action: Action, status: StatusCode, body: &[u8]) -> CallOutcome 
             }
         };
     };
-    match (code, action) {
-        (0, _) | (ALREADY_FINISHED, Action::Finish) | (ALREADY_CLOSED, Action::Close) => {
+    if code == 0 {
+        return if status.is_success() {
+            CallOutcome::Succeeded { code }
+        } else {
+            CallOutcome::Permanent {
+                code: Some(code),
+                msg: format!("HTTP {} with code 0: {msg}", status.as_u16()),
+            }
+        };
+    }
+    match (table.meaning(code), action) {
+        (Meaning::TokenRejected, _) => CallOutcome::TokenRejected { code },
+        (Meaning::Transient, _) => CallOutcome::Transient {
+            code: Some(code),
+            reason: format!("code {code}: {msg}"),
+        },
+        (Meaning::AlreadyFinished, Action::Finish) | (Meaning::AlreadyClosed, Action::Close) => {
             CallOutcome::Succeeded { code }
         }
-        (c, _) if TOKEN_CODES.contains(&c) => CallOutcome::TokenRejected { code },
-        (c, _) if RATE_LIMIT_CODES.contains(&c) => CallOutcome::Transient {
-            code: Some(code),
-            reason: format!("rate limited: {msg}"),
-        },
-        // 40001, 40002, 70101, 70104, the non-idempotent 70102/70103, and codes the spec
-        // does not list: retrying the same request cannot change the answer.
+        // The other action's idempotent code, and every code the table does not list:
+        // retrying the same request cannot change the answer.
         _ => CallOutcome::Permanent {
             code: Some(code),
             msg,
@@ -141,101 +214,4 @@ pub fn classify(action: Action, status: StatusCode, body: &[u8]) -> CallOutcome 
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-
-    fn answer(code: i64) -> Vec<u8> {
-        format!(r#"{{"code":{code},"msg":"m","data":{{}}}}"#).into_bytes()
-    }
-
-    #[test]
-    fn every_table_row() {
-        use Action::*;
-        let ok = StatusCode::OK;
-        for action in [Finish, Close] {
-            assert_eq!(
-                classify(action, ok, &answer(0)),
-                CallOutcome::Succeeded { code: 0 }
-            );
-            for code in TOKEN_CODES {
-                assert_eq!(
-                    classify(action, StatusCode::UNAUTHORIZED, &answer(code)),
-                    CallOutcome::TokenRejected { code }
-                );
-            }
-            for code in RATE_LIMIT_CODES {
-                assert!(matches!(
-                    classify(action, StatusCode::TOO_MANY_REQUESTS, &answer(code)),
-                    CallOutcome::Transient { code: Some(c), .. } if c == code
-                ));
-            }
-            for code in [40001, 40002, 70101, 70104, 12345] {
-                assert_eq!(
-                    classify(action, ok, &answer(code)),
-                    CallOutcome::Permanent {
-                        code: Some(code),
-                        msg: "m".into()
-                    }
-                );
-            }
-        }
-        assert_eq!(
-            classify(Finish, ok, &answer(70102)),
-            CallOutcome::Succeeded { code: 70102 }
-        );
-        assert!(matches!(
-            classify(Close, ok, &answer(70102)),
-            CallOutcome::Permanent {
-                code: Some(70102),
-                ..
-            }
-        ));
-        assert_eq!(
-            classify(Close, ok, &answer(70103)),
-            CallOutcome::Succeeded { code: 70103 }
-        );
-        assert!(matches!(
-            classify(Finish, ok, &answer(70103)),
-            CallOutcome::Permanent {
-                code: Some(70103),
-                ..
-            }
-        ));
-    }
-
-    #[test]
-    fn server_errors_are_transient_whatever_the_body() {
-        let s = StatusCode::BAD_GATEWAY;
-        assert!(matches!(
-            classify(Action::Finish, s, b"<html>bad gateway</html>"),
-            CallOutcome::Transient { code: None, .. }
-        ));
-        assert!(matches!(
-            classify(Action::Finish, s, &answer(70101)),
-            CallOutcome::Transient {
-                code: Some(70101),
-                ..
-            }
-        ));
-    }
-
-    #[test]
-    fn unreadable_answers() {
-        assert!(matches!(
-            classify(Action::Close, StatusCode::OK, b"not json"),
-            CallOutcome::Permanent { code: None, .. }
-        ));
-        assert!(matches!(
-            classify(Action::Close, StatusCode::TOO_MANY_REQUESTS, b""),
-            CallOutcome::Transient { code: None, .. }
-        ));
-        assert_eq!(
-            classify(
-                Action::Close,
-                StatusCode::OK,
-                br#"{"code":"0","msg":"success"}"#
-            ),
-            CallOutcome::Succeeded { code: 0 }
-        );
-    }
-}
+mod tests;

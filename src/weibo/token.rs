@@ -102,15 +102,6 @@ struct Answer {
     expires_in: u64,
 }
 
-/// Error answers: the order interfaces' `code`/`msg`, or the open platform's `error_code`/`error`.
-#[derive(Debug, Deserialize)]
-struct ErrorAnswer {
-    #[serde(alias = "error_code")]
-    code: Option<i64>,
-    #[serde(alias = "error")]
-    msg: Option<String>,
-}
-
 /// Turns the authorize answer into a [`Token`] obtained at `obtained_at`.
 pub(crate) fn parse_token_answer(
     status: u16,
@@ -132,19 +123,20 @@ pub(crate) fn parse_token_answer(
             ));
         }
     }
-    match serde_json::from_slice::<ErrorAnswer>(body) {
-        Ok(e) if e.code.is_some() || !(200..300).contains(&status) => Err(TokenError::Refused {
+    // Any of the platform's envelopes (the OAuth2 error most likely), at any status.
+    match super::read_code(body) {
+        Some(error) => Err(TokenError::Refused {
             status,
-            code: e.code,
-            msg: e.msg.unwrap_or_default(),
+            code: Some(error.code),
+            msg: crate::telemetry::shown(&error.msg),
         }),
-        _ if !(200..300).contains(&status) => Err(TokenError::Refused {
+        None if !(200..300).contains(&status) => Err(TokenError::Refused {
             status,
             code: None,
-            msg: "no JSON answer".into(),
+            msg: "no platform answer".into(),
         }),
         // Never echo a 2xx body: it may hold a token in an unexpected shape.
-        _ => Err(TokenError::Malformed(format!(
+        None => Err(TokenError::Malformed(format!(
             "HTTP {status}: not a token answer"
         ))),
     }

@@ -6,6 +6,7 @@ mod demo;
 mod deploy;
 mod faults;
 mod fixtures;
+mod gateway;
 mod helpers;
 mod ops;
 mod process;

@@ -377,3 +377,90 @@ async fn many_fields_are_refused_and_long_values_within_the_limit_are_fine() {
     let env: Value = serde_json::from_slice(&msg.delivery.data).unwrap();
     assert_eq!(env["params"]["remark"].as_str().unwrap().len(), 2000);
 }
+
+/// The seed's Java and Go `getSign` keep empty values and do not trim: a push signed that way
+/// is accepted and published as signed; its forged twins are not.
+#[tokio::test]
+async fn a_push_signed_the_java_and_go_way_is_accepted_and_its_forged_twins_are_not() {
+    use weibo_relay::signature::{sign_in, Form};
+    let app = spawn_app().await;
+    let data = format!("{} ", order_data(&unique_order_id(), 201));
+    let ts = now().to_string();
+    let mut fields: Vec<(String, String)> = [
+        ("appid", APPID),
+        ("type", "2"),
+        ("data", data.as_str()),
+        ("timestamp", ts.as_str()),
+        ("nonce", "0c1f"),
+        ("remark", ""),
+        ("sign_type", "md5"),
+    ]
+    .iter()
+    .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
+    .collect();
+    let pairs = |f: &[(String, String)]| {
+        f.iter()
+            .map(|(k, v)| (k.clone(), v.clone()))
+            .collect::<Vec<_>>()
+    };
+    let sign = sign_in(
+        fields.iter().map(|(k, v)| (k.as_str(), v.as_str())),
+        SIGN_KEY,
+        Form::Raw,
+    );
+    // The PHP form would not produce this signature (it drops remark and trims data).
+    assert_ne!(
+        sign,
+        weibo_relay::signature::sign(
+            fields.iter().map(|(k, v)| (k.as_str(), v.as_str())),
+            SIGN_KEY
+        )
+    );
+    fields.push(("sign".into(), sign));
+
+    let mut forged_data = pairs(&fields);
+    forged_data[2].1 = format!("{} ", order_data(&unique_order_id(), 301));
+    let mut without_remark = pairs(&fields);
+    without_remark.retain(|(k, _)| k != "remark");
+    let mut trimmed = pairs(&fields);
+    trimmed[2].1 = data.trim_end().to_owned();
+    for twin in [forged_data, without_remark, trimmed] {
+        app.post_form(form(&twin)).await.assert_refused(401, 40001);
+    }
+    app.post_form(form(&fields)).await.assert_success();
+
+    let msg = app.next_event().await;
+    let body: Value = serde_json::from_slice(&msg.delivery.data).unwrap();
+    assert_eq!(body["event_id"], expected_event_id(APPID, "2", &data));
+    assert_eq!(body["params"]["remark"], "");
+    assert_eq!(body["params"]["data"], data.as_str());
+    assert_eq!(app.queue_depth().await, 0);
+}
+
+#[tokio::test]
+async fn the_answer_to_a_stored_push_is_configuration() {
+    let mut settings = test_settings(AMQP_URL);
+    settings.push.success_body = "success".into();
+    settings.push.success_content_type = "text/plain; charset=utf-8".into();
+    let app = spawn_app_with(settings, true).await;
+    let (body, _) = valid_form_push();
+    let answer = app
+        .http
+        .post(app.push_url())
+        .header("content-type", "application/x-www-form-urlencoded")
+        .body(body)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(answer.status(), 200);
+    assert_eq!(
+        answer.headers()["content-type"].to_str().unwrap(),
+        "text/plain; charset=utf-8"
+    );
+    assert_eq!(answer.text().await.unwrap(), "success");
+    app.next_event().await;
+    // Refusals keep the contract's JSON.
+    app.post_form("appid=1".into())
+        .await
+        .assert_refused(400, 40002);
+}

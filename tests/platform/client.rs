@@ -197,7 +197,7 @@ async fn rate_limits_and_server_errors_are_transient() {
             p.client.finish(m, &id, &token).await,
             CallOutcome::Transient {
                 code: Some(code),
-                reason: "rate limited: rate limited".into()
+                reason: format!("code {code}: user requests out of rate limit!")
             }
         );
     }
@@ -359,4 +359,52 @@ async fn get_sub_answers_the_order_details() {
     assert_eq!(refused.status(), 400);
     let answer: Value = refused.json().await.unwrap();
     assert_eq!(answer["code"], 40001);
+}
+
+/// The real gateway answers token, rate and system errors in its own envelope, at HTTP 400 or
+/// 403, the code as a string: each is still read for what it is.
+#[tokio::test]
+async fn weibo_gateway_errors_are_read_by_their_code_at_any_status() {
+    let p = Platform::start(HOUR).await;
+    let m = p.merchant();
+    let token = p.client.fetch_token(m).await.unwrap();
+    let id = p.orders(1, PAID).await.remove(0);
+    for code in [10022, 10023, 10024] {
+        p.faults(json!({"error_envelope": "weibo", "rate_limit_next": 1, "rate_limit_code": code}))
+            .await;
+        assert!(
+            matches!(p.client.finish(m, &id, &token).await, CallOutcome::Transient { code: Some(c), .. } if c == code),
+            "{code}"
+        );
+    }
+    p.faults(json!({"error_envelope": "weibo", "system_error_next": 1}))
+        .await;
+    assert_eq!(
+        p.client.finish(m, &id, &token).await,
+        CallOutcome::Transient {
+            code: Some(10002),
+            reason: "code 10002: service unavailable".into()
+        }
+    );
+    p.faults(json!({"error_envelope": "weibo", "code_next": 1, "code": 66666}))
+        .await;
+    assert_eq!(
+        p.client.finish(m, &id, &token).await,
+        CallOutcome::Permanent {
+            code: Some(66666),
+            msg: "injected answer".into()
+        }
+    );
+    p.revoke(21327).await;
+    assert_eq!(
+        p.client.finish(m, &id, &token).await,
+        CallOutcome::TokenRejected { code: 21327 }
+    );
+    assert_eq!(p.calls("retailerFinishSub", "10002").await, 1);
+    assert_eq!(p.calls("retailerFinishSub", "66666").await, 1);
+    let fresh = p.client.fetch_token(m).await.unwrap();
+    assert_eq!(
+        p.client.finish(m, &id, &fresh).await,
+        CallOutcome::Succeeded { code: 0 }
+    );
 }

@@ -22,7 +22,7 @@ pub fn settings(oauth_base: &str, sign_key: &str, timeout_ms: u64) -> Settings {
     Settings::from_toml(&format!(
         r#"
 [weibo]
-api_base = "{oauth_base}/2/eshop"
+api_base = "{oauth_base}/2/proxy/eshop/open"
 oauth_base = "{oauth_base}"
 timeout_ms = {timeout_ms}
 
