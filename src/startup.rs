@@ -48,6 +48,7 @@ pub struct Application {
     server: Server,
     broker: Broker,
     worker: Option<Arc<Worker>>,
+    receiver_publisher: Option<crate::amqp::Publisher>,
     shutdown: CancellationToken,
 }
 
@@ -115,6 +116,7 @@ impl Application {
                 success_content_type: settings.push.success_content_type.clone(),
             })
         });
+        let receiver_publisher = receiver.as_ref().map(|r| r.relay.publisher().clone());
         let push_path = settings.push.path.clone();
         let workers = std::thread::available_parallelism().map_or(1, |n| n.get());
         let server = HttpServer::new(move || {
@@ -146,6 +148,7 @@ impl Application {
             server,
             broker,
             worker,
+            receiver_publisher,
             shutdown: CancellationToken::new(),
         })
     }
@@ -186,6 +189,9 @@ impl Application {
         self.server.await?;
         if let Some(worker) = worker {
             worker.await?;
+        }
+        if let Some(publisher) = &self.receiver_publisher {
+            publisher.close().await;
         }
         self.broker.shutdown().await;
         tracing::info!("stopped");

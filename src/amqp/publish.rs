@@ -154,6 +154,17 @@ impl Publisher {
         Ok(channel)
     }
 
+    /// Closes the channel, if one is open; call when the role stops, before the connection
+    /// closes (a channel dropped while the connection closes makes lapin log an error).
+    pub async fn close(&self) {
+        let channel = self.slot().take();
+        if let Some((_, channel)) = channel {
+            if channel.status().connected() {
+                let _ = channel.close(200, "role stopped".into()).await;
+            }
+        }
+    }
+
     fn cached(&self, link: &Link) -> Option<Channel> {
         self.slot()
             .as_ref()

@@ -85,6 +85,14 @@ async fn drive(
     relay_url: &str,
     options: &DemoOptions,
 ) -> anyhow::Result<DemoReport> {
+    eprintln!(
+        "demo: sandbox at {}, relay at {relay_url}, queues {}* (deleted at the end)",
+        sandbox.base_url(),
+        settings
+            .amqp
+            .fulfilment_queue
+            .trim_end_matches("fulfilment")
+    );
     let consumer = SampleConsumer::start(&settings.amqp, options.close_every).await?;
     let push_url = format!("{relay_url}{}", settings.push.path);
     let sender = PushSender::start(sandbox, push_url, PushSchedule::scaled(0.01));

@@ -56,6 +56,11 @@ impl PushRelay {
         }
     }
 
+    /// The publisher, to close once the server has stopped.
+    pub fn publisher(&self) -> &Publisher {
+        &self.publisher
+    }
+
     /// Stores `push` unless it is a known duplicate. Ok means the broker has it.
     pub async fn store(&self, push: &VerifiedPush) -> Result<Stored, PushError> {
         let id = push.event_id();

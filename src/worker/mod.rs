@@ -126,6 +126,7 @@ impl Worker {
         }
         let permits = u32::try_from(self.concurrency).unwrap_or(u32::MAX);
         let _all = tokio::time::timeout(STOP_GRACE, in_flight.acquire_many(permits)).await;
+        self.publisher.close().await;
         tracing::info!("worker stopped; in-flight commands settled");
     }
 

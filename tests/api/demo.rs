@@ -1,15 +1,22 @@
 //! `weibo-relay demo`, the README's first command, run as a user would.
 
-use std::process::Command;
+use std::io::{BufRead, BufReader};
+use std::process::{Command, Stdio};
+use std::time::Duration;
 
-#[test]
-fn the_demo_brings_every_order_to_a_final_state_and_says_so() {
-    let out = Command::new(env!("CARGO_BIN_EXE_weibo-relay"))
-        .args(["demo", "--orders", "30"])
+fn demo(orders: &str) -> Command {
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_weibo-relay"));
+    cmd.args(["demo", "--orders", orders])
         .env_remove("WEIBO_RELAY_CONFIG")
-        .env_remove("RUST_LOG")
-        .output()
-        .unwrap();
+        .env_remove("RUST_LOG");
+    cmd
+}
+
+/// 2,500 orders, 5,000 pushes: well past the 1,024 changes the sandbox's push sender used to
+/// drop once it fell behind.
+#[test]
+fn the_demo_brings_every_order_to_a_final_state_at_volume_and_says_so() {
+    let out = demo("2500").output().unwrap();
     let stdout = String::from_utf8_lossy(&out.stdout);
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(out.status.success(), "{stdout}\n{stderr}");
@@ -20,18 +27,101 @@ fn the_demo_brings_every_order_to_a_final_state_and_says_so() {
             .and_then(|rest| rest.trim().parse().ok())
             .unwrap_or_else(|| panic!("no {label} in {stdout}"))
     };
-    // Ids are consecutive, so exactly 3 of 30 are multiples of 10 and get closed.
-    assert_eq!(value("finished"), 27, "{stdout}");
-    assert_eq!(value("closed"), 3, "{stdout}");
-    assert_eq!(value("pushed"), 60, "{stdout}");
-    assert_eq!(value("accepted"), 60, "{stdout}");
+    // Ids are consecutive, so exactly 250 of 2,500 are multiples of 10 and get closed.
+    assert_eq!(value("finished"), 2250, "{stdout}");
+    assert_eq!(value("closed"), 250, "{stdout}");
+    assert_eq!(value("accepted"), 5000, "{stdout}");
+    assert_eq!(value("pushed"), 5000 + value("duplicates"), "{stdout}");
     assert_eq!(value("dead-lettered"), 0, "{stdout}");
     assert!(
         stdout.contains("result: every order reached a final state"),
         "{stdout}"
     );
     assert!(
-        stderr.contains("demo: 30/30 orders final"),
+        stderr.contains("demo: 2500/2500 orders final"),
         "plain progress lines off a terminal: {stderr}"
     );
+    for line in stderr.lines() {
+        assert!(!line.contains("ERROR") && !line.contains("WARN"), "{line}");
+    }
+}
+
+#[tokio::test]
+async fn an_interrupted_demo_stops_at_once_says_how_far_it_got_and_leaves_nothing_behind() {
+    let mut child = demo("20000")
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut stderr = BufReader::new(child.stderr.take().unwrap()).lines();
+    let prefix = loop {
+        let line = stderr.next().expect("the demo names its queues").unwrap();
+        if let Some(rest) = line.split(" queues ").nth(1) {
+            break rest.split('*').next().unwrap().to_owned();
+        }
+    };
+    // Wait until orders are flowing, then interrupt as Ctrl-C does.
+    let progress = stderr
+        .find(|l| l.as_ref().is_ok_and(|l| l.contains("pushes accepted")))
+        .expect("progress")
+        .unwrap();
+    assert!(progress.starts_with("demo: "), "{progress}");
+    let interrupted = std::time::Instant::now();
+    assert!(Command::new("kill")
+        .args(["-INT", &child.id().to_string()])
+        .status()
+        .unwrap()
+        .success());
+    let out = tokio::task::spawn_blocking(move || child.wait_with_output().unwrap())
+        .await
+        .unwrap();
+    let took = interrupted.elapsed();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert_eq!(out.status.code(), Some(2), "{stdout}");
+    assert!(took < Duration::from_secs(10), "{took:?}");
+    assert!(stdout.contains("result: interrupted with "), "{stdout}");
+    assert!(
+        stdout.contains("of 20000 orders final; queues deleted"),
+        "{stdout}"
+    );
+
+    // Nothing of that run is left on the broker.
+    let conn = lapin::Connection::connect(crate::helpers::AMQP_URL, Default::default())
+        .await
+        .unwrap();
+    for name in [
+        "orders",
+        "fulfilment",
+        "fulfilment.dead",
+        "orders.sample-consumer",
+    ] {
+        let channel = conn.create_channel().await.unwrap();
+        let passive = lapin::options::QueueDeclareOptions {
+            passive: true,
+            ..Default::default()
+        };
+        let found = channel
+            .queue_declare(
+                format!("{prefix}{name}").as_str().into(),
+                passive,
+                Default::default(),
+            )
+            .await;
+        assert!(found.is_err(), "{prefix}{name} is still there");
+    }
+    let channel = conn.create_channel().await.unwrap();
+    let passive = lapin::options::ExchangeDeclareOptions {
+        passive: true,
+        ..Default::default()
+    };
+    let exchange = channel
+        .exchange_declare(
+            format!("{prefix}events").as_str().into(),
+            lapin::ExchangeKind::Topic,
+            passive,
+            Default::default(),
+        )
+        .await;
+    assert!(exchange.is_err(), "{prefix}events is still there");
+    let _ = conn.close(200, "done".into()).await;
 }
