@@ -248,14 +248,20 @@ async fn time_outs_and_connection_errors_are_transient() {
     let closed = settings(&format!("http://127.0.0.1:{port}"), SIGN_KEY, 1000);
     let nowhere = WeiboClient::new(&closed.weibo).unwrap();
     let outcome = nowhere.finish(m, &id, &token).await;
+    // The whole cause chain, down to the operating system's answer.
     assert!(
-        matches!(&outcome, CallOutcome::Transient { code: None, reason } if reason.starts_with("connection error")),
+        matches!(&outcome, CallOutcome::Transient { code: None, reason }
+            if reason.starts_with("connection error") && reason.contains("Connection refused")),
         "{outcome:?}"
     );
-    assert!(matches!(
-        nowhere.fetch_token(m).await,
-        Err(TokenError::Transport(_))
-    ));
+    match nowhere.fetch_token(m).await {
+        Err(TokenError::Transport(why)) => {
+            assert!(why.starts_with("token endpoint 127.0.0.1: "), "{why}");
+            assert!(why.contains("Connection refused"), "{why}");
+            assert!(!why.contains("sign="), "the signed query leaked: {why}");
+        }
+        other => panic!("{other:?}"),
+    }
 }
 
 #[tokio::test]
