@@ -9,6 +9,7 @@ pub mod dedup;
 pub mod demo;
 pub mod http;
 pub mod metrics;
+pub mod permits;
 pub mod push;
 pub mod sandbox;
 pub mod signature;

@@ -13,7 +13,9 @@ use crate::amqp::{Broker, Topology};
 use crate::config::Settings;
 use crate::http::{ops_routes, push_routes, LogLimit, OpsState, ReceiverState};
 use crate::metrics::Metrics;
+use crate::permits::Permits;
 use crate::push::PushRelay;
+use crate::token::cluster::{Agent, ClusterNames};
 use crate::token::{KeeperOptions, TokenKeeper};
 use crate::weibo::WeiboClient;
 use crate::worker::{worker_topology, RetryPolicy, Worker, WorkerMetrics};
@@ -48,6 +50,7 @@ pub struct Application {
     server: Server,
     broker: Broker,
     worker: Option<Arc<Worker>>,
+    agent: Option<tokio::task::JoinHandle<()>>,
     receiver_publisher: Option<crate::amqp::Publisher>,
     shutdown: CancellationToken,
 }
@@ -71,26 +74,41 @@ impl Application {
         }
         let broker = Broker::start(&settings.amqp, topology);
         let metrics = Arc::new(Metrics::new());
+        let shutdown = CancellationToken::new();
 
-        let (worker, keeper) = if roles.runs_worker() {
+        let (worker, keeper, agent) = if roles.runs_worker() {
             let client = WeiboClient::new(&settings.weibo)?;
+            let wait = Duration::from_millis(settings.worker.token_wait_ms);
             let options = KeeperOptions {
-                wait_timeout: Duration::from_millis(settings.worker.token_wait_ms),
+                wait_timeout: wait,
                 ..KeeperOptions::default()
             };
-            let keeper = TokenKeeper::start(Arc::new(client.clone()), &settings.merchants, options);
+            let (keeper, events) =
+                TokenKeeper::new(Arc::new(client.clone()), &settings.merchants, options);
             keeper.metrics().register(metrics.registry())?;
+            // One keeper for the deployment, elected through the broker; the platform's rate
+            // limit shared by every process through the permits it issues.
+            let names = ClusterNames::new(&settings.amqp.fulfilment_queue);
+            let agent = Agent::new(
+                broker.clone(),
+                keeper.clone(),
+                names.clone(),
+                settings.weibo.rate_limit_per_sec,
+            )
+            .spawn(events, shutdown.child_token());
+            let permits = Permits::start(broker.clone(), names.permits_queue, wait);
             let worker_metrics = WorkerMetrics::register(metrics.registry())?;
             let worker = Worker::new(
                 &settings,
                 broker.clone(),
                 keeper.clone(),
+                permits,
                 client,
                 worker_metrics,
             );
-            (Some(Arc::new(worker)), Some(keeper))
+            (Some(Arc::new(worker)), Some(keeper), Some(agent))
         } else {
-            (None, None)
+            (None, None, None)
         };
 
         let ops = web::Data::new(OpsState {
@@ -148,8 +166,9 @@ impl Application {
             server,
             broker,
             worker,
+            agent,
             receiver_publisher,
-            shutdown: CancellationToken::new(),
+            shutdown,
         })
     }
 
@@ -189,6 +208,9 @@ impl Application {
         self.server.await?;
         if let Some(worker) = worker {
             worker.await?;
+        }
+        if let Some(agent) = self.agent {
+            agent.await?;
         }
         if let Some(publisher) = &self.receiver_publisher {
             publisher.close().await;

@@ -2,7 +2,7 @@
 
 use prometheus::core::{Collector, Desc};
 use prometheus::proto::MetricFamily;
-use prometheus::{GaugeVec, IntCounterVec, Opts, Registry};
+use prometheus::{GaugeVec, IntCounter, IntCounterVec, IntGauge, Opts, Registry};
 use tokio::sync::watch;
 use tokio::time::Instant;
 
@@ -14,6 +14,8 @@ pub struct TokenMetrics {
     refreshes: IntCounterVec,
     failures: IntCounterVec,
     age: TokenAge,
+    keeper_active: IntGauge,
+    rejected_messages: IntCounter,
 }
 
 /// Computes token ages when scraped, so the gauge is never stale.
@@ -53,10 +55,22 @@ impl TokenMetrics {
             refreshes.with_label_values(&[appid.as_str()]);
             failures.with_label_values(&[appid.as_str()]);
         }
+        let keeper_active = IntGauge::new(
+            "weibo_relay_token_keeper_active",
+            "1 while this process is the deployment's token keeper, else 0",
+        )
+        .expect("static metric definition is valid");
+        let rejected_messages = IntCounter::new(
+            "weibo_relay_token_messages_rejected_total",
+            "Token keeper messages from the broker that did not decrypt or authenticate",
+        )
+        .expect("static metric definition is valid");
         Self {
             refreshes,
             failures,
             age: TokenAge { gauge, slots },
+            keeper_active,
+            rejected_messages,
         }
     }
 
@@ -64,6 +78,8 @@ impl TokenMetrics {
     pub fn register(&self, registry: &Registry) -> prometheus::Result<()> {
         registry.register(Box::new(self.refreshes.clone()))?;
         registry.register(Box::new(self.failures.clone()))?;
+        registry.register(Box::new(self.keeper_active.clone()))?;
+        registry.register(Box::new(self.rejected_messages.clone()))?;
         registry.register(Box::new(self.age.clone()))
     }
 
@@ -75,6 +91,15 @@ impl TokenMetrics {
     /// Failed token requests so far for `appid`.
     pub fn refresh_failures(&self, appid: &str) -> u64 {
         self.failures.with_label_values(&[appid]).get()
+    }
+
+    pub(super) fn set_leading(&self, leading: bool) {
+        self.keeper_active.set(i64::from(leading));
+    }
+
+    /// Counts a broker message that did not decrypt or authenticate.
+    pub fn message_rejected(&self) {
+        self.rejected_messages.inc();
     }
 
     pub(super) fn refreshed(&self, appid: &str) {

@@ -1,17 +1,26 @@
-//! The token keeper (platform spec section 3): one process-wide holder of one access_token per
-//! merchant. Issuing a token invalidates the previous one, so only the keeper's own task per
-//! merchant ever asks for one; every caller shares what it holds.
+//! The token keeper (platform spec section 3): each process's holder of one access_token per
+//! merchant. Issuing a token invalidates the previous one, so only one process of a deployment
+//! ever asks for tokens: the one that leads ([`TokenKeeper::lead`], won through the broker by
+//! [`cluster`]). It runs one refresh task per merchant; every other process adopts the tokens it
+//! announces ([`TokenKeeper::adopt`]) and asks it for a refresh when the platform rejects one.
+//!
+//! Tokens carry a generation, unique and increasing across the deployment, so many rejections
+//! of one token, in any number of processes, cause one refresh.
 
+pub mod cluster;
 mod metrics;
+mod refresh;
+pub mod sealed;
 
 use std::collections::HashMap;
 use std::fmt;
-use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Weak};
 use std::time::Duration;
 
 use futures_util::future::BoxFuture;
-use tokio::sync::watch;
-use tokio::time::{sleep, sleep_until, timeout, Instant};
+use tokio::sync::{mpsc, watch, Notify};
+use tokio::time::{timeout, Instant};
 use tokio_util::sync::{CancellationToken, DropGuard};
 
 use crate::config::{Merchant, Merchants};
@@ -74,7 +83,8 @@ pub enum KeeperError {
     /// The appid is not a configured merchant.
     #[error("unknown appid {0}")]
     UnknownMerchant(String),
-    /// No usable token arrived in time (the platform refuses or is unreachable).
+    /// No usable token arrived in time (the platform refuses or is unreachable, or no process
+    /// leads right now).
     #[error("no usable access_token for {appid} within {waited:?}")]
     Unavailable {
         /// The merchant.
@@ -87,11 +97,11 @@ pub enum KeeperError {
     Stopped,
 }
 
-/// What one merchant's slot holds. `generation` counts tokens obtained; `invalidated` is the
-/// highest generation a caller reported rejected, so a token is usable only while
+/// What one merchant's slot holds. `generation` identifies the token held; `invalidated` is
+/// the highest generation reported rejected, so a token is usable only while
 /// `generation > invalidated`.
 #[derive(Default)]
-struct SlotState {
+pub(crate) struct SlotState {
     token: Option<Arc<Token>>,
     generation: u64,
     invalidated: u64,
@@ -104,6 +114,16 @@ impl SlotState {
     }
 }
 
+/// What the keeper tells the broker side ([`cluster`]) of its process.
+pub struct KeeperEvents {
+    /// The appid of every token this process obtained while leading, to announce.
+    pub obtained: mpsc::UnboundedReceiver<String>,
+    /// Rejected tokens to report to the leader: (appid, generation).
+    pub rejected: mpsc::UnboundedReceiver<(String, u64)>,
+    /// Signalled when a caller found no usable token (ask the leader to announce its tokens).
+    pub wanting: Arc<Notify>,
+}
+
 /// Hands out each merchant's current token; cheap to clone, one per process.
 #[derive(Clone)]
 pub struct TokenKeeper {
@@ -112,9 +132,16 @@ pub struct TokenKeeper {
 
 struct Inner {
     slots: HashMap<String, watch::Sender<SlotState>>,
+    merchants: Merchants,
+    source: Arc<dyn TokenSource>,
     metrics: TokenMetrics,
     options: KeeperOptions,
-    // Dropping the last keeper handle stops the refresh tasks.
+    leading: AtomicBool,
+    obtained: mpsc::UnboundedSender<String>,
+    rejected: mpsc::UnboundedSender<(String, u64)>,
+    wanting: Arc<Notify>,
+    // Dropping the last keeper handle stops a lead still running.
+    stop: CancellationToken,
     _stop: DropGuard,
 }
 
@@ -124,19 +151,35 @@ impl fmt::Debug for TokenKeeper {
         appids.sort();
         f.debug_struct("TokenKeeper")
             .field("merchants", &appids)
+            .field("leading", &self.is_leading())
             .finish_non_exhaustive()
     }
 }
 
+/// This process leads while it holds this: its refresh tasks run. Dropping it stops them at
+/// once (a refresh in flight is abandoned).
+pub struct Lead {
+    keeper: Weak<Inner>,
+    stop: CancellationToken,
+}
+
+impl Drop for Lead {
+    fn drop(&mut self) {
+        self.stop.cancel();
+        if let Some(inner) = self.keeper.upgrade() {
+            inner.leading.store(false, Ordering::SeqCst);
+            inner.metrics.set_leading(false);
+        }
+    }
+}
+
 impl TokenKeeper {
-    /// Starts one refresh task per merchant (on the current tokio runtime); each obtains its
-    /// first token at once.
-    pub fn start(
+    /// A keeper holding no token, leading nothing yet; the events go to the broker side.
+    pub fn new(
         source: Arc<dyn TokenSource>,
         merchants: &Merchants,
         options: KeeperOptions,
-    ) -> Self {
-        let stop = CancellationToken::new();
+    ) -> (Self, KeeperEvents) {
         let mut slots = HashMap::new();
         let mut receivers = Vec::new();
         for merchant in merchants.iter() {
@@ -144,31 +187,83 @@ impl TokenKeeper {
             receivers.push((merchant.appid.clone(), rx));
             slots.insert(merchant.appid.clone(), tx);
         }
-        let metrics = TokenMetrics::new(receivers);
-        for merchant in merchants.iter() {
-            let refresher = Refresher {
+        let (obtained, obtained_rx) = mpsc::unbounded_channel();
+        let (rejected, rejected_rx) = mpsc::unbounded_channel();
+        let wanting = Arc::new(Notify::new());
+        let stop = CancellationToken::new();
+        let keeper = Self {
+            inner: Arc::new(Inner {
+                slots,
+                merchants: merchants.clone(),
+                source,
+                metrics: TokenMetrics::new(receivers),
+                options,
+                leading: AtomicBool::new(false),
+                obtained,
+                rejected,
+                wanting: wanting.clone(),
+                stop: stop.clone(),
+                _stop: stop.drop_guard(),
+            }),
+        };
+        let events = KeeperEvents {
+            obtained: obtained_rx,
+            rejected: rejected_rx,
+            wanting,
+        };
+        (keeper, events)
+    }
+
+    /// A keeper that leads for as long as it lives: for a process that is alone by
+    /// construction (tests, tools). Each merchant's first token is requested at once.
+    pub fn start(
+        source: Arc<dyn TokenSource>,
+        merchants: &Merchants,
+        options: KeeperOptions,
+    ) -> Self {
+        let (keeper, _events) = Self::new(source, merchants, options);
+        // Leads until the last handle is dropped, which stops the refresh tasks.
+        std::mem::forget(keeper.lead());
+        keeper
+    }
+
+    /// Starts leading: one refresh task per merchant, each keeping a token it already holds
+    /// (adopted from the previous leader) until that token is due, and fetching one at once
+    /// otherwise.
+    pub fn lead(&self) -> Lead {
+        let stop = self.inner.stop.child_token();
+        self.inner.leading.store(true, Ordering::SeqCst);
+        self.inner.metrics.set_leading(true);
+        for merchant in self.inner.merchants.iter() {
+            let refresher = refresh::Refresher {
                 merchant: merchant.clone(),
-                source: source.clone(),
-                tx: slots[&merchant.appid].clone(),
-                metrics: metrics.clone(),
-                options: options.clone(),
+                source: self.inner.source.clone(),
+                tx: self.inner.slots[&merchant.appid].clone(),
+                metrics: self.inner.metrics.clone(),
+                options: self.inner.options.clone(),
+                obtained: self.inner.obtained.clone(),
                 stop: stop.clone(),
             };
             tokio::spawn(refresher.run());
         }
-        Self {
-            inner: Arc::new(Inner {
-                slots,
-                metrics,
-                options,
-                _stop: stop.drop_guard(),
-            }),
+        Lead {
+            keeper: Arc::downgrade(&self.inner),
+            stop,
         }
+    }
+
+    /// True while this process leads.
+    pub fn is_leading(&self) -> bool {
+        self.inner.leading.load(Ordering::SeqCst)
     }
 
     /// The merchant's current token, waiting (up to `wait_timeout`) while none is usable.
     pub async fn get(&self, appid: &str) -> Result<Arc<Token>, KeeperError> {
         let mut rx = self.slot(appid)?.subscribe();
+        if rx.borrow().usable(Instant::now()).is_none() && !self.is_leading() {
+            // A process that joined late or missed an announcement asks the leader.
+            self.inner.wanting.notify_one();
+        }
         let wait = async {
             loop {
                 if let Some(token) = rx.borrow_and_update().usable(Instant::now()) {
@@ -186,22 +281,74 @@ impl TokenKeeper {
         })
     }
 
-    /// Reports that the platform rejected `stale` (21327/21332). If it is still the current
-    /// token, the merchant's task refreshes once; reports about a token already replaced, and
-    /// further reports about the same one, change nothing. The next [`get`](Self::get) waits
-    /// for the new token.
+    /// Reports that the platform rejected `stale` (a token code). If it is still the current
+    /// token, it is no longer handed out, and it is replaced: by this process's refresh task
+    /// when it leads, else by the leader, asked through the broker. Reports about a token
+    /// already replaced, and further reports about the same one, change nothing.
     pub fn invalidate(&self, appid: &str, stale: &Token) -> Result<(), KeeperError> {
-        let reported = self.slot(appid)?.send_if_modified(|s| match &s.token {
+        let mut rejected = None;
+        self.slot(appid)?.send_if_modified(|s| match &s.token {
             Some(current) if current.same_token(stale) && s.invalidated < s.generation => {
                 s.invalidated = s.generation;
+                rejected = Some(s.generation);
                 true
             }
             _ => false,
         });
-        if reported {
-            tracing::info!(appid, "access_token rejected by the platform: refreshing");
+        if let Some(generation) = rejected {
+            tracing::info!(
+                appid,
+                generation,
+                "access_token rejected by the platform: refreshing"
+            );
+            if !self.is_leading() {
+                let _ = self.inner.rejected.send((appid.to_owned(), generation));
+            }
         }
         Ok(())
+    }
+
+    /// A leader's handling of another process's report: replaces the token when `generation`
+    /// is still the current one (true), else nothing.
+    pub fn invalidate_generation(&self, appid: &str, generation: u64) -> bool {
+        let Ok(slot) = self.slot(appid) else {
+            return false;
+        };
+        slot.send_if_modified(|s| {
+            if s.generation == generation && s.invalidated < generation {
+                s.invalidated = generation;
+                true
+            } else {
+                false
+            }
+        })
+    }
+
+    /// Takes a token announced by the leader, unless one as new or newer is already held.
+    pub fn adopt(&self, appid: &str, token: Token, generation: u64) -> bool {
+        let Ok(slot) = self.slot(appid) else {
+            return false;
+        };
+        slot.send_if_modified(|s| {
+            if generation > s.generation {
+                s.token = Some(Arc::new(token));
+                s.generation = generation;
+                true
+            } else {
+                false
+            }
+        })
+    }
+
+    /// The merchant's current token and its generation, rejected or not (to announce it).
+    pub fn current(&self, appid: &str) -> Option<(Arc<Token>, u64)> {
+        let slot = self.slot(appid).ok()?.borrow();
+        Some((slot.token.clone()?, slot.generation))
+    }
+
+    /// The configured merchants.
+    pub fn merchants(&self) -> &Merchants {
+        &self.inner.merchants
     }
 
     /// True when every merchant holds an unexpired token. A rejected token being replaced
@@ -226,80 +373,6 @@ impl TokenKeeper {
             .slots
             .get(appid)
             .ok_or_else(|| KeeperError::UnknownMerchant(appid.to_owned()))
-    }
-}
-
-/// One merchant's refresh task: the only code that asks for that merchant's tokens.
-struct Refresher {
-    merchant: Merchant,
-    source: Arc<dyn TokenSource>,
-    tx: watch::Sender<SlotState>,
-    metrics: TokenMetrics,
-    options: KeeperOptions,
-    stop: CancellationToken,
-}
-
-impl Refresher {
-    async fn run(self) {
-        let mut rx = self.tx.subscribe();
-        loop {
-            let Some(token) = self.obtain().await else {
-                return;
-            };
-            let due = refresh_due(&token);
-            let mut generation = 0;
-            self.tx.send_modify(|s| {
-                s.generation += 1;
-                s.token = Some(Arc::new(token));
-                generation = s.generation;
-            });
-            rx.borrow_and_update();
-            // Sleep until the token is due, or until a caller reports it rejected.
-            loop {
-                tokio::select! {
-                    _ = self.stop.cancelled() => return,
-                    _ = sleep_until(due) => break,
-                    changed = rx.changed() => {
-                        if changed.is_err() {
-                            return;
-                        }
-                        if rx.borrow_and_update().invalidated >= generation {
-                            break;
-                        }
-                    }
-                }
-            }
-        }
-    }
-
-    /// Asks until a token comes, backing off; the old token stays in use meanwhile.
-    /// `None` when the keeper stops.
-    #[tracing::instrument(skip_all, fields(appid = %self.merchant.appid))]
-    async fn obtain(&self) -> Option<Token> {
-        let appid = self.merchant.appid.as_str();
-        let mut delay = self.options.retry_min;
-        loop {
-            let result = tokio::select! {
-                _ = self.stop.cancelled() => return None,
-                result = self.source.fetch(&self.merchant) => result,
-            };
-            match result {
-                Ok(token) => {
-                    self.metrics.refreshed(appid);
-                    tracing::info!(expires_in = ?token.expires_in(), "access_token obtained");
-                    return Some(token);
-                }
-                Err(error) => {
-                    self.metrics.refresh_failed(appid);
-                    tracing::warn!(%error, retry_in = ?delay, "access_token refresh failed");
-                    tokio::select! {
-                        _ = self.stop.cancelled() => return None,
-                        _ = sleep(delay) => {}
-                    }
-                    delay = (delay * 2).min(self.options.retry_max);
-                }
-            }
-        }
     }
 }
 

@@ -226,3 +226,84 @@ async fn readiness_unknown_merchants_and_metrics() {
     assert!(text.contains(r#"weibo_relay_token_refreshes_total{appid="100023"} 1"#));
     assert!(!format!("{keeper:?}").contains("t1"));
 }
+
+fn token(value: &str, expires_in: Duration) -> Token {
+    Token::new(
+        SecretString::from(value.to_owned()),
+        0,
+        expires_in,
+        Instant::now(),
+    )
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_follower_uses_adopted_tokens_and_reports_rejections_with_their_generation() {
+    let script = Script::new(Duration::from_secs(7200));
+    let (keeper, mut events) = TokenKeeper::new(script.clone(), &merchants(), options());
+    assert!(!keeper.is_leading());
+    assert!(keeper.adopt(APPID, token("a1", Duration::from_secs(7200)), 100));
+    assert!(
+        !keeper.adopt(APPID, token("old", Duration::from_secs(7200)), 99),
+        "older"
+    );
+    assert!(
+        !keeper.adopt(APPID, token("same", Duration::from_secs(7200)), 100),
+        "same"
+    );
+    let held = keeper.get(APPID).await.unwrap();
+    assert_eq!(held.secret().expose_secret(), "a1");
+    // Many rejections of that token in this process: one report, with its generation.
+    for _ in 0..20 {
+        keeper.invalidate(APPID, &held).unwrap();
+    }
+    assert_eq!(events.rejected.recv().await, Some((APPID.to_owned(), 100)));
+    assert!(events.rejected.try_recv().is_err());
+    // Until the leader's next token arrives, callers wait (and the leader is asked).
+    let waiting = tokio::spawn({
+        let keeper = keeper.clone();
+        async move {
+            keeper
+                .get(APPID)
+                .await
+                .map(|t| t.secret().expose_secret().to_owned())
+        }
+    });
+    settle().await;
+    assert!(!waiting.is_finished());
+    assert!(keeper.adopt(APPID, token("a2", Duration::from_secs(7200)), 101));
+    assert_eq!(waiting.await.unwrap().unwrap(), "a2");
+    // A follower never asks the platform.
+    assert_eq!(script.calls(), 0);
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_new_leader_keeps_an_adopted_token_until_it_is_due_and_refreshes_each_generation_once() {
+    let script = Script::new(Duration::from_secs(100));
+    let (keeper, mut events) = TokenKeeper::new(script.clone(), &merchants(), options());
+    // Adopted from the previous leader, 100 s life, obtained now.
+    keeper.adopt(APPID, token("inherited", Duration::from_secs(100)), 500);
+    let lead = keeper.lead();
+    settle().await;
+    assert!(keeper.is_leading());
+    assert_eq!(
+        script.calls(),
+        0,
+        "a valid token is not replaced on taking over"
+    );
+    assert_eq!(current(&keeper).await, "inherited");
+    // Reports about an older generation change nothing; the current one, once.
+    assert!(!keeper.invalidate_generation(APPID, 499));
+    assert!(keeper.invalidate_generation(APPID, 500));
+    assert!(!keeper.invalidate_generation(APPID, 500));
+    settle().await;
+    assert_eq!(script.calls(), 1);
+    assert_eq!(current(&keeper).await, "t1");
+    assert_eq!(events.obtained.recv().await.as_deref(), Some(APPID));
+    let (_, generation) = keeper.current(APPID).unwrap();
+    assert!(generation > 500, "{generation}");
+    // Leading stops at once when the lead is dropped: no refresh when the token falls due.
+    drop(lead);
+    assert!(!keeper.is_leading());
+    advance(80.0).await;
+    assert_eq!(script.calls(), 1);
+}

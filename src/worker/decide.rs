@@ -9,6 +9,7 @@ use secrecy::ExposeSecret;
 use super::command::{Command, Verdict};
 use super::{headers, Worker};
 use crate::config::Merchant;
+use crate::permits::NoPermit;
 use crate::token::KeeperError;
 use crate::weibo::CallOutcome;
 
@@ -130,8 +131,17 @@ pub fn next_after(max_attempts: u32, command: Command, attempt: u32, outcome: Ca
     }
 }
 
-/// What happens to a command that could not get a token: it waits without using an attempt.
-fn parked(command: Command, before: u32, error: &KeeperError) -> Next {
+/// Why a call could not be made: no token, or no permit to call.
+#[derive(Debug, thiserror::Error)]
+enum Blocked {
+    #[error(transparent)]
+    Token(#[from] KeeperError),
+    #[error(transparent)]
+    Permit(#[from] NoPermit),
+}
+
+/// What happens to a command that could not be called: it waits without using an attempt.
+fn parked(command: Command, before: u32, error: &dyn std::fmt::Display) -> Next {
     Next::Retry {
         command,
         attempts: before,
@@ -207,7 +217,7 @@ impl Worker {
             }
             Err(error) => {
                 // Not an attempt on the platform: the command waits without using one up.
-                tracing::warn!(%error, "no access_token; command waits in the delay queue");
+                tracing::warn!(%error, "command not called; it waits in the delay queue");
                 parked(command, before, &error)
             }
         }
@@ -217,9 +227,10 @@ impl Worker {
         &self,
         merchant: &Merchant,
         command: &Command,
-    ) -> Result<CallOutcome, KeeperError> {
+    ) -> Result<CallOutcome, Blocked> {
         let token = self.keeper.get(command.appid()).await?;
-        self.limiter.until_ready().await;
+        // The deployment's rate, shared with every other worker through the keeper's permits.
+        self.permits.take().await?;
         let started = Instant::now();
         let outcome = match command.verdict() {
             Verdict::Finish => {

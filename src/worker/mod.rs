@@ -13,7 +13,6 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use futures_util::StreamExt;
-use governor::{DefaultDirectRateLimiter, Quota, RateLimiter};
 use lapin::options::{BasicCancelOptions, BasicConsumeOptions, BasicQosOptions};
 use lapin::types::FieldTable;
 use tokio::sync::Semaphore;
@@ -21,6 +20,7 @@ use tokio_util::sync::CancellationToken;
 
 use crate::amqp::{Broker, Link, Publisher};
 use crate::config::{Merchants, Settings};
+use crate::permits::Permits;
 use crate::token::TokenKeeper;
 use crate::weibo::WeiboClient;
 
@@ -51,7 +51,7 @@ pub struct Worker {
     client: WeiboClient,
     merchants: Merchants,
     policy: RetryPolicy,
-    limiter: DefaultDirectRateLimiter,
+    permits: Permits,
     metrics: WorkerMetrics,
     queues: Queues,
     prefetch: u16,
@@ -64,11 +64,10 @@ impl Worker {
         settings: &Settings,
         broker: Broker,
         keeper: TokenKeeper,
+        permits: Permits,
         client: WeiboClient,
         metrics: WorkerMetrics,
     ) -> Self {
-        let per_sec = std::num::NonZeroU32::new(settings.weibo.rate_limit_per_sec)
-            .unwrap_or(std::num::NonZeroU32::MIN);
         Self {
             // Channels of the worker's own: nothing it publishes can close the receiver's.
             publisher: broker.publisher(),
@@ -77,7 +76,7 @@ impl Worker {
             client,
             merchants: settings.merchants.clone(),
             policy: RetryPolicy::from_settings(&settings.weibo),
-            limiter: RateLimiter::direct(Quota::per_second(per_sec)),
+            permits,
             metrics,
             queues: Queues {
                 fulfilment: settings.amqp.fulfilment_queue.clone(),

@@ -87,14 +87,19 @@ pub fn dead_queue(fulfilment_queue: &str) -> String {
     format!("{fulfilment_queue}.dead")
 }
 
-/// The worker's part: work queue, dead queue, one delay queue per distinct delay, and the
-/// events exchange its outcomes go to.
+/// The worker's part: work queue, dead queue, one delay queue per distinct delay, the events
+/// exchange its outcomes go to, and the token keeper's exchange and permits queue.
 pub fn worker_topology(amqp: &AmqpSettings, policy: &RetryPolicy) -> Topology {
     let fq = &amqp.fulfilment_queue;
+    let keeper = crate::token::cluster::ClusterNames::new(fq);
     let mut topology = Topology::default()
         .exchange(&amqp.events_exchange)
         .queue(QueueSpec::quorum(fq))
-        .queue(QueueSpec::quorum(&dead_queue(fq)));
+        .queue(QueueSpec::quorum(&dead_queue(fq)))
+        // The token keeper's announcements and the platform call permits: transient
+        // messages, so classic queues (the keeper's own queue is exclusive, declared by it).
+        .exchange(&keeper.tokens_exchange)
+        .queue(QueueSpec::classic(&keeper.permits_queue));
     for delay in policy.delays() {
         let ms = |d: Duration| i64::try_from(d.as_millis()).unwrap_or(i64::MAX);
         // Classic queues: a per-queue TTL expires from the head promptly, and the message is

@@ -1,0 +1,126 @@
+//! One merchant's refresh task, running while its process leads: the only code that asks the
+//! platform for that merchant's tokens.
+
+use std::sync::Arc;
+use std::time::{SystemTime, UNIX_EPOCH};
+
+use tokio::sync::{mpsc, watch};
+use tokio::time::{sleep, sleep_until};
+use tokio_util::sync::CancellationToken;
+
+use super::{refresh_due, KeeperOptions, SlotState, TokenMetrics, TokenSource};
+use crate::config::Merchant;
+use crate::weibo::Token;
+
+pub(super) struct Refresher {
+    pub(super) merchant: Merchant,
+    pub(super) source: Arc<dyn TokenSource>,
+    pub(super) tx: watch::Sender<SlotState>,
+    pub(super) metrics: TokenMetrics,
+    pub(super) options: KeeperOptions,
+    pub(super) obtained: mpsc::UnboundedSender<String>,
+    pub(super) stop: CancellationToken,
+}
+
+impl Refresher {
+    pub(super) async fn run(self) {
+        let mut rx = self.tx.subscribe();
+        let mut due_passed = false;
+        loop {
+            // A token held and not rejected (obtained by an earlier leader, or by this one)
+            // is kept until it is due: a new one would kill it for every other process. The
+            // old token stays in use while its replacement is requested.
+            let held = {
+                let slot = rx.borrow_and_update();
+                match &slot.token {
+                    Some(token) if slot.generation > slot.invalidated && !due_passed => {
+                        Some((refresh_due(token), slot.generation))
+                    }
+                    _ => None,
+                }
+            };
+            due_passed = false;
+            let (due, generation) = match held {
+                Some(held) => held,
+                None => {
+                    let Some(token) = self.obtain().await else {
+                        return;
+                    };
+                    let due = refresh_due(&token);
+                    (due, self.install(token))
+                }
+            };
+            // Sleep until the token is due, or until a caller reports it rejected.
+            loop {
+                tokio::select! {
+                    _ = self.stop.cancelled() => return,
+                    _ = sleep_until(due) => {
+                        due_passed = true;
+                        break;
+                    }
+                    changed = rx.changed() => {
+                        if changed.is_err() {
+                            return;
+                        }
+                        let slot = rx.borrow_and_update();
+                        if slot.invalidated >= slot.generation || slot.generation != generation {
+                            break;
+                        }
+                    }
+                }
+            }
+        }
+    }
+
+    /// Puts a new token in the slot with a generation above every earlier one, and says so.
+    fn install(&self, token: Token) -> u64 {
+        let mut generation = 0;
+        self.tx.send_modify(|s| {
+            // Milliseconds since the epoch: increasing across leaders too, as long as their
+            // clocks are within the time between two refreshes of each other.
+            generation = unix_ms().max(s.generation + 1);
+            s.generation = generation;
+            s.token = Some(Arc::new(token));
+        });
+        let _ = self.obtained.send(self.merchant.appid.clone());
+        generation
+    }
+
+    /// Asks until a token comes, backing off; the old token stays in use meanwhile.
+    /// `None` when leading stops.
+    #[tracing::instrument(skip_all, fields(appid = %self.merchant.appid))]
+    async fn obtain(&self) -> Option<Token> {
+        let appid = self.merchant.appid.as_str();
+        let mut delay = self.options.retry_min;
+        loop {
+            let result = tokio::select! {
+                _ = self.stop.cancelled() => return None,
+                result = self.source.fetch(&self.merchant) => result,
+            };
+            match result {
+                Ok(token) => {
+                    self.metrics.refreshed(appid);
+                    tracing::info!(expires_in = ?token.expires_in(), "access_token obtained");
+                    return Some(token);
+                }
+                Err(error) => {
+                    self.metrics.refresh_failed(appid);
+                    tracing::warn!(%error, retry_in = ?delay, "access_token refresh failed");
+                    tokio::select! {
+                        _ = self.stop.cancelled() => return None,
+                        _ = sleep(delay) => {}
+                    }
+                    delay = (delay * 2).min(self.options.retry_max);
+                }
+            }
+        }
+    }
+}
+
+/// Unix time in milliseconds.
+pub(crate) fn unix_ms() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_millis() as u64)
+        .unwrap_or_default()
+}

@@ -1,0 +1,264 @@
+//! What the token keeper and the other processes say to each other through the broker, and how
+//! it is protected. Every process of a deployment holds each merchant's `client_secret`, so
+//! keys derived from it (HKDF-SHA256) need no distribution: tokens travel encrypted
+//! (ChaCha20-Poly1305, bound to the merchant and the token's generation), and a request to
+//! refresh carries an HMAC, so nobody else who can publish to the broker can make the keeper
+//! throw a live token away.
+
+use base64::engine::general_purpose::STANDARD as B64;
+use base64::Engine;
+use chacha20poly1305::aead::{Aead, KeyInit, Payload};
+use chacha20poly1305::{ChaCha20Poly1305, Nonce};
+use hkdf::Hkdf;
+use hmac::{Hmac, Mac};
+use secrecy::{ExposeSecret, SecretString};
+use serde::{Deserialize, Serialize};
+use sha2::Sha256;
+
+use crate::config::Merchant;
+
+/// One merchant's keys for broker messages. Debug shows nothing of them.
+#[derive(Clone)]
+pub struct MerchantKeys {
+    token: [u8; 32],
+    request: [u8; 32],
+}
+
+impl std::fmt::Debug for MerchantKeys {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("MerchantKeys([redacted])")
+    }
+}
+
+impl MerchantKeys {
+    /// Derives both keys from the merchant's `client_secret`, bound to its appid.
+    pub fn derive(merchant: &Merchant) -> Self {
+        let hkdf = Hkdf::<Sha256>::new(
+            Some(b"weibo-relay broker messages"),
+            merchant.client_secret.expose_secret().as_bytes(),
+        );
+        let mut token = [0u8; 32];
+        let mut request = [0u8; 32];
+        let info = |what: &str| format!("{what} v1 {}", merchant.appid);
+        hkdf.expand(info("token").as_bytes(), &mut token)
+            .expect("32 bytes is a valid HKDF-SHA256 length");
+        hkdf.expand(info("refresh request").as_bytes(), &mut request)
+            .expect("32 bytes is a valid HKDF-SHA256 length");
+        Self { token, request }
+    }
+}
+
+/// A token as the keeper announces it: everything but the appid and generation is sealed.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+pub struct TokenMessage {
+    /// The merchant (selects the key).
+    pub appid: String,
+    /// The token's generation in the deployment.
+    pub generation: u64,
+    /// 12 random bytes, base64.
+    pub nonce: String,
+    /// The sealed [`TokenPlain`], base64.
+    pub sealed: String,
+}
+
+/// The secret part of a [`TokenMessage`].
+#[derive(Deserialize)]
+pub struct TokenPlain {
+    /// The access_token.
+    pub access_token: SecretString,
+    /// The platform's `issued_at`.
+    pub issued_at: i64,
+    /// The platform's `expires_in`, seconds.
+    pub expires_in: u64,
+    /// When the keeper sent the request that obtained it, unix milliseconds.
+    pub obtained_at_ms: u64,
+}
+
+/// What a process asks of the keeper.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+#[serde(tag = "kind", rename_all = "snake_case")]
+pub enum Request {
+    /// Announce every current token (a process joined, or holds no usable token).
+    Hello,
+    /// The platform rejected this generation of the merchant's token: replace it, if it is
+    /// still the current one.
+    Refresh {
+        /// The merchant.
+        appid: String,
+        /// The rejected token's generation.
+        generation: u64,
+        /// HMAC-SHA256 of appid and generation under the merchant's request key, hex.
+        mac: String,
+    },
+}
+
+fn aad(appid: &str, generation: u64) -> Vec<u8> {
+    format!("{appid}\n{generation}").into_bytes()
+}
+
+/// Seals `plain` for the broker.
+pub fn seal(keys: &MerchantKeys, appid: &str, generation: u64, plain: &TokenPlain) -> TokenMessage {
+    let cipher = ChaCha20Poly1305::new((&keys.token).into());
+    let nonce: [u8; 12] = rand::random();
+    let json = serde_json::to_vec(&PlainOut(plain)).expect("a token serializes");
+    let sealed = cipher
+        .encrypt(
+            Nonce::from_slice(&nonce),
+            Payload {
+                msg: &json,
+                aad: &aad(appid, generation),
+            },
+        )
+        .expect("encryption of a small message cannot fail");
+    TokenMessage {
+        appid: appid.to_owned(),
+        generation,
+        nonce: B64.encode(nonce),
+        sealed: B64.encode(sealed),
+    }
+}
+
+/// Opens a message sealed with `keys`; `None` when it does not decrypt (another key, altered,
+/// or not ours).
+pub fn open(keys: &MerchantKeys, message: &TokenMessage) -> Option<TokenPlain> {
+    let cipher = ChaCha20Poly1305::new((&keys.token).into());
+    let nonce = B64.decode(&message.nonce).ok()?;
+    if nonce.len() != 12 {
+        return None;
+    }
+    let sealed = B64.decode(&message.sealed).ok()?;
+    let json = cipher
+        .decrypt(
+            Nonce::from_slice(&nonce),
+            Payload {
+                msg: &sealed,
+                aad: &aad(&message.appid, message.generation),
+            },
+        )
+        .ok()?;
+    serde_json::from_slice(&json).ok()
+}
+
+/// `SecretString` deliberately does not serialize; this is the one place a token is written,
+/// and only into the sealed box.
+struct PlainOut<'a>(&'a TokenPlain);
+
+impl Serialize for PlainOut<'_> {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        use serde::ser::SerializeStruct;
+        let mut st = s.serialize_struct("TokenPlain", 4)?;
+        st.serialize_field("access_token", self.0.access_token.expose_secret())?;
+        st.serialize_field("issued_at", &self.0.issued_at)?;
+        st.serialize_field("expires_in", &self.0.expires_in)?;
+        st.serialize_field("obtained_at_ms", &self.0.obtained_at_ms)?;
+        st.end()
+    }
+}
+
+fn request_mac(keys: &MerchantKeys, appid: &str, generation: u64) -> Hmac<Sha256> {
+    let mut mac = <Hmac<Sha256> as Mac>::new_from_slice(&keys.request)
+        .expect("HMAC takes a key of any length");
+    mac.update(&aad(appid, generation));
+    mac
+}
+
+/// A refresh request for `generation` of `appid`'s token.
+pub fn refresh_request(keys: &MerchantKeys, appid: &str, generation: u64) -> Request {
+    let mac = request_mac(keys, appid, generation).finalize().into_bytes();
+    Request::Refresh {
+        appid: appid.to_owned(),
+        generation,
+        mac: hex::encode(mac),
+    }
+}
+
+/// True when `mac` (hex) authenticates a refresh request for `generation` of `appid`'s token;
+/// compared in constant time.
+pub fn request_is_genuine(keys: &MerchantKeys, appid: &str, generation: u64, mac: &str) -> bool {
+    let Ok(mac) = hex::decode(mac) else {
+        return false;
+    };
+    request_mac(keys, appid, generation)
+        .verify_slice(&mac)
+        .is_ok()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn merchant(secret: &str) -> Merchant {
+        let toml = format!(
+            "[[merchants]]\nappid = \"100023\"\nsign_key = \"sign-key-0123456789\"\nclient_id = \"c\"\nclient_secret = \"{secret}\"\nuid = \"u\"\n"
+        );
+        crate::config::Settings::from_toml(&toml)
+            .unwrap()
+            .merchants
+            .get("100023")
+            .unwrap()
+            .clone()
+    }
+
+    fn plain() -> TokenPlain {
+        TokenPlain {
+            access_token: SecretString::from("2.00secret-token-value"),
+            issued_at: 1,
+            expires_in: 7200,
+            obtained_at_ms: 1_700_000_000_000,
+        }
+    }
+
+    #[test]
+    fn a_token_travels_sealed_and_opens_only_with_the_same_secret_and_generation() {
+        let keys = MerchantKeys::derive(&merchant("client-secret-0123456789"));
+        let message = seal(&keys, "100023", 7, &plain());
+        let wire = serde_json::to_string(&message).unwrap();
+        assert!(!wire.contains("2.00secret"), "{wire}");
+        let opened = open(&keys, &message).expect("opens");
+        assert_eq!(
+            opened.access_token.expose_secret(),
+            "2.00secret-token-value"
+        );
+        assert_eq!(opened.obtained_at_ms, 1_700_000_000_000);
+        let other = MerchantKeys::derive(&merchant("another-secret-0123456789"));
+        assert!(open(&other, &message).is_none());
+        for tampered in [
+            TokenMessage {
+                generation: 8,
+                ..message.clone()
+            },
+            TokenMessage {
+                appid: "200046".into(),
+                ..message.clone()
+            },
+            TokenMessage {
+                sealed: B64.encode(b"garbage"),
+                ..message.clone()
+            },
+            TokenMessage {
+                nonce: "short".into(),
+                ..message.clone()
+            },
+        ] {
+            assert!(open(&keys, &tampered).is_none(), "{tampered:?}");
+        }
+        assert_eq!(format!("{keys:?}"), "MerchantKeys([redacted])");
+    }
+
+    #[test]
+    fn refresh_requests_are_authenticated() {
+        let keys = MerchantKeys::derive(&merchant("client-secret-0123456789"));
+        let Request::Refresh { mac, .. } = refresh_request(&keys, "100023", 42) else {
+            unreachable!()
+        };
+        assert!(request_is_genuine(&keys, "100023", 42, &mac));
+        assert!(!request_is_genuine(&keys, "100023", 43, &mac));
+        assert!(!request_is_genuine(&keys, "200046", 42, &mac));
+        assert!(!request_is_genuine(&keys, "100023", 42, "00"));
+        assert!(!request_is_genuine(&keys, "100023", 42, "not hex"));
+        let other = MerchantKeys::derive(&merchant("another-secret-0123456789"));
+        assert!(!request_is_genuine(&other, "100023", 42, &mac));
+        let wire = serde_json::to_string(&Request::Hello).unwrap();
+        assert_eq!(wire, r#"{"kind":"hello"}"#);
+    }
+}
