@@ -9,7 +9,6 @@ use std::time::Duration;
 
 use futures_util::StreamExt;
 use lapin::{Connection, ConnectionProperties, Event};
-use secrecy::{ExposeSecret, SecretString};
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
@@ -68,7 +67,8 @@ impl Broker {
         let stop = CancellationToken::new();
         let topology = Arc::new(topology);
         let supervisor = Supervisor {
-            url: settings.url.clone(),
+            // Checked when the settings were loaded.
+            uri: settings.uri().unwrap_or_default(),
             redacted_url: settings.redacted_url(),
             topology: topology.clone(),
             min_delay: Duration::from_millis(settings.reconnect_min_ms),
@@ -136,7 +136,7 @@ impl Broker {
 }
 
 struct Supervisor {
-    url: SecretString,
+    uri: lapin::uri::AMQPUri,
     redacted_url: String,
     topology: Arc<Topology>,
     min_delay: Duration,
@@ -188,7 +188,7 @@ impl Supervisor {
 
     async fn connect(&self, id: u64) -> Result<Link, lapin::Error> {
         let props = ConnectionProperties::default().with_connection_name("weibo-relay".into());
-        let connection = Connection::connect(self.url.expose_secret(), props).await?;
+        let connection = Connection::connect_uri(self.uri.clone(), props).await?;
         if let Err(error) = declare_on(&connection, &self.topology).await {
             let _ = connection.close(200, "topology not declared".into()).await;
             return Err(error);

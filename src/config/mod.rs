@@ -117,6 +117,8 @@ pub struct AmqpSettings {
     pub reconnect_min_ms: u64,
     /// Largest reconnection delay.
     pub reconnect_max_ms: u64,
+    /// AMQP heartbeat interval: a dead peer is noticed after about two of them.
+    pub heartbeat_secs: u16,
 }
 
 /// `[weibo]`
@@ -247,6 +249,15 @@ impl AmqpSettings {
     pub fn redacted_url(&self) -> String {
         redact_url(self.url.expose_secret())
     }
+
+    /// The broker address to connect to, with `heartbeat_secs` unless the URL sets its own.
+    pub fn uri(&self) -> Result<lapin::uri::AMQPUri, String> {
+        let mut uri: lapin::uri::AMQPUri = self.url.expose_secret().parse()?;
+        if uri.query.heartbeat.is_none() {
+            uri.query.heartbeat = Some(self.heartbeat_secs);
+        }
+        Ok(uri)
+    }
 }
 
 impl HttpSettings {
@@ -370,6 +381,13 @@ impl Settings {
                 .map_err(|why| ConfigError::invalid(key, why))?;
         }
         self.weibo.codes.validate()?;
+        // The parser's message could repeat the URL, password and all: say only that it failed.
+        if self.amqp.uri().is_err() {
+            return Err(ConfigError::invalid(
+                "amqp.url",
+                "is not an AMQP URL (amqp://user:password@host:port/vhost)",
+            ));
+        }
         if actix_web::http::header::HeaderValue::from_str(&self.push.success_content_type).is_err()
         {
             return Err(ConfigError::invalid(

@@ -260,3 +260,21 @@ fn a_code_in_two_meanings_or_twice_is_refused_naming_the_key() {
     .to_string();
     assert!(err.contains("push.success_content_type"), "{err}");
 }
+
+#[test]
+fn a_broken_amqp_url_is_refused_without_repeating_it_and_heartbeats_default_to_5_s() {
+    let err = Settings::from_toml(&format!(
+        "[amqp]\nurl = \"amqp://relay:s3cret-pass@host:notaport/%2f\"\n{MERCHANT}"
+    ))
+    .unwrap_err()
+    .to_string();
+    assert!(err.starts_with("invalid configuration: amqp.url: "), "{err}");
+    assert!(!err.contains("s3cret"), "{err}");
+    let s = Settings::from_toml(MERCHANT).unwrap();
+    assert_eq!(s.amqp.uri().unwrap().query.heartbeat, Some(5));
+    let s = Settings::from_toml(&format!(
+        "[amqp]\nurl = \"amqp://guest:guest@127.0.0.1:5672/%2f?heartbeat=30\"\n{MERCHANT}"
+    ))
+    .unwrap();
+    assert_eq!(s.amqp.uri().unwrap().query.heartbeat, Some(30), "the URL's own wins");
+}

@@ -306,7 +306,7 @@ fn deploy_compose_wires_broker_roles_config_and_readiness() {
             .as_mapping()
             .unwrap()
             .iter()
-            .map(|(k, v)| (s(k).to_owned(), s(v).to_owned()))
+            .map(|(k, v)| (s(k).to_owned(), compose_expand(s(v))))
             .collect();
         let settings = load_filled(&example, env);
         assert_eq!(settings.http.bind.to_string(), "0.0.0.0:8080", "{role}");
@@ -323,6 +323,26 @@ fn deploy_compose_wires_broker_roles_config_and_readiness() {
         strings(&services["receiver"]["ports"]),
         ["127.0.0.1:8080:8080"]
     );
+}
+
+/// A compose value with its `${VAR:-default}` taken as the default and its required
+/// `${VAR:?message}` set, as `docker compose` would with the variables the README exports.
+fn compose_expand(value: &str) -> String {
+    let mut out = String::new();
+    let mut rest = value;
+    while let Some(start) = rest.find("${") {
+        out.push_str(&rest[..start]);
+        let end = rest[start..].find('}').expect("a closed ${...}") + start;
+        let inner = &rest[start + 2..end];
+        match (inner.split_once(":-"), inner.split_once(":?")) {
+            (Some((_, default)), _) => out.push_str(default),
+            (_, Some((var, _))) => out.push_str(&format!("set-{}", var.to_ascii_lowercase())),
+            _ => panic!("unexpected compose variable {inner}"),
+        }
+        rest = &rest[end + 1..];
+    }
+    out.push_str(rest);
+    out
 }
 
 /// What a pod runs with: the Secret's relay.toml as the one --config file, the ConfigMap as
