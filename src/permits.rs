@@ -31,7 +31,8 @@ const HELD_AHEAD: u16 = 2;
 
 /// Issues permits while it lives (the keeper holds one while it leads).
 pub struct PermitIssuer {
-    _stop: DropGuard,
+    stop: DropGuard,
+    task: tokio::task::JoinHandle<()>,
 }
 
 impl PermitIssuer {
@@ -39,7 +40,7 @@ impl PermitIssuer {
     pub fn start(channel: Channel, queue: String, per_sec: u32) -> Self {
         let stop = CancellationToken::new();
         let task_stop = stop.clone();
-        tokio::spawn(async move {
+        let task = tokio::spawn(async move {
             let mut tick = tokio::time::interval(ISSUE_EVERY);
             tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
             let per_tick = f64::from(per_sec) * ISSUE_EVERY.as_secs_f64();
@@ -72,8 +73,15 @@ impl PermitIssuer {
             let _ = channel.close(200, "no longer the keeper".into()).await;
         });
         Self {
-            _stop: stop.drop_guard(),
+            stop: stop.drop_guard(),
+            task,
         }
+    }
+
+    /// Stops issuing and waits until its channel is closed.
+    pub async fn stop(self) {
+        drop(self.stop);
+        let _ = self.task.await;
     }
 }
 

@@ -268,7 +268,10 @@ fn a_broken_amqp_url_is_refused_without_repeating_it_and_heartbeats_default_to_5
     ))
     .unwrap_err()
     .to_string();
-    assert!(err.starts_with("invalid configuration: amqp.url: "), "{err}");
+    assert!(
+        err.starts_with("invalid configuration: amqp.url: "),
+        "{err}"
+    );
     assert!(!err.contains("s3cret"), "{err}");
     let s = Settings::from_toml(MERCHANT).unwrap();
     assert_eq!(s.amqp.uri().unwrap().query.heartbeat, Some(5));
@@ -276,5 +279,9 @@ fn a_broken_amqp_url_is_refused_without_repeating_it_and_heartbeats_default_to_5
         "[amqp]\nurl = \"amqp://guest:guest@127.0.0.1:5672/%2f?heartbeat=30\"\n{MERCHANT}"
     ))
     .unwrap();
-    assert_eq!(s.amqp.uri().unwrap().query.heartbeat, Some(30), "the URL's own wins");
+    assert_eq!(
+        s.amqp.uri().unwrap().query.heartbeat,
+        Some(30),
+        "the URL's own wins"
+    );
 }

@@ -66,6 +66,12 @@ pub async fn counters(state: Data<SandboxState>) -> HttpResponse {
     }))
 }
 
+/// `GET /admin/timeline` -> `{"order_calls_ms":[..]}`: when each order call arrived, in
+/// milliseconds since the sandbox started (to check a deployment's rate from outside).
+pub async fn timeline(state: Data<SandboxState>) -> HttpResponse {
+    HttpResponse::Ok().json(json!({"order_calls_ms": state.lock().timeline}))
+}
+
 /// `GET /admin/requests` -> the latest platform requests, oldest first.
 pub async fn requests(state: Data<SandboxState>) -> HttpResponse {
     HttpResponse::Ok().json(&state.lock().requests)

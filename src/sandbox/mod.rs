@@ -173,6 +173,7 @@ fn routes(cfg: &mut web::ServiceConfig) {
         )
         .route("/admin/counters", web::get().to(admin::counters))
         .route("/admin/requests", web::get().to(admin::requests))
+        .route("/admin/timeline", web::get().to(admin::timeline))
         .route("/admin/faults", web::get().to(admin::get_faults))
         .route("/admin/faults", web::post().to(admin::set_faults))
         .route("/admin/tokens/revoke", web::post().to(admin::revoke_tokens));

@@ -154,6 +154,7 @@ async fn order_call(
     let (latency, injected, envelope) = {
         let mut world = state.lock();
         world.record(endpoint.name(), &params);
+        world.arrived();
         (
             world.faults.latency(),
             world.faults.order_call(Instant::now(), roll),

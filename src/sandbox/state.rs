@@ -13,6 +13,8 @@ use crate::config::{Merchant, Merchants};
 
 /// Requests kept for `GET /admin/requests`.
 const RECORDED: usize = 100;
+/// Order call times kept for `GET /admin/timeline`.
+const TIMELINE: usize = 200_000;
 
 /// One platform request as received (access_token redacted).
 #[derive(Debug, Clone, Serialize)]
@@ -35,6 +37,9 @@ pub struct World {
     pub calls: BTreeMap<String, BTreeMap<String, u64>>,
     /// The latest requests, oldest first.
     pub requests: VecDeque<Recorded>,
+    /// When each order call arrived, in milliseconds since the sandbox started.
+    pub timeline: Vec<u64>,
+    started: std::time::Instant,
 }
 
 impl World {
@@ -46,6 +51,14 @@ impl World {
             .or_default()
             .entry(code.to_string())
             .or_default() += 1;
+    }
+
+    /// Notes the arrival of one order call (the platform's view of a caller's rate).
+    pub fn arrived(&mut self) {
+        if self.timeline.len() < TIMELINE {
+            self.timeline
+                .push(self.started.elapsed().as_millis() as u64);
+        }
     }
 
     /// Remembers one request, without its access_token.
@@ -81,6 +94,8 @@ impl SandboxState {
                 faults: FaultState::new(faults),
                 calls: BTreeMap::new(),
                 requests: VecDeque::new(),
+                timeline: Vec::new(),
+                started: std::time::Instant::now(),
             }),
         }
     }

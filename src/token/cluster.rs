@@ -1,11 +1,14 @@
 //! The token keeper's broker side: which process of the deployment leads, and how the others
 //! get its tokens.
 //!
-//! **Election.** Every `worker`/`serve` process tries, every second, to declare the exclusive
-//! queue `<fulfilment_queue>.keeper`. RabbitMQ lets exactly one connection hold an exclusive
-//! queue and deletes it when that connection closes (or misses its heartbeats), so the process
-//! whose declaration succeeds leads until its connection goes; the others get
-//! RESOURCE_LOCKED and try again. A process that loses its broker link stops leading at once.
+//! **Election.** Every `worker`/`serve` process consumes the quorum queue
+//! `<fulfilment_queue>.keeper`, declared with `x-single-active-consumer`: RabbitMQ delivers to
+//! exactly one of its consumers at a time and hands over to the next when that consumer's
+//! channel or connection goes (closed, or silent past the heartbeat timeout). Every process
+//! also publishes a ping there each second, so the active consumer learns that it is active
+//! from the first message it receives: from then on it leads. It stops leading at once when
+//! its broker link goes, when its consumer ends, or when it has received nothing, not even its
+//! own pings, for three seconds (then it may no longer be the active consumer).
 //!
 //! **Tokens.** The leader announces each token it obtains, sealed (see [`super::sealed`]),
 //! on the topic exchange `<fulfilment_queue>.tokens`; every process reads it through an
@@ -23,7 +26,6 @@ use futures_util::StreamExt;
 use lapin::options::{
     BasicConsumeOptions, BasicPublishOptions, QueueBindOptions, QueueDeclareOptions,
 };
-use lapin::protocol::{AMQPErrorKind, AMQPSoftError};
 use lapin::types::FieldTable;
 use lapin::{BasicProperties, Channel, Consumer};
 use secrecy::ExposeSecret;
@@ -39,8 +41,12 @@ use crate::amqp::{Broker, Link};
 use crate::permits::PermitIssuer;
 use crate::weibo::Token;
 
-/// How often a process that does not lead tries to.
-const ELECTION_EVERY: Duration = Duration::from_secs(1);
+/// How often every process pings the keeper queue.
+const PING_EVERY: Duration = Duration::from_secs(1);
+/// A leader that receives nothing for this long stands down.
+const SILENCE: Duration = Duration::from_secs(3);
+/// Pings live this long in the queue, so none pile up while nobody consumes.
+const PING_LIFE: &str = "3000";
 /// A process asks the leader for its tokens at most this often.
 const HELLO_EVERY: Duration = Duration::from_secs(1);
 /// Pause after the broker side failed, before it starts again on the current link.
@@ -49,7 +55,8 @@ const RESTART_PAUSE: Duration = Duration::from_secs(1);
 /// The names the keeper's broker side uses, all derived from the fulfilment queue's.
 #[derive(Debug, Clone)]
 pub struct ClusterNames {
-    /// The exclusive queue whose holder leads, and where requests to the leader go.
+    /// The single-active-consumer queue whose active consumer leads; requests to the leader
+    /// go there too.
     pub keeper_queue: String,
     /// The topic exchange tokens are announced on.
     pub tokens_exchange: String,
@@ -81,9 +88,7 @@ pub struct Agent {
 /// What a process holds while it leads; dropping it stops leading.
 struct Leading {
     _lead: Lead,
-    channel: Channel,
-    inbox: Consumer,
-    _permits: PermitIssuer,
+    permits: PermitIssuer,
 }
 
 impl Agent {
@@ -140,15 +145,12 @@ impl Agent {
         let served = self
             .serve_on(link, &channel, &mut leading, events, stop)
             .await;
-        // Leading ends here, and the channels close before the connection may: lapin logs an
-        // error for a channel dropped while its connection closes.
-        if let Some(leading) = leading {
-            drop(leading._lead);
-            let _ = leading
-                .channel
-                .close(200, "no longer the keeper".into())
-                .await;
+        if let Some(leading) = leading.take() {
+            leading.permits.stop().await;
+            tracing::warn!("no longer the token keeper");
         }
+        // The channel closes before the connection may: lapin logs an error for a channel
+        // dropped while its connection closes.
         let _ = channel.close(200, "token keeper stopping".into()).await;
         served
     }
@@ -162,45 +164,45 @@ impl Agent {
         stop: &CancellationToken,
     ) -> Result<(), lapin::Error> {
         let mut announced = self.subscribe(channel).await?;
+        let mut inbox = self.candidate(channel).await?;
         self.send(channel, &Request::Hello).await;
         let mut last_hello = StdInstant::now();
-        let mut election = tokio::time::interval(ELECTION_EVERY);
+        let mut last_heard = StdInstant::now();
+        let mut ping = tokio::time::interval(PING_EVERY);
         let mut links = self.broker.subscribe();
         loop {
-            let is_leading = leading.is_some();
-            let inbox = async {
-                match leading.as_mut() {
-                    Some(l) => l.inbox.next().await,
-                    None => std::future::pending().await,
-                }
-            };
             tokio::select! {
                 _ = stop.cancelled() => return Ok(()),
-                _ = lost(&mut links, link) => {
-                    if is_leading {
-                        tracing::warn!("broker link lost: no longer the token keeper");
-                    }
-                    return Ok(());
-                }
-                _ = election.tick(), if !is_leading => {
-                    *leading = self.try_to_lead(link).await?;
-                    if leading.is_some() {
-                        tracing::info!(queue = %self.names.keeper_queue, "this process is the token keeper");
-                        self.announce_all(channel).await;
+                _ = lost(&mut links, link) => return Ok(()),
+                _ = ping.tick() => {
+                    self.send(channel, &Request::Ping).await;
+                    if leading.is_some() && last_heard.elapsed() >= SILENCE {
+                        // Not even our own pings arrive: another consumer may be active now.
+                        *leading = None;
+                        tracing::warn!(silent = ?last_heard.elapsed(), "token keeper heard nothing: standing down");
                     }
                 }
+                request = inbox.next() => match request {
+                    Some(Ok(delivery)) => {
+                        last_heard = StdInstant::now();
+                        let _ = delivery.ack(lapin::options::BasicAckOptions::default()).await;
+                        if leading.is_none() {
+                            *leading = Some(self.start_leading(link).await?);
+                            tracing::info!(queue = %self.names.keeper_queue, "this process is the token keeper");
+                            self.announce_all(channel).await;
+                        }
+                        self.on_request(channel, &delivery.data).await;
+                    }
+                    Some(Err(error)) => return Err(error),
+                    None => return Ok(()),
+                },
                 delivery = announced.next() => match delivery {
                     Some(Ok(delivery)) => self.on_announcement(&delivery.data),
                     Some(Err(error)) => return Err(error),
                     None => return Ok(()),
                 },
-                request = inbox => match request {
-                    Some(Ok(delivery)) => self.on_request(channel, &delivery.data).await,
-                    Some(Err(error)) => return Err(error),
-                    None => return Ok(()),
-                },
                 Some(appid) = events.obtained.recv() => {
-                    if is_leading {
+                    if leading.is_some() {
                         self.announce(channel, &appid).await;
                     }
                 }
@@ -253,51 +255,30 @@ impl Agent {
             .await
     }
 
-    /// Declares the keeper queue as this connection's own: success means this process leads.
-    async fn try_to_lead(&self, link: &Link) -> Result<Option<Leading>, lapin::Error> {
-        let channel = link.connection().create_channel().await?;
-        let options = QueueDeclareOptions {
-            exclusive: true,
-            ..QueueDeclareOptions::default()
-        };
-        let declared = channel
-            .queue_declare(
-                self.names.keeper_queue.as_str().into(),
-                options,
-                FieldTable::default(),
-            )
-            .await;
-        if let Err(error) = declared {
-            let locked = matches!(error.kind(), lapin::ErrorKind::ProtocolError(e)
-                if *e.kind() == AMQPErrorKind::Soft(AMQPSoftError::RESOURCELOCKED));
-            if locked {
-                // Another process leads; the broker closed this channel.
-                return Ok(None);
-            }
-            return Err(error);
-        }
-        let inbox = channel
+    /// Joins the election: a consumer of the single-active-consumer queue.
+    async fn candidate(&self, channel: &Channel) -> Result<Consumer, lapin::Error> {
+        channel
             .basic_consume(
                 self.names.keeper_queue.as_str().into(),
-                "weibo-relay-keeper".into(),
-                BasicConsumeOptions {
-                    no_ack: true,
-                    ..BasicConsumeOptions::default()
-                },
+                format!("weibo-relay-keeper-{}", self.process)
+                    .as_str()
+                    .into(),
+                BasicConsumeOptions::default(),
                 FieldTable::default(),
             )
-            .await?;
+            .await
+    }
+
+    async fn start_leading(&self, link: &Link) -> Result<Leading, lapin::Error> {
         let permits = PermitIssuer::start(
             link.connection().create_channel().await?,
             self.names.permits_queue.clone(),
             self.permit_rate,
         );
-        Ok(Some(Leading {
+        Ok(Leading {
             _lead: self.keeper.lead(),
-            channel,
-            inbox,
-            _permits: permits,
-        }))
+            permits,
+        })
     }
 
     fn on_announcement(&self, body: &[u8]) {
@@ -329,6 +310,7 @@ impl Agent {
 
     async fn on_request(&self, channel: &Channel, body: &[u8]) {
         match serde_json::from_slice::<Request>(body) {
+            Ok(Request::Ping) => {}
             Ok(Request::Hello) => self.announce_all(channel).await,
             Ok(Request::Refresh {
                 appid,
@@ -381,6 +363,7 @@ impl Agent {
     }
 
     /// Fire and forget: a lost announcement or request is made good by the next `hello`.
+    /// Nothing here outlives a few seconds: no request piles up while no process consumes.
     async fn publish(&self, channel: &Channel, exchange: &str, routing_key: &str, body: &[u8]) {
         let published = channel
             .basic_publish(
@@ -388,7 +371,9 @@ impl Agent {
                 routing_key.into(),
                 BasicPublishOptions::default(),
                 body,
-                BasicProperties::default().with_content_type("application/json".into()),
+                BasicProperties::default()
+                    .with_content_type("application/json".into())
+                    .with_expiration(PING_LIFE.into()),
             )
             .await;
         if let Err(error) = published {

@@ -78,6 +78,9 @@ pub struct TokenPlain {
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
 #[serde(tag = "kind", rename_all = "snake_case")]
 pub enum Request {
+    /// Sent by every process each second: whoever receives it is the active consumer of the
+    /// keeper queue, and leads.
+    Ping,
     /// Announce every current token (a process joined, or holds no usable token).
     Hello,
     /// The platform rejected this generation of the merchant's token: replace it, if it is

@@ -96,8 +96,14 @@ pub fn worker_topology(amqp: &AmqpSettings, policy: &RetryPolicy) -> Topology {
         .exchange(&amqp.events_exchange)
         .queue(QueueSpec::quorum(fq))
         .queue(QueueSpec::quorum(&dead_queue(fq)))
-        // The token keeper's announcements and the platform call permits: transient
-        // messages, so classic queues (the keeper's own queue is exclusive, declared by it).
+        // The token keeper's election: one active consumer at a time; quorum, so it
+        // survives the loss of a node like the work queue.
+        .queue(
+            QueueSpec::quorum(&keeper.keeper_queue)
+                .with_argument("x-single-active-consumer", AMQPValue::Boolean(true)),
+        )
+        // Its announcements and the platform call permits: transient messages, so a classic
+        // queue for the permits.
         .exchange(&keeper.tokens_exchange)
         .queue(QueueSpec::classic(&keeper.permits_queue));
     for delay in policy.delays() {

@@ -530,6 +530,7 @@ fn arguments_json(table: &FieldTable) -> Json {
                     Json::String(String::from_utf8(s.as_bytes().to_vec()).unwrap())
                 }
                 AMQPValue::LongLongInt(i) => json!(i),
+                AMQPValue::Boolean(b) => json!(b),
                 other => panic!("argument {k}: no JSON form chosen for {other:?}"),
             };
             (k.as_str().to_owned(), v)

@@ -427,18 +427,38 @@ impl RelayProcess {
         }
     }
 
+    /// What the process logged since the last call (and since it became ready).
+    pub fn logged(&self) -> Vec<String> {
+        self.lines.try_iter().collect()
+    }
+
+    /// Kills the process without waiting (for clean-up in `Drop`).
+    pub fn kill_now(mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+        let _ = std::fs::remove_dir_all(&self.dir);
+    }
+
     /// The process id, for /proc.
     pub fn pid(&self) -> u32 {
         self.child.id()
     }
 
-    /// Waits until `/readyz` answers 200 (broker connected, tokens held).
+    /// Waits until `/readyz` answers 200 (broker connected, tokens held); on time-out the
+    /// panic shows what the process logged.
     pub async fn wait_ready(&self) {
         let url = format!("http://{}/readyz", self.address);
-        eventually(Duration::from_secs(10), "relay process ready", || async {
-            reqwest::get(&url).await.is_ok_and(|r| r.status() == 200)
-        })
-        .await;
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while !reqwest::get(&url).await.is_ok_and(|r| r.status() == 200) {
+            if Instant::now() >= deadline {
+                let logged: Vec<String> = self.lines.try_iter().collect();
+                panic!(
+                    "relay process not ready within 10 s; it logged:\n{}",
+                    logged.join("\n")
+                );
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
     }
 
     /// Posts a form push to the default push path; returns the status.

@@ -8,6 +8,7 @@ mod faults;
 mod fixtures;
 mod gateway;
 mod helpers;
+mod keeper;
 mod ops;
 mod process;
 mod proxy;

@@ -1,0 +1,504 @@
+//! One token keeper for the whole deployment: several real `worker` processes sharing one
+//! broker, one sandbox and one merchant, killed and cut off for real.
+
+use std::time::{Duration, Instant};
+
+use futures_util::StreamExt;
+use lapin::options::{
+    BasicConsumeOptions, BasicPublishOptions, QueueBindOptions, QueueDeclareOptions,
+};
+use lapin::types::FieldTable;
+use lapin::{BasicProperties, Channel, Connection};
+use serde_json::{json, Value};
+use weibo_relay::config::Settings;
+use weibo_relay::sandbox::{Faults, Sandbox, SandboxConfig, SandboxHandle};
+
+use crate::helpers::*;
+use crate::proxy::TcpProxy;
+use crate::rig::{finish, merchants_toml};
+
+/// A sandbox and the configuration every worker process of one deployment shares.
+struct Deployment {
+    sandbox: SandboxHandle,
+    settings: Settings,
+    toml: String,
+    workers: Vec<Option<RelayProcess>>,
+    connection: Connection,
+    channel: Channel,
+    outcomes: String,
+    http: reqwest::Client,
+    _topology: TopologyGuard,
+}
+
+impl Deployment {
+    async fn start(token_ttl: Duration, rate_limit_per_sec: u32) -> Self {
+        let base = test_settings(AMQP_URL);
+        let mut config = SandboxConfig::new(base.merchants.clone());
+        config.token_ttl = token_ttl;
+        config.faults = Faults::default();
+        let sandbox = Sandbox::start(config).unwrap();
+        let toml = format!(
+            "{}\n[weibo]\napi_base = \"{}\"\noauth_base = \"{}\"\ntimeout_ms = 2000\nmax_attempts = 4\nretry_base_ms = 200\nretry_max_ms = 800\nrate_limit_per_sec = {rate_limit_per_sec}\n\n[worker]\ntoken_wait_ms = 5000\n{}",
+            test_toml(AMQP_URL),
+            sandbox.api_base(),
+            sandbox.base_url(),
+            merchants_toml(&base),
+        );
+        let settings = Settings::from_toml(&toml).unwrap();
+        let topology = TopologyGuard::new(&settings);
+        let connection = Connection::connect(AMQP_URL, Default::default())
+            .await
+            .unwrap();
+        let channel = connection.create_channel().await.unwrap();
+        let outcomes = format!("{}.outcomes", settings.amqp.events_queue);
+        // Exclusive, not auto-delete: it lives as long as the test's connection, across the
+        // consumers that come and go on it.
+        let exclusive = QueueDeclareOptions {
+            exclusive: true,
+            ..Default::default()
+        };
+        channel
+            .queue_declare(outcomes.as_str().into(), exclusive, FieldTable::default())
+            .await
+            .unwrap();
+        Self {
+            sandbox,
+            settings,
+            toml,
+            workers: Vec::new(),
+            connection,
+            channel,
+            outcomes,
+            http: reqwest::Client::new(),
+            _topology: topology,
+        }
+    }
+
+    /// Starts a worker process (through `amqp_url` when given); returns its index.
+    async fn spawn(&mut self, amqp_url: Option<&str>) -> usize {
+        let mut toml = self.toml.clone();
+        if let Some(url) = amqp_url {
+            toml = toml.replace(AMQP_URL, url);
+        }
+        let worker = RelayProcess::start("worker", &toml, "info");
+        self.workers.push(Some(worker));
+        let i = self.workers.len() - 1;
+        if i == 0 {
+            // Bind the outcome queue once the first worker declared the exchange.
+            self.wait_ready(i).await;
+            self.channel
+                .queue_bind(
+                    self.outcomes.as_str().into(),
+                    self.settings.amqp.events_exchange.as_str().into(),
+                    "fulfilment.#".into(),
+                    QueueBindOptions::default(),
+                    FieldTable::default(),
+                )
+                .await
+                .unwrap();
+        }
+        i
+    }
+
+    async fn wait_ready(&self, i: usize) {
+        self.worker(i).wait_ready().await;
+    }
+
+    fn worker(&self, i: usize) -> &RelayProcess {
+        self.workers[i].as_ref().expect("a running worker")
+    }
+
+    /// One sample of a worker's metric, 0 when absent.
+    async fn metric(&self, i: usize, name: &str) -> f64 {
+        let body = self
+            .http
+            .get(format!("http://{}/metrics", self.worker(i).address))
+            .send()
+            .await
+            .unwrap()
+            .text()
+            .await
+            .unwrap();
+        body.lines()
+            .find(|l| l.starts_with(name))
+            .and_then(|l| l.rsplit(' ').next()?.parse().ok())
+            .unwrap_or(0.0)
+    }
+
+    /// The indexes of running workers that say they keep the token.
+    async fn keepers(&self) -> Vec<usize> {
+        let mut out = Vec::new();
+        for (i, w) in self.workers.iter().enumerate() {
+            if w.is_some() && self.metric(i, "weibo_relay_token_keeper_active").await == 1.0 {
+                out.push(i);
+            }
+        }
+        out
+    }
+
+    async fn the_keeper(&self, within: Duration) -> usize {
+        let deadline = Instant::now() + within;
+        loop {
+            let keepers = self.keepers().await;
+            assert!(keepers.len() <= 1, "two keepers at once: {keepers:?}");
+            if let Some(&k) = keepers.first() {
+                return k;
+            }
+            assert!(Instant::now() < deadline, "no keeper within {within:?}");
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+
+    async fn kill(&mut self, i: usize) {
+        let worker = self.workers[i].take().unwrap();
+        let (status, _) = worker.signal("KILL").await;
+        assert!(!status.success());
+    }
+
+    async fn counters(&self) -> Value {
+        self.http
+            .get(format!("{}/admin/counters", self.sandbox.base_url()))
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap()
+    }
+
+    async fn tokens_issued(&self) -> u64 {
+        self.counters().await["tokens_issued"][APPID]
+            .as_u64()
+            .unwrap_or(0)
+    }
+
+    async fn send_finishes(&self, ids: &[String]) {
+        for id in ids {
+            self.channel
+                .basic_publish(
+                    "".into(),
+                    self.settings.amqp.fulfilment_queue.as_str().into(),
+                    BasicPublishOptions::default(),
+                    finish(id).to_string().as_bytes(),
+                    BasicProperties::default().with_delivery_mode(2),
+                )
+                .await
+                .unwrap();
+        }
+    }
+
+    /// Waits for `n` outcomes; returns (succeeded, failed).
+    async fn outcomes(&self, n: usize, within: Duration) -> (usize, usize) {
+        let channel = self.connection.create_channel().await.unwrap();
+        let mut consumer = channel
+            .basic_consume(
+                self.outcomes.as_str().into(),
+                "test".into(),
+                BasicConsumeOptions {
+                    no_ack: true,
+                    ..Default::default()
+                },
+                FieldTable::default(),
+            )
+            .await
+            .unwrap();
+        let (mut ok, mut failed) = (0, 0);
+        let deadline = tokio::time::Instant::now() + within;
+        while ok + failed < n {
+            let next = tokio::time::timeout_at(deadline, consumer.next()).await;
+            let delivery = next
+                .unwrap_or_else(|_| {
+                    panic!("{ok} succeeded, {failed} failed of {n} within {within:?}")
+                })
+                .unwrap()
+                .unwrap();
+            match delivery.routing_key.as_str() {
+                "fulfilment.succeeded" => ok += 1,
+                _ => failed += 1,
+            }
+        }
+        let _ = channel.close(200, "done".into()).await;
+        (ok, failed)
+    }
+
+    /// Platform finish calls refused for a superseded or expired token, and all of them.
+    async fn token_refusals(&self) -> (u64, u64) {
+        let calls = &self.counters().await["calls"]["retailerFinishSub"];
+        let count = |code: &str| calls[code].as_u64().unwrap_or(0);
+        let all = calls
+            .as_object()
+            .map(|m| m.values().filter_map(Value::as_u64).sum())
+            .unwrap_or(0);
+        (count("21332") + count("21327"), all)
+    }
+}
+
+impl Drop for Deployment {
+    fn drop(&mut self) {
+        for worker in self.workers.iter_mut().filter_map(Option::take) {
+            worker.kill_now();
+        }
+    }
+}
+
+#[tokio::test]
+async fn three_workers_share_one_token_across_refreshes_and_every_command_succeeds() {
+    // A 4 s token is refreshed every 3 s: about five refresh periods while commands flow.
+    let mut d = Deployment::start(Duration::from_secs(4), 1000).await;
+    for _ in 0..3 {
+        let i = d.spawn(None).await;
+        d.wait_ready(i).await;
+    }
+    let started = Instant::now();
+    d.the_keeper(Duration::from_secs(5)).await;
+    let mut sent = 0;
+    while started.elapsed() < Duration::from_secs(15) {
+        let ids = d.sandbox.create_orders(APPID, 10);
+        d.send_finishes(&ids).await;
+        sent += ids.len();
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    }
+    let (ok, failed) = d.outcomes(sent, Duration::from_secs(30)).await;
+    let elapsed = started.elapsed();
+    let issued = d.tokens_issued().await;
+    let (refused, calls) = d.token_refusals().await;
+    eprintln!(
+        "3 workers, {:.1} s: {issued} tokens issued, {refused} of {calls} calls refused for the token, {ok} succeeded, {failed} failed",
+        elapsed.as_secs_f64()
+    );
+    assert_eq!((ok, failed), (sent, 0));
+    // One per 3 s refresh period, plus the first.
+    let periods = (elapsed.as_secs_f64() / 3.0).ceil() as u64;
+    assert!(
+        issued <= periods + 1,
+        "{issued} tokens in {periods} periods"
+    );
+    assert!(
+        (refused as f64) < 0.03 * calls as f64,
+        "{refused} of {calls} calls refused for the token"
+    );
+    assert_eq!(d.keepers().await.len(), 1);
+}
+
+#[tokio::test]
+async fn a_killed_keeper_is_replaced_within_15_s_which_adopts_its_token_and_commands_keep_flowing()
+{
+    let mut d = Deployment::start(Duration::from_secs(7200), 1000).await;
+    for _ in 0..3 {
+        let i = d.spawn(None).await;
+        d.wait_ready(i).await;
+    }
+    let keeper = d.the_keeper(Duration::from_secs(5)).await;
+    assert_eq!(d.tokens_issued().await, 1);
+    let ids = d.sandbox.create_orders(APPID, 20);
+    d.send_finishes(&ids[..10]).await;
+    assert_eq!(d.outcomes(10, Duration::from_secs(20)).await, (10, 0));
+
+    d.kill(keeper).await;
+    let killed = Instant::now();
+    let next = d.the_keeper(Duration::from_secs(15)).await;
+    eprintln!(
+        "keeper {keeper} killed; {next} took over after {:?}",
+        killed.elapsed()
+    );
+    assert_ne!(next, keeper);
+    d.send_finishes(&ids[10..]).await;
+    assert_eq!(d.outcomes(10, Duration::from_secs(20)).await, (10, 0));
+    // The new keeper kept the old keeper's token: still valid, and a new one would have
+    // cost every process a rejected call.
+    assert_eq!(d.tokens_issued().await, 1);
+}
+
+#[tokio::test]
+async fn a_process_joining_late_serves_at_once_without_asking_for_a_token() {
+    let mut d = Deployment::start(Duration::from_secs(7200), 1000).await;
+    let first = d.spawn(None).await;
+    d.wait_ready(first).await;
+    assert_eq!(d.tokens_issued().await, 1);
+    let late = d.spawn(None).await;
+    // Ready means it holds a token: the keeper's, announced when it said hello.
+    d.wait_ready(late).await;
+    assert_eq!(d.tokens_issued().await, 1);
+    assert_eq!(
+        d.metric(late, "weibo_relay_token_refreshes_total").await,
+        0.0
+    );
+    assert_eq!(d.metric(late, "weibo_relay_token_keeper_active").await, 0.0);
+    // With the first one gone, the late one does every call, with that same token.
+    d.kill(first).await;
+    let ids = d.sandbox.create_orders(APPID, 10);
+    d.send_finishes(&ids).await;
+    assert_eq!(d.outcomes(10, Duration::from_secs(30)).await, (10, 0));
+    assert_eq!(d.tokens_issued().await, 1);
+    assert_eq!(d.token_refusals().await.0, 0);
+}
+
+#[tokio::test]
+async fn a_keeper_cut_off_from_the_broker_stops_keeping_at_once_and_another_takes_over() {
+    // A 6 s token, refreshed every 4.5 s.
+    let mut d = Deployment::start(Duration::from_secs(6), 1000).await;
+    let proxy = TcpProxy::start("127.0.0.1:5672".parse().unwrap()).await;
+    let cut = d.spawn(Some(&proxy.amqp_url())).await;
+    d.wait_ready(cut).await;
+    assert_eq!(d.the_keeper(Duration::from_secs(5)).await, cut);
+    let other = d.spawn(None).await;
+    d.wait_ready(other).await;
+
+    proxy.cut();
+    let refreshed_at_cut = d.metric(cut, "weibo_relay_token_refreshes_total").await;
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while d.metric(cut, "weibo_relay_token_keeper_active").await != 0.0 {
+        assert!(
+            Instant::now() < deadline,
+            "the cut keeper still keeps; it logged:\n{}",
+            d.worker(cut).logged().join("\n")
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    assert_eq!(d.the_keeper(Duration::from_secs(15)).await, other);
+    // Two refreshes by the new keeper: the cut one would have refreshed as often by now.
+    eventually(
+        Duration::from_secs(20),
+        "two refreshes by the new keeper",
+        || async { d.metric(other, "weibo_relay_token_refreshes_total").await >= 2.0 },
+    )
+    .await;
+    assert_eq!(
+        d.metric(cut, "weibo_relay_token_refreshes_total").await,
+        refreshed_at_cut,
+        "a keeper cut off from the broker asked for tokens"
+    );
+    let ids = d.sandbox.create_orders(APPID, 5);
+    d.send_finishes(&ids).await;
+    assert_eq!(d.outcomes(5, Duration::from_secs(20)).await, (5, 0));
+}
+
+#[tokio::test]
+async fn three_workers_together_stay_within_the_platform_rate() {
+    const RATE: u32 = 40;
+    let mut d = Deployment::start(Duration::from_secs(7200), RATE).await;
+    for _ in 0..3 {
+        let i = d.spawn(None).await;
+        d.wait_ready(i).await;
+    }
+    d.the_keeper(Duration::from_secs(5)).await;
+    let ids = d.sandbox.create_orders(APPID, 600);
+    d.send_finishes(&ids).await;
+    assert_eq!(d.outcomes(600, Duration::from_secs(60)).await, (600, 0));
+    let timeline: Vec<u64> = d
+        .http
+        .get(format!("{}/admin/timeline", d.sandbox.base_url()))
+        .send()
+        .await
+        .unwrap()
+        .json::<Value>()
+        .await
+        .unwrap()["order_calls_ms"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|v| v.as_u64().unwrap())
+        .collect();
+    assert_eq!(timeline.len(), 600, "{}", d.counters().await);
+    // The most calls in any 10 s window, against 10 s of the configured rate.
+    let busiest = timeline
+        .iter()
+        .map(|&start| {
+            timeline
+                .iter()
+                .filter(|&&t| t >= start && t < start + 10_000)
+                .count()
+        })
+        .max()
+        .unwrap();
+    let span = (timeline[599] - timeline[0]) as f64 / 1000.0;
+    eprintln!(
+        "3 workers at {RATE}/s together: 600 calls over {span:.1} s, at most {busiest} in 10 s"
+    );
+    assert!(
+        busiest as f64 <= 1.1 * 10.0 * f64::from(RATE),
+        "{busiest} in 10 s"
+    );
+    assert!(span >= 600.0 / (1.1 * f64::from(RATE)), "{span} s");
+}
+
+#[tokio::test]
+async fn a_token_never_crosses_the_broker_in_clear() {
+    use weibo_relay::token::sealed::{open, MerchantKeys, TokenMessage};
+    let mut d = Deployment::start(Duration::from_secs(7200), 1000).await;
+    // Everything announced on the tokens exchange, as any user of the vhost could read it.
+    let tap = format!("{}.tap", d.settings.amqp.fulfilment_queue);
+    let exclusive = QueueDeclareOptions {
+        exclusive: true,
+        auto_delete: true,
+        ..Default::default()
+    };
+    let first = d.spawn(None).await;
+    d.wait_ready(first).await;
+    d.channel
+        .queue_declare(tap.as_str().into(), exclusive, FieldTable::default())
+        .await
+        .unwrap();
+    d.channel
+        .queue_bind(
+            tap.as_str().into(),
+            format!("{}.tokens", d.settings.amqp.fulfilment_queue)
+                .as_str()
+                .into(),
+            "#".into(),
+            QueueBindOptions::default(),
+            FieldTable::default(),
+        )
+        .await
+        .unwrap();
+    // A second process says hello (the keeper announces its token), then a rejection makes
+    // the keeper refresh (and announce again).
+    let second = d.spawn(None).await;
+    d.wait_ready(second).await;
+    d.http
+        .post(format!("{}/admin/tokens/revoke", d.sandbox.base_url()))
+        .json(&json!({"appid": APPID, "code": 21332}))
+        .send()
+        .await
+        .unwrap();
+    let ids = d.sandbox.create_orders(APPID, 4);
+    d.send_finishes(&ids).await;
+    assert_eq!(d.outcomes(4, Duration::from_secs(20)).await, (4, 0));
+    assert_eq!(d.tokens_issued().await, 2);
+
+    let mut generations = Vec::new();
+    let channel = d.connection.create_channel().await.unwrap();
+    loop {
+        let got = channel
+            .basic_get(tap.as_str().into(), Default::default())
+            .await
+            .unwrap();
+        let Some(message) = got else { break };
+        let body = String::from_utf8_lossy(&message.delivery.data).into_owned();
+        assert!(!contains_token(&body), "a token in clear: {body}");
+        let sealed: TokenMessage = serde_json::from_str(&body).unwrap();
+        let merchant = d.settings.merchants.get(&sealed.appid).unwrap();
+        let plain =
+            open(&MerchantKeys::derive(merchant), &sealed).expect("sealed with the merchant's key");
+        if sealed.appid != APPID {
+            continue;
+        }
+        assert!(contains_token(
+            &secrecy::ExposeSecret::expose_secret(&plain.access_token).to_owned()
+        ));
+        generations.push(sealed.generation);
+    }
+    assert!(generations.len() >= 2, "{generations:?}");
+    assert!(
+        generations.windows(2).any(|w| w[1] > w[0]),
+        "{generations:?}"
+    );
+}
+
+/// True when `text` holds something shaped like a sandbox access token (`2.00` + 30 alnum).
+fn contains_token(text: &str) -> bool {
+    text.match_indices("2.00").any(|(i, _)| {
+        let rest = &text[i + 4..];
+        rest.len() >= 30 && rest.bytes().take(30).all(|b| b.is_ascii_alphanumeric())
+    })
+}
