@@ -483,9 +483,9 @@ async fn a_token_never_crosses_the_broker_in_clear() {
         if sealed.appid != APPID {
             continue;
         }
-        assert!(contains_token(
-            &secrecy::ExposeSecret::expose_secret(&plain.access_token).to_owned()
-        ));
+        assert!(contains_token(secrecy::ExposeSecret::expose_secret(
+            &plain.access_token
+        )));
         generations.push(sealed.generation);
     }
     assert!(generations.len() >= 2, "{generations:?}");
