@@ -450,10 +450,10 @@ fn deploy_k8s_probes_security_and_scaling() {
     );
     assert_eq!(s(&hpa["spec"]["metrics"][0]["resource"]["name"]), "cpu");
 
-    // One token keeper per merchant: one worker, never two at once during a rollout.
+    // Two workers by default: they elect one token keeper, so losing one costs seconds.
     let worker = find(&docs, "Deployment", "weibo-relay-worker");
-    assert_eq!(worker["spec"]["replicas"].as_u64(), Some(1));
-    assert_eq!(s(&worker["spec"]["strategy"]["type"]), "Recreate");
+    assert_eq!(worker["spec"]["replicas"].as_u64(), Some(2));
+    assert_eq!(s(&worker["spec"]["strategy"]["type"]), "RollingUpdate");
 
     // The optional KEDA scaler targets the worker and the fulfilment queue.
     let keda = documents(&deploy().join("k8s/optional/keda-worker-scaler.yaml"));
