@@ -7,6 +7,7 @@ pub mod cli;
 pub mod config;
 pub mod dedup;
 pub mod demo;
+pub mod event;
 pub mod http;
 pub mod metrics;
 pub mod permits;

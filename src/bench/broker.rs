@@ -113,7 +113,7 @@ fn sample_event() -> Result<(Vec<u8>, lapin::BasicProperties), BenchError> {
         .map_err(|e| BenchError::Setup(format!("sample push: {e}")))?;
     Ok((
         push.envelope(SystemTime::now()),
-        crate::push::properties(&push),
+        push.event().properties(SystemTime::now()),
     ))
 }
 

@@ -5,8 +5,6 @@
 //! the broker by construction.
 
 mod body;
-mod envelope;
-mod event_id;
 mod relay;
 
 use std::collections::BTreeMap;
@@ -14,12 +12,11 @@ use std::collections::BTreeMap;
 use serde_json::Value;
 
 use crate::config::{AppId, Merchants};
+use crate::event::{Event, Source};
 use crate::signature;
 
+pub use crate::event::{EventId, EventKind};
 pub use body::{Body, ContentKind};
-pub use envelope::EventKind;
-pub use event_id::EventId;
-pub(crate) use relay::properties;
 pub use relay::{PushRelay, Stored};
 
 /// Why a push was refused; each maps to one HTTP answer and one metrics outcome.
@@ -227,6 +224,32 @@ impl VerifiedPush {
             Some(v @ (Value::Number(_) | Value::String(_))) => v,
             _ => &Value::Null,
         }
+    }
+
+    /// The event this push tells of.
+    pub fn event(&self) -> Event<'_> {
+        Event {
+            id: self.event_id,
+            appid: self.appid.as_str(),
+            type_code: self.type_code,
+            kind: self.kind,
+            sub_order_id: self.sub_order_id(),
+            state_code: self.state_code(),
+            timestamp: self.timestamp,
+            params: &self.params,
+            data: &self.data,
+            source: Source::Push,
+        }
+    }
+
+    /// `order.<kind>.<state_code>` (see [`Event::routing_key`]).
+    pub fn routing_key(&self) -> String {
+        self.event().routing_key()
+    }
+
+    /// The JSON body published to the broker.
+    pub fn envelope(&self, received_at: std::time::SystemTime) -> Vec<u8> {
+        self.event().envelope(received_at)
     }
 
     /// A personal field of `data` (phone, account), masked for logs.

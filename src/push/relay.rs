@@ -3,9 +3,6 @@
 use std::sync::Arc;
 use std::time::SystemTime;
 
-use lapin::types::{AMQPValue, FieldTable, LongString};
-use lapin::BasicProperties;
-
 use super::{PushError, VerifiedPush};
 use crate::amqp::{Broker, Outgoing, Publisher};
 use crate::dedup::Dedup;
@@ -67,34 +64,21 @@ impl PushRelay {
         if self.dedup.contains(id) {
             return Ok(Stored::Duplicate);
         }
-        let body = push.envelope(SystemTime::now());
-        let routing_key = push.routing_key();
+        let received_at = SystemTime::now();
+        let event = push.event();
+        let body = event.envelope(received_at);
+        let routing_key = event.routing_key();
         let elapsed = self
             .publisher
             .publish(Outgoing {
                 exchange: &self.exchange,
                 routing_key: &routing_key,
                 body: &body,
-                properties: properties(push),
+                properties: event.properties(received_at),
             })
             .await?;
         self.metrics.publish_confirmed(elapsed);
         self.dedup.remember(id);
         Ok(Stored::Published)
     }
-}
-
-/// The AMQP properties of a push's event (contract, AMQP); the broker bench sends the same.
-pub(crate) fn properties(push: &VerifiedPush) -> BasicProperties {
-    let mut headers = FieldTable::default();
-    headers.insert(
-        "x-weibo-appid".into(),
-        AMQPValue::LongString(LongString::from(push.appid().as_str())),
-    );
-    BasicProperties::default()
-        .with_delivery_mode(2)
-        .with_content_type("application/json".into())
-        .with_message_id(push.event_id().to_string().as_str().into())
-        .with_type(push.kind().to_string().as_str().into())
-        .with_headers(headers)
 }

@@ -1,0 +1,55 @@
+//! The content-derived event id (platform spec section 5).
+
+use std::fmt;
+
+use sha2::{Digest, Sha256};
+
+/// 128 bits of a sha256, shown as 32 lowercase hex digits.
+#[derive(Clone, Copy, PartialEq, Eq, Hash)]
+pub struct EventId([u8; 16]);
+
+impl EventId {
+    /// A pushed event: the first 128 bits of `sha256(appid \n type \n data)` over the fields as
+    /// the signature covers them (the canonical form that matched), so a padded replay of a
+    /// push has the id of the original.
+    pub fn derive(appid: &str, type_raw: &str, data_raw: &str) -> Self {
+        Self::of(&[appid, type_raw, data_raw])
+    }
+
+    /// A reconciled event: `sha256(appid \n "reconcile" \n sub_order_id \n state_code)`, the
+    /// same for every sweep that finds that state.
+    pub fn reconciled(appid: &str, sub_order_id: &str, state_code: &str) -> Self {
+        Self::of(&[appid, "reconcile", sub_order_id, state_code])
+    }
+
+    fn of(parts: &[&str]) -> Self {
+        let mut hasher = Sha256::new();
+        for (i, part) in parts.iter().enumerate() {
+            if i > 0 {
+                hasher.update(b"\n");
+            }
+            hasher.update(part.as_bytes());
+        }
+        let digest = hasher.finalize();
+        let mut id = [0u8; 16];
+        id.copy_from_slice(&digest[..16]);
+        Self(id)
+    }
+
+    /// The id as a number, for compact sets.
+    pub fn as_u128(&self) -> u128 {
+        u128::from_be_bytes(self.0)
+    }
+}
+
+impl fmt::Display for EventId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&hex::encode(self.0))
+    }
+}
+
+impl fmt::Debug for EventId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "EventId({self})")
+    }
+}

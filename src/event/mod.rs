@@ -1,0 +1,174 @@
+//! An order event as it reaches the broker, whichever way it was learnt: from a push, or from
+//! reading the platform's order list back (reconciliation). Routing key, envelope and AMQP
+//! properties are the contract's (AMQP section) for both.
+
+mod id;
+
+use std::collections::BTreeMap;
+use std::fmt;
+use std::time::{SystemTime, UNIX_EPOCH};
+
+use lapin::types::{AMQPValue, FieldTable, LongString};
+use lapin::BasicProperties;
+use serde::Serialize;
+use serde_json::Value;
+
+pub use id::EventId;
+
+/// Header naming where an event came from.
+pub const SOURCE_HEADER: &str = "x-weibo-source";
+/// Header naming the merchant.
+pub const APPID_HEADER: &str = "x-weibo-appid";
+
+/// The business kind of an event: `sub_order` for `type=2`, `type_<N>` otherwise.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum EventKind {
+    /// A sub-order event (`type=2`).
+    SubOrder,
+    /// Any other type, passed on unchanged.
+    Other(i64),
+}
+
+impl EventKind {
+    /// The kind of a push `type`.
+    pub fn from_type(type_code: i64) -> Self {
+        if type_code == 2 {
+            Self::SubOrder
+        } else {
+            Self::Other(type_code)
+        }
+    }
+}
+
+impl fmt::Display for EventKind {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Self::SubOrder => f.write_str("sub_order"),
+            Self::Other(n) => write!(f, "type_{n}"),
+        }
+    }
+}
+
+/// Where the relay learnt of an event: header `x-weibo-source`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Source {
+    /// A push from the platform.
+    Push,
+    /// The platform's order list, read back because the push never arrived.
+    Reconcile,
+}
+
+impl Source {
+    /// Every source.
+    pub const ALL: [Source; 2] = [Source::Push, Source::Reconcile];
+
+    /// The header value.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Push => "push",
+            Self::Reconcile => "reconcile",
+        }
+    }
+}
+
+/// One event, borrowing what its source holds.
+#[derive(Debug)]
+pub struct Event<'a> {
+    /// The event's identity (`message_id`).
+    pub id: EventId,
+    /// The merchant.
+    pub appid: &'a str,
+    /// The platform's `type`.
+    pub type_code: i64,
+    /// `sub_order` or `type_<N>`.
+    pub kind: EventKind,
+    /// The sub order, when the data names one.
+    pub sub_order_id: Option<String>,
+    /// The data's state code (number or string), or null.
+    pub state_code: &'a Value,
+    /// The push's timestamp, or when reconciliation found the state (unix seconds).
+    pub timestamp: i64,
+    /// The signed push fields (none for reconciled events).
+    pub params: &'a BTreeMap<String, String>,
+    /// The content.
+    pub data: &'a Value,
+    /// Push or reconcile.
+    pub source: Source,
+}
+
+#[derive(Serialize)]
+struct Envelope<'a> {
+    event_id: String,
+    appid: &'a str,
+    #[serde(rename = "type")]
+    type_code: i64,
+    kind: String,
+    sub_order_id: Option<&'a str>,
+    state_code: &'a Value,
+    timestamp: i64,
+    received_at: String,
+    params: &'a BTreeMap<String, String>,
+    data: &'a Value,
+}
+
+impl Event<'_> {
+    /// `order.<kind>.<state_code>`; a state code that is not an integer or a plain token
+    /// becomes `none`, so a value from the platform can never add routing-key words.
+    pub fn routing_key(&self) -> String {
+        let state = match self.state_code {
+            // Integers only: 201.5 or 1e2 would print with a dot, another routing-key word.
+            Value::Number(n) if n.is_i64() || n.is_u64() => n.to_string(),
+            Value::String(s)
+                if !s.is_empty()
+                    && s.len() <= 32
+                    && s.bytes()
+                        .all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-') =>
+            {
+                s.clone()
+            }
+            _ => "none".to_owned(),
+        };
+        format!("order.{}.{state}", self.kind)
+    }
+
+    /// The JSON body published to the broker.
+    pub fn envelope(&self, received_at: SystemTime) -> Vec<u8> {
+        let envelope = Envelope {
+            event_id: self.id.to_string(),
+            appid: self.appid,
+            type_code: self.type_code,
+            kind: self.kind.to_string(),
+            sub_order_id: self.sub_order_id.as_deref(),
+            state_code: self.state_code,
+            timestamp: self.timestamp,
+            received_at: humantime::format_rfc3339_seconds(received_at).to_string(),
+            params: self.params,
+            data: self.data,
+        };
+        serde_json::to_vec(&envelope).expect("an envelope of strings and JSON values serializes")
+    }
+
+    /// The AMQP properties: persistent, JSON, `message_id` the event id, `type` the kind,
+    /// `timestamp` when it was received, headers naming the merchant and the source.
+    pub fn properties(&self, received_at: SystemTime) -> BasicProperties {
+        let mut headers = FieldTable::default();
+        headers.insert(
+            APPID_HEADER.into(),
+            AMQPValue::LongString(LongString::from(self.appid)),
+        );
+        headers.insert(
+            SOURCE_HEADER.into(),
+            AMQPValue::LongString(LongString::from(self.source.as_str())),
+        );
+        let seconds = received_at
+            .duration_since(UNIX_EPOCH)
+            .map_or(0, |d| d.as_secs());
+        BasicProperties::default()
+            .with_delivery_mode(2)
+            .with_content_type("application/json".into())
+            .with_message_id(self.id.to_string().as_str().into())
+            .with_type(self.kind.to_string().as_str().into())
+            .with_timestamp(seconds)
+            .with_headers(headers)
+    }
+}
