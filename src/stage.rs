@@ -48,10 +48,9 @@ impl Stage {
         let sandbox = Arc::new(Sandbox::start(sandbox_config)?);
         settings.weibo.api_base = sandbox.api_base();
         settings.weibo.oauth_base = sandbox.base_url();
-        let topology = Topology::events(&settings.amqp).merge(worker_topology(
-            &settings.amqp,
-            &RetryPolicy::from_settings(&settings.weibo),
-        ));
+        let topology = Topology::events(&settings.amqp, &settings.event_log.max_age).merge(
+            worker_topology(&settings.amqp, &RetryPolicy::from_settings(&settings.weibo)),
+        );
         let app = Application::build(settings.clone(), roles).await?;
         let relay_url = format!("http://{}", app.address());
         let shutdown = app.shutdown_token();

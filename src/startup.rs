@@ -67,7 +67,7 @@ impl Application {
         let listener = TcpListener::bind(settings.http.bind)
             .map_err(|e| anyhow::anyhow!("cannot bind http.bind {}: {e}", settings.http.bind))?;
         let address = listener.local_addr()?;
-        let mut topology = Topology::events(&settings.amqp);
+        let mut topology = Topology::events(&settings.amqp, &settings.event_log.max_age);
         if roles.runs_worker() {
             let policy = RetryPolicy::from_settings(&settings.weibo);
             topology = topology.merge(worker_topology(&settings.amqp, &policy));

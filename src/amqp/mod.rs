@@ -233,11 +233,7 @@ impl Supervisor {
     }
 }
 
-/// Declares `topology` on a short-lived channel of `connection`.
+/// Declares `topology` on short-lived channels of `connection`.
 async fn declare_on(connection: &Connection, topology: &Topology) -> Result<(), lapin::Error> {
-    let channel = connection.create_channel().await?;
-    topology.declare(&channel).await?;
-    // A failed declaration already closed the channel; this closes a good one.
-    let _ = channel.close(200, "topology declared".into()).await;
-    Ok(())
+    topology.declare(connection).await
 }

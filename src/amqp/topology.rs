@@ -5,7 +5,7 @@ use lapin::options::{
     QueueDeleteOptions,
 };
 use lapin::types::{AMQPValue, FieldTable, LongString};
-use lapin::{Channel, ExchangeKind};
+use lapin::{Channel, Connection, ExchangeKind};
 
 use crate::config::AmqpSettings;
 
@@ -16,6 +16,9 @@ pub struct QueueSpec {
     pub name: String,
     /// Declaration arguments (`x-queue-type`, dead-lettering, TTL).
     pub arguments: FieldTable,
+    /// An existing queue with other arguments is kept (with a warning) rather than failing
+    /// the whole declaration: for settings RabbitMQ cannot change on a declared queue.
+    pub lenient: bool,
 }
 
 impl QueueSpec {
@@ -26,6 +29,20 @@ impl QueueSpec {
         Self {
             name: name.to_owned(),
             arguments,
+            lenient: false,
+        }
+    }
+
+    /// A stream keeping what it is sent for `max_age` (`7D`, `24h`): an append-only log that
+    /// consumers read from any point. Kept as it is if it exists with another retention.
+    pub fn stream(name: &str, max_age: &str) -> Self {
+        let mut arguments = FieldTable::default();
+        arguments.insert("x-queue-type".into(), long_string("stream"));
+        arguments.insert("x-max-age".into(), long_string(max_age));
+        Self {
+            name: name.to_owned(),
+            arguments,
+            lenient: true,
         }
     }
 
@@ -34,6 +51,7 @@ impl QueueSpec {
         Self {
             name: name.to_owned(),
             arguments: FieldTable::default(),
+            lenient: false,
         }
     }
 
@@ -42,6 +60,11 @@ impl QueueSpec {
         self.arguments.insert(key.into(), value);
         self
     }
+}
+
+/// `<events_queue>.log`, the stream every order event is kept in.
+pub fn event_log(events_queue: &str) -> String {
+    format!("{events_queue}.log")
 }
 
 /// A string AMQP value.
@@ -58,12 +81,16 @@ pub struct Topology {
 }
 
 impl Topology {
-    /// The receiver's part: the events topic exchange and the events queue bound to `order.#`.
-    pub fn events(settings: &AmqpSettings) -> Self {
+    /// The receiver's part: the events topic exchange, the events queue and the event log,
+    /// both bound to `order.#`.
+    pub fn events(settings: &AmqpSettings, log_max_age: &str) -> Self {
+        let log = event_log(&settings.events_queue);
         Self::default()
             .exchange(&settings.events_exchange)
             .queue(QueueSpec::quorum(&settings.events_queue))
             .bind(&settings.events_queue, &settings.events_exchange, "order.#")
+            .queue(QueueSpec::stream(&log, log_max_age))
+            .bind(&log, &settings.events_exchange, "order.#")
     }
 
     /// Adds a durable topic exchange.
@@ -136,8 +163,10 @@ impl Topology {
         first_error.map_or(Ok(()), Err)
     }
 
-    /// Declares everything; redeclaring with the same arguments is a no-op on the broker.
-    pub async fn declare(&self, channel: &Channel) -> Result<(), lapin::Error> {
+    /// Declares everything on channels of `connection`; redeclaring with the same arguments is
+    /// a no-op on the broker.
+    pub async fn declare(&self, connection: &Connection) -> Result<(), lapin::Error> {
+        let mut channel = connection.create_channel().await?;
         let durable_exchange = ExchangeDeclareOptions {
             durable: true,
             ..ExchangeDeclareOptions::default()
@@ -157,9 +186,18 @@ impl Topology {
             ..QueueDeclareOptions::default()
         };
         for q in &self.queues {
-            channel
+            let declared = channel
                 .queue_declare(q.name.as_str().into(), durable_queue, q.arguments.clone())
-                .await?;
+                .await;
+            match declared {
+                Ok(_) => {}
+                Err(error) if q.lenient && is_precondition_failed(&error) => {
+                    // The refusal closed the channel; the queue exists, as it was declared.
+                    tracing::warn!(queue = %q.name, %error, "queue kept with the arguments it was declared with; change them with a policy");
+                    channel = connection.create_channel().await?;
+                }
+                Err(error) => return Err(error),
+            }
         }
         for (queue, exchange, key) in &self.bindings {
             channel
@@ -172,6 +210,14 @@ impl Topology {
                 )
                 .await?;
         }
+        // A failed declaration already closed the channel; this closes a good one.
+        let _ = channel.close(200, "topology declared".into()).await;
         Ok(())
     }
+}
+
+fn is_precondition_failed(error: &lapin::Error) -> bool {
+    use lapin::protocol::{AMQPErrorKind, AMQPSoftError};
+    matches!(error.kind(), lapin::ErrorKind::ProtocolError(e)
+        if *e.kind() == AMQPErrorKind::Soft(AMQPSoftError::PRECONDITIONFAILED))
 }

@@ -62,6 +62,10 @@ pub struct Settings {
     pub weibo: WeiboSettings,
     /// The fulfilment worker.
     pub worker: WorkerSettings,
+    /// Reading the order list back.
+    pub reconcile: ReconcileSettings,
+    /// The replayable event log.
+    pub event_log: EventLogSettings,
     /// The merchants this relay serves; each push and command names one by `appid`.
     #[serde(default)]
     pub merchants: Merchants,
@@ -239,6 +243,35 @@ pub struct WorkerSettings {
     pub token_wait_ms: u64,
 }
 
+/// `[reconcile]`
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ReconcileSettings {
+    /// Whether the token keeper sweeps the order list.
+    pub enabled: bool,
+    /// One sweep per merchant this often.
+    pub interval_secs: u64,
+    /// How far back a sweep looks.
+    pub lookback_secs: u64,
+    /// The newest changes left to the push.
+    pub settle_secs: u64,
+}
+
+impl ReconcileSettings {
+    /// Time between sweeps.
+    pub fn interval(&self) -> Duration {
+        Duration::from_secs(self.interval_secs)
+    }
+}
+
+/// `[event_log]`
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct EventLogSettings {
+    /// Retention of the stream, in RabbitMQ's `x-max-age` form (`7D`, `24h`, `90m`).
+    pub max_age: String,
+}
+
 impl AmqpSettings {
     /// Deadline for a publisher confirm.
     pub fn confirm_timeout(&self) -> Duration {
@@ -381,6 +414,30 @@ impl Settings {
                 .map_err(|why| ConfigError::invalid(key, why))?;
         }
         self.weibo.codes.validate()?;
+        let age = &self.event_log.max_age;
+        let (number, unit) = age.split_at(age.len().saturating_sub(1));
+        if number.is_empty()
+            || !number.bytes().all(|b| b.is_ascii_digit())
+            || !["Y", "M", "D", "h", "m", "s"].contains(&unit)
+            || number.parse::<u32>().map_or(true, |n| n == 0)
+        {
+            return Err(ConfigError::invalid(
+                "event_log.max_age",
+                "must be a number and a unit: Y, M, D, h, m or s (such as 7D)",
+            ));
+        }
+        if self.reconcile.interval_secs == 0 {
+            return Err(ConfigError::invalid(
+                "reconcile.interval_secs",
+                "must be greater than 0",
+            ));
+        }
+        if self.reconcile.settle_secs >= self.reconcile.lookback_secs {
+            return Err(ConfigError::invalid(
+                "reconcile.lookback_secs",
+                "must be greater than reconcile.settle_secs",
+            ));
+        }
         // The parser's message could repeat the URL, password and all: say only that it failed.
         if self.amqp.uri().is_err() {
             return Err(ConfigError::invalid(

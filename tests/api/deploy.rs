@@ -541,7 +541,7 @@ fn arguments_json(table: &FieldTable) -> Json {
 
 fn declared_topology() -> Topology {
     let s = Settings::load(None, std::iter::empty()).unwrap();
-    Topology::events(&s.amqp).merge(worker_topology(
+    Topology::events(&s.amqp, &s.event_log.max_age).merge(worker_topology(
         &s.amqp,
         &RetryPolicy::from_settings(&s.weibo),
     ))

@@ -217,7 +217,10 @@ impl TopologyGuard {
     /// Everything a relay with `settings` may declare, receiver and worker alike.
     pub fn new(settings: &Settings) -> Self {
         let policy = RetryPolicy::from_settings(&settings.weibo);
-        Self(Topology::events(&settings.amqp).merge(worker_topology(&settings.amqp, &policy)))
+        Self(
+            Topology::events(&settings.amqp, &settings.event_log.max_age)
+                .merge(worker_topology(&settings.amqp, &policy)),
+        )
     }
 }
 

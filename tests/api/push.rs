@@ -290,15 +290,22 @@ async fn oversize_bodies_and_other_content_types_are_refused() {
 async fn an_unroutable_event_is_a_503_not_a_success() {
     let app = spawn_app().await;
     let amqp = &app.settings.amqp;
-    app.channel
-        .queue_unbind(
-            amqp.events_queue.as_str().into(),
-            amqp.events_exchange.as_str().into(),
-            "order.#".into(),
-            Default::default(),
-        )
-        .await
-        .unwrap();
+    // Nothing bound for order.#: neither the events queue nor the event log.
+    let bound = [
+        amqp.events_queue.clone(),
+        weibo_relay::amqp::topology::event_log(&amqp.events_queue),
+    ];
+    for queue in &bound {
+        app.channel
+            .queue_unbind(
+                queue.as_str().into(),
+                amqp.events_exchange.as_str().into(),
+                "order.#".into(),
+                Default::default(),
+            )
+            .await
+            .unwrap();
+    }
     let (body, _) = valid_form_push();
     app.post_form(body.clone()).await.assert_refused(503, 50300);
 
@@ -308,16 +315,18 @@ async fn an_unroutable_event_is_a_503_not_a_success() {
         "{metrics}"
     );
     // Not remembered as stored: once routable again the platform's retry is published.
-    app.channel
-        .queue_bind(
-            amqp.events_queue.as_str().into(),
-            amqp.events_exchange.as_str().into(),
-            "order.#".into(),
-            Default::default(),
-            Default::default(),
-        )
-        .await
-        .unwrap();
+    for queue in &bound {
+        app.channel
+            .queue_bind(
+                queue.as_str().into(),
+                amqp.events_exchange.as_str().into(),
+                "order.#".into(),
+                Default::default(),
+                Default::default(),
+            )
+            .await
+            .unwrap();
+    }
     app.post_form(body).await.assert_success();
     eventually(
         std::time::Duration::from_secs(5),
