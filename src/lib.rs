@@ -12,6 +12,7 @@ pub mod http;
 pub mod metrics;
 pub mod permits;
 pub mod push;
+pub mod reconcile;
 pub mod sandbox;
 pub mod signature;
 pub mod stage;

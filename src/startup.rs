@@ -15,6 +15,7 @@ use crate::http::{ops_routes, push_routes, LogLimit, OpsState, ReceiverState};
 use crate::metrics::Metrics;
 use crate::permits::Permits;
 use crate::push::PushRelay;
+use crate::reconcile::{ReconcileMetrics, Sweeper};
 use crate::token::cluster::{Agent, ClusterNames};
 use crate::token::{KeeperOptions, TokenKeeper};
 use crate::weibo::WeiboClient;
@@ -50,7 +51,8 @@ pub struct Application {
     server: Server,
     broker: Broker,
     worker: Option<Arc<Worker>>,
-    agent: Option<tokio::task::JoinHandle<()>>,
+    /// The token keeper's broker side and the reconciliation sweeper.
+    tasks: Vec<tokio::task::JoinHandle<()>>,
     receiver_publisher: Option<crate::amqp::Publisher>,
     shutdown: CancellationToken,
 }
@@ -76,7 +78,7 @@ impl Application {
         let metrics = Arc::new(Metrics::new());
         let shutdown = CancellationToken::new();
 
-        let (worker, keeper, agent) = if roles.runs_worker() {
+        let (worker, keeper, tasks) = if roles.runs_worker() {
             let client = WeiboClient::new(&settings.weibo)?;
             let wait = Duration::from_millis(settings.worker.token_wait_ms);
             let options = KeeperOptions {
@@ -97,6 +99,16 @@ impl Application {
             )
             .spawn(events, shutdown.child_token());
             let permits = Permits::start(broker.clone(), names.permits_queue, wait);
+            // Reconciliation runs in every worker process and sweeps only while it leads.
+            let sweeper = Sweeper::new(
+                &settings,
+                broker.clone(),
+                keeper.clone(),
+                client.clone(),
+                permits.clone(),
+                ReconcileMetrics::register(metrics.registry())?,
+            )
+            .spawn(shutdown.child_token());
             let worker_metrics = WorkerMetrics::register(metrics.registry())?;
             let worker = Worker::new(
                 &settings,
@@ -106,9 +118,9 @@ impl Application {
                 client,
                 worker_metrics,
             );
-            (Some(Arc::new(worker)), Some(keeper), Some(agent))
+            (Some(Arc::new(worker)), Some(keeper), vec![agent, sweeper])
         } else {
-            (None, None, None)
+            (None, None, Vec::new())
         };
 
         let ops = web::Data::new(OpsState {
@@ -166,7 +178,7 @@ impl Application {
             server,
             broker,
             worker,
-            agent,
+            tasks,
             receiver_publisher,
             shutdown,
         })
@@ -209,8 +221,8 @@ impl Application {
         if let Some(worker) = worker {
             worker.await?;
         }
-        if let Some(agent) = self.agent {
-            agent.await?;
+        for task in self.tasks {
+            task.await?;
         }
         if let Some(publisher) = &self.receiver_publisher {
             publisher.close().await;

@@ -3,6 +3,7 @@
 //! properties are the contract's (AMQP section) for both.
 
 mod id;
+pub mod log;
 
 use std::collections::BTreeMap;
 use std::fmt;

@@ -72,6 +72,21 @@ pub async fn timeline(state: Data<SandboxState>) -> HttpResponse {
     HttpResponse::Ok().json(json!({"order_calls_ms": state.lock().timeline}))
 }
 
+/// `POST /admin/outage` body.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Outage {
+    secs: u64,
+}
+
+/// `POST /admin/outage {"secs":N}`: every push is given up for N seconds from now (0 ends an
+/// outage).
+pub async fn outage(state: Data<SandboxState>, body: Json<Outage>) -> HttpResponse {
+    let until = std::time::Instant::now() + std::time::Duration::from_secs(body.secs);
+    state.lock().outage_until = (body.secs > 0).then_some(until);
+    HttpResponse::Ok().json(json!({"secs": body.secs}))
+}
+
 /// `GET /admin/requests` -> the latest platform requests, oldest first.
 pub async fn requests(state: Data<SandboxState>) -> HttpResponse {
     HttpResponse::Ok().json(&state.lock().requests)

@@ -43,6 +43,8 @@ pub struct Faults {
     pub code: i64,
     /// The envelope of token, rate and system errors.
     pub error_envelope: ErrorEnvelope,
+    /// `retailerGetSubList` pages hold at most this many rows, whatever is asked.
+    pub list_page_cap: Option<u32>,
 }
 
 impl Default for Faults {
@@ -60,6 +62,7 @@ impl Default for Faults {
             code_next: 0,
             code: 40002,
             error_envelope: ErrorEnvelope::Ecommerce,
+            list_page_cap: None,
         }
     }
 }

@@ -149,6 +149,20 @@ impl SandboxHandle {
         self.state.merchants()
     }
 
+    /// Makes the platform give up on every push for `length` from now, as after a long
+    /// outage of the merchant's URL: those order changes are never delivered.
+    pub fn start_outage(&self, length: Duration) {
+        self.state.lock().outage_until = Some(std::time::Instant::now() + length);
+    }
+
+    /// True while pushes are being given up.
+    pub fn in_outage(&self) -> bool {
+        self.state
+            .lock()
+            .outage_until
+            .is_some_and(|until| std::time::Instant::now() < until)
+    }
+
     /// Stops serving, finishing in-flight requests.
     pub async fn stop(self) {
         self.server.stop(true).await;
@@ -164,7 +178,11 @@ fn routes(cfg: &mut web::ServiceConfig) {
             web::scope(API_PATH)
                 .route("/order/retailerFinishSub", web::post().to(platform::finish))
                 .route("/order/retailerCloseSub", web::post().to(platform::close))
-                .route("/order/retailerGetSub", web::get().to(platform::get_sub)),
+                .route("/order/retailerGetSub", web::get().to(platform::get_sub))
+                .route(
+                    "/order/retailerGetSubList",
+                    web::get().to(platform::get_sub_list),
+                ),
         )
         .route("/admin/orders", web::post().to(admin::create_orders))
         .route(
@@ -174,6 +192,7 @@ fn routes(cfg: &mut web::ServiceConfig) {
         .route("/admin/counters", web::get().to(admin::counters))
         .route("/admin/requests", web::get().to(admin::requests))
         .route("/admin/timeline", web::get().to(admin::timeline))
+        .route("/admin/outage", web::post().to(admin::outage))
         .route("/admin/faults", web::get().to(admin::get_faults))
         .route("/admin/faults", web::post().to(admin::set_faults))
         .route("/admin/tokens/revoke", web::post().to(admin::revoke_tokens));

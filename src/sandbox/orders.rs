@@ -3,7 +3,10 @@
 
 use std::collections::HashMap;
 
+use std::time::SystemTime;
+
 use serde::Serialize;
+use serde_json::{json, Value};
 use tokio::sync::mpsc;
 
 /// Paid, awaiting fulfilment.
@@ -43,6 +46,44 @@ pub struct Order {
     pub is_timeout: u8,
     /// The buyer's phone (fake data).
     pub contact_phone: String,
+    /// When the state last changed, Beijing time, as `retailerGetSubList` shows it.
+    pub update_time: String,
+    #[serde(skip)]
+    updated_at: SystemTime,
+}
+
+impl Order {
+    /// The event content for this order in `state_code`: the spec's example fields plus the
+    /// 2023 ones (a push's `data`).
+    pub fn content(&self, state_code: u16) -> Value {
+        json!({
+            "recharge_account_type": "1",
+            "recharge_account": self.contact_phone,
+            "sub_order_id": self.sub_order_id,
+            "state_code": state_code,
+            "addtime": "2022-07-21 12:15:02",
+            "pay_time": "2022-07-21 12:15:09",
+            "buyer_id": "1766",
+            "sku_list": [{"goods_id": "1083814100038", "sku_id": "3924", "state_code": 502, "sold_state_code": 601, "pin": ""}],
+            "buyer": {"weibo_uid": "6748678500"},
+            "expect_finish_time": self.expect_finish_time,
+            "finish_type": self.finish_type,
+            "is_timeout": self.is_timeout,
+            "contact_phone": self.contact_phone,
+        })
+    }
+
+    /// A row of `retailerGetSubList`: the content in its current state, and `update_time`.
+    pub fn list_row(&self) -> Value {
+        let mut row = self.content(self.state_code);
+        row["update_time"] = json!(self.update_time);
+        row
+    }
+
+    fn touch(&mut self) {
+        self.updated_at = SystemTime::now();
+        self.update_time = crate::weibo::beijing_time(self.updated_at);
+    }
 }
 
 /// A state change, published for a push sender to turn into platform pushes.
@@ -83,7 +124,7 @@ impl OrderStore {
             .map(|_| {
                 let id = self.next_id.to_string();
                 self.next_id += 1;
-                let order = Order {
+                let mut order = Order {
                     appid: appid.to_owned(),
                     sub_order_id: id.clone(),
                     state_code,
@@ -92,7 +133,10 @@ impl OrderStore {
                     finish_type: 1,
                     is_timeout: u8::from(state_code == TIMED_OUT),
                     contact_phone: "13800000000".into(),
+                    update_time: String::new(),
+                    updated_at: SystemTime::UNIX_EPOCH,
                 };
+                order.touch();
                 self.orders.insert((appid.to_owned(), id.clone()), order);
                 self.emit(appid, &id, state_code);
                 id
@@ -116,6 +160,18 @@ impl OrderStore {
         self.transition(appid, sub_order_id, CLOSED, Some(reason))
     }
 
+    /// The orders of `appid` last changed in `[start, end]`, oldest change first (then by id),
+    /// as `retailerGetSubList` pages through them.
+    pub fn changed_between(&self, appid: &str, start: SystemTime, end: SystemTime) -> Vec<&Order> {
+        let mut found: Vec<&Order> = self
+            .orders
+            .values()
+            .filter(|o| o.appid == appid && o.updated_at >= start && o.updated_at <= end)
+            .collect();
+        found.sort_by(|a, b| (a.updated_at, &a.sub_order_id).cmp(&(b.updated_at, &b.sub_order_id)));
+        found
+    }
+
     /// State changes from now on (creation included), every one of them.
     pub fn subscribe(&mut self) -> mpsc::UnboundedReceiver<OrderEvent> {
         let (tx, rx) = mpsc::unbounded_channel();
@@ -136,6 +192,7 @@ impl OrderStore {
             PAID => {
                 order.state_code = to;
                 order.reason = reason.map(str::to_owned);
+                order.touch();
             }
             FINISHED => return Err(ALREADY_FINISHED),
             CLOSED => return Err(ALREADY_CLOSED),

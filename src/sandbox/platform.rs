@@ -26,6 +26,7 @@ enum Endpoint {
     Finish,
     Close,
     GetSub,
+    GetSubList,
 }
 
 impl Endpoint {
@@ -34,6 +35,7 @@ impl Endpoint {
             Self::Finish => "retailerFinishSub",
             Self::Close => "retailerCloseSub",
             Self::GetSub => "retailerGetSub",
+            Self::GetSubList => "retailerGetSubList",
         }
     }
 
@@ -48,9 +50,21 @@ impl Endpoint {
             "access_token",
             "reason",
         ];
+        const LIST: &[&str] = &[
+            "appid",
+            "start_time",
+            "end_time",
+            "page",
+            "page_size",
+            "timestamp",
+            "sign_type",
+            "sign",
+            "access_token",
+        ];
         match self {
             Self::Close => CLOSE,
             Self::Finish | Self::GetSub => &CLOSE[..CLOSE.len() - 1],
+            Self::GetSubList => LIST,
         }
     }
 }
@@ -180,6 +194,54 @@ async fn order_call(
     }
 }
 
+/// `GET {api_base}/order/retailerGetSubList`
+pub async fn get_sub_list(state: Data<SandboxState>, req: HttpRequest) -> HttpResponse {
+    order_call(
+        &state,
+        Endpoint::GetSubList,
+        parse(req.query_string().as_bytes()),
+    )
+    .await
+}
+
+/// One page of the orders changed in a range; pages hold at most the fault `list_page_cap`
+/// rows whatever `page_size` asks for, as a platform may cap them.
+fn list_page(
+    world: &super::state::World,
+    appid: &str,
+    params: &BTreeMap<String, String>,
+) -> Result<Value, Refusal> {
+    let get = |k: &str| params.get(k).map(String::as_str).unwrap_or_default();
+    let time = |k: &str| {
+        crate::weibo::parse_beijing_time(get(k))
+            .ok_or_else(|| (BAD_PARAMETER, format!("{k} must be YYYY-MM-DD HH:MM:SS")))
+    };
+    let (start, end) = (time("start_time")?, time("end_time")?);
+    let page: usize = get("page")
+        .parse()
+        .ok()
+        .filter(|p| *p >= 1)
+        .ok_or((BAD_PARAMETER, "page must be 1 or more".to_owned()))?;
+    let asked: usize = get("page_size")
+        .parse()
+        .ok()
+        .filter(|s| (1..=100).contains(s))
+        .ok_or((BAD_PARAMETER, "page_size must be 1 to 100".to_owned()))?;
+    let size = world
+        .faults
+        .faults
+        .list_page_cap
+        .map_or(asked, |cap| asked.min(cap as usize).max(1));
+    let changed = world.orders.changed_between(appid, start, end);
+    let list: Vec<Value> = changed
+        .iter()
+        .skip((page - 1) * size)
+        .take(size)
+        .map(|o| o.list_row())
+        .collect();
+    Ok(json!({"total": changed.len(), "list": list}))
+}
+
 /// Checks in the platform's order: parameters, signature, token, then the order itself.
 fn process(
     state: &SandboxState,
@@ -214,6 +276,7 @@ fn process(
         Endpoint::Finish => world.orders.finish(appid, id),
         Endpoint::Close => world.orders.close(appid, id, get("reason")),
         Endpoint::GetSub => world.orders.get(appid, id).ok_or(super::orders::NOT_FOUND),
+        Endpoint::GetSubList => return list_page(&world, appid, params),
     }
     .map_err(|code| (code, order_message(code).to_owned()))?;
     Ok(order_data(endpoint, order))
@@ -229,7 +292,7 @@ fn order_data(endpoint: Endpoint, order: &Order) -> Value {
             "is_timeout": order.is_timeout,
             "contact_phone": order.contact_phone,
         }),
-        Endpoint::Finish | Endpoint::Close => json!({
+        Endpoint::Finish | Endpoint::Close | Endpoint::GetSubList => json!({
             "sub_order_id": order.sub_order_id,
             "state_code": order.state_code,
         }),

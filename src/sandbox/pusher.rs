@@ -6,12 +6,11 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use secrecy::ExposeSecret;
-use serde_json::json;
 use tokio::sync::Semaphore;
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 
-use super::{Order, SandboxHandle};
+use super::SandboxHandle;
 use crate::signature;
 
 /// The platform drops a delivery that got no answer within this time.
@@ -115,11 +114,12 @@ impl PushSender {
                     target: target.clone(),
                     appid: event.appid.clone(),
                     sign_key: merchant.sign_key.expose_secret().to_owned(),
-                    data: order_data(&order, event.state_code),
+                    data: order.content(event.state_code).to_string(),
                     stats: task_stats.clone(),
                     schedule: schedule.clone(),
                     stop: task_stop.clone(),
                     in_flight: in_flight.clone(),
+                    sandbox: sandbox.clone(),
                 };
                 tokio::spawn(delivery.run());
             }
@@ -149,6 +149,7 @@ struct Delivery {
     schedule: PushSchedule,
     stop: CancellationToken,
     in_flight: Arc<Semaphore>,
+    sandbox: Arc<SandboxHandle>,
 }
 
 impl Delivery {
@@ -166,6 +167,12 @@ impl Delivery {
                 permit = self.in_flight.acquire() => permit,
             };
             let Ok(_permit) = permit else { return };
+            if self.sandbox.in_outage() {
+                // The merchant's URL has been failing for longer than the platform retries:
+                // this change is never delivered (reconciliation has to find it).
+                self.stats.gave_up.fetch_add(1, Ordering::Relaxed);
+                return;
+            }
             self.stats.deliveries.fetch_add(1, Ordering::Relaxed);
             let started = Instant::now();
             if self.deliver_once().await {
@@ -214,25 +221,4 @@ impl Delivery {
             .await;
         matches!(answer, Ok(r) if r.status().is_success())
     }
-}
-
-/// The event content for an order in `state_code`, shaped like the spec's example plus the
-/// 2023 fields.
-fn order_data(order: &Order, state_code: u16) -> String {
-    json!({
-        "recharge_account_type": "1",
-        "recharge_account": order.contact_phone,
-        "sub_order_id": order.sub_order_id,
-        "state_code": state_code,
-        "addtime": "2022-07-21 12:15:02",
-        "pay_time": "2022-07-21 12:15:09",
-        "buyer_id": "1766",
-        "sku_list": [{"goods_id": "1083814100038", "sku_id": "3924", "state_code": 502, "sold_state_code": 601, "pin": ""}],
-        "buyer": {"weibo_uid": "6748678500"},
-        "expect_finish_time": order.expect_finish_time,
-        "finish_type": order.finish_type,
-        "is_timeout": order.is_timeout,
-        "contact_phone": order.contact_phone,
-    })
-    .to_string()
 }

@@ -39,6 +39,8 @@ pub struct World {
     pub requests: VecDeque<Recorded>,
     /// When each order call arrived, in milliseconds since the sandbox started.
     pub timeline: Vec<u64>,
+    /// Until then the platform gives up on every push instead of delivering it.
+    pub outage_until: Option<std::time::Instant>,
     started: std::time::Instant,
 }
 
@@ -95,6 +97,7 @@ impl SandboxState {
                 calls: BTreeMap::new(),
                 requests: VecDeque::new(),
                 timeline: Vec::new(),
+                outage_until: None,
                 started: std::time::Instant::now(),
             }),
         }

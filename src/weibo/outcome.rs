@@ -16,6 +16,8 @@ pub enum Action {
     Finish,
     /// `retailerCloseSub`: the merchant could not perform it.
     Close,
+    /// `retailerGetSubList`: the sub orders changed in a time range (reconciliation).
+    List,
 }
 
 impl Action {
@@ -24,6 +26,7 @@ impl Action {
         match self {
             Self::Finish => "retailerFinishSub",
             Self::Close => "retailerCloseSub",
+            Self::List => "retailerGetSubList",
         }
     }
 }

@@ -1,0 +1,64 @@
+//! Reconciliation's metrics.
+
+use std::time::{SystemTime, UNIX_EPOCH};
+
+use prometheus::{GaugeVec, IntCounter, IntCounterVec, Opts, Registry};
+
+/// Sweeps by outcome, events published, and the last successful sweep per merchant.
+#[derive(Clone)]
+pub struct ReconcileMetrics {
+    sweeps: IntCounterVec,
+    reconciled: IntCounter,
+    last_success: GaugeVec,
+}
+
+impl ReconcileMetrics {
+    /// Creates and registers the metrics, with a series for each outcome.
+    pub fn register(registry: &Registry) -> prometheus::Result<Self> {
+        let sweeps = IntCounterVec::new(
+            Opts::new(
+                "weibo_relay_reconcile_sweeps_total",
+                "Reconciliation sweeps of one merchant's order list, by outcome",
+            ),
+            &["outcome"],
+        )?;
+        for outcome in ["succeeded", "failed"] {
+            sweeps.with_label_values(&[outcome]);
+        }
+        let reconciled = IntCounter::new(
+            "weibo_relay_reconciled_events_total",
+            "Order events published because the event log lacked them",
+        )?;
+        let last_success = GaugeVec::new(
+            Opts::new(
+                "weibo_relay_reconcile_last_success_timestamp_seconds",
+                "When the last successful sweep of a merchant started (unix seconds)",
+            ),
+            &["appid"],
+        )?;
+        registry.register(Box::new(sweeps.clone()))?;
+        registry.register(Box::new(reconciled.clone()))?;
+        registry.register(Box::new(last_success.clone()))?;
+        Ok(Self {
+            sweeps,
+            reconciled,
+            last_success,
+        })
+    }
+
+    pub(super) fn succeeded(&self, appid: &str, started: SystemTime) {
+        self.sweeps.with_label_values(&["succeeded"]).inc();
+        let secs = started
+            .duration_since(UNIX_EPOCH)
+            .map_or(0.0, |d| d.as_secs_f64());
+        self.last_success.with_label_values(&[appid]).set(secs);
+    }
+
+    pub(super) fn failed(&self) {
+        self.sweeps.with_label_values(&["failed"]).inc();
+    }
+
+    pub(super) fn reconciled(&self) {
+        self.reconciled.inc();
+    }
+}
