@@ -125,3 +125,32 @@ pub enum DlqAction {
         limit: usize,
     },
 }
+
+/// `events` subcommands.
+#[derive(Debug, Subcommand)]
+pub enum EventsAction {
+    /// Publish events of the event log again, to a queue (which must exist).
+    Replay {
+        /// Events received this long ago or later (e.g. 2h, 30m, 1day).
+        #[arg(long, value_parser = humantime::parse_duration, value_name = "DURATION")]
+        since: std::time::Duration,
+        /// ... up to this long ago (default: now).
+        #[arg(long, value_parser = humantime::parse_duration, value_name = "DURATION")]
+        until: Option<std::time::Duration>,
+        /// Only this merchant's events.
+        #[arg(long)]
+        appid: Option<String>,
+        /// Only this sub order's events.
+        #[arg(long)]
+        sub_order_id: Option<String>,
+        /// The queue to publish them to, through the default exchange.
+        #[arg(long, value_name = "QUEUE")]
+        to_queue: String,
+    },
+    /// Print events as they arrive, one line each, until interrupted.
+    Tail {
+        /// Only this merchant's events.
+        #[arg(long)]
+        appid: Option<String>,
+    },
+}

@@ -11,7 +11,7 @@ use crate::startup::{Application, Roles};
 mod args;
 mod tools;
 
-pub use args::{BenchKind, DlqAction, LoadArgs, SandboxArgs};
+pub use args::{BenchKind, DlqAction, EventsAction, LoadArgs, SandboxArgs};
 
 /// Relay between Weibo e-commerce order pushes, RabbitMQ and the Weibo order interfaces.
 #[derive(Debug, Parser)]
@@ -42,11 +42,21 @@ pub enum Command {
         #[command(subcommand)]
         action: DlqAction,
     },
+    /// Replay or watch the event log.
+    Events {
+        /// What to do.
+        #[command(subcommand)]
+        action: EventsAction,
+    },
     /// Sandbox + serve + a sample consumer end to end on the local RabbitMQ, then a summary.
     Demo {
         /// Orders to create and push.
         #[arg(long, default_value_t = 200)]
         orders: usize,
+        /// The platform gives up on every push for this many seconds from the start; the
+        /// orders still end final, through reconciliation.
+        #[arg(long, value_name = "SECS")]
+        outage: Option<u64>,
     },
     /// Load generators and their report: the receiver, the broker alone, the worker.
     Bench {
@@ -90,8 +100,9 @@ fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Receiver => serve(cli.config, Roles::Receiver),
         Command::Sandbox(args) => tools::sandbox(cli.config, args),
         Command::Worker => serve(cli.config, Roles::Worker),
-        Command::Demo { orders } => tools::demo(cli.config, orders),
+        Command::Demo { orders, outage } => tools::demo(cli.config, orders, outage),
         Command::Dlq { action } => tools::dlq(cli.config, action),
+        Command::Events { action } => tools::events(cli.config, action),
         Command::Bench { kind } => tools::bench(cli.config, kind),
     }
 }

@@ -2,7 +2,7 @@
 
 use std::path::PathBuf;
 
-use super::args::{BenchKind, DlqAction, SandboxArgs};
+use super::args::{BenchKind, DlqAction, EventsAction, SandboxArgs};
 use super::{init_telemetry, load, wait_for_signal};
 
 pub(super) fn sandbox(config: Option<PathBuf>, args: SandboxArgs) -> anyhow::Result<()> {
@@ -80,7 +80,11 @@ pub(super) fn dlq(config: Option<PathBuf>, action: DlqAction) -> anyhow::Result<
     })
 }
 
-pub(super) fn demo(config: Option<PathBuf>, orders: usize) -> anyhow::Result<()> {
+pub(super) fn demo(
+    config: Option<PathBuf>,
+    orders: usize,
+    outage: Option<u64>,
+) -> anyhow::Result<()> {
     anyhow::ensure!(orders > 0, "--orders must be at least 1");
     let settings = load(config)?;
     if std::env::var_os("RUST_LOG").is_none() {
@@ -92,7 +96,8 @@ pub(super) fn demo(config: Option<PathBuf>, orders: usize) -> anyhow::Result<()>
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()?;
-    let options = crate::demo::DemoOptions::new(orders);
+    let mut options = crate::demo::DemoOptions::new(orders);
+    options.outage = outage.map(std::time::Duration::from_secs);
     let interrupt = options.interrupt.clone();
     let report = runtime.block_on(async move {
         tokio::spawn(async move {
@@ -176,4 +181,54 @@ pub(super) fn bench(config: Option<PathBuf>, kind: BenchKind) -> anyhow::Result<
         writeln!(out, "{report}")?;
     }
     Ok(())
+}
+
+pub(super) fn events(config: Option<PathBuf>, action: EventsAction) -> anyhow::Result<()> {
+    use crate::event::replay::{replay, tail, ReplayOptions};
+    let settings = load(config)?;
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()?;
+    runtime.block_on(async move {
+        match action {
+            EventsAction::Replay {
+                since,
+                until,
+                appid,
+                sub_order_id,
+                to_queue,
+            } => {
+                let now = std::time::SystemTime::now();
+                let options = ReplayOptions {
+                    since: now - since,
+                    until: now - until.unwrap_or_default(),
+                    appid,
+                    sub_order_id,
+                    to_queue,
+                };
+                let report = replay(&settings, &options, |so_far| {
+                    eprintln!(
+                        "replay: {} published, {} read so far",
+                        so_far.published, so_far.read
+                    );
+                })
+                .await?;
+                println!(
+                    "{} event(s) replayed to {} ({} read from the log)",
+                    report.published, options.to_queue, report.read
+                );
+            }
+            EventsAction::Tail { appid } => {
+                let stop = tokio_util::sync::CancellationToken::new();
+                let on_signal = stop.clone();
+                tokio::spawn(async move {
+                    wait_for_signal().await;
+                    on_signal.cancel();
+                });
+                let mut out = std::io::stdout().lock();
+                tail(&settings, appid.as_deref(), &mut out, stop).await?;
+            }
+        }
+        Ok(())
+    })
 }

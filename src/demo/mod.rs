@@ -34,6 +34,9 @@ pub struct DemoOptions {
     pub progress_bar: bool,
     /// Cancelled to stop early (SIGINT/SIGTERM): the summary so far, then clean-up.
     pub interrupt: CancellationToken,
+    /// The platform gives up on every push for this long from the start, as after an outage
+    /// longer than its redelivery window: those states arrive through reconciliation.
+    pub outage: Option<Duration>,
 }
 
 impl DemoOptions {
@@ -45,6 +48,7 @@ impl DemoOptions {
             timeout: Duration::from_secs(60 + orders as u64 / 5),
             progress_bar: std::io::stderr().is_terminal(),
             interrupt: CancellationToken::new(),
+            outage: None,
         }
     }
 }
@@ -65,6 +69,11 @@ pub async fn run(base: Settings, options: DemoOptions) -> anyhow::Result<DemoRep
             // The sandbox has no rate limit of its own; at the production default (50/s)
             // 20,000 orders would take seven minutes of waiting on the limiter.
             settings.weibo.rate_limit_per_sec = 1000;
+            // Sweeps every 2 s, leaving only the last second to the push, so an outage is
+            // recovered from within seconds rather than the production 5 minutes.
+            settings.reconcile.interval_secs = 2;
+            settings.reconcile.settle_secs = 1;
+            settings.reconcile.lookback_secs = 3600;
         },
     )
     .await?;
@@ -98,6 +107,13 @@ async fn drive(
     let sender = PushSender::start(sandbox, push_url, PushSchedule::scaled(0.01));
     let mut changes = sandbox.subscribe_orders();
 
+    if let Some(outage) = options.outage {
+        sandbox.start_outage(outage);
+        eprintln!(
+            "demo: the platform gives up on every push for {} s; reconciliation recovers them",
+            outage.as_secs()
+        );
+    }
     let started = Instant::now();
     let ids = sandbox.create_orders(DEMO_APPID, options.orders);
     let created: HashMap<String, Instant> = ids.iter().map(|id| (id.clone(), started)).collect();

@@ -73,6 +73,10 @@ pub struct DemoReport {
     pub accepted: u64,
     /// Pushes the relay answered as duplicates.
     pub duplicates: u64,
+    /// Order changes the platform gave up pushing.
+    pub given_up: u64,
+    /// Events published by reconciliation (order states no push brought).
+    pub reconciled: u64,
     /// Orders finished on the sandbox.
     pub finished: usize,
     /// Orders closed on the sandbox.
@@ -108,6 +112,8 @@ impl DemoReport {
             pushed: pushes.deliveries.load(Ordering::Relaxed),
             accepted: metric(metrics, "weibo_relay_pushes_total{outcome=\"accepted\"}"),
             duplicates: metric(metrics, "weibo_relay_pushes_total{outcome=\"duplicate\"}"),
+            given_up: pushes.gave_up.load(Ordering::Relaxed),
+            reconciled: metric(metrics, "weibo_relay_reconciled_events_total"),
             finished: count(FINISHED),
             closed: count(CLOSED),
             dead_lettered: metric(metrics, "weibo_relay_dead_letters_total"),
@@ -159,6 +165,8 @@ impl fmt::Display for DemoReport {
         writeln!(f, "  pushed         {:>6}", self.pushed)?;
         writeln!(f, "  accepted       {:>6}", self.accepted)?;
         writeln!(f, "  duplicates     {:>6}", self.duplicates)?;
+        writeln!(f, "  not pushed     {:>6}", self.given_up)?;
+        writeln!(f, "  reconciled     {:>6}", self.reconciled)?;
         writeln!(f, "  finished       {:>6}", self.finished)?;
         writeln!(f, "  closed         {:>6}", self.closed)?;
         writeln!(f, "  dead-lettered  {:>6}", self.dead_lettered)?;

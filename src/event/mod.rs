@@ -4,6 +4,7 @@
 
 mod id;
 pub mod log;
+pub mod replay;
 
 use std::collections::BTreeMap;
 use std::fmt;

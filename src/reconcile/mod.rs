@@ -63,6 +63,9 @@ pub enum SweepError {
     /// This process stopped being the token keeper during the sweep.
     #[error("no longer the token keeper")]
     NotLeading,
+    /// The process is stopping.
+    #[error("stopping")]
+    Stopping,
 }
 
 /// The reconciliation sweeper of one process; it sweeps only while the process leads.
@@ -112,7 +115,7 @@ impl Sweeper {
                     _ = tick.tick() => {}
                 }
                 if self.settings.enabled && self.keeper.is_leading() {
-                    self.sweep_all().await;
+                    self.sweep_all(&stop).await;
                 }
             }
             self.publisher.close().await;
@@ -121,11 +124,12 @@ impl Sweeper {
 
     /// One sweep of every merchant.
     #[tracing::instrument(name = "reconcile", skip_all)]
-    pub async fn sweep_all(&self) {
+    pub async fn sweep_all(&self, stop: &CancellationToken) {
         let now = SystemTime::now();
         let start = now - Duration::from_secs(self.settings.lookback_secs);
         let end = now - Duration::from_secs(self.settings.settle_secs);
-        let mut logged = match self.logged_since(start - LOG_MARGIN, now).await {
+        let mut logged = match self.logged_since(start - LOG_MARGIN, now, stop).await {
+            Err(SweepError::Stopping) => return,
             Ok(logged) => logged,
             Err(error) => {
                 for _ in self.keeper.merchants().iter() {
@@ -137,12 +141,21 @@ impl Sweeper {
         };
         let merchants: Vec<Merchant> = self.keeper.merchants().iter().cloned().collect();
         for merchant in &merchants {
-            match self.sweep(merchant, start, end, now, &mut logged).await {
+            match self
+                .sweep(merchant, start, end, now, &mut logged, stop)
+                .await
+            {
                 Ok(published) => {
                     self.metrics.succeeded(&merchant.appid, now);
                     if published > 0 {
                         tracing::info!(appid = %merchant.appid, published, "reconciled order states the pushes never brought");
                     }
+                }
+                Err(SweepError::Stopping) => return,
+                Err(SweepError::NotLeading) => {
+                    // Another process leads now and sweeps from where the log stands.
+                    tracing::info!(appid = %merchant.appid, "reconciliation sweep handed over");
+                    return;
                 }
                 Err(error) => {
                     self.metrics.failed();
@@ -158,6 +171,7 @@ impl Sweeper {
         &self,
         since: SystemTime,
         until: SystemTime,
+        stop: &CancellationToken,
     ) -> Result<HashSet<State>, SweepError> {
         let link = self.broker.current().ok_or(SweepError::NotConnected)?;
         let mut reader =
@@ -165,6 +179,9 @@ impl Sweeper {
         let mut logged = HashSet::new();
         let read = async {
             while let Some(delivery) = reader.next(Some(LOG_IDLE)).await? {
+                if stop.is_cancelled() {
+                    return Err(SweepError::Stopping);
+                }
                 if received_at(&delivery).is_some_and(|at| at > until) {
                     break;
                 }
@@ -187,10 +204,14 @@ impl Sweeper {
         end: SystemTime,
         now: SystemTime,
         logged: &mut HashSet<State>,
+        stop: &CancellationToken,
     ) -> Result<u64, SweepError> {
         let mut published = 0;
         let mut seen = 0u64;
         for page in 1..=MAX_PAGES {
+            if stop.is_cancelled() {
+                return Err(SweepError::Stopping);
+            }
             let rows = self.page(merchant, start, end, page).await?;
             if rows.list.is_empty() {
                 break;

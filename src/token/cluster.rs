@@ -147,7 +147,11 @@ impl Agent {
             .await;
         if let Some(leading) = leading.take() {
             leading.permits.stop().await;
-            tracing::warn!("no longer the token keeper");
+            if stop.is_cancelled() {
+                tracing::info!("token keeper stopped with the process");
+            } else {
+                tracing::warn!("no longer the token keeper");
+            }
         }
         // The channel closes before the connection may: lapin logs an error for a channel
         // dropped while its connection closes.

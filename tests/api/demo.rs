@@ -125,3 +125,30 @@ async fn an_interrupted_demo_stops_at_once_says_how_far_it_got_and_leaves_nothin
     assert!(exchange.is_err(), "{prefix}events is still there");
     let _ = conn.close(200, "done".into()).await;
 }
+
+/// The platform gives up on every push for the first seconds: the orders still end final,
+/// their states brought by reconciliation.
+#[test]
+fn the_demo_recovers_from_a_push_outage_through_reconciliation() {
+    let out = demo("200").args(["--outage", "3"]).output().unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{stdout}\n{stderr}");
+    let value = |label: &str| -> u64 {
+        stdout
+            .lines()
+            .find_map(|l| l.trim().strip_prefix(label))
+            .and_then(|rest| rest.trim().parse().ok())
+            .unwrap_or_else(|| panic!("no {label} in {stdout}"))
+    };
+    assert_eq!(value("finished") + value("closed"), 200, "{stdout}");
+    assert!(value("not pushed") >= 200, "{stdout}");
+    assert!(value("reconciled") >= 200, "{stdout}");
+    assert!(
+        stdout.contains("result: every order reached a final state"),
+        "{stdout}"
+    );
+    for line in stderr.lines() {
+        assert!(!line.contains("ERROR") && !line.contains("WARN"), "{line}");
+    }
+}

@@ -13,6 +13,7 @@ mod ops;
 mod process;
 mod proxy;
 mod push;
+mod recovery;
 mod rig;
 mod sandbox;
 mod security;
