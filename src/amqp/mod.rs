@@ -18,8 +18,8 @@ use crate::config::AmqpSettings;
 pub use publish::{Outgoing, PublishError, Publisher};
 pub use topology::{QueueSpec, Topology};
 
-/// How long one connection attempt (TCP, handshake, declarations) may take.
-const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
+/// How long one connection attempt to one node (TCP, TLS, handshake, declarations) may take.
+const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
 /// How often a live link is checked, besides the connection's own error events.
 const HEALTH_TICK: Duration = Duration::from_millis(500);
 /// How often a live link declares the topology again.
@@ -67,9 +67,9 @@ impl Broker {
         let stop = CancellationToken::new();
         let topology = Arc::new(topology);
         let supervisor = Supervisor {
-            // Checked when the settings were loaded.
-            uri: settings.uri().unwrap_or_default(),
-            redacted_url: settings.redacted_url(),
+            // Both were checked when the settings were loaded.
+            endpoints: settings.endpoints().unwrap_or_default(),
+            tls: settings.tls().unwrap_or_default(),
             topology: topology.clone(),
             min_delay: Duration::from_millis(settings.reconnect_min_ms),
             max_delay: Duration::from_millis(settings.reconnect_max_ms),
@@ -136,8 +136,9 @@ impl Broker {
 }
 
 struct Supervisor {
-    uri: lapin::uri::AMQPUri,
-    redacted_url: String,
+    /// The cluster's nodes, and each as logs show it.
+    endpoints: Vec<(lapin::uri::AMQPUri, String)>,
+    tls: lapin::tcp::OwnedTLSConfig,
     topology: Arc<Topology>,
     min_delay: Duration,
     max_delay: Duration,
@@ -151,32 +152,23 @@ impl Supervisor {
         let mut next_id = 0;
         while !self.stop.is_cancelled() {
             next_id += 1;
-            let attempt = tokio::time::timeout(CONNECT_TIMEOUT, self.connect(next_id)).await;
-            match attempt {
-                Ok(Ok(link)) => {
-                    tracing::info!(url = %self.redacted_url, "broker connected, topology declared");
-                    delay = self.min_delay;
-                    self.link.send_replace(Some(link.clone()));
-                    let reason = self.wait_until_broken(&link).await;
-                    self.link.send_replace(None);
-                    if self.stop.is_cancelled() {
-                        let _ = link.connection.close(200, "shutting down".into()).await;
-                        tracing::info!("broker connection closed");
-                        return;
-                    }
-                    tracing::warn!(%reason, "broker connection lost; reconnecting");
-                    let _ = tokio::time::timeout(
-                        Duration::from_secs(1),
-                        link.connection.close(320, "reconnecting".into()),
-                    )
-                    .await;
+            if let Some((link, node)) = self.connect_to_any(next_id).await {
+                tracing::info!(node = %node, "broker connected, topology declared");
+                delay = self.min_delay;
+                self.link.send_replace(Some(link.clone()));
+                let reason = self.wait_until_broken(&link).await;
+                self.link.send_replace(None);
+                if self.stop.is_cancelled() {
+                    let _ = link.connection.close(200, "shutting down".into()).await;
+                    tracing::info!("broker connection closed");
+                    return;
                 }
-                Ok(Err(error)) => {
-                    tracing::warn!(url = %self.redacted_url, %error, retry_in = ?delay, "broker connection failed");
-                }
-                Err(_) => {
-                    tracing::warn!(url = %self.redacted_url, retry_in = ?delay, "broker connection timed out");
-                }
+                tracing::warn!(node = %node, %reason, "broker connection lost; reconnecting");
+                let _ = tokio::time::timeout(
+                    Duration::from_secs(1),
+                    link.connection.close(320, "reconnecting".into()),
+                )
+                .await;
             }
             tokio::select! {
                 _ = tokio::time::sleep(delay) => {}
@@ -186,9 +178,35 @@ impl Supervisor {
         }
     }
 
-    async fn connect(&self, id: u64) -> Result<Link, lapin::Error> {
+    /// Tries every node once, starting from a random one, so processes spread over the
+    /// cluster; a node that refuses or does not answer in time is passed over at once.
+    async fn connect_to_any(&self, id: u64) -> Option<(Link, String)> {
+        let count = self.endpoints.len();
+        let first = rand::random_range(0..count.max(1));
+        for i in 0..count {
+            let (uri, node) = &self.endpoints[(first + i) % count];
+            match tokio::time::timeout(CONNECT_TIMEOUT, self.connect(uri, id)).await {
+                Ok(Ok(link)) => return Some((link, node.clone())),
+                Ok(Err(error)) => {
+                    tracing::warn!(node = %node, %error, "broker connection failed");
+                }
+                Err(_) => tracing::warn!(node = %node, "broker connection timed out"),
+            }
+            if self.stop.is_cancelled() {
+                return None;
+            }
+        }
+        None
+    }
+
+    async fn connect(&self, uri: &lapin::uri::AMQPUri, id: u64) -> Result<Link, lapin::Error> {
         let props = ConnectionProperties::default().with_connection_name("weibo-relay".into());
-        let connection = Connection::connect_uri(self.uri.clone(), props).await?;
+        let connection = lapin::DefaultConnectionBuilder::new()?
+            .with_uri(uri.clone())
+            .with_properties(props)
+            .with_tls_config(self.tls.clone())
+            .connect()
+            .await?;
         if let Err(error) = declare_on(&connection, &self.topology).await {
             let _ = connection.close(200, "topology not declared".into()).await;
             return Err(error);

@@ -109,6 +109,18 @@ pub struct PushSettings {
 pub struct AmqpSettings {
     /// Broker URL, credentials included.
     pub url: SecretString,
+    /// The nodes of one cluster; when given, replaces `url`.
+    #[serde(default)]
+    pub urls: Vec<SecretString>,
+    /// PEM bundle of CAs trusted for `amqps://`, besides the system's.
+    #[serde(default)]
+    pub tls_ca_file: Option<std::path::PathBuf>,
+    /// Client certificate (PEM, chain allowed) for brokers that require mutual TLS.
+    #[serde(default)]
+    pub tls_cert_file: Option<std::path::PathBuf>,
+    /// Its private key (PEM); a secret.
+    #[serde(default)]
+    pub tls_key_file: Option<std::path::PathBuf>,
     /// Topic exchange for events and outcomes.
     pub events_exchange: String,
     /// Quorum queue bound to `order.#`.
@@ -283,13 +295,124 @@ impl AmqpSettings {
         redact_url(self.url.expose_secret())
     }
 
-    /// The broker address to connect to, with `heartbeat_secs` unless the URL sets its own.
+    /// The nodes to connect to (`urls`, or `url` alone), each with `heartbeat_secs` unless its
+    /// URL sets its own, and how it is shown in logs (password hidden).
+    pub fn endpoints(&self) -> Result<Vec<(lapin::uri::AMQPUri, String)>, ConfigError> {
+        let (key, urls) = if self.urls.is_empty() {
+            ("amqp.url", std::slice::from_ref(&self.url))
+        } else {
+            ("amqp.urls", self.urls.as_slice())
+        };
+        urls.iter()
+            .enumerate()
+            .map(|(i, url)| {
+                let name = if self.urls.is_empty() {
+                    key.to_owned()
+                } else {
+                    format!("{key}[{i}]")
+                };
+                let text = url.expose_secret();
+                // The parser's message could repeat the URL, password and all: say only that.
+                let mut uri: lapin::uri::AMQPUri = text.parse().map_err(|_| {
+                    ConfigError::invalid(
+                        &name,
+                        "is not an AMQP URL (amqp://user:password@host:port/vhost)",
+                    )
+                })?;
+                if amqp_password(text).is_some_and(is_placeholder) {
+                    return Err(ConfigError::invalid(
+                        &name,
+                        "the password is a placeholder from an example file",
+                    ));
+                }
+                if uri.query.heartbeat.is_none() {
+                    uri.query.heartbeat = Some(self.heartbeat_secs);
+                }
+                Ok((uri, redact_url(text)))
+            })
+            .collect()
+    }
+
+    /// The first node's address (tests and tools that need one).
     pub fn uri(&self) -> Result<lapin::uri::AMQPUri, String> {
-        let mut uri: lapin::uri::AMQPUri = self.url.expose_secret().parse()?;
-        if uri.query.heartbeat.is_none() {
-            uri.query.heartbeat = Some(self.heartbeat_secs);
+        self.endpoints()
+            .map(|mut e| e.remove(0).0)
+            .map_err(|e| e.to_string())
+    }
+
+    /// The TLS settings for `amqps://`: the CA bundle added to the system's roots and the
+    /// client certificate, read and checked (PEM parses, the key belongs to the certificate).
+    pub fn tls(&self) -> Result<lapin::tcp::OwnedTLSConfig, ConfigError> {
+        use rustls::pki_types::pem::PemObject;
+        use rustls::pki_types::{CertificateDer, PrivateKeyDer};
+        let read = |key: &str, path: &std::path::Path| {
+            std::fs::read(path).map_err(|e| {
+                ConfigError::invalid(key, format!("cannot read {}: {e}", path.display()))
+            })
+        };
+        let certificates = |key: &str, path: &std::path::Path, pem: &[u8]| {
+            let certs: Vec<CertificateDer<'static>> = CertificateDer::pem_slice_iter(pem)
+                .collect::<Result<_, _>>()
+                .map_err(|e| {
+                    ConfigError::invalid(
+                        key,
+                        format!("{} is not PEM certificates: {e}", path.display()),
+                    )
+                })?;
+            if certs.is_empty() {
+                return Err(ConfigError::invalid(
+                    key,
+                    format!("{} holds no certificate", path.display()),
+                ));
+            }
+            Ok(certs)
+        };
+        let mut tls = lapin::tcp::OwnedTLSConfig::default();
+        if let Some(path) = &self.tls_ca_file {
+            let pem = read("amqp.tls_ca_file", path)?;
+            certificates("amqp.tls_ca_file", path, &pem)?;
+            tls.cert_chain = Some(String::from_utf8_lossy(&pem).into_owned());
         }
-        Ok(uri)
+        match (&self.tls_cert_file, &self.tls_key_file) {
+            (None, None) => {}
+            (Some(_), None) => {
+                return Err(ConfigError::invalid(
+                    "amqp.tls_key_file",
+                    "is required with amqp.tls_cert_file",
+                ))
+            }
+            (None, Some(_)) => {
+                return Err(ConfigError::invalid(
+                    "amqp.tls_cert_file",
+                    "is required with amqp.tls_key_file",
+                ))
+            }
+            (Some(cert_path), Some(key_path)) => {
+                let cert = read("amqp.tls_cert_file", cert_path)?;
+                let key = read("amqp.tls_key_file", key_path)?;
+                let chain = certificates("amqp.tls_cert_file", cert_path, &cert)?;
+                // The key's contents never reach a message: only its file's name.
+                let private = PrivateKeyDer::from_pem_slice(&key).map_err(|_| {
+                    ConfigError::invalid(
+                        "amqp.tls_key_file",
+                        format!("{} is not a PEM private key", key_path.display()),
+                    )
+                })?;
+                let provider = rustls::crypto::ring::default_provider();
+                rustls::sign::CertifiedKey::from_der(chain, private, &provider).map_err(|e| {
+                    ConfigError::invalid(
+                        "amqp.tls_key_file",
+                        format!(
+                            "{} does not go with the certificate in {}: {e}",
+                            key_path.display(),
+                            cert_path.display()
+                        ),
+                    )
+                })?;
+                tls.identity = Some(lapin::tcp::OwnedIdentity::PKCS8 { pem: cert, key });
+            }
+        }
+        Ok(tls)
     }
 }
 
@@ -438,13 +561,8 @@ impl Settings {
                 "must be greater than reconcile.settle_secs",
             ));
         }
-        // The parser's message could repeat the URL, password and all: say only that it failed.
-        if self.amqp.uri().is_err() {
-            return Err(ConfigError::invalid(
-                "amqp.url",
-                "is not an AMQP URL (amqp://user:password@host:port/vhost)",
-            ));
-        }
+        self.amqp.endpoints()?;
+        self.amqp.tls()?;
         if actix_web::http::header::HeaderValue::from_str(&self.push.success_content_type).is_err()
         {
             return Err(ConfigError::invalid(
@@ -452,12 +570,7 @@ impl Settings {
                 "is not a valid header value",
             ));
         }
-        if amqp_password(self.amqp.url.expose_secret()).is_some_and(is_placeholder) {
-            return Err(ConfigError::invalid(
-                "amqp.url",
-                "the password is a placeholder from an example file",
-            ));
-        }
+
         self.merchants.validate()
     }
 }

@@ -96,25 +96,29 @@ pub fn worker_topology(amqp: &AmqpSettings, policy: &RetryPolicy) -> Topology {
         .exchange(&amqp.events_exchange)
         .queue(QueueSpec::quorum(fq))
         .queue(QueueSpec::quorum(&dead_queue(fq)))
-        // The token keeper's election: one active consumer at a time; quorum, so it
-        // survives the loss of a node like the work queue.
+        // The token keeper's election: one active consumer at a time.
         .queue(
             QueueSpec::quorum(&keeper.keeper_queue)
                 .with_argument("x-single-active-consumer", AMQPValue::Boolean(true)),
         )
-        // Its announcements and the platform call permits: transient messages, so a classic
-        // queue for the permits.
+        // Its announcements, and the platform call permits, which expire in half a second.
         .exchange(&keeper.tokens_exchange)
-        .queue(QueueSpec::classic(&keeper.permits_queue));
+        .queue(
+            QueueSpec::quorum(&keeper.permits_queue)
+                .with_argument("x-message-ttl", AMQPValue::LongLongInt(500)),
+        );
     for delay in policy.delays() {
         let ms = |d: Duration| i64::try_from(d.as_millis()).unwrap_or(i64::MAX);
-        // Classic queues: a per-queue TTL expires from the head promptly, and the message is
-        // dead-lettered through the default exchange straight back to the work queue.
+        // Quorum like the work queue, so a command waiting for its retry survives the loss of
+        // a node; an expired message is dead-lettered at least once (never dropped) straight
+        // back to the work queue through the default exchange.
         topology = topology.queue(
-            QueueSpec::classic(&delay_queue(fq, delay))
+            QueueSpec::quorum(&delay_queue(fq, delay))
                 .with_argument("x-message-ttl", AMQPValue::LongLongInt(ms(delay)))
                 .with_argument("x-dead-letter-exchange", long_string(""))
                 .with_argument("x-dead-letter-routing-key", long_string(fq))
+                .with_argument("x-dead-letter-strategy", long_string("at-least-once"))
+                .with_argument("x-overflow", long_string("reject-publish"))
                 .with_argument(
                     "x-expires",
                     AMQPValue::LongLongInt(ms(delay + DELAY_QUEUE_GRACE)),
