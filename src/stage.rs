@@ -4,8 +4,7 @@
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use lapin::{Connection, ConnectionProperties};
-use secrecy::{ExposeSecret, SecretString};
+use secrecy::SecretString;
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 
@@ -94,8 +93,8 @@ impl Stage {
         if let Ok(sandbox) = Arc::try_unwrap(self.sandbox) {
             sandbox.stop().await;
         }
-        let url = self.settings.amqp.url.expose_secret();
-        let Ok(conn) = Connection::connect(url, ConnectionProperties::default()).await else {
+        let Ok(conn) = crate::amqp::connect_once(&self.settings.amqp, "weibo-relay stage").await
+        else {
             return;
         };
         if let Ok(channel) = conn.create_channel().await {

@@ -251,6 +251,38 @@ impl Supervisor {
     }
 }
 
+/// A plain connection for a short operator command (`dlq`, clean-up): the same nodes and
+/// TLS files as the relay, tried in order; the error names every node tried, password hidden.
+pub async fn connect_once(settings: &AmqpSettings, name: &str) -> Result<Connection, ConnectError> {
+    let endpoints = settings
+        .endpoints()
+        .map_err(|e| ConnectError(e.to_string()))?;
+    let tls = settings.tls().map_err(|e| ConnectError(e.to_string()))?;
+    let mut failures = Vec::new();
+    for (uri, node) in endpoints {
+        let props = ConnectionProperties::default().with_connection_name(name.into());
+        let attempt = async {
+            lapin::DefaultConnectionBuilder::new()?
+                .with_uri(uri)
+                .with_properties(props)
+                .with_tls_config(tls.clone())
+                .connect()
+                .await
+        };
+        match tokio::time::timeout(CONNECT_TIMEOUT, attempt).await {
+            Ok(Ok(connection)) => return Ok(connection),
+            Ok(Err(error)) => failures.push(format!("{node}: {error}")),
+            Err(_) => failures.push(format!("{node}: no answer within {CONNECT_TIMEOUT:?}")),
+        }
+    }
+    Err(ConnectError(failures.join("; ")))
+}
+
+/// No node of `amqp.url`/`amqp.urls` took the connection.
+#[derive(Debug, thiserror::Error)]
+#[error("cannot connect to the broker: {0}")]
+pub struct ConnectError(String);
+
 /// Declares `topology` on short-lived channels of `connection`.
 async fn declare_on(connection: &Connection, topology: &Topology) -> Result<(), lapin::Error> {
     topology.declare(connection).await

@@ -124,8 +124,24 @@ impl Publisher {
         let result = tokio::time::timeout(self.confirm_timeout, confirmed)
             .await
             .unwrap_or(Err(PublishError::Timeout(self.confirm_timeout)));
-        if let Err(PublishError::Publish(_) | PublishError::Confirm(_)) = &result {
-            self.forget(&channel);
+        match &result {
+            Err(PublishError::Publish(_) | PublishError::Confirm(_)) => {
+                self.forget(&channel);
+            }
+            // RabbitMQ 3.10 keeps nacking on a channel that published to a quorum queue whose
+            // leader was lost (measured: 60 s and counting, while a fresh channel is acked
+            // 0.4 s after the new leader is elected). So a nack or a silent broker retires
+            // the channel; it is closed once the other confirms on it had their time.
+            Err(PublishError::Nacked | PublishError::Timeout(_)) if self.forget(&channel) => {
+                let wait = self.confirm_timeout;
+                tokio::spawn(async move {
+                    tokio::time::sleep(wait).await;
+                    if channel.status().connected() {
+                        let _ = channel.close(200, "retired after a nack".into()).await;
+                    }
+                });
+            }
+            _ => {}
         }
         result.map(|()| started.elapsed())
     }
@@ -172,11 +188,14 @@ impl Publisher {
             .map(|(_, channel)| channel.clone())
     }
 
-    fn forget(&self, failed: &Channel) {
+    /// Drops `failed` from the slot; true when it was still the current channel.
+    fn forget(&self, failed: &Channel) -> bool {
         let mut slot = self.slot();
-        if slot.as_ref().is_some_and(|(_, c)| c.id() == failed.id()) {
+        let current = slot.as_ref().is_some_and(|(_, c)| c.id() == failed.id());
+        if current {
             *slot = None;
         }
+        current
     }
 
     fn slot(&self) -> std::sync::MutexGuard<'_, Option<(u64, Channel)>> {

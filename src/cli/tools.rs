@@ -67,7 +67,12 @@ pub(super) fn dlq(config: Option<PathBuf>, action: DlqAction) -> anyhow::Result<
                         );
                     }
                 }
-                if !json {
+                if !json && dead.is_empty() {
+                    eprintln!(
+                        "no dead letters in {}",
+                        crate::worker::retry::dead_queue(&amqp.fulfilment_queue)
+                    );
+                } else if !json {
                     eprintln!("{} dead command(s) listed", dead.len());
                 }
             }

@@ -16,7 +16,8 @@ pub use merchant::{is_placeholder, AppId, Merchant, Merchants, MIN_SECRET_BYTES}
 pub const DEFAULTS_TOML: &str = include_str!("defaults.toml");
 
 /// Keys whose environment value is a comma-separated list.
-const LIST_KEYS: [&str; 4] = [
+const LIST_KEYS: [&str; 5] = [
+    "amqp.urls",
     "weibo.codes.token_rejected",
     "weibo.codes.transient",
     "weibo.codes.already_finished",

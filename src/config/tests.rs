@@ -285,3 +285,41 @@ fn a_broken_amqp_url_is_refused_without_repeating_it_and_heartbeats_default_to_5
         "the URL's own wins"
     );
 }
+
+#[test]
+fn amqp_urls_replace_url_from_a_file_or_a_comma_list_and_each_is_checked() {
+    let s = Settings::load(
+        None,
+        env(&[(
+            "WEIBO_RELAY__AMQP__URLS",
+            "amqp://relay:s3cret-pass-0123@rmq-0:5672/%2f,amqps://relay:s3cret-pass-0123@rmq-1:5671/%2f",
+        )]),
+    )
+    .unwrap();
+    let nodes: Vec<String> = s
+        .amqp
+        .endpoints()
+        .unwrap()
+        .into_iter()
+        .map(|(_, shown)| shown)
+        .collect();
+    assert_eq!(
+        nodes,
+        [
+            "amqp://relay:[redacted]@rmq-0:5672/%2f",
+            "amqps://relay:[redacted]@rmq-1:5671/%2f"
+        ]
+    );
+    let endpoints = s.amqp.endpoints().unwrap();
+    assert!(endpoints.iter().all(|(u, _)| u.query.heartbeat == Some(5)));
+    let err = Settings::from_toml(&format!(
+        "[amqp]\nurls = [\"amqp://a:s3cret-pass-0123@rmq-0:5672/%2f\", \"amqp://a:s3cret-pass-0123@rmq-1:port/%2f\"]\n{MERCHANT}"
+    ))
+    .unwrap_err()
+    .to_string();
+    assert!(
+        err.starts_with("invalid configuration: amqp.urls[1]: is not an AMQP URL"),
+        "{err}"
+    );
+    assert!(!err.contains("s3cret"), "{err}");
+}

@@ -11,8 +11,7 @@ use lapin::options::{
     QueueBindOptions, QueueDeclareOptions,
 };
 use lapin::types::FieldTable;
-use lapin::{BasicProperties, Channel, Connection, ConnectionProperties};
-use secrecy::ExposeSecret;
+use lapin::{BasicProperties, Channel, Connection};
 use serde_json::{json, Value};
 use tokio::task::JoinHandle;
 
@@ -44,8 +43,7 @@ impl SampleConsumer {
     /// Binds its own queue to `order.sub_order.201` and starts answering; every
     /// `close_every`-th order (by id) is closed, the rest finished.
     pub async fn start(amqp: &AmqpSettings, close_every: u64) -> anyhow::Result<Self> {
-        let connection =
-            Connection::connect(amqp.url.expose_secret(), ConnectionProperties::default()).await?;
+        let connection = crate::amqp::connect_once(amqp, "weibo-relay sample consumer").await?;
         let channel = connection.create_channel().await?;
         channel
             .confirm_select(ConfirmSelectOptions::default())

@@ -2,8 +2,7 @@
 
 use lapin::options::{BasicAckOptions, BasicGetOptions, BasicPublishOptions, ConfirmSelectOptions};
 use lapin::types::AMQPValue;
-use lapin::{BasicProperties, Connection, ConnectionProperties};
-use secrecy::ExposeSecret;
+use lapin::{BasicProperties, Connection};
 use serde::Serialize;
 
 use super::headers::{self, ATTEMPTS, DEATH_REASON, LAST_CODE};
@@ -24,16 +23,46 @@ pub struct DeadCommand {
 }
 
 async fn connect(amqp: &AmqpSettings) -> anyhow::Result<Connection> {
-    Connection::connect(amqp.url.expose_secret(), ConnectionProperties::default())
+    Ok(crate::amqp::connect_once(amqp, "weibo-relay dlq").await?)
+}
+
+/// True when `queue` exists. A missing dead queue means no worker ever ran with this
+/// `fulfilment_queue`: nothing died, which is not an error for the operator.
+async fn exists(conn: &Connection, queue: &str) -> anyhow::Result<bool> {
+    // A passive declare of a missing queue closes its channel: use a throw-away one.
+    let channel = conn.create_channel().await?;
+    let options = lapin::options::QueueDeclareOptions {
+        passive: true,
+        ..Default::default()
+    };
+    match channel
+        .queue_declare(queue.into(), options, Default::default())
         .await
-        .map_err(|e| anyhow::anyhow!("cannot connect to {}: {e}", amqp.redacted_url()))
+    {
+        Ok(_) => {
+            let _ = channel.close(200, "checked".into()).await;
+            Ok(true)
+        }
+        Err(e) if is_not_found(&e) => Ok(false),
+        Err(e) => Err(anyhow::anyhow!("cannot read {queue}: {e}")),
+    }
+}
+
+fn is_not_found(error: &lapin::Error) -> bool {
+    use lapin::protocol::{AMQPErrorKind, AMQPSoftError};
+    matches!(error.kind(), lapin::ErrorKind::ProtocolError(e)
+        if *e.kind() == AMQPErrorKind::Soft(AMQPSoftError::NOTFOUND))
 }
 
 /// Reads up to `limit` dead commands without removing them.
 pub async fn list(amqp: &AmqpSettings, limit: usize) -> anyhow::Result<Vec<DeadCommand>> {
     let conn = connect(amqp).await?;
-    let channel = conn.create_channel().await?;
     let queue = dead_queue(&amqp.fulfilment_queue);
+    if !exists(&conn, &queue).await? {
+        conn.close(200, "dlq list done".into()).await?;
+        return Ok(Vec::new());
+    }
+    let channel = conn.create_channel().await?;
     let mut out = Vec::new();
     while out.len() < limit {
         let got = channel
@@ -58,6 +87,10 @@ pub async fn list(amqp: &AmqpSettings, limit: usize) -> anyhow::Result<Vec<DeadC
 /// each is removed from `.dead` only after the work queue confirmed it. Returns the count.
 pub async fn redrive(amqp: &AmqpSettings, limit: usize) -> anyhow::Result<usize> {
     let conn = connect(amqp).await?;
+    if !exists(&conn, &dead_queue(&amqp.fulfilment_queue)).await? {
+        conn.close(200, "dlq redrive done".into()).await?;
+        return Ok(0);
+    }
     let channel = conn.create_channel().await?;
     channel
         .confirm_select(ConfirmSelectOptions::default())

@@ -90,3 +90,76 @@ fn the_shipped_example_config_is_refused_until_filled_in() {
         "weibo-relay: invalid configuration: merchants[0].sign_key: is a placeholder from an example file: put the real credential here"
     );
 }
+
+/// Runs `weibo-relay dlq list` with `toml` as its configuration.
+fn dlq_list(toml: &str) -> std::process::Output {
+    let dir = std::env::temp_dir().join(format!("wr-cli-{}", uuid::Uuid::new_v4()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let file = dir.join("relay.toml");
+    std::fs::write(&file, toml).unwrap();
+    let out = relay()
+        .args(["dlq", "list", "--config"])
+        .arg(&file)
+        .output()
+        .unwrap();
+    std::fs::remove_dir_all(&dir).unwrap();
+    out
+}
+
+#[test]
+fn dlq_list_before_any_worker_ran_says_there_are_no_dead_letters() {
+    let toml = format!(
+        "{}{}",
+        crate::helpers::test_toml(crate::helpers::AMQP_URL),
+        crate::helpers::merchants_toml_for_tests()
+    );
+    let settings = weibo_relay::config::Settings::from_toml(&toml).unwrap();
+    let out = dlq_list(&toml);
+    let stderr = String::from_utf8(out.stderr).unwrap();
+    assert!(out.status.success(), "{stderr}");
+    assert_eq!(out.stdout, b"");
+    assert_eq!(
+        stderr.trim(),
+        format!("no dead letters in {}.dead", settings.amqp.fulfilment_queue)
+    );
+}
+
+#[test]
+fn dlq_tools_try_every_node_and_name_each_without_the_password() {
+    // Two closed ports: nothing listens there (bound and dropped a moment ago).
+    let closed: Vec<u16> = (0..2)
+        .map(|_| {
+            std::net::TcpListener::bind("127.0.0.1:0")
+                .unwrap()
+                .local_addr()
+                .unwrap()
+                .port()
+        })
+        .collect();
+    let urls: Vec<String> = closed
+        .iter()
+        .map(|p| format!("amqp://ops:s3cret-pa55word-xyz@127.0.0.1:{p}/%2f"))
+        .collect();
+    let toml = format!(
+        "{}{}",
+        crate::helpers::test_toml(&urls[0]).replace(
+            "[amqp]\n",
+            &format!("[amqp]\nurls = [\"{}\", \"{}\"]\n", urls[0], urls[1])
+        ),
+        crate::helpers::merchants_toml_for_tests()
+    );
+    let out = dlq_list(&toml);
+    let stderr = String::from_utf8(out.stderr).unwrap();
+    assert_eq!(out.status.code(), Some(2), "{stderr}");
+    assert!(
+        stderr.contains("cannot connect to the broker: "),
+        "{stderr}"
+    );
+    for p in &closed {
+        assert!(
+            stderr.contains(&format!("127.0.0.1:{p}")),
+            "{p} not named: {stderr}"
+        );
+    }
+    assert!(!stderr.contains("s3cret"), "{stderr}");
+}

@@ -53,6 +53,7 @@ async fn an_interrupted_demo_stops_at_once_says_how_far_it_got_and_leaves_nothin
         .stderr(Stdio::piped())
         .spawn()
         .unwrap();
+    let guard = crate::helpers::KillOnDrop::new(child.id());
     let mut stderr = BufReader::new(child.stderr.take().unwrap()).lines();
     let prefix = loop {
         let line = stderr.next().expect("the demo names its queues").unwrap();
@@ -75,6 +76,7 @@ async fn an_interrupted_demo_stops_at_once_says_how_far_it_got_and_leaves_nothin
     let out = tokio::task::spawn_blocking(move || child.wait_with_output().unwrap())
         .await
         .unwrap();
+    guard.disarm();
     let took = interrupted.elapsed();
     let stdout = String::from_utf8_lossy(&out.stdout);
     assert_eq!(out.status.code(), Some(2), "{stdout}");

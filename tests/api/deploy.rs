@@ -49,7 +49,14 @@ fn files(dir: &Path, exts: &[&str]) -> Vec<PathBuf> {
 fn documents(path: &Path) -> Vec<Yaml> {
     let text = read(path);
     let docs: Vec<Yaml> = serde_yaml_ng::Deserializer::from_str(&text)
-        .map(|doc| Yaml::deserialize(doc).unwrap_or_else(|e| panic!("{}: {e}", path.display())))
+        .map(|doc| {
+            let mut doc =
+                Yaml::deserialize(doc).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
+            // `<<: *anchor` as compose applies it.
+            doc.apply_merge()
+                .unwrap_or_else(|e| panic!("{}: {e}", path.display()));
+            doc
+        })
         .collect();
     assert!(!docs.is_empty(), "{}: no YAML document", path.display());
     for doc in &docs {
@@ -323,6 +330,77 @@ fn deploy_compose_wires_broker_roles_config_and_readiness() {
         strings(&services["receiver"]["ports"]),
         ["127.0.0.1:8080:8080"]
     );
+}
+
+#[test]
+fn deploy_compose_cluster_override_gives_three_nodes_to_every_relay() {
+    let base = &documents(&deploy().join("compose.yaml"))[0]["services"];
+    let cluster = &documents(&deploy().join("compose.cluster.yaml"))[0];
+    let services = &cluster["services"];
+    let conf = read(&deploy().join(s(&cluster["configs"]["rabbitmq_cluster"]["file"])));
+    for (i, node) in ["rabbitmq", "rabbitmq-2", "rabbitmq-3"].iter().enumerate() {
+        let svc = &services[*node];
+        assert_eq!(s(&svc["hostname"]), *node);
+        assert!(
+            s(&svc["environment"]["RABBITMQ_ERLANG_COOKIE"])
+                .starts_with("${RABBITMQ_ERLANG_COOKIE:?"),
+            "{node}: the cookie is the operator's, never a default"
+        );
+        assert_eq!(
+            s(&svc["configs"][0]["target"]),
+            "/etc/rabbitmq/conf.d/20-cluster.conf"
+        );
+        assert_eq!(
+            strings(&svc["healthcheck"]["test"]),
+            [
+                "CMD",
+                "rabbitmqctl",
+                "-q",
+                "await_online_nodes",
+                "3",
+                "--timeout",
+                "5"
+            ]
+        );
+        assert!(
+            conf.contains(&format!("classic_config.nodes.{} = rabbit@{node}", i + 1)),
+            "{node} missing from cluster.conf"
+        );
+    }
+    // The first node keeps its data volume and loopback port from compose.yaml.
+    assert_eq!(strings(&base["rabbitmq"]["ports"]), ["127.0.0.1:5672:5672"]);
+    for node in ["rabbitmq-2", "rabbitmq-3"] {
+        assert!(strings(&services[node]["ports"])[0].starts_with("127.0.0.1:"));
+    }
+    for role in ["receiver", "worker"] {
+        let mut env: Vec<(String, String)> = base[role]["environment"]
+            .as_mapping()
+            .unwrap()
+            .iter()
+            .chain(services[role]["environment"].as_mapping().unwrap())
+            .map(|(k, v)| (s(k).to_owned(), compose_expand(s(v))))
+            .collect();
+        env.sort();
+        let settings = load_filled(&read(&deploy().join("relay.example.toml")), env);
+        let hosts: Vec<String> = settings
+            .amqp
+            .endpoints()
+            .unwrap()
+            .into_iter()
+            .map(|(uri, _)| uri.authority.host)
+            .collect();
+        assert_eq!(hosts, ["rabbitmq", "rabbitmq-2", "rabbitmq-3"], "{role}");
+        let waits: BTreeSet<&str> = services[role]["depends_on"]
+            .as_mapping()
+            .unwrap()
+            .keys()
+            .map(s)
+            .collect();
+        assert_eq!(
+            waits,
+            BTreeSet::from(["rabbitmq", "rabbitmq-2", "rabbitmq-3"])
+        );
+    }
 }
 
 /// A compose value with its `${VAR:-default}` taken as the default and its required

@@ -364,7 +364,7 @@ where
 /// The real binary, running one role with a config file, its log lines collected.
 pub struct RelayProcess {
     pub address: String,
-    child: std::process::Child,
+    child: Option<std::process::Child>,
     lines: std::sync::mpsc::Receiver<String>,
     seen: Vec<String>,
     dir: std::path::PathBuf,
@@ -408,9 +408,14 @@ impl RelayProcess {
         }
         let mut seen = Vec::new();
         let address = loop {
-            let line = lines
-                .recv_timeout(Duration::from_secs(20))
-                .expect("relay logs 'listening'");
+            let Ok(line) = lines.recv_timeout(Duration::from_secs(20)) else {
+                let _ = child.kill();
+                let _ = child.wait();
+                panic!(
+                    "relay never logged 'listening'; it logged:\n{}",
+                    seen.join("\n")
+                );
+            };
             seen.push(line.clone());
             if json {
                 let entry: serde_json::Value = serde_json::from_str(&line).expect("JSON log line");
@@ -423,7 +428,7 @@ impl RelayProcess {
         };
         Self {
             address,
-            child,
+            child: Some(child),
             lines,
             seen,
             dir,
@@ -435,16 +440,20 @@ impl RelayProcess {
         self.lines.try_iter().collect()
     }
 
+    /// Every line logged so far, from the start (the lines before "listening" too).
+    pub fn history(&mut self) -> &[String] {
+        self.seen.extend(self.lines.try_iter());
+        &self.seen
+    }
+
     /// Kills the process without waiting (for clean-up in `Drop`).
-    pub fn kill_now(mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-        let _ = std::fs::remove_dir_all(&self.dir);
+    pub fn kill_now(self) {
+        drop(self);
     }
 
     /// The process id, for /proc.
     pub fn pid(&self) -> u32 {
-        self.child.id()
+        self.child.as_ref().map_or(0, std::process::Child::id)
     }
 
     /// Waits until `/readyz` answers 200 (broker connected, tokens held); on time-out the
@@ -480,16 +489,58 @@ impl RelayProcess {
     /// Sends `signal` (TERM, KILL), waits for the exit, returns it with every log line.
     pub async fn signal(mut self, signal: &str) -> (std::process::ExitStatus, Vec<String>) {
         let status = std::process::Command::new("kill")
-            .args([&format!("-{signal}"), &self.child.id().to_string()])
+            .args([&format!("-{signal}"), &self.pid().to_string()])
             .status()
             .unwrap();
         assert!(status.success());
-        let mut child = self.child;
+        let mut child = self
+            .child
+            .take()
+            .expect("the process was not waited for yet");
         let exit = tokio::task::spawn_blocking(move || child.wait().unwrap())
             .await
             .unwrap();
-        self.seen.extend(self.lines.iter());
+        let (tx, empty) = std::sync::mpsc::channel();
+        drop(tx);
+        let lines = std::mem::replace(&mut self.lines, empty);
+        self.seen.extend(lines.iter());
+        (exit, std::mem::take(&mut self.seen))
+    }
+}
+
+impl Drop for RelayProcess {
+    /// A test that fails half-way must not leave the process running.
+    fn drop(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
         let _ = std::fs::remove_dir_all(&self.dir);
-        (exit, self.seen)
+    }
+}
+
+/// SIGKILLs a spawned process when dropped, unless disarmed after it was waited for: a test
+/// that fails half-way leaves nothing running.
+pub struct KillOnDrop(Option<u32>);
+
+impl KillOnDrop {
+    /// Guards the process `pid`.
+    pub fn new(pid: u32) -> Self {
+        Self(Some(pid))
+    }
+
+    /// The process was waited for: nothing to kill.
+    pub fn disarm(mut self) {
+        self.0 = None;
+    }
+}
+
+impl Drop for KillOnDrop {
+    fn drop(&mut self) {
+        if let Some(pid) = self.0 {
+            let _ = std::process::Command::new("kill")
+                .args(["-KILL", &pid.to_string()])
+                .status();
+        }
     }
 }

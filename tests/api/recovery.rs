@@ -473,6 +473,7 @@ async fn events_tail_shows_each_new_event_on_a_line_of_its_own() {
         .stderr(std::process::Stdio::inherit())
         .spawn()
         .unwrap();
+    let guard = crate::helpers::KillOnDrop::new(child.id());
 
     let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
     // The tail reads from "next": push fresh orders (a repeated one would be a duplicate,
@@ -519,6 +520,7 @@ async fn events_tail_shows_each_new_event_on_a_line_of_its_own() {
         .unwrap()
         .success());
     let status = child.wait().unwrap();
+    guard.disarm();
     std::fs::remove_dir_all(&dir).unwrap();
     assert!(status.success(), "{status:?}");
 }
