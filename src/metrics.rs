@@ -1,7 +1,8 @@
 //! Prometheus metrics, owned by the application (no process-wide registry).
 
 use prometheus::{
-    Encoder, Histogram, HistogramOpts, IntCounterVec, IntGauge, Opts, Registry, TextEncoder,
+    Encoder, Histogram, HistogramOpts, IntCounterVec, IntGauge, IntGaugeVec, Opts, Registry,
+    TextEncoder,
 };
 
 /// Push outcomes, pre-registered so every series exists from the start.
@@ -24,6 +25,8 @@ pub struct Metrics {
     pushes: IntCounterVec,
     publish_confirm: Histogram,
     pushes_in_flight: IntGauge,
+    ready: IntGauge,
+    broker_connected: IntGauge,
 }
 
 /// Counts a push as in flight until dropped.
@@ -59,9 +62,35 @@ impl Metrics {
             "Pushes being received, verified or published right now",
         )
         .expect("static metric definition is valid");
+        let ready = IntGauge::new(
+            "weibo_relay_ready",
+            "1 while /readyz answers 200 (broker connected, tokens held), as of the last scrape",
+        )
+        .expect("static metric definition is valid");
+        let broker_connected = IntGauge::new(
+            "weibo_relay_broker_connected",
+            "1 while the broker connection is up, as of the last scrape",
+        )
+        .expect("static metric definition is valid");
+        let build_info = IntGaugeVec::new(
+            Opts::new("weibo_relay_build_info", "Always 1; the version as a label"),
+            &["version"],
+        )
+        .expect("static metric definition is valid");
+        build_info
+            .with_label_values(&[env!("CARGO_PKG_VERSION")])
+            .set(1);
         for outcome in PUSH_OUTCOMES {
             pushes.with_label_values(&[outcome]);
         }
+        for gauge in [&ready, &broker_connected] {
+            registry
+                .register(Box::new(gauge.clone()))
+                .expect("first registration");
+        }
+        registry
+            .register(Box::new(build_info))
+            .expect("first registration");
         registry
             .register(Box::new(pushes.clone()))
             .expect("first registration");
@@ -76,6 +105,8 @@ impl Metrics {
             pushes,
             publish_confirm,
             pushes_in_flight,
+            ready,
+            broker_connected,
         }
     }
 
@@ -98,6 +129,12 @@ impl Metrics {
     /// Records one publish-to-confirm time.
     pub fn publish_confirmed(&self, elapsed: std::time::Duration) {
         self.publish_confirm.observe(elapsed.as_secs_f64());
+    }
+
+    /// Records what readiness is at this scrape.
+    pub fn set_readiness(&self, broker_connected: bool, ready: bool) {
+        self.broker_connected.set(i64::from(broker_connected));
+        self.ready.set(i64::from(ready));
     }
 
     /// Everything in Prometheus text format.

@@ -53,6 +53,8 @@ pub struct Application {
     worker: Option<Arc<Worker>>,
     /// The token keeper's broker side and the reconciliation sweeper.
     tasks: Vec<tokio::task::JoinHandle<()>>,
+    admin_address: Option<SocketAddr>,
+    admin_server: Option<actix_web::dev::Server>,
     receiver_publisher: Option<crate::amqp::Publisher>,
     shutdown: CancellationToken,
 }
@@ -69,6 +71,18 @@ impl Application {
         let listener = TcpListener::bind(settings.http.bind)
             .map_err(|e| anyhow::anyhow!("cannot bind http.bind {}: {e}", settings.http.bind))?;
         let address = listener.local_addr()?;
+        let admin_listener = settings
+            .http
+            .admin_bind
+            .map(|bind| {
+                TcpListener::bind(bind)
+                    .map_err(|e| anyhow::anyhow!("cannot bind http.admin_bind {bind}: {e}"))
+            })
+            .transpose()?;
+        let admin_address = admin_listener
+            .as_ref()
+            .map(TcpListener::local_addr)
+            .transpose()?;
         let mut topology = Topology::events(&settings.amqp, &settings.event_log.max_age);
         if roles.runs_worker() {
             let policy = RetryPolicy::from_settings(&settings.weibo);
@@ -149,14 +163,18 @@ impl Application {
         let receiver_publisher = receiver.as_ref().map(|r| r.relay.publisher().clone());
         let push_path = settings.push.path.clone();
         let workers = std::thread::available_parallelism().map_or(1, |n| n.get());
+        let ops_on_main = admin_listener.is_none();
+        let main_ops = ops.clone();
         let server = HttpServer::new(move || {
             let mut app = App::new()
                 .wrap_fn(|mut req, srv| {
                     crate::http::unpin_from_read_buffer(&mut req);
                     srv.call(req)
                 })
-                .app_data(ops.clone())
-                .configure(ops_routes);
+                .default_service(web::to(not_found));
+            if ops_on_main {
+                app = app.app_data(main_ops.clone()).configure(ops_routes);
+            }
             if let Some(receiver) = &receiver {
                 app = app
                     .app_data(receiver.clone())
@@ -172,9 +190,36 @@ impl Application {
         .shutdown_timeout(settings.http.shutdown_timeout_secs)
         .client_request_timeout(Duration::from_secs(5))
         .run();
-        tracing::info!(%address, ?roles, push_path = %settings.push.path, "listening");
+        // Health checks and scrapes on their own listener and thread: a flood on the push
+        // port cannot delay them.
+        let admin_server = match admin_listener {
+            Some(listener) => Some(
+                HttpServer::new(move || {
+                    App::new()
+                        .app_data(ops.clone())
+                        .configure(ops_routes)
+                        .default_service(web::to(not_found))
+                })
+                .workers(1)
+                .listen(listener)?
+                .disable_signals()
+                .shutdown_timeout(settings.http.shutdown_timeout_secs)
+                .client_request_timeout(Duration::from_secs(5))
+                .run(),
+            ),
+            None => None,
+        };
+        match admin_address {
+            Some(admin) => tracing::info!(
+                %address, admin_address = %admin, ?roles, push_path = %settings.push.path,
+                "listening"
+            ),
+            None => tracing::info!(%address, ?roles, push_path = %settings.push.path, "listening"),
+        }
         Ok(Self {
             address,
+            admin_address,
+            admin_server,
             server,
             broker,
             worker,
@@ -187,6 +232,11 @@ impl Application {
     /// The bound address (the real port when `http.bind` asked for 0).
     pub fn address(&self) -> SocketAddr {
         self.address
+    }
+
+    /// The admin listener's address, when `http.admin_bind` is set.
+    pub fn admin_address(&self) -> Option<SocketAddr> {
+        self.admin_address
     }
 
     /// The bound port.
@@ -208,16 +258,25 @@ impl Application {
     /// in-flight ones (and their publishes and calls) finish, then closes the broker connection.
     pub async fn run_until_stopped(self) -> anyhow::Result<()> {
         let handle = self.server.handle();
+        let admin_handle = self.admin_server.as_ref().map(|s| s.handle());
         let shutdown = self.shutdown.clone();
         tokio::spawn(async move {
             shutdown.cancelled().await;
             tracing::info!("shutting down: no new requests, finishing in-flight ones");
             handle.stop(true).await;
+            // Health and metrics answer until the pushes are done.
+            if let Some(admin) = admin_handle {
+                admin.stop(true).await;
+            }
         });
+        let admin = self.admin_server.map(tokio::spawn);
         let worker = self
             .worker
             .map(|w| tokio::spawn(w.run(self.shutdown.child_token())));
         self.server.await?;
+        if let Some(admin) = admin {
+            admin.await??;
+        }
         if let Some(worker) = worker {
             worker.await?;
         }
@@ -231,4 +290,9 @@ impl Application {
         tracing::info!("stopped");
         Ok(())
     }
+}
+
+/// Any other path or method: the contract's `{code, msg}` shape, never an empty body.
+async fn not_found() -> actix_web::HttpResponse {
+    actix_web::HttpResponse::NotFound().json(serde_json::json!({"code": 40400, "msg": "not found"}))
 }

@@ -27,9 +27,11 @@ const LIST_KEYS: [&str; 5] = [
 /// Why settings could not be loaded; the message names the offending key.
 #[derive(Debug, thiserror::Error)]
 pub enum ConfigError {
-    /// The file or environment could not be read or did not fit the schema.
+    /// The file or environment could not be read or did not fit the schema: the `config`
+    /// crate's reason, on one line. (Kept as text, not as a source: printed with its chain,
+    /// a source would repeat the same words after a colon.)
     #[error("invalid configuration: {0}")]
-    Load(#[from] config::ConfigError),
+    Load(String),
     /// A value was read but is not acceptable.
     #[error("invalid configuration: {key}: {reason}")]
     Invalid {
@@ -38,6 +40,27 @@ pub enum ConfigError {
         /// What is wrong with it.
         reason: String,
     },
+}
+
+impl From<config::ConfigError> for ConfigError {
+    fn from(error: config::ConfigError) -> Self {
+        Self::Load(one_line(&error.to_string()))
+    }
+}
+
+/// A TOML parse error's snippet (`1 | [http`, `|      ^`) folded into its first line and
+/// its reason, so a bad file is still one line of log or terminal.
+fn one_line(message: &str) -> String {
+    let is_snippet = |line: &str| {
+        let body = line.trim_start_matches(|c: char| c.is_ascii_digit() || c == ' ');
+        body.is_empty() || body.starts_with('|') || body.trim().chars().all(|c| c == '^')
+    };
+    message
+        .lines()
+        .map(str::trim)
+        .filter(|line| !is_snippet(line))
+        .collect::<Vec<_>>()
+        .join(": ")
 }
 
 impl ConfigError {
@@ -78,6 +101,9 @@ pub struct Settings {
 pub struct HttpSettings {
     /// Listen address; port 0 picks a free port.
     pub bind: SocketAddr,
+    /// A second listener for `/healthz`, `/readyz` and `/metrics`; when set, `bind` serves
+    /// pushes only.
+    pub admin_bind: Option<SocketAddr>,
     /// Largest push body accepted.
     pub max_body_bytes: usize,
     /// Deadline for a client to send its whole body.

@@ -70,19 +70,32 @@ async fn healthz() -> HttpResponse {
     HttpResponse::Ok().json(json!({"code": 0, "msg": "ok"}))
 }
 
+impl OpsState {
+    /// Ready, or the code and reason `/readyz` answers.
+    fn readiness(&self) -> Result<(), (u32, &'static str)> {
+        if !self.broker.is_ready() {
+            return Err((50300, "broker not connected"));
+        }
+        if self.keeper.as_ref().is_some_and(|k| !k.is_ready()) {
+            return Err((50301, "no access_token yet for every merchant"));
+        }
+        Ok(())
+    }
+}
+
 async fn readyz(state: web::Data<OpsState>) -> HttpResponse {
-    if !state.broker.is_ready() {
-        return HttpResponse::ServiceUnavailable()
-            .json(json!({"code": 50300, "msg": "broker not connected"}));
+    match state.readiness() {
+        Ok(()) => HttpResponse::Ok().json(json!({"code": 0, "msg": "ready"})),
+        Err((code, msg)) => {
+            HttpResponse::ServiceUnavailable().json(json!({"code": code, "msg": msg}))
+        }
     }
-    if state.keeper.as_ref().is_some_and(|k| !k.is_ready()) {
-        return HttpResponse::ServiceUnavailable()
-            .json(json!({"code": 50301, "msg": "no access_token yet for every merchant"}));
-    }
-    HttpResponse::Ok().json(json!({"code": 0, "msg": "ready"}))
 }
 
 async fn metrics(state: web::Data<OpsState>) -> HttpResponse {
+    state
+        .metrics
+        .set_readiness(state.broker.is_ready(), state.readiness().is_ok());
     HttpResponse::Ok()
         .content_type("text/plain; version=0.0.4")
         .body(state.metrics.render())

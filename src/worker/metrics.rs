@@ -3,6 +3,9 @@
 use super::decide::DeadCause;
 use prometheus::{HistogramOpts, HistogramVec, IntCounter, IntCounterVec, Opts, Registry};
 
+/// The `outcome` label of `weibo_relay_calls_total`, so every series exists from the start.
+pub const CALL_OUTCOMES: [&str; 4] = ["succeeded", "token_rejected", "transient", "permanent"];
+
 /// Calls, their latency, retries and dead letters.
 #[derive(Clone)]
 pub struct WorkerMetrics {
@@ -38,6 +41,12 @@ impl WorkerMetrics {
             ),
             &["cause"],
         )?;
+        for action in ["finish", "close"] {
+            call_seconds.with_label_values(&[action]);
+            for outcome in CALL_OUTCOMES {
+                calls.with_label_values(&[action, outcome]);
+            }
+        }
         for cause in DeadCause::ALL {
             dead_letters.with_label_values(&[cause.as_str()]);
         }

@@ -44,6 +44,10 @@ async fn a_relay_started_without_a_broker_serves_503_until_one_appears() {
     let app = spawn_app_with(test_settings(&proxy.amqp_url()), false).await;
     assert_eq!(app.get("/healthz").await.status, 200);
     assert_eq!(app.get("/readyz").await.status, 503);
+    let metrics = app.get("/metrics").await.body;
+    for line in ["weibo_relay_ready 0", "weibo_relay_broker_connected 0"] {
+        assert!(metrics.lines().any(|l| l == line), "{line} in {metrics}");
+    }
     let (body, _) = valid_form_push();
     app.post_form(body.clone()).await.assert_refused(503, 50300);
 
@@ -52,6 +56,10 @@ async fn a_relay_started_without_a_broker_serves_503_until_one_appears() {
         app.get("/readyz").await.status == 200
     })
     .await;
+    let metrics = app.get("/metrics").await.body;
+    for line in ["weibo_relay_ready 1", "weibo_relay_broker_connected 1"] {
+        assert!(metrics.lines().any(|l| l == line), "{line} in {metrics}");
+    }
     app.post_form(body).await.assert_success();
     assert_eq!(
         app.next_event().await.delivery.routing_key.as_str(),

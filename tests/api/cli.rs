@@ -55,8 +55,36 @@ fn bad_configuration_exits_non_zero_with_one_line_naming_the_key() {
         .unwrap();
     assert_eq!(out.status.code(), Some(2));
     let stderr = String::from_utf8(out.stderr).unwrap();
-    assert!(stderr.contains("bindd"), "{stderr}");
-    assert!(!stderr.contains("panicked"), "{stderr}");
+    assert_eq!(
+        stderr,
+        "weibo-relay: invalid configuration: unknown field `bindd`, expected one of `bind`, \
+         `admin_bind`, `max_body_bytes`, `body_timeout_ms`, `max_connections`, \
+         `shutdown_timeout_secs` for key `http`\n",
+        "said once, on one line"
+    );
+
+    // A file that is not TOML: one line still, with where and why.
+    let dir = std::env::temp_dir().join(format!("wr-cli-{}", uuid::Uuid::new_v4()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let file = dir.join("broken.toml");
+    std::fs::write(&file, "[http\nbind = 1\n").unwrap();
+    let out = relay()
+        .args(["receiver", "--config"])
+        .arg(&file)
+        .output()
+        .unwrap();
+    std::fs::remove_dir_all(&dir).unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    let stderr = String::from_utf8(out.stderr).unwrap();
+    assert_eq!(stderr.lines().count(), 1, "{stderr}");
+    assert!(
+        stderr.starts_with(
+            "weibo-relay: invalid configuration: TOML parse error at line 1, column 6: \
+             unclosed table, expected `]`: in "
+        ),
+        "{stderr}"
+    );
+    assert!(stderr.trim_end().ends_with("broken.toml"), "{stderr}");
 }
 
 #[test]

@@ -304,7 +304,7 @@ fn deploy_compose_wires_broker_roles_config_and_readiness() {
         );
         assert_eq!(
             strings(&svc["healthcheck"]["test"]),
-            ["CMD", "curl", "-fsS", "http://127.0.0.1:8080/readyz"],
+            ["CMD", "curl", "-fsS", "http://127.0.0.1:9090/readyz"],
             "{role}"
         );
         // The file plus the service's environment is a valid configuration, reachable
@@ -317,6 +317,11 @@ fn deploy_compose_wires_broker_roles_config_and_readiness() {
             .collect();
         let settings = load_filled(&example, env);
         assert_eq!(settings.http.bind.to_string(), "0.0.0.0:8080", "{role}");
+        assert_eq!(
+            settings.http.admin_bind.map(|a| a.to_string()).as_deref(),
+            Some("0.0.0.0:9090"),
+            "{role}: the health check's port"
+        );
         assert!(
             settings
                 .amqp
@@ -328,7 +333,7 @@ fn deploy_compose_wires_broker_roles_config_and_readiness() {
     }
     assert_eq!(
         strings(&services["receiver"]["ports"]),
-        ["127.0.0.1:8080:8080"]
+        ["127.0.0.1:8080:8080", "127.0.0.1:9090:9090"]
     );
 }
 
@@ -478,6 +483,10 @@ fn deploy_k8s_pod_config_assembles_from_configmap_and_secret() {
         // The Secret's file has no [http]: 0.0.0.0 proves the ConfigMap was applied (and an
         // unknown key in it would have failed the load).
         assert_eq!(settings.http.bind.to_string(), "0.0.0.0:8080");
+        assert_eq!(
+            settings.http.admin_bind.map(|a| a.to_string()).as_deref(),
+            Some("0.0.0.0:9090")
+        );
         assert_eq!(settings.amqp.url.expose_secret(), url.trim_matches('"'));
         assert_eq!(settings.merchants.len(), 1);
     }
@@ -495,11 +504,23 @@ fn deploy_k8s_probes_security_and_scaling() {
         );
         let pod = &template["spec"];
         let c = &pod["containers"][0];
-        assert_eq!(c["ports"][0]["name"], "http");
-        assert_eq!(c["ports"][0]["containerPort"].as_u64(), Some(8080));
+        // Probes on the admin listener (http.admin_bind, from the ConfigMap), which no
+        // Service exposes; the push port only on the receiver.
+        let port = |name: &str| {
+            c["ports"]
+                .as_sequence()
+                .unwrap()
+                .iter()
+                .find(|p| p["name"] == name)
+                .and_then(|p| p["containerPort"].as_u64())
+        };
+        assert_eq!(port("admin"), Some(9090), "{name}");
+        let push_port = (name == "weibo-relay-receiver").then_some(8080);
+        assert_eq!(port("http"), push_port, "{name}");
         assert_eq!(s(&c["readinessProbe"]["httpGet"]["path"]), "/readyz");
-        assert_eq!(c["readinessProbe"]["httpGet"]["port"], "http");
+        assert_eq!(c["readinessProbe"]["httpGet"]["port"], "admin");
         assert_eq!(s(&c["livenessProbe"]["httpGet"]["path"]), "/healthz");
+        assert_eq!(c["livenessProbe"]["httpGet"]["port"], "admin");
         assert!(c["resources"]["requests"]["cpu"].is_string(), "{name}");
         assert!(c["resources"]["limits"]["memory"].is_string(), "{name}");
         assert_eq!(pod["securityContext"]["runAsNonRoot"].as_bool(), Some(true));
@@ -751,11 +772,21 @@ fn deploy_dockerfile_builds_locked_and_runs_unprivileged() {
             "FROM debian:bookworm-slim"
         ]
     );
-    // The dependency layer and the real build, both from the lock file.
+    // The dependency layer and the real build, both from the lock file, in the dist profile
+    // (stripped of line tables, symbols kept), whose binary is the one copied.
     assert_eq!(
-        dockerfile.matches("cargo build --release --locked").count(),
+        dockerfile
+            .matches("cargo build --profile dist --locked")
+            .count(),
         2
     );
+    assert!(lines
+        .contains(&"COPY --from=builder /app/target/dist/weibo-relay /usr/local/bin/weibo-relay"));
+    let manifest: toml::Table = toml::from_str(&read(&deploy().join("../Cargo.toml"))).unwrap();
+    let dist = &manifest["profile"]["dist"];
+    assert_eq!(dist["inherits"].as_str(), Some("release"));
+    assert_eq!(dist["strip"].as_str(), Some("debuginfo"));
+    assert_eq!(dist["debug"].as_bool(), Some(false));
     assert!(lines.contains(&r#"ENTRYPOINT ["weibo-relay"]"#));
     assert!(lines.contains(&r#"CMD ["serve", "--config", "/etc/weibo-relay/relay.toml"]"#));
     // No configuration in the image: it would be a usable (placeholder) key.
@@ -764,7 +795,7 @@ fn deploy_dockerfile_builds_locked_and_runs_unprivileged() {
         !lines.iter().any(|l| l.starts_with("COPY deploy/")),
         "{dockerfile}"
     );
-    assert!(lines.contains(&"EXPOSE 8080"));
+    assert!(lines.contains(&"EXPOSE 8080 9090"));
     assert!(dockerfile.contains("ca-certificates"));
     let user = lines
         .iter()

@@ -20,6 +20,8 @@ pub const OTHER_SIGN_KEY: &str = "other-sign-key-0123456789";
 
 /// A running relay and what a test needs to drive and observe it.
 pub struct TestApp {
+    /// `http://addr` of the admin listener, when `http.admin_bind` is set.
+    pub admin: Option<String>,
     pub address: String,
     pub settings: Settings,
     pub http: reqwest::Client,
@@ -97,6 +99,7 @@ pub async fn spawn_roles(settings: Settings, roles: Roles, wait_ready: bool) -> 
         .await
         .expect("app builds");
     let address = format!("http://{}", app.address());
+    let admin = app.admin_address().map(|a| format!("http://{a}"));
     if wait_ready {
         assert!(
             app.broker().wait_ready(Duration::from_secs(10)).await,
@@ -111,6 +114,7 @@ pub async fn spawn_roles(settings: Settings, roles: Roles, wait_ready: bool) -> 
     let channel = connection.create_channel().await.expect("test channel");
     TestApp {
         address,
+        admin,
         settings: settings.clone(),
         http: reqwest::Client::new(),
         channel,

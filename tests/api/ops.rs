@@ -73,3 +73,57 @@ async fn shutdown_finishes_a_push_in_flight_then_stops_taking_new_ones() {
     assert!(answer.starts_with("HTTP/1.1 200"), "{answer}");
     assert_eq!(app.queue_depth().await, 1);
 }
+
+#[tokio::test]
+async fn with_admin_bind_the_push_port_serves_pushes_only() {
+    let mut settings = test_settings(AMQP_URL);
+    settings.http.admin_bind = Some("127.0.0.1:0".parse().unwrap());
+    let app = spawn_app_with(settings, true).await;
+    let admin = app.admin.clone().expect("an admin listener");
+    assert_ne!(admin, app.address);
+
+    // The push port: pushes, and for anything else the contract's 404 body.
+    for path in [
+        "/metrics",
+        "/readyz",
+        "/healthz",
+        "/",
+        "/weibo/push/../metrics",
+    ] {
+        let answer = app.get(path).await;
+        assert_eq!(answer.status, 404, "{path}");
+        assert_eq!(
+            answer.json(),
+            serde_json::json!({"code": 40400, "msg": "not found"})
+        );
+    }
+    let (body, _) = valid_form_push();
+    app.post_form(body).await.assert_success();
+
+    // The admin port: health, readiness, metrics (with the push just counted); no pushes.
+    let http = reqwest::Client::new();
+    let get = |path: &str| http.get(format!("{admin}{path}")).send();
+    assert_eq!(get("/healthz").await.unwrap().status(), 200);
+    assert_eq!(get("/readyz").await.unwrap().status(), 200);
+    let metrics = get("/metrics").await.unwrap().text().await.unwrap();
+    for line in [
+        "weibo_relay_pushes_total{outcome=\"accepted\"} 1",
+        "weibo_relay_ready 1",
+        "weibo_relay_broker_connected 1",
+        &format!(
+            "weibo_relay_build_info{{version=\"{}\"}} 1",
+            env!("CARGO_PKG_VERSION")
+        ),
+    ] {
+        assert!(metrics.lines().any(|l| l == line), "{line} in {metrics}");
+    }
+    let (body, _) = valid_form_push();
+    let pushed = http
+        .post(format!("{admin}/weibo/push"))
+        .header("content-type", "application/x-www-form-urlencoded")
+        .body(body)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(pushed.status(), 404);
+}
