@@ -19,5 +19,6 @@ pub mod stage;
 pub mod startup;
 pub mod telemetry;
 pub mod token;
+pub mod trace;
 pub mod weibo;
 pub mod worker;

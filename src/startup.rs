@@ -169,7 +169,9 @@ impl Application {
             let mut app = App::new()
                 .wrap_fn(|mut req, srv| {
                     crate::http::unpin_from_read_buffer(&mut req);
-                    srv.call(req)
+                    // With span export, the caller's trace is the parent of the handler's.
+                    let span = crate::trace::TraceContext::request_span(req.headers());
+                    tracing::Instrument::instrument(srv.call(req), span)
                 })
                 .default_service(web::to(not_found));
             if ops_on_main {

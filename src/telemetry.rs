@@ -1,15 +1,25 @@
 //! Logging setup and the masking of personal data before it reaches a log line.
 
-use tracing_subscriber::{fmt, EnvFilter};
+use tracing_subscriber::layer::SubscriberExt;
+use tracing_subscriber::util::SubscriberInitExt;
+use tracing_subscriber::{fmt, EnvFilter, Layer};
+
+/// Keeps span export running; dropping it (at the end of `main`) flushes what is pending.
+/// Without the `otel` feature it holds nothing.
+#[must_use = "dropping it stops span export"]
+pub struct Telemetry {
+    #[cfg(feature = "otel")]
+    _exporter: Option<crate::trace::otel::Exporter>,
+}
 
 /// Installs the global subscriber once: JSON when `WEIBO_RELAY_LOG_FORMAT=json`, text otherwise.
 /// A second call (tests) is a no-op.
-pub fn init(json: bool) {
-    init_with_default(json, "info,lapin=warn,actix_server=warn");
+pub fn init(json: bool) -> Telemetry {
+    init_with_default(json, "info,lapin=warn,actix_server=warn")
 }
 
 /// Like [`init`], with `default_filter` used when `RUST_LOG` is unset.
-pub fn init_with_default(json: bool, default_filter: &str) {
+pub fn init_with_default(json: bool, default_filter: &str) -> Telemetry {
     let filter = EnvFilter::try_from_default_env()
         .unwrap_or_else(|_| EnvFilter::new(default_filter))
         // lapin logs a returned message whole, personal data included: never let it through.
@@ -20,15 +30,32 @@ pub fn init_with_default(json: bool, default_filter: &str) {
         );
     // Colours only for a person at a terminal: in a file or a log pipeline they are noise.
     let ansi = std::io::IsTerminal::is_terminal(&std::io::stdout());
-    let builder = fmt()
-        .with_env_filter(filter)
-        .with_target(true)
-        .with_ansi(ansi);
-    let _ = if json {
-        builder.json().flatten_event(true).try_init()
+    let lines = if json {
+        fmt::layer()
+            .with_target(true)
+            .json()
+            .flatten_event(true)
+            .boxed()
     } else {
-        builder.try_init()
+        fmt::layer().with_target(true).with_ansi(ansi).boxed()
     };
+    let subscriber = tracing_subscriber::registry().with(lines.with_filter(filter));
+    #[cfg(feature = "otel")]
+    {
+        let (layer, exporter) = match crate::trace::otel::layer() {
+            Some((layer, exporter)) => (Some(layer), Some(exporter)),
+            None => (None, None),
+        };
+        let _ = subscriber.with(layer).try_init();
+        Telemetry {
+            _exporter: exporter,
+        }
+    }
+    #[cfg(not(feature = "otel"))]
+    {
+        let _ = subscriber.try_init();
+        Telemetry {}
+    }
 }
 
 /// True when the environment asks for JSON logs.

@@ -113,7 +113,10 @@ fn sample_event() -> Result<(Vec<u8>, lapin::BasicProperties), BenchError> {
         .map_err(|e| BenchError::Setup(format!("sample push: {e}")))?;
     Ok((
         push.envelope(SystemTime::now()),
-        push.event().properties(SystemTime::now()),
+        push.event().properties(
+            SystemTime::now(),
+            &crate::trace::TraceContext::next_hop(None),
+        ),
     ))
 }
 

@@ -131,7 +131,7 @@ fn load(config: Option<PathBuf>) -> anyhow::Result<Settings> {
 
 fn serve(config: Option<PathBuf>, roles: Roles) -> anyhow::Result<()> {
     let settings = load(config)?;
-    init_telemetry();
+    let _telemetry = init_telemetry();
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()?;
@@ -146,9 +146,9 @@ fn serve(config: Option<PathBuf>, roles: Roles) -> anyhow::Result<()> {
     })
 }
 
-fn init_telemetry() {
+fn init_telemetry() -> crate::telemetry::Telemetry {
     let format = std::env::var("WEIBO_RELAY_LOG_FORMAT").ok();
-    crate::telemetry::init(crate::telemetry::json_requested(format.as_deref()));
+    crate::telemetry::init(crate::telemetry::json_requested(format.as_deref()))
 }
 
 async fn wait_for_signal() {

@@ -11,7 +11,7 @@ pub(super) fn sandbox(config: Option<PathBuf>, args: SandboxArgs) -> anyhow::Res
     if settings.merchants.is_empty() {
         anyhow::bail!("the sandbox needs at least one [[merchants]] entry in the configuration");
     }
-    init_telemetry();
+    let _telemetry = init_telemetry();
     let mut sandbox_config = SandboxConfig::new(settings.merchants);
     sandbox_config.bind = args.bind;
     sandbox_config.token_ttl = std::time::Duration::from_secs(args.token_ttl);
@@ -92,12 +92,12 @@ pub(super) fn demo(
 ) -> anyhow::Result<()> {
     anyhow::ensure!(orders > 0, "--orders must be at least 1");
     let settings = load(config)?;
-    if std::env::var_os("RUST_LOG").is_none() {
+    let _telemetry = if std::env::var_os("RUST_LOG").is_none() {
         // The summary is the demo's output; only warnings and errors interleave with it.
-        crate::telemetry::init_with_default(false, "warn");
+        crate::telemetry::init_with_default(false, "warn")
     } else {
-        init_telemetry();
-    }
+        init_telemetry()
+    };
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()?;
@@ -120,12 +120,12 @@ pub(super) fn demo(
 pub(super) fn bench(config: Option<PathBuf>, kind: BenchKind) -> anyhow::Result<()> {
     use secrecy::ExposeSecret;
     let settings = load(config)?;
-    if std::env::var_os("RUST_LOG").is_none() {
+    let _telemetry = if std::env::var_os("RUST_LOG").is_none() {
         // The report is the output; only warnings and errors interleave with it.
-        crate::telemetry::init_with_default(false, "warn");
+        crate::telemetry::init_with_default(false, "warn")
     } else {
-        init_telemetry();
-    }
+        init_telemetry()
+    };
     let amqp_url =
         |url: Option<String>| url.unwrap_or_else(|| settings.amqp.url.expose_secret().to_owned());
     let runtime = tokio::runtime::Builder::new_multi_thread()

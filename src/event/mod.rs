@@ -17,6 +17,8 @@ use serde_json::Value;
 
 pub use id::EventId;
 
+use crate::trace::TraceContext;
+
 /// Header naming where an event came from.
 pub const SOURCE_HEADER: &str = "x-weibo-source";
 /// Header naming the merchant.
@@ -151,9 +153,11 @@ impl Event<'_> {
     }
 
     /// The AMQP properties: persistent, JSON, `message_id` the event id, `type` the kind,
-    /// `timestamp` when it was received, headers naming the merchant and the source.
-    pub fn properties(&self, received_at: SystemTime) -> BasicProperties {
+    /// `timestamp` when it was received, headers naming the merchant and the source, and the
+    /// W3C trace context naming the relay's hop as the parent.
+    pub fn properties(&self, received_at: SystemTime, trace: &TraceContext) -> BasicProperties {
         let mut headers = FieldTable::default();
+        trace.write(&mut headers);
         headers.insert(
             APPID_HEADER.into(),
             AMQPValue::LongString(LongString::from(self.appid)),

@@ -14,6 +14,7 @@ use super::log_limit::LogLimit;
 use crate::config::Merchants;
 use crate::metrics::Metrics;
 use crate::push::{Body, ContentKind, PushError, PushRelay, Stored, UnverifiedPush};
+use crate::trace::{TraceContext, TRACEPARENT, TRACESTATE};
 
 /// What the push handler needs, shared by every HTTP worker.
 pub struct ReceiverState {
@@ -74,7 +75,7 @@ impl ResponseError for PushError {
 #[tracing::instrument(
     name = "push",
     skip_all,
-    fields(appid = Empty, r#type = Empty, event_id = Empty, sub_order_id = Empty, sign_form = Empty, outcome = Empty)
+    fields(appid = Empty, r#type = Empty, event_id = Empty, sub_order_id = Empty, sign_form = Empty, outcome = Empty, trace_id = Empty)
 )]
 pub async fn receive(
     req: HttpRequest,
@@ -139,7 +140,14 @@ async fn handle(
         contact_phone = push.masked_data_field("contact_phone"),
         "push verified"
     );
-    state.relay.store(&push).await
+    // The caller's trace (the platform's, or a proxy's) continues into the event; without
+    // one, the event starts a trace of its own.
+    let header = |name: &str| req.headers().get(name).and_then(|v| v.to_str().ok());
+    let parent = header(TRACEPARENT).and_then(|tp| TraceContext::parse(tp, header(TRACESTATE)));
+    let mut trace = TraceContext::next_hop(parent.as_ref());
+    trace.adopt_span_ids(&span);
+    span.record("trace_id", trace.trace_id().as_str());
+    state.relay.store(&push, &trace).await
 }
 
 async fn read_body(

@@ -1,5 +1,6 @@
 //! Storing a verified push: deduplicate, publish with confirm, remember.
 
+use crate::trace::TraceContext;
 use std::sync::Arc;
 use std::time::SystemTime;
 
@@ -59,7 +60,11 @@ impl PushRelay {
     }
 
     /// Stores `push` unless it is a known duplicate. Ok means the broker has it.
-    pub async fn store(&self, push: &VerifiedPush) -> Result<Stored, PushError> {
+    pub async fn store(
+        &self,
+        push: &VerifiedPush,
+        trace: &TraceContext,
+    ) -> Result<Stored, PushError> {
         let id = push.event_id();
         if self.dedup.contains(id) {
             return Ok(Stored::Duplicate);
@@ -74,7 +79,7 @@ impl PushRelay {
                 exchange: &self.exchange,
                 routing_key: &routing_key,
                 body: &body,
-                properties: event.properties(received_at),
+                properties: event.properties(received_at, trace),
             })
             .await?;
         self.metrics.publish_confirmed(elapsed);

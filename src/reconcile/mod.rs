@@ -10,6 +10,7 @@
 
 mod metrics;
 
+use crate::trace::TraceContext;
 use std::collections::{BTreeMap, HashSet};
 use std::time::{Duration, SystemTime};
 
@@ -291,7 +292,8 @@ impl Sweeper {
                 exchange: &self.events_exchange,
                 routing_key: &event.routing_key(),
                 body: &event.envelope(received_at),
-                properties: event.properties(received_at),
+                // A state learnt by reading the list back starts a trace of its own.
+                properties: event.properties(received_at, &TraceContext::next_hop(None)),
             })
             .await?;
         self.metrics.reconciled();

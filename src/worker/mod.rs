@@ -9,8 +9,10 @@ mod metrics;
 pub mod retry;
 mod settle;
 
+use crate::trace::TraceContext;
 use std::sync::Arc;
 use std::time::Duration;
+use tracing::Instrument;
 
 use futures_util::StreamExt;
 use lapin::options::{BasicCancelOptions, BasicConsumeOptions, BasicQosOptions};
@@ -172,11 +174,25 @@ impl Worker {
                 return Ok(());
             };
             let worker = self.clone();
-            tokio::spawn(async move {
-                let next = worker.decide(&delivery).await;
-                worker.settle(&delivery, next).await;
-                drop(permit);
-            });
+            // The producer's trace continues here: the worker's spans carry its id and the
+            // outcome names this hop as its parent.
+            let parent = TraceContext::from_amqp(&delivery.properties);
+            let mut trace = TraceContext::next_hop(parent.as_ref());
+            let span = tracing::info_span!("fulfil", trace_id = tracing::field::Empty);
+            #[cfg(feature = "otel")]
+            if let Some(parent) = &parent {
+                crate::trace::otel::set_parent(&span, parent);
+            }
+            trace.adopt_span_ids(&span);
+            span.record("trace_id", trace.trace_id().as_str());
+            tokio::spawn(
+                async move {
+                    let next = worker.decide(&delivery).await;
+                    worker.settle(&delivery, next, &trace).await;
+                    drop(permit);
+                }
+                .instrument(span),
+            );
         }
     }
 }

@@ -7,11 +7,14 @@ use lapin::BasicProperties;
 use secrecy::ExposeSecret;
 use serde_json::json;
 
+use super::command::Command;
 use super::decide::Next;
 use super::headers::{self, ATTEMPTS, DEATH_REASON, LAST_CODE, SEALED_ATTEMPTS};
 use super::retry::{dead_queue, delay_queue};
 use super::Worker;
 use crate::amqp::{Outgoing, PublishError};
+use crate::trace::TraceContext;
+use lapin::types::FieldTable;
 
 /// Pause before a command whose next home was refused goes back to the queue.
 const REQUEUE_PAUSE: std::time::Duration = std::time::Duration::from_secs(1);
@@ -20,8 +23,8 @@ impl Worker {
     /// Publishes the next home of `delivery`, then acks it; on a broker failure the delivery
     /// is returned to the queue and will be processed again.
     #[tracing::instrument(name = "settle", skip_all)]
-    pub(super) async fn settle(&self, delivery: &Delivery, next: Next) {
-        let result = self.publish_next(delivery, &next).await;
+    pub(super) async fn settle(&self, delivery: &Delivery, next: Next, trace: &TraceContext) {
+        let result = self.publish_next(delivery, &next, trace).await;
         let settled = match result {
             Ok(()) => delivery.ack(BasicAckOptions::default()).await,
             Err(error) => {
@@ -49,7 +52,12 @@ impl Worker {
         }
     }
 
-    async fn publish_next(&self, delivery: &Delivery, next: &Next) -> Result<(), PublishError> {
+    async fn publish_next(
+        &self,
+        delivery: &Delivery,
+        next: &Next,
+        trace: &TraceContext,
+    ) -> Result<(), PublishError> {
         let fq = &self.queues.fulfilment;
         match next {
             Next::Succeeded {
@@ -60,10 +68,11 @@ impl Worker {
                 tracing::info!(attempts, code, "fulfilment succeeded");
                 self.publish_outcome(
                     "fulfilment.succeeded",
-                    command.to_json(),
+                    command,
                     *attempts,
                     Some(*code),
                     "success",
+                    trace,
                 )
                 .await
             }
@@ -133,10 +142,11 @@ impl Worker {
                 if let Some(command) = command {
                     self.publish_outcome(
                         "fulfilment.failed",
-                        command.to_json(),
+                        command,
                         *attempts,
                         *code,
                         reason,
+                        trace,
                     )
                     .await?;
                 }
@@ -148,17 +158,23 @@ impl Worker {
     async fn publish_outcome(
         &self,
         routing_key: &str,
-        command: serde_json::Value,
+        command: &Command,
         attempts: u32,
         code: Option<i64>,
         msg: &str,
+        trace: &TraceContext,
     ) -> Result<(), PublishError> {
-        let body = json!({"command": command, "attempts": attempts, "code": code, "msg": msg});
+        let body =
+            json!({"command": command.to_json(), "attempts": attempts, "code": code, "msg": msg});
         let body = serde_json::to_vec(&body).unwrap_or_default();
+        let mut headers = FieldTable::default();
+        trace.write(&mut headers);
         let properties = BasicProperties::default()
             .with_delivery_mode(2)
             .with_content_type("application/json".into())
-            .with_type(routing_key.into());
+            .with_type(routing_key.into())
+            .with_message_id(outcome_id(command, routing_key).as_str().into())
+            .with_headers(headers);
         // Not mandatory: outcomes are for whoever binds a queue; none bound is not a failure.
         self.publisher
             .publish_optional(Outgoing {
@@ -170,6 +186,25 @@ impl Worker {
             .await
             .map(|_| ())
     }
+}
+
+/// The outcome's `message_id`: the same for every settling of one command with one result
+/// (a redelivery after a crash publishes it again), so consumers can dedupe on it as on
+/// events. sha256 over appid, sub order, action and result, as 32 hex digits.
+fn outcome_id(command: &Command, routing_key: &str) -> String {
+    use sha2::{Digest, Sha256};
+    let mut hash = Sha256::new();
+    for part in [
+        "outcome",
+        command.appid(),
+        command.sub_order_id(),
+        command.action_name(),
+        routing_key,
+    ] {
+        hash.update(part.as_bytes());
+        hash.update(b"\n");
+    }
+    hex::encode(&hash.finalize()[..16])
 }
 
 /// The delivery's properties for its next queue: persistent, headers carried and changed.

@@ -18,5 +18,6 @@ mod recovery;
 mod rig;
 mod sandbox;
 mod security;
+mod trace_context;
 mod worker;
 mod worker_faults;

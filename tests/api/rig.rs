@@ -222,6 +222,35 @@ impl WorkerRig {
         out
     }
 
+    /// Takes the next `n` outcome messages whole (properties included), waiting up to 20 s.
+    pub async fn outcome_messages(&self, n: usize) -> Vec<lapin::message::Delivery> {
+        let mut out = Vec::new();
+        let deadline = std::time::Instant::now() + Duration::from_secs(20);
+        while out.len() < n {
+            let got = self
+                .app
+                .channel
+                .basic_get(
+                    self.outcomes.as_str().into(),
+                    BasicGetOptions { no_ack: true },
+                )
+                .await
+                .unwrap();
+            match got {
+                Some(m) => out.push(m.delivery),
+                None => {
+                    assert!(
+                        std::time::Instant::now() < deadline,
+                        "only {} of {n} outcomes",
+                        out.len()
+                    );
+                    tokio::time::sleep(Duration::from_millis(20)).await;
+                }
+            }
+        }
+        out
+    }
+
     /// Takes the next dead command: (body, headers).
     pub async fn next_dead(&self) -> (Value, FieldTable) {
         let dead = weibo_relay::worker::dead_queue(&self.app.settings.amqp.fulfilment_queue);
