@@ -3,6 +3,7 @@
 
 pub mod amqp;
 pub mod bench;
+pub mod check;
 pub mod cli;
 pub mod config;
 pub mod dedup;

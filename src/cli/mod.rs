@@ -36,6 +36,9 @@ pub enum Command {
     Sandbox(SandboxArgs),
     /// The fulfilment worker and token keeper only.
     Worker,
+    /// Whether this configuration will work: broker nodes, queues as the relay would declare
+    /// them, platform hosts, merchants' credentials (no token requested). Exit 0 only if all pass.
+    Check,
     /// Inspect or redrive dead-lettered fulfilment commands.
     Dlq {
         /// What to do.
@@ -101,6 +104,7 @@ fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Sandbox(args) => tools::sandbox(cli.config, args),
         Command::Worker => serve(cli.config, Roles::Worker),
         Command::Demo { orders, outage } => tools::demo(cli.config, orders, outage),
+        Command::Check => tools::check(cli.config),
         Command::Dlq { action } => tools::dlq(cli.config, action),
         Command::Events { action } => tools::events(cli.config, action),
         Command::Bench { kind } => tools::bench(cli.config, kind),

@@ -44,6 +44,23 @@ pub(super) fn sandbox(config: Option<PathBuf>, args: SandboxArgs) -> anyhow::Res
     })
 }
 
+pub(super) fn check(config: Option<PathBuf>) -> anyhow::Result<()> {
+    let settings = load(config)?;
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()?;
+    let lines = runtime.block_on(crate::check::run(&settings));
+    let failed = lines
+        .iter()
+        .filter(|l| l.verdict == crate::check::Verdict::Fail)
+        .count();
+    for line in &lines {
+        println!("{line}");
+    }
+    anyhow::ensure!(failed == 0, "{failed} of {} checks failed", lines.len());
+    Ok(())
+}
+
 pub(super) fn dlq(config: Option<PathBuf>, action: DlqAction) -> anyhow::Result<()> {
     let settings = load(config)?;
     let runtime = tokio::runtime::Builder::new_current_thread()

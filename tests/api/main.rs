@@ -1,6 +1,7 @@
 //! Integration tests against the real RabbitMQ on 127.0.0.1:5672.
 
 mod broker;
+mod check;
 mod cli;
 mod cluster;
 mod demo;

@@ -8,6 +8,7 @@ use lapin::BasicProperties;
 use serde_json::json;
 use weibo_relay::config::Settings;
 use weibo_relay::sandbox::{Faults, Sandbox, SandboxConfig};
+use weibo_relay::startup::Roles;
 
 use crate::helpers::*;
 use crate::rig::{finish, merchants_toml, RigOptions, WorkerRig};
@@ -177,4 +178,78 @@ async fn a_worker_killed_mid_batch_and_restarted_loses_no_command() {
     let (exit, _) = second.signal("TERM").await;
     assert!(exit.success());
     let _ = conn.close(200, "done".into()).await;
+}
+
+/// Messages in `queue` now (passive declaration).
+async fn depth(app: &TestApp, queue: &str) -> u32 {
+    app.channel
+        .queue_declare(
+            queue.into(),
+            QueueDeclareOptions {
+                passive: true,
+                ..Default::default()
+            },
+            FieldTable::default(),
+        )
+        .await
+        .map(|q| q.message_count())
+        .unwrap_or_else(|e| panic!("{queue}: {e}"))
+}
+
+#[tokio::test]
+async fn a_new_retry_schedule_starts_cleanly_while_commands_wait_under_the_old_one() {
+    // Every command fails once and waits 3 s in the old schedule's delay queue.
+    let mut rig = WorkerRig::start_with(RigOptions {
+        faults: Faults {
+            fail_next: 10,
+            ..Default::default()
+        },
+        adjust: Box::new(|s, _| {
+            s.weibo.retry_base_ms = 3000;
+            s.weibo.retry_max_ms = 3000;
+        }),
+        ..Default::default()
+    })
+    .await;
+    let ids = rig.create_orders(10).await;
+    for id in &ids {
+        rig.send(finish(id)).await;
+    }
+    let old_delay = format!("{}.retry.3000ms", rig.app.settings.amqp.fulfilment_queue);
+    eventually(
+        Duration::from_secs(10),
+        "all 10 waiting in the old delay queue",
+        || async { depth(&rig.app, &old_delay).await == 10 },
+    )
+    .await;
+
+    // Stop the worker and start one with another schedule: no procedure, no manual step.
+    rig.app.stop().await;
+    let mut new_settings = rig.app.settings.clone();
+    new_settings.weibo.retry_base_ms = 200;
+    new_settings.weibo.retry_max_ms = 800;
+    let new_worker = spawn_roles(new_settings, Roles::Worker, true).await;
+    eventually(Duration::from_secs(10), "new worker ready", || async {
+        new_worker.get("/readyz").await.status == 200
+    })
+    .await;
+
+    // The waiting commands drain from the old queue into the work queue and succeed.
+    let outcomes = rig.outcomes(10).await;
+    assert!(
+        outcomes
+            .iter()
+            .all(|(key, _)| key == "fulfilment.succeeded"),
+        "{outcomes:?}"
+    );
+    for id in &ids {
+        assert_eq!(rig.order_state(id).await, 301, "{id}");
+    }
+    assert_eq!(depth(&rig.app, &old_delay).await, 0);
+    let new_delay = format!("{}.retry.200ms", rig.app.settings.amqp.fulfilment_queue);
+    assert_eq!(
+        depth(&new_worker, &new_delay).await,
+        0,
+        "declared by the new worker"
+    );
 }

@@ -1,0 +1,234 @@
+//! `weibo-relay check`: whether a configuration will work, before a deploy. One line per
+//! check; nothing is changed on the broker, no token is requested, no secret is printed.
+
+use std::fmt;
+use std::time::{Duration, Instant};
+
+use secrecy::ExposeSecret;
+
+use crate::amqp::topology::Found;
+use crate::amqp::Topology;
+use crate::config::{Merchant, Settings};
+use crate::worker::{worker_topology, RetryPolicy};
+
+/// How long one network check may take.
+const TIMEOUT: Duration = Duration::from_secs(5);
+
+/// One check's result.
+#[derive(Debug, PartialEq, Eq)]
+pub enum Verdict {
+    /// It will work.
+    Ok,
+    /// It will work, and there is something to know.
+    Note,
+    /// It will not work.
+    Fail,
+}
+
+/// One line of the report.
+#[derive(Debug)]
+pub struct Line {
+    /// Pass, note or fail.
+    pub verdict: Verdict,
+    /// What was checked (`broker amqp://relay:[redacted]@host:5672/%2f`).
+    pub what: String,
+    /// What was found.
+    pub detail: String,
+}
+
+impl fmt::Display for Line {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let tag = match self.verdict {
+            Verdict::Ok => "ok  ",
+            Verdict::Note => "note",
+            Verdict::Fail => "FAIL",
+        };
+        write!(f, "{tag} {}: {}", self.what, self.detail)
+    }
+}
+
+fn line(verdict: Verdict, what: impl Into<String>, detail: impl Into<String>) -> Line {
+    Line {
+        verdict,
+        what: what.into(),
+        detail: detail.into(),
+    }
+}
+
+/// Runs every check for `settings` (already loaded: loading is the first check).
+pub async fn run(settings: &Settings) -> Vec<Line> {
+    let mut lines = vec![line(
+        Verdict::Ok,
+        "configuration",
+        format!("loaded, {} merchant(s)", settings.merchants.len()),
+    )];
+    lines.extend(broker(settings).await);
+    for (key, base) in [
+        ("weibo.api_base", &settings.weibo.api_base),
+        ("weibo.oauth_base", &settings.weibo.oauth_base),
+    ] {
+        lines.push(platform_host(key, base).await);
+    }
+    for merchant in settings.merchants.iter() {
+        lines.push(merchant_shape(merchant));
+    }
+    lines
+}
+
+/// Every node of `amqp.url(s)`, then the topology on the first node reached.
+async fn broker(settings: &Settings) -> Vec<Line> {
+    let mut lines = Vec::new();
+    let (endpoints, tls) = match (settings.amqp.endpoints(), settings.amqp.tls()) {
+        (Ok(e), Ok(t)) => (e, t),
+        (Err(e), _) | (_, Err(e)) => return vec![line(Verdict::Fail, "broker", e.to_string())],
+    };
+    let mut reached = None;
+    for (uri, node) in endpoints {
+        let started = Instant::now();
+        let attempt = lapin::DefaultConnectionBuilder::new().map(|b| {
+            b.with_uri(uri)
+                .with_properties(
+                    lapin::ConnectionProperties::default()
+                        .with_connection_name("weibo-relay check".into()),
+                )
+                .with_tls_config(tls.clone())
+        });
+        let connected = match attempt {
+            Ok(builder) => tokio::time::timeout(TIMEOUT, builder.connect()).await,
+            Err(e) => Ok(Err(e)),
+        };
+        match connected {
+            Ok(Ok(connection)) => {
+                lines.push(line(
+                    Verdict::Ok,
+                    format!("broker {node}"),
+                    format!("connected in {} ms", started.elapsed().as_millis()),
+                ));
+                if reached.is_none() {
+                    reached = Some(connection);
+                } else {
+                    let _ = connection.close(200, "checked".into()).await;
+                }
+            }
+            Ok(Err(e)) => lines.push(line(Verdict::Fail, format!("broker {node}"), e.to_string())),
+            Err(_) => lines.push(line(
+                Verdict::Fail,
+                format!("broker {node}"),
+                format!("no answer within {TIMEOUT:?}"),
+            )),
+        }
+    }
+    let Some(connection) = reached else {
+        return lines;
+    };
+    let topology = Topology::events(&settings.amqp, &settings.event_log.max_age).merge(
+        worker_topology(&settings.amqp, &RetryPolicy::from_settings(&settings.weibo)),
+    );
+    match topology.verify(&connection).await {
+        Ok(found) => lines.extend(found.into_iter().map(|(what, found)| match found {
+            Found::Matches => line(Verdict::Ok, what, "exists as the relay declares it"),
+            Found::Absent => line(Verdict::Ok, what, "absent; the relay declares it at start"),
+            Found::Kept(reason) => line(
+                Verdict::Note,
+                what,
+                format!("exists with other arguments, which the relay keeps (change them with a policy): {reason}"),
+            ),
+            Found::Differs(reason) => line(
+                Verdict::Fail,
+                what,
+                format!("exists with other arguments: the relay would not start. Empty and delete it, or declare it as the relay does: {reason}"),
+            ),
+        })),
+        Err(e) => lines.push(line(Verdict::Fail, "topology", e.to_string())),
+    }
+    let _ = connection.close(200, "checked".into()).await;
+    lines
+}
+
+/// The host of `base` resolves and answers HTTPS (any status: nothing is called).
+async fn platform_host(key: &str, base: &str) -> Line {
+    let Ok(url) = url::Url::parse(base) else {
+        return line(Verdict::Fail, key, "not a URL");
+    };
+    let host = url.host_str().unwrap_or_default().to_owned();
+    let port = url.port_or_known_default().unwrap_or(443);
+    let what = format!("{key} {host}");
+    let addresses =
+        match tokio::time::timeout(TIMEOUT, tokio::net::lookup_host((host.as_str(), port))).await {
+            Ok(Ok(found)) => found.count(),
+            Ok(Err(e)) => return line(Verdict::Fail, what, format!("does not resolve: {e}")),
+            Err(_) => return line(Verdict::Fail, what, "no DNS answer within 5 s"),
+        };
+    let client = match reqwest::Client::builder()
+        .redirect(reqwest::redirect::Policy::none())
+        .timeout(TIMEOUT)
+        .build()
+    {
+        Ok(c) => c,
+        Err(e) => return line(Verdict::Fail, what, e.to_string()),
+    };
+    let started = Instant::now();
+    match client.get(url).send().await {
+        Ok(answer) => line(
+            Verdict::Ok,
+            what,
+            format!(
+                "resolves ({addresses} address(es)), answered HTTP {} in {} ms",
+                answer.status().as_u16(),
+                started.elapsed().as_millis()
+            ),
+        ),
+        Err(e) => line(
+            Verdict::Fail,
+            what,
+            format!("resolves, but cannot be reached: {}", error_chain(&e)),
+        ),
+    }
+}
+
+/// The credentials look like the platform's (digits where it uses digits). No token is
+/// requested: a new token ends the one the running relay holds.
+fn merchant_shape(m: &Merchant) -> Line {
+    let what = format!("merchant {}", m.appid);
+    let digits = |v: &str| !v.is_empty() && v.len() <= 20 && v.bytes().all(|b| b.is_ascii_digit());
+    let mut wrong = Vec::new();
+    for (key, value) in [
+        ("appid", &m.appid),
+        ("client_id", &m.client_id),
+        ("uid", &m.uid),
+    ] {
+        if !digits(value) {
+            wrong.push(format!("{key} is not a number of up to 20 digits"));
+        }
+    }
+    for (key, secret) in [
+        ("sign_key", &m.sign_key),
+        ("client_secret", &m.client_secret),
+    ] {
+        let value = secret.expose_secret();
+        if value.trim() != value {
+            wrong.push(format!("{key} has spaces at either end"));
+        }
+    }
+    if wrong.is_empty() {
+        line(
+            Verdict::Ok,
+            what,
+            "appid, client_id and uid are numbers, secrets are set; no token requested \
+             (a new token would end the one the running relay holds)",
+        )
+    } else {
+        line(Verdict::Fail, what, wrong.join("; "))
+    }
+}
+
+fn error_chain(error: &dyn std::error::Error) -> String {
+    let mut text = error.to_string();
+    let mut source = error.source();
+    while let Some(cause) = source {
+        text.push_str(": ");
+        text.push_str(&cause.to_string());
+        source = cause.source();
+    }
+    text
+}

@@ -1,0 +1,187 @@
+//! `weibo-relay check`: one line per check, exit 0 only when all pass, nothing changed,
+//! no secret printed.
+
+use lapin::options::QueueDeclareOptions;
+use lapin::types::FieldTable;
+use weibo_relay::config::Settings;
+use weibo_relay::sandbox::{Sandbox, SandboxConfig};
+use weibo_relay::startup::Roles;
+
+use crate::helpers::*;
+
+/// Runs `weibo-relay check` on `toml` off the test's runtime, which serves the sandbox:
+/// (exit code, stdout lines, stderr).
+async fn check(toml: &str) -> (Option<i32>, Vec<String>, String) {
+    let toml = toml.to_owned();
+    tokio::task::spawn_blocking(move || check_blocking(&toml))
+        .await
+        .unwrap()
+}
+
+fn check_blocking(toml: &str) -> (Option<i32>, Vec<String>, String) {
+    let dir = std::env::temp_dir().join(format!("wr-check-{}", uuid::Uuid::new_v4()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let file = dir.join("relay.toml");
+    std::fs::write(&file, toml).unwrap();
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_weibo-relay"))
+        .args(["check", "--config"])
+        .arg(&file)
+        .env_remove("WEIBO_RELAY_CONFIG")
+        .output()
+        .unwrap();
+    std::fs::remove_dir_all(&dir).unwrap();
+    let stdout = String::from_utf8(out.stdout).unwrap();
+    let lines = stdout.lines().map(str::to_owned).collect();
+    (
+        out.status.code(),
+        lines,
+        String::from_utf8(out.stderr).unwrap(),
+    )
+}
+
+fn line<'a>(lines: &'a [String], start: &str) -> &'a str {
+    lines
+        .iter()
+        .find(|l| l.starts_with(start))
+        .unwrap_or_else(|| panic!("no line starting {start:?} in {lines:#?}"))
+}
+
+#[tokio::test]
+async fn check_passes_a_working_configuration_and_names_each_thing_that_would_fail() {
+    let base = test_settings(AMQP_URL);
+    let sandbox = Sandbox::start(SandboxConfig::new(base.merchants.clone())).unwrap();
+    let platform = format!(
+        "[weibo]\napi_base = \"{}\"\noauth_base = \"{}\"\n",
+        sandbox.api_base(),
+        sandbox.base_url()
+    );
+    let toml = format!(
+        "{}{platform}{}",
+        test_toml(AMQP_URL),
+        merchants_toml_for_tests()
+    );
+    let settings = Settings::from_toml(&toml).unwrap();
+    let amqp = &settings.amqp;
+
+    // Before any relay ran: every queue absent, which is fine.
+    let (code, lines, stderr) = check(&toml).await;
+    assert_eq!(code, Some(0), "{lines:#?}\n{stderr}");
+    assert_eq!(
+        line(&lines, &format!("ok   queue {}: ", amqp.events_queue)),
+        format!(
+            "ok   queue {}: absent; the relay declares it at start",
+            amqp.events_queue
+        )
+    );
+    // Nothing was declared by checking.
+    let conn = lapin::Connection::connect(AMQP_URL, Default::default())
+        .await
+        .unwrap();
+    let passive = QueueDeclareOptions {
+        passive: true,
+        ..Default::default()
+    };
+    let probe = conn.create_channel().await.unwrap();
+    assert!(probe
+        .queue_declare(
+            amqp.events_queue.as_str().into(),
+            passive,
+            FieldTable::default()
+        )
+        .await
+        .is_err());
+    let _ = conn.close(200, "probed".into()).await;
+    let app = spawn_roles(settings.clone(), Roles::Serve, true).await;
+    let (code, lines, _) = check(&toml).await;
+    assert_eq!(code, Some(0), "{lines:#?}");
+    assert!(lines[0].starts_with("ok   configuration: loaded, 2 merchant(s)"));
+    assert!(line(
+        &lines,
+        "ok   broker amqp://guest:[redacted]@127.0.0.1:5672/%2f: "
+    )
+    .contains("connected in"));
+    for queue in [&amqp.events_queue, &amqp.fulfilment_queue] {
+        assert_eq!(
+            line(&lines, &format!("ok   queue {queue}: ")),
+            format!("ok   queue {queue}: exists as the relay declares it")
+        );
+    }
+    assert!(line(&lines, "ok   weibo.api_base 127.0.0.1: ").contains("answered HTTP"));
+    assert!(line(&lines, "ok   merchant 100023: ").contains("no token requested"));
+    let text = lines.join("\n");
+    for secret in [
+        SIGN_KEY,
+        OTHER_SIGN_KEY,
+        "test-client-secret",
+        "guest:guest",
+    ] {
+        assert!(!text.contains(secret), "{secret} printed");
+    }
+
+    // A delay queue someone declared by hand with other arguments (the old TTL trap), a
+    // platform host (both bases) that does not resolve, a node that refuses, a client_id with letters.
+    let delay = format!("{}.retry.5000ms", amqp.fulfilment_queue);
+    app.channel
+        .queue_delete(delay.as_str().into(), Default::default())
+        .await
+        .unwrap();
+    let mut classic = FieldTable::default();
+    classic.insert(
+        "x-message-ttl".into(),
+        lapin::types::AMQPValue::LongUInt(5000),
+    );
+    app.channel
+        .queue_declare(
+            delay.as_str().into(),
+            QueueDeclareOptions {
+                durable: true,
+                ..Default::default()
+            },
+            classic,
+        )
+        .await
+        .unwrap();
+    let closed = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let broken = toml
+        .replace(
+            "[amqp]\n",
+            &format!(
+                "[amqp]\nurls = [\"amqp://guest:guest@127.0.0.1:{closed}/%2f\", \"{AMQP_URL}\"]\n"
+            ),
+        )
+        .replace(&sandbox.base_url(), "https://nowhere.invalid")
+        .replace("client_id = \"772916\"", "client_id = \"77x916\"");
+    let (code, lines, stderr) = check(&broken).await;
+    assert_eq!(code, Some(2), "{lines:#?}");
+    assert_eq!(
+        stderr,
+        format!("weibo-relay: 5 of {} checks failed\n", lines.len())
+    );
+    assert!(line(
+        &lines,
+        &format!("FAIL broker amqp://guest:[redacted]@127.0.0.1:{closed}/%2f: ")
+    )
+    .contains("Connection refused"));
+    assert!(line(&lines, &format!("FAIL queue {delay}: ")).contains("the relay would not start"));
+    for key in ["api_base", "oauth_base"] {
+        assert!(line(&lines, &format!("FAIL weibo.{key} nowhere.invalid: "))
+            .contains("does not resolve"));
+    }
+    assert_eq!(
+        line(&lines, "FAIL merchant 200046: "),
+        "FAIL merchant 200046: client_id is not a number of up to 20 digits"
+    );
+    // The other node, the other queues and the other merchant still pass.
+    assert!(line(
+        &lines,
+        "ok   broker amqp://guest:[redacted]@127.0.0.1:5672/%2f"
+    )
+    .contains("connected"));
+    assert!(line(&lines, &format!("ok   queue {}: ", amqp.events_queue)).contains("exists"));
+    assert!(line(&lines, "ok   merchant 100023: ").contains("numbers"));
+    drop(app);
+}
