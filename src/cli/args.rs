@@ -120,9 +120,16 @@ pub enum DlqAction {
     },
     /// Move dead commands back to the work queue with the attempt count reset.
     Redrive {
-        /// At most this many.
-        #[arg(long, default_value_t = usize::MAX)]
-        limit: usize,
+        /// At most this many (all of them when absent).
+        #[arg(long)]
+        limit: Option<usize>,
+    },
+    /// Remove one dead command for good (the id `dlq list` shows): one that must never be
+    /// retried.
+    Drop {
+        /// The id `dlq list` shows.
+        #[arg(long)]
+        id: String,
     },
 }
 

@@ -76,7 +76,8 @@ pub(super) fn dlq(config: Option<PathBuf>, action: DlqAction) -> anyhow::Result<
                         println!("{}", serde_json::to_string(d)?);
                     } else {
                         println!(
-                            "attempts={} last_code={} reason={:?} command={}",
+                            "id={} attempts={} last_code={} reason={:?} command={}",
+                            d.id,
                             d.attempts,
                             d.last_code.as_deref().unwrap_or("none"),
                             d.reason.as_deref().unwrap_or(""),
@@ -94,8 +95,17 @@ pub(super) fn dlq(config: Option<PathBuf>, action: DlqAction) -> anyhow::Result<
                 }
             }
             DlqAction::Redrive { limit } => {
-                let moved = crate::worker::dlq::redrive(amqp, limit).await?;
+                let moved = crate::worker::dlq::redrive(amqp, limit.unwrap_or(usize::MAX)).await?;
                 println!("{moved} command(s) moved back to {}", amqp.fulfilment_queue);
+            }
+            DlqAction::Drop { id } => {
+                let queue = crate::worker::retry::dead_queue(&amqp.fulfilment_queue);
+                anyhow::ensure!(
+                    crate::worker::dlq::drop(amqp, &id).await?,
+                    "no dead command with id {} in {queue}",
+                    crate::telemetry::shown(&id)
+                );
+                println!("dropped {id} from {queue}");
             }
         }
         Ok(())

@@ -12,6 +12,9 @@ use crate::config::AmqpSettings;
 /// One dead command as `dlq list` shows it.
 #[derive(Debug, Serialize)]
 pub struct DeadCommand {
+    /// What `dlq drop --id` takes: the message's `message_id`, or, for a command published
+    /// without one, `sha256:` and the first 32 hex digits of its body's SHA-256.
+    pub id: String,
     /// The command body as text.
     pub body: String,
     /// `x-death-reason`.
@@ -72,6 +75,7 @@ pub async fn list(amqp: &AmqpSettings, limit: usize) -> anyhow::Result<Vec<DeadC
         let Some(message) = got else { break };
         let props = &message.delivery.properties;
         out.push(DeadCommand {
+            id: dead_id(&message.delivery),
             body: String::from_utf8_lossy(&message.delivery.data).into_owned(),
             reason: text_header(props, DEATH_REASON),
             attempts: headers::shown_attempts(props),
@@ -136,6 +140,44 @@ pub async fn redrive(amqp: &AmqpSettings, limit: usize) -> anyhow::Result<usize>
     }
     conn.close(200, "dlq redrive done".into()).await?;
     Ok(moved)
+}
+
+/// Removes the dead command `id` (as `dlq list` shows it) for good; every other one stays.
+/// Returns whether it was found.
+pub async fn drop(amqp: &AmqpSettings, id: &str) -> anyhow::Result<bool> {
+    let conn = connect(amqp).await?;
+    let queue = dead_queue(&amqp.fulfilment_queue);
+    if !exists(&conn, &queue).await? {
+        conn.close(200, "dlq drop done".into()).await?;
+        return Ok(false);
+    }
+    let channel = conn.create_channel().await?;
+    let mut found = false;
+    // Messages taken without an ack stay with this channel, so each get returns the next one;
+    // closing the channel puts every one not acked back.
+    while let Some(message) = channel
+        .basic_get(queue.as_str().into(), BasicGetOptions { no_ack: false })
+        .await
+        .map_err(|e| anyhow::anyhow!("cannot read {queue}: {e}"))?
+    {
+        if dead_id(&message.delivery) == id {
+            message.delivery.ack(BasicAckOptions::default()).await?;
+            found = true;
+            break;
+        }
+    }
+    conn.close(200, "dlq drop done".into()).await?;
+    Ok(found)
+}
+
+fn dead_id(delivery: &lapin::message::Delivery) -> String {
+    match delivery.properties.message_id() {
+        Some(id) if !id.as_str().is_empty() => id.to_string(),
+        _ => {
+            use sha2::{Digest, Sha256};
+            format!("sha256:{}", hex::encode(&Sha256::digest(&delivery.data)[..16]))
+        }
+    }
 }
 
 fn text_header(props: &BasicProperties, key: &str) -> Option<String> {

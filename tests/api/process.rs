@@ -139,3 +139,65 @@ async fn serve_at_debug_level_never_logs_secrets_tokens_or_phone_numbers() {
         "an access_token leaked into the debug log"
     );
 }
+
+#[tokio::test]
+async fn sigterm_stops_the_relay_even_when_its_output_is_a_closed_pipe() {
+    use std::io::{BufRead, BufReader};
+    use std::process::{Command, Stdio};
+    // As `weibo-relay receiver 2>&1 | head -1` leaves it: one line read, then nobody reads.
+    let dir = std::env::temp_dir().join(format!("wr-pipe-{}", uuid::Uuid::new_v4()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let file = dir.join("relay.toml");
+    std::fs::write(
+        &file,
+        format!("{}{}", test_toml(AMQP_URL), merchants_toml_for_tests()),
+    )
+    .unwrap();
+    let mut child = Command::new(env!("CARGO_BIN_EXE_weibo-relay"))
+        .args(["receiver", "--config"])
+        .arg(&file)
+        .env("RUST_LOG", "debug")
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let guard = KillOnDrop::new(child.id());
+    let mut first = String::new();
+    BufReader::new(child.stdout.take().unwrap())
+        .read_line(&mut first)
+        .unwrap();
+    assert!(!first.is_empty());
+    // The reader is gone: every further log line is a write to a closed pipe. Give it some
+    // (debug level logs the broker connection), then ask it to stop.
+    let address = first
+        .split(" address=")
+        .nth(1)
+        .map(|rest| rest.split_whitespace().next().unwrap().to_owned());
+    if let Some(address) = address {
+        eventually(Duration::from_secs(10), "ready", || async {
+            reqwest::get(format!("http://{address}/readyz"))
+                .await
+                .is_ok_and(|r| r.status() == 200)
+        })
+        .await;
+    }
+    assert!(Command::new("kill")
+        .args(["-TERM", &child.id().to_string()])
+        .status()
+        .unwrap()
+        .success());
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    let status = loop {
+        if let Some(status) = child.try_wait().unwrap() {
+            break status;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "still running 10 s after SIGTERM with a closed stdout"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    };
+    guard.disarm();
+    let _ = std::fs::remove_dir_all(&dir);
+    assert!(status.success(), "{status:?}");
+}

@@ -380,3 +380,98 @@ async fn a_deleted_work_queue_is_redeclared_and_consumed_again() {
     let ok = rig.outcomes(1).await;
     assert_eq!(ok[0].0, "fulfilment.succeeded");
 }
+
+/// Runs `weibo-relay dlq ARGS` with a configuration naming `amqp`'s queues.
+fn dlq_cli(amqp: &weibo_relay::config::AmqpSettings, args: &[&str]) -> std::process::Output {
+    let dir = std::env::temp_dir().join(format!("wr-dlq-{}", uuid::Uuid::new_v4()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let file = dir.join("relay.toml");
+    std::fs::write(
+        &file,
+        format!(
+            "[amqp]\nevents_exchange = \"{}\"\nevents_queue = \"{}\"\nfulfilment_queue = \"{}\"\n",
+            amqp.events_exchange, amqp.events_queue, amqp.fulfilment_queue
+        ),
+    )
+    .unwrap();
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_weibo-relay"))
+        .arg("dlq")
+        .args(args)
+        .arg("--config")
+        .arg(&file)
+        .output()
+        .unwrap();
+    std::fs::remove_dir_all(&dir).unwrap();
+    out
+}
+
+#[tokio::test]
+async fn dlq_drop_removes_exactly_the_one_command_named_and_keeps_the_rest() {
+    let rig = WorkerRig::start().await;
+    // Two poison commands: one with a message_id, one without (its id is its body's hash).
+    rig.app
+        .channel
+        .basic_publish(
+            "".into(),
+            rig.app.settings.amqp.fulfilment_queue.as_str().into(),
+            Default::default(),
+            b"poison one",
+            lapin::BasicProperties::default()
+                .with_delivery_mode(2)
+                .with_message_id("cmd-0001".into()),
+        )
+        .await
+        .unwrap()
+        .await
+        .unwrap();
+    rig.send_raw(b"poison two".to_vec()).await;
+    eventually(Duration::from_secs(5), "two dead commands", || async {
+        rig.dead_depth().await == 2
+    })
+    .await;
+    let amqp = &rig.app.settings.amqp;
+
+    let out = dlq_cli(amqp, &["list", "--json"]);
+    assert!(out.status.success());
+    let listed: Vec<Value> = String::from_utf8(out.stdout)
+        .unwrap()
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    let ids: Vec<&str> = listed.iter().map(|l| l["id"].as_str().unwrap()).collect();
+    use sha2::Digest;
+    let hashed = format!(
+        "sha256:{}",
+        hex::encode(&sha2::Sha256::digest(b"poison two")[..16])
+    );
+    assert_eq!(ids, ["cmd-0001", hashed.as_str()]);
+
+    let unknown = dlq_cli(amqp, &["drop", "--id", "cmd-9999"]);
+    assert_eq!(unknown.status.code(), Some(2));
+    assert_eq!(
+        String::from_utf8(unknown.stderr).unwrap(),
+        format!(
+            "weibo-relay: no dead command with id \"cmd-9999\" in {}.dead\n",
+            amqp.fulfilment_queue
+        )
+    );
+    let dropped = dlq_cli(amqp, &["drop", "--id", &hashed]);
+    assert!(dropped.status.success(), "{dropped:?}");
+    eventually(Duration::from_secs(5), "one dead command left", || async {
+        rig.dead_depth().await == 1
+    })
+    .await;
+    let left = weibo_relay::worker::dlq::list(amqp, 10).await.unwrap();
+    assert_eq!(left.len(), 1);
+    assert_eq!(left[0].id, "cmd-0001");
+    assert_eq!(left[0].body, "poison one");
+
+    // `--limit` has no made-up default.
+    let help = std::process::Command::new(env!("CARGO_BIN_EXE_weibo-relay"))
+        .args(["dlq", "redrive", "--help"])
+        .output()
+        .unwrap();
+    let help = String::from_utf8(help.stdout).unwrap();
+    assert!(help.contains("all of them when absent"), "{help}");
+    assert!(!help.contains("18446744073709551615"), "{help}");
+}
