@@ -175,7 +175,10 @@ fn dead_id(delivery: &lapin::message::Delivery) -> String {
         Some(id) if !id.as_str().is_empty() => id.to_string(),
         _ => {
             use sha2::{Digest, Sha256};
-            format!("sha256:{}", hex::encode(&Sha256::digest(&delivery.data)[..16]))
+            format!(
+                "sha256:{}",
+                hex::encode(&Sha256::digest(&delivery.data)[..16])
+            )
         }
     }
 }

@@ -15,7 +15,10 @@ async fn the_fixture_pushes_are_accepted_as_one_event() {
     // Byte for byte as `curl --data-binary @fixtures/push-form.txt` sends it: no newline at
     // the end, which would become part of the last value and break the signature.
     let form = include_str!("../../fixtures/push-form.txt");
-    assert!(!form.ends_with('\n'), "the fixture must not end in a newline");
+    assert!(
+        !form.ends_with('\n'),
+        "the fixture must not end in a newline"
+    );
     app.post_form(form.to_owned()).await.assert_success();
     let json = include_str!("../../fixtures/push.json");
     app.post_push("application/json", json)
