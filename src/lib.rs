@@ -1,25 +1,27 @@
 //! weibo-relay: receives Weibo e-commerce order pushes, stores them in RabbitMQ, and reports
 //! fulfilment back to the platform.
+//!
+//! Everything here but [`tooling`] is the relay the production binary runs. `tooling` (the
+//! simulated platform, the demo, the load generators and the harness they share with the
+//! tests) is behind the default `tooling` feature; the image builds without it.
 
 pub mod amqp;
-pub mod bench;
 pub mod check;
 pub mod cli;
+pub mod clock;
 pub mod config;
-pub mod dedup;
-pub mod demo;
 pub mod event;
 pub mod http;
+pub mod keeper;
 pub mod metrics;
 pub mod permits;
 pub mod push;
 pub mod reconcile;
-pub mod sandbox;
 pub mod signature;
-pub mod stage;
 pub mod startup;
 pub mod telemetry;
-pub mod token;
+#[cfg(feature = "tooling")]
+pub mod tooling;
 pub mod trace;
 pub mod weibo;
 pub mod worker;

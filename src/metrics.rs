@@ -5,19 +5,63 @@ use prometheus::{
     TextEncoder,
 };
 
-/// Push outcomes, pre-registered so every series exists from the start.
-pub const PUSH_OUTCOMES: [&str; 10] = [
-    "accepted",
-    "duplicate",
-    "bad_signature",
-    "stale",
-    "unknown_merchant",
-    "malformed",
-    "too_large",
-    "unsupported_media_type",
-    "body_timeout",
-    "broker_unavailable",
-];
+/// What became of a push: the `outcome` label of `weibo_relay_pushes_total`. Adding a
+/// refusal is adding a variant here; the compiler then asks for its label.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum PushOutcome {
+    /// Stored: published and confirmed.
+    Accepted,
+    /// Already stored by this process; answered without a publish.
+    Duplicate,
+    /// The signature does not verify.
+    BadSignature,
+    /// The timestamp is outside the window.
+    Stale,
+    /// No merchant for the appid.
+    UnknownMerchant,
+    /// Not a push.
+    Malformed,
+    /// Over `http.max_body_bytes`.
+    TooLarge,
+    /// Neither form nor JSON.
+    UnsupportedMediaType,
+    /// The body did not arrive in time.
+    BodyTimeout,
+    /// Not confirmed by the broker (503).
+    BrokerUnavailable,
+}
+
+impl PushOutcome {
+    /// Every outcome, so each series exists from the start.
+    pub const ALL: [PushOutcome; 10] = [
+        Self::Accepted,
+        Self::Duplicate,
+        Self::BadSignature,
+        Self::Stale,
+        Self::UnknownMerchant,
+        Self::Malformed,
+        Self::TooLarge,
+        Self::UnsupportedMediaType,
+        Self::BodyTimeout,
+        Self::BrokerUnavailable,
+    ];
+
+    /// The metric label.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Accepted => "accepted",
+            Self::Duplicate => "duplicate",
+            Self::BadSignature => "bad_signature",
+            Self::Stale => "stale",
+            Self::UnknownMerchant => "unknown_merchant",
+            Self::Malformed => "malformed",
+            Self::TooLarge => "too_large",
+            Self::UnsupportedMediaType => "unsupported_media_type",
+            Self::BodyTimeout => "body_timeout",
+            Self::BrokerUnavailable => "broker_unavailable",
+        }
+    }
+}
 
 /// Every metric the process exports.
 pub struct Metrics {
@@ -39,8 +83,9 @@ impl Drop for InFlight {
 }
 
 impl Metrics {
-    /// Registers the receiver's metrics in a fresh registry.
-    pub fn new() -> Self {
+    /// Registers the receiver's metrics in a fresh registry; `role` (`serve`, `receiver`,
+    /// `worker`) labels `weibo_relay_build_info`, so dashboards and alerts tell them apart.
+    pub fn new(role: &str) -> Self {
         let registry = Registry::new();
         let pushes = IntCounterVec::new(
             Opts::new("weibo_relay_pushes_total", "Pushes received, by outcome"),
@@ -73,15 +118,18 @@ impl Metrics {
         )
         .expect("static metric definition is valid");
         let build_info = IntGaugeVec::new(
-            Opts::new("weibo_relay_build_info", "Always 1; the version as a label"),
-            &["version"],
+            Opts::new(
+                "weibo_relay_build_info",
+                "Always 1; the version and the process's role as labels",
+            ),
+            &["version", "role"],
         )
         .expect("static metric definition is valid");
         build_info
-            .with_label_values(&[env!("CARGO_PKG_VERSION")])
+            .with_label_values(&[env!("CARGO_PKG_VERSION"), role])
             .set(1);
-        for outcome in PUSH_OUTCOMES {
-            pushes.with_label_values(&[outcome]);
+        for outcome in PushOutcome::ALL {
+            pushes.with_label_values(&[outcome.as_str()]);
         }
         for gauge in [&ready, &broker_connected] {
             registry
@@ -122,8 +170,8 @@ impl Metrics {
     }
 
     /// Counts one push with its outcome.
-    pub fn push(&self, outcome: &str) {
-        self.pushes.with_label_values(&[outcome]).inc();
+    pub fn push(&self, outcome: PushOutcome) {
+        self.pushes.with_label_values(&[outcome.as_str()]).inc();
     }
 
     /// Records one publish-to-confirm time.
@@ -143,11 +191,5 @@ impl Metrics {
         // Encoding into a Vec cannot fail for text; an error would only drop this scrape.
         let _ = TextEncoder::new().encode(&self.registry.gather(), &mut out);
         String::from_utf8(out).unwrap_or_default()
-    }
-}
-
-impl Default for Metrics {
-    fn default() -> Self {
-        Self::new()
     }
 }

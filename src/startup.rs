@@ -12,12 +12,12 @@ use tokio_util::sync::CancellationToken;
 use crate::amqp::{Broker, Topology};
 use crate::config::Settings;
 use crate::http::{ops_routes, push_routes, LogLimit, OpsState, ReceiverState};
+use crate::keeper::cluster::{Agent, ClusterNames};
+use crate::keeper::{KeeperOptions, TokenKeeper};
 use crate::metrics::Metrics;
 use crate::permits::Permits;
 use crate::push::PushRelay;
 use crate::reconcile::{ReconcileMetrics, Sweeper};
-use crate::token::cluster::{Agent, ClusterNames};
-use crate::token::{KeeperOptions, TokenKeeper};
 use crate::weibo::WeiboClient;
 use crate::worker::{worker_topology, RetryPolicy, Worker, WorkerMetrics};
 
@@ -36,6 +36,15 @@ pub enum Roles {
 }
 
 impl Roles {
+    /// The command that runs these roles: the `role` metric label.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Serve => "serve",
+            Self::Receiver => "receiver",
+            Self::Worker => "worker",
+        }
+    }
+
     fn receives_pushes(self) -> bool {
         matches!(self, Self::Serve | Self::Receiver)
     }
@@ -89,7 +98,7 @@ impl Application {
             topology = topology.merge(worker_topology(&settings.amqp, &policy));
         }
         let broker = Broker::start(&settings.amqp, topology);
-        let metrics = Arc::new(Metrics::new());
+        let metrics = Arc::new(Metrics::new(roles.as_str()));
         let shutdown = CancellationToken::new();
 
         let (worker, keeper, tasks) = if roles.runs_worker() {

@@ -278,6 +278,30 @@ pub async fn connect_once(settings: &AmqpSettings, name: &str) -> Result<Connect
     Err(ConnectError(failures.join("; ")))
 }
 
+/// A plain connection to one URL given on a command line (the load generators), without
+/// the configuration's TLS files; the error hides the password.
+pub async fn connect_url(url: &str, name: &str) -> Result<Connection, ConnectError> {
+    let shown = crate::config::redacted(url);
+    let uri: lapin::uri::AMQPUri = url
+        .parse()
+        .map_err(|_| ConnectError(format!("{shown}: not an AMQP URL")))?;
+    let props = ConnectionProperties::default().with_connection_name(name.into());
+    let attempt = async {
+        lapin::DefaultConnectionBuilder::new()?
+            .with_uri(uri)
+            .with_properties(props)
+            .connect()
+            .await
+    };
+    match tokio::time::timeout(CONNECT_TIMEOUT, attempt).await {
+        Ok(Ok(connection)) => Ok(connection),
+        Ok(Err(error)) => Err(ConnectError(format!("{shown}: {error}"))),
+        Err(_) => Err(ConnectError(format!(
+            "{shown}: no answer within {CONNECT_TIMEOUT:?}"
+        ))),
+    }
+}
+
 /// No node of `amqp.url`/`amqp.urls` took the connection.
 #[derive(Debug, thiserror::Error)]
 #[error("cannot connect to the broker: {0}")]

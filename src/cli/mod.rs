@@ -9,9 +9,13 @@ use crate::config::Settings;
 use crate::startup::{Application, Roles};
 
 mod args;
-mod tools;
+mod ops;
+#[cfg(feature = "tooling")]
+mod tooling;
 
-pub use args::{BenchKind, DlqAction, EventsAction, LoadArgs, SandboxArgs};
+pub use args::{DlqAction, EventsAction};
+#[cfg(feature = "tooling")]
+pub use tooling::{BenchKind, LoadArgs, SandboxArgs};
 
 /// Relay between Weibo e-commerce order pushes, RabbitMQ and the Weibo order interfaces.
 #[derive(Debug, Parser)]
@@ -33,6 +37,7 @@ pub enum Command {
     /// The push receiver only.
     Receiver,
     /// A simulated Weibo platform on loopback (merchants from the configuration).
+    #[cfg(feature = "tooling")]
     Sandbox(SandboxArgs),
     /// The fulfilment worker and token keeper only.
     Worker,
@@ -52,6 +57,7 @@ pub enum Command {
         action: EventsAction,
     },
     /// Sandbox + serve + a sample consumer end to end on the local RabbitMQ, then a summary.
+    #[cfg(feature = "tooling")]
     Demo {
         /// Orders to create and push.
         #[arg(long, default_value_t = 200)]
@@ -62,6 +68,7 @@ pub enum Command {
         outage: Option<u64>,
     },
     /// Load generators and their report: the receiver, the broker alone, the worker.
+    #[cfg(feature = "tooling")]
     Bench {
         /// What to load.
         #[command(subcommand)]
@@ -101,13 +108,16 @@ fn run(cli: Cli) -> anyhow::Result<()> {
         } => sign(&key, &params, verbose),
         Command::Serve => serve(cli.config, Roles::Serve),
         Command::Receiver => serve(cli.config, Roles::Receiver),
-        Command::Sandbox(args) => tools::sandbox(cli.config, args),
+        #[cfg(feature = "tooling")]
+        Command::Sandbox(args) => tooling::sandbox(cli.config, args),
         Command::Worker => serve(cli.config, Roles::Worker),
-        Command::Demo { orders, outage } => tools::demo(cli.config, orders, outage),
-        Command::Check => tools::check(cli.config),
-        Command::Dlq { action } => tools::dlq(cli.config, action),
-        Command::Events { action } => tools::events(cli.config, action),
-        Command::Bench { kind } => tools::bench(cli.config, kind),
+        #[cfg(feature = "tooling")]
+        Command::Demo { orders, outage } => tooling::demo(cli.config, orders, outage),
+        Command::Check => ops::check(cli.config),
+        Command::Dlq { action } => ops::dlq(cli.config, action),
+        Command::Events { action } => ops::events(cli.config, action),
+        #[cfg(feature = "tooling")]
+        Command::Bench { kind } => tooling::bench(cli.config, kind),
     }
 }
 

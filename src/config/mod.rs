@@ -319,7 +319,7 @@ impl AmqpSettings {
 
     /// The URL with its password replaced, fit for logs.
     pub fn redacted_url(&self) -> String {
-        redact_url(self.url.expose_secret())
+        redacted(self.url.expose_secret())
     }
 
     /// The nodes to connect to (`urls`, or `url` alone), each with `heartbeat_secs` unless its
@@ -355,7 +355,7 @@ impl AmqpSettings {
                 if uri.query.heartbeat.is_none() {
                     uri.query.heartbeat = Some(self.heartbeat_secs);
                 }
-                Ok((uri, redact_url(text)))
+                Ok((uri, redacted(text)))
             })
             .collect()
     }
@@ -450,7 +450,8 @@ impl HttpSettings {
     }
 }
 
-fn redact_url(url: &str) -> String {
+/// `url` with its password replaced by `[redacted]`, fit for a log line or an error.
+pub fn redacted(url: &str) -> String {
     match (url.find("://"), url.rfind('@')) {
         (Some(scheme_end), Some(at)) if at > scheme_end => {
             let userinfo = &url[scheme_end + 3..at];

@@ -9,8 +9,8 @@ use actix_web::{web, HttpResponse};
 use serde_json::json;
 
 use crate::amqp::Broker;
+use crate::keeper::TokenKeeper;
 use crate::metrics::Metrics;
-use crate::token::TokenKeeper;
 
 pub use log_limit::LogLimit;
 pub use push::ReceiverState;

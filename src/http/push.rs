@@ -1,7 +1,7 @@
 //! `POST {push.path}`: thin glue from HTTP to the push pipeline, and its answers.
 
 use std::sync::Arc;
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::Duration;
 
 use actix_web::http::{header, StatusCode};
 use actix_web::web::{self, BytesMut};
@@ -87,7 +87,7 @@ pub async fn receive(
     let span = tracing::Span::current();
     match &result {
         Ok(stored) => {
-            span.record("outcome", stored.outcome());
+            span.record("outcome", stored.outcome().as_str());
             state.metrics.push(stored.outcome());
             // Debug, not info: at thousands of pushes a second one line each was a tenth of
             // the receiver's CPU (BENCHMARKS.md); the outcome counters keep the totals, and
@@ -95,7 +95,7 @@ pub async fn receive(
             tracing::debug!("push stored");
         }
         Err(error) => {
-            span.record("outcome", error.outcome());
+            span.record("outcome", error.outcome().as_str());
             state.metrics.push(error.outcome());
             match error {
                 PushError::NotStored(cause) => tracing::error!(%cause, "push not stored"),
@@ -129,7 +129,11 @@ async fn handle(
     let span = tracing::Span::current();
     span.record("appid", push.appid().as_str());
     span.record("type", push.type_code());
-    let push = push.verify(&state.merchants, unix_now(), state.max_skew_secs)?;
+    let push = push.verify(
+        &state.merchants,
+        crate::clock::unix_secs() as i64,
+        state.max_skew_secs,
+    )?;
     span.record("event_id", tracing::field::display(push.event_id()));
     span.record("sign_form", push.form().as_str());
     if let Some(id) = push.sub_order_id() {
@@ -181,11 +185,4 @@ async fn read_body(
     tokio::time::timeout(timeout, read)
         .await
         .unwrap_or(Err(PushError::BodyTimeout))
-}
-
-fn unix_now() -> i64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map(|d| d.as_secs() as i64)
-        .unwrap_or_default()
 }

@@ -5,6 +5,7 @@
 //! the broker by construction.
 
 mod body;
+mod dedup;
 mod relay;
 
 use std::collections::BTreeMap;
@@ -16,6 +17,7 @@ use crate::event::{Event, Source};
 use crate::signature;
 
 pub use crate::event::{EventId, EventKind};
+use crate::metrics::PushOutcome;
 pub use body::{Body, ContentKind};
 pub use relay::{PushRelay, Stored};
 
@@ -55,16 +57,16 @@ pub enum PushError {
 
 impl PushError {
     /// The metrics outcome label of this refusal.
-    pub fn outcome(&self) -> &'static str {
+    pub fn outcome(&self) -> PushOutcome {
         match self {
-            Self::Malformed(_) => "malformed",
-            Self::TooLarge(_) => "too_large",
-            Self::UnsupportedMediaType(_) => "unsupported_media_type",
-            Self::BodyTimeout => "body_timeout",
-            Self::BadSignature => "bad_signature",
-            Self::Stale { .. } => "stale",
-            Self::UnknownMerchant(_) => "unknown_merchant",
-            Self::NotStored(_) => "broker_unavailable",
+            Self::Malformed(_) => PushOutcome::Malformed,
+            Self::TooLarge(_) => PushOutcome::TooLarge,
+            Self::UnsupportedMediaType(_) => PushOutcome::UnsupportedMediaType,
+            Self::BodyTimeout => PushOutcome::BodyTimeout,
+            Self::BadSignature => PushOutcome::BadSignature,
+            Self::Stale { .. } => PushOutcome::Stale,
+            Self::UnknownMerchant(_) => PushOutcome::UnknownMerchant,
+            Self::NotStored(_) => PushOutcome::BrokerUnavailable,
         }
     }
 }

@@ -4,10 +4,11 @@ use crate::trace::TraceContext;
 use std::sync::Arc;
 use std::time::SystemTime;
 
+use super::dedup::Dedup;
 use super::{PushError, VerifiedPush};
 use crate::amqp::{Broker, Outgoing, Publisher};
-use crate::dedup::Dedup;
 use crate::metrics::Metrics;
+use crate::metrics::PushOutcome;
 
 /// What happened to an accepted push.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -20,10 +21,10 @@ pub enum Stored {
 
 impl Stored {
     /// The metrics outcome label.
-    pub fn outcome(self) -> &'static str {
+    pub fn outcome(self) -> PushOutcome {
         match self {
-            Self::Published => "accepted",
-            Self::Duplicate => "duplicate",
+            Self::Published => PushOutcome::Accepted,
+            Self::Duplicate => PushOutcome::Duplicate,
         }
     }
 }

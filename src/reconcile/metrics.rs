@@ -4,6 +4,28 @@ use std::time::{SystemTime, UNIX_EPOCH};
 
 use prometheus::{GaugeVec, IntCounter, IntCounterVec, Opts, Registry};
 
+/// How a sweep of one merchant ended: the `outcome` label.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SweepOutcome {
+    /// The list was read to its end and every missing state published.
+    Succeeded,
+    /// A call or a publish failed; the next sweep tries again.
+    Failed,
+}
+
+impl SweepOutcome {
+    /// Every outcome, so each series exists from the start.
+    pub const ALL: [SweepOutcome; 2] = [Self::Succeeded, Self::Failed];
+
+    /// The metric label.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Succeeded => "succeeded",
+            Self::Failed => "failed",
+        }
+    }
+}
+
 /// Sweeps by outcome, events published, and the last successful sweep per merchant.
 #[derive(Clone)]
 pub struct ReconcileMetrics {
@@ -22,8 +44,8 @@ impl ReconcileMetrics {
             ),
             &["outcome"],
         )?;
-        for outcome in ["succeeded", "failed"] {
-            sweeps.with_label_values(&[outcome]);
+        for outcome in SweepOutcome::ALL {
+            sweeps.with_label_values(&[outcome.as_str()]);
         }
         let reconciled = IntCounter::new(
             "weibo_relay_reconciled_events_total",
@@ -47,7 +69,9 @@ impl ReconcileMetrics {
     }
 
     pub(super) fn succeeded(&self, appid: &str, started: SystemTime) {
-        self.sweeps.with_label_values(&["succeeded"]).inc();
+        self.sweeps
+            .with_label_values(&[SweepOutcome::Succeeded.as_str()])
+            .inc();
         let secs = started
             .duration_since(UNIX_EPOCH)
             .map_or(0.0, |d| d.as_secs_f64());
@@ -55,7 +79,9 @@ impl ReconcileMetrics {
     }
 
     pub(super) fn failed(&self) {
-        self.sweeps.with_label_values(&["failed"]).inc();
+        self.sweeps
+            .with_label_values(&[SweepOutcome::Failed.as_str()])
+            .inc();
     }
 
     pub(super) fn reconciled(&self) {

@@ -22,8 +22,8 @@ use crate::amqp::{topology::event_log, Broker, Outgoing, PublishError, Publisher
 use crate::config::{Merchant, ReconcileSettings, Settings};
 use crate::event::log::{received_at, LogReader, Offset};
 use crate::event::{Event, EventId, EventKind, Source};
+use crate::keeper::{KeeperError, TokenKeeper};
 use crate::permits::{NoPermit, Permits};
-use crate::token::{KeeperError, TokenKeeper};
 use crate::weibo::{CallOutcome, SubListPage, WeiboClient};
 
 pub use metrics::ReconcileMetrics;

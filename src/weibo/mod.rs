@@ -1,10 +1,10 @@
 //! The Weibo platform client: token requests (spec section 3) and the order interfaces
 //! (section 4), each call answered by a classified [`CallOutcome`].
 
+mod access_token;
 mod outcome;
-mod token;
 
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, SystemTime};
 
 use rand::distr::{Alphanumeric, SampleString};
 use secrecy::ExposeSecret;
@@ -13,8 +13,8 @@ use tokio::time::Instant;
 use crate::config::{Merchant, WeiboSettings};
 use crate::signature;
 
+pub use access_token::{Token, TokenError};
 pub use outcome::{classify, read_code, Action, CallOutcome, CodeTable, Meaning, PlatformError};
-pub use token::{Token, TokenError};
 
 /// Why the client could not be built.
 #[derive(Debug, thiserror::Error)]
@@ -85,7 +85,7 @@ impl WeiboClient {
         reason: Option<&str>,
         token: &Token,
     ) -> CallOutcome {
-        let timestamp = unix_now().to_string();
+        let timestamp = crate::clock::unix_secs().to_string();
         let mut params: Vec<(&str, &str)> = vec![
             ("appid", merchant.appid.as_str()),
             ("sub_order_id", sub_order_id),
@@ -130,7 +130,7 @@ impl WeiboClient {
         page: u32,
         page_size: u32,
     ) -> Result<SubListPage, CallOutcome> {
-        let timestamp = unix_now().to_string();
+        let timestamp = crate::clock::unix_secs().to_string();
         let (start, end) = (beijing_time(start), beijing_time(end));
         let (page, page_size) = (page.to_string(), page_size.to_string());
         let mut params: Vec<(&str, &str)> = vec![
@@ -177,7 +177,7 @@ impl WeiboClient {
     /// the token keeper calls it.
     #[tracing::instrument(skip_all, fields(appid = %merchant.appid))]
     pub async fn fetch_token(&self, merchant: &Merchant) -> Result<Token, TokenError> {
-        let timestamp = unix_now_ms().to_string();
+        let timestamp = crate::clock::unix_millis().to_string();
         let nonce = Alphanumeric.sample_string(&mut rand::rng(), 16);
         let sign = signature::token_sign(
             &merchant.client_id,
@@ -223,7 +223,7 @@ impl WeiboClient {
                 chain(&e.without_url())
             ))
         })?;
-        token::parse_token_answer(status, &body, obtained_at)
+        access_token::parse_token_answer(status, &body, obtained_at)
     }
 }
 
@@ -318,18 +318,4 @@ pub fn parse_beijing_time(text: &str) -> Option<SystemTime> {
     let rfc3339 = format!("{}Z", text.trim().replacen(' ', "T", 1));
     let shifted = humantime::parse_rfc3339(&rfc3339).ok()?;
     shifted.checked_sub(Duration::from_secs(8 * 3600))
-}
-
-fn unix_now() -> u64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map(|d| d.as_secs())
-        .unwrap_or_default()
-}
-
-fn unix_now_ms() -> u128 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map(|d| d.as_millis())
-        .unwrap_or_default()
 }

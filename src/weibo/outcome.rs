@@ -21,6 +21,15 @@ pub enum Action {
 }
 
 impl Action {
+    /// The `action` metric label (and the command's `action`).
+    pub fn label(self) -> &'static str {
+        match self {
+            Self::Finish => "finish",
+            Self::Close => "close",
+            Self::List => "list",
+        }
+    }
+
     /// The interface name, the last path segment under `{api_base}/order/`.
     pub fn endpoint(self) -> &'static str {
         match self {

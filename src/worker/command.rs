@@ -148,12 +148,17 @@ impl Command {
         &self.verdict
     }
 
+    /// The platform action this command asks for.
+    pub fn action(&self) -> crate::weibo::Action {
+        match self.verdict {
+            Verdict::Finish => crate::weibo::Action::Finish,
+            Verdict::Close { .. } => crate::weibo::Action::Close,
+        }
+    }
+
     /// `finish` or `close`.
     pub fn action_name(&self) -> &'static str {
-        match self.verdict {
-            Verdict::Finish => "finish",
-            Verdict::Close { .. } => "close",
-        }
+        self.action().label()
     }
 
     /// The command in its queue shape.

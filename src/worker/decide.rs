@@ -7,10 +7,11 @@ use lapin::message::Delivery;
 use secrecy::ExposeSecret;
 
 use super::command::{Command, Verdict};
+use super::metrics::CallResult;
 use super::{headers, Worker};
 use crate::config::Merchant;
+use crate::keeper::KeeperError;
 use crate::permits::NoPermit;
-use crate::token::KeeperError;
 use crate::weibo::CallOutcome;
 
 /// Why a command was dead-lettered: the `cause` label of `weibo_relay_dead_letters_total`.
@@ -245,8 +246,8 @@ impl Worker {
             }
         };
         self.metrics.call(
-            command.action_name(),
-            outcome_label(&outcome),
+            command.action(),
+            CallResult::from(&outcome),
             started.elapsed().as_secs_f64(),
         );
         if let CallOutcome::TokenRejected { .. } = outcome {
@@ -254,15 +255,6 @@ impl Worker {
             self.keeper.invalidate(command.appid(), &token)?;
         }
         Ok(outcome)
-    }
-}
-
-fn outcome_label(outcome: &CallOutcome) -> &'static str {
-    match outcome {
-        CallOutcome::Succeeded { .. } => "succeeded",
-        CallOutcome::TokenRejected { .. } => "token_rejected",
-        CallOutcome::Transient { .. } => "transient",
-        CallOutcome::Permanent { .. } => "permanent",
     }
 }
 

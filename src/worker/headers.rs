@@ -19,10 +19,6 @@ pub const LAST_CODE: &str = "x-last-code";
 /// The relay's own attempt count, `<n>:<tag>`; the only count the worker acts on.
 pub const SEALED_ATTEMPTS: &str = "x-weibo-relay-attempts";
 
-/// A producer's headers worth carrying to the next queue: the W3C trace context.
-const CARRIED: [&str; 2] = ["traceparent", "tracestate"];
-/// Longest carried header value (the W3C limit for tracestate is 512).
-const MAX_CARRIED_LEN: usize = 512;
 /// Tag length in bytes (hex doubles it): enough that guessing one is hopeless.
 const TAG_BYTES: usize = 16;
 
@@ -102,14 +98,13 @@ pub fn shown_attempts(properties: &BasicProperties) -> u32 {
 /// well-formed, then `changes` (`None` removes a header). Nothing else of the producer's travels.
 pub fn carried(properties: &BasicProperties, changes: &[(&str, Option<AMQPValue>)]) -> FieldTable {
     let mut table = std::collections::BTreeMap::new();
-    if let Some(headers) = properties.headers() {
-        for key in CARRIED {
-            if let Some(AMQPValue::LongString(v)) = headers.inner().get(key) {
-                let v = v.as_bytes();
-                if v.len() <= MAX_CARRIED_LEN && v.iter().all(|b| (0x20..0x7f).contains(b)) {
-                    table.insert(key.into(), AMQPValue::LongString(v.to_vec().into()));
-                }
-            }
+    // The producer's own context, as it was: a valid traceparent, and its tracestate within
+    // the W3C limits; anything else a producer set is dropped.
+    if let Some(trace) = crate::trace::TraceContext::from_amqp(properties) {
+        let mut headers = FieldTable::default();
+        trace.write(&mut headers);
+        for (key, value) in headers.inner() {
+            table.insert(key.clone(), value.clone());
         }
     }
     for (key, value) in changes {
@@ -192,7 +187,7 @@ mod tests {
             "traceparent".into(),
             text("00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01"),
         );
-        t.insert("tracestate".into(), text(&"y".repeat(MAX_CARRIED_LEN + 1)));
+        t.insert("tracestate".into(), text(&"y".repeat(513)));
         t.insert(ATTEMPTS.into(), number(1));
         let props = BasicProperties::default().with_headers(t);
         let out = carried(&props, &[(ATTEMPTS, Some(number(2))), (LAST_CODE, None)]);
@@ -205,5 +200,15 @@ mod tests {
         );
         assert_eq!(inner.get(ATTEMPTS), Some(&number(2)));
         assert_eq!(inner.len(), 2, "{inner:?}");
+
+        // An invalid traceparent (upper case) is not carried, nor a state without a parent.
+        let mut t = FieldTable::default();
+        t.insert(
+            "traceparent".into(),
+            text("00-4BF92F3577B34DA6A3CE929D0E0E4736-00F067AA0BA902B7-01"),
+        );
+        t.insert("tracestate".into(), text("congo=1"));
+        let out = carried(&BasicProperties::default().with_headers(t), &[]);
+        assert!(out.inner().is_empty(), "{out:?}");
     }
 }

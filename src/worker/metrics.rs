@@ -1,10 +1,55 @@
 //! The worker's metrics, registered into the process registry.
 
 use super::decide::DeadCause;
+use crate::weibo::{Action, CallOutcome};
 use prometheus::{HistogramOpts, HistogramVec, IntCounter, IntCounterVec, Opts, Registry};
 
-/// The `outcome` label of `weibo_relay_calls_total`, so every series exists from the start.
-pub const CALL_OUTCOMES: [&str; 4] = ["succeeded", "token_rejected", "transient", "permanent"];
+/// How a platform call ended: the `outcome` label of `weibo_relay_calls_total`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum CallResult {
+    /// Done (or already done).
+    Succeeded,
+    /// The token was refused.
+    TokenRejected,
+    /// Worth another try later.
+    Transient,
+    /// Refused for good.
+    Permanent,
+}
+
+impl CallResult {
+    /// Every result, so each series exists from the start.
+    pub const ALL: [CallResult; 4] = [
+        Self::Succeeded,
+        Self::TokenRejected,
+        Self::Transient,
+        Self::Permanent,
+    ];
+
+    /// The metric label.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Succeeded => "succeeded",
+            Self::TokenRejected => "token_rejected",
+            Self::Transient => "transient",
+            Self::Permanent => "permanent",
+        }
+    }
+}
+
+impl From<&CallOutcome> for CallResult {
+    fn from(outcome: &CallOutcome) -> Self {
+        match outcome {
+            CallOutcome::Succeeded { .. } => Self::Succeeded,
+            CallOutcome::TokenRejected { .. } => Self::TokenRejected,
+            CallOutcome::Transient { .. } => Self::Transient,
+            CallOutcome::Permanent { .. } => Self::Permanent,
+        }
+    }
+}
+
+/// The actions the worker calls: the `action` label.
+const ACTIONS: [Action; 2] = [Action::Finish, Action::Close];
 
 /// Calls, their latency, retries and dead letters.
 #[derive(Clone)]
@@ -41,10 +86,10 @@ impl WorkerMetrics {
             ),
             &["cause"],
         )?;
-        for action in ["finish", "close"] {
-            call_seconds.with_label_values(&[action]);
-            for outcome in CALL_OUTCOMES {
-                calls.with_label_values(&[action, outcome]);
+        for action in ACTIONS {
+            call_seconds.with_label_values(&[action.label()]);
+            for result in CallResult::ALL {
+                calls.with_label_values(&[action.label(), result.as_str()]);
             }
         }
         for cause in DeadCause::ALL {
@@ -62,10 +107,12 @@ impl WorkerMetrics {
         })
     }
 
-    pub(super) fn call(&self, action: &str, outcome: &str, seconds: f64) {
-        self.calls.with_label_values(&[action, outcome]).inc();
+    pub(super) fn call(&self, action: Action, result: CallResult, seconds: f64) {
+        self.calls
+            .with_label_values(&[action.label(), result.as_str()])
+            .inc();
         self.call_seconds
-            .with_label_values(&[action])
+            .with_label_values(&[action.label()])
             .observe(seconds);
     }
 

@@ -22,8 +22,8 @@ use tokio_util::sync::CancellationToken;
 
 use crate::amqp::{Broker, Link, Publisher};
 use crate::config::{Merchants, Settings};
+use crate::keeper::TokenKeeper;
 use crate::permits::Permits;
-use crate::token::TokenKeeper;
 use crate::weibo::WeiboClient;
 
 pub use command::{Command, Verdict};

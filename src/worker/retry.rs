@@ -91,7 +91,7 @@ pub fn dead_queue(fulfilment_queue: &str) -> String {
 /// exchange its outcomes go to, and the token keeper's exchange and permits queue.
 pub fn worker_topology(amqp: &AmqpSettings, policy: &RetryPolicy) -> Topology {
     let fq = &amqp.fulfilment_queue;
-    let keeper = crate::token::cluster::ClusterNames::new(fq);
+    let keeper = crate::keeper::cluster::ClusterNames::new(fq);
     let mut topology = Topology::default()
         .exchange(&amqp.events_exchange)
         .queue(QueueSpec::quorum(fq))

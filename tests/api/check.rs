@@ -3,9 +3,8 @@
 
 use lapin::options::QueueDeclareOptions;
 use lapin::types::FieldTable;
-use weibo_relay::config::Settings;
-use weibo_relay::sandbox::{Sandbox, SandboxConfig};
 use weibo_relay::startup::Roles;
+use weibo_relay::tooling::sandbox::{Sandbox, SandboxConfig};
 
 use crate::helpers::*;
 
@@ -50,17 +49,9 @@ fn line<'a>(lines: &'a [String], start: &str) -> &'a str {
 async fn check_passes_a_working_configuration_and_names_each_thing_that_would_fail() {
     let base = test_settings(AMQP_URL);
     let sandbox = Sandbox::start(SandboxConfig::new(base.merchants.clone())).unwrap();
-    let platform = format!(
-        "[weibo]\napi_base = \"{}\"\noauth_base = \"{}\"\n",
-        sandbox.api_base(),
-        sandbox.base_url()
-    );
-    let toml = format!(
-        "{}{platform}{}",
-        test_toml(AMQP_URL),
-        merchants_toml_for_tests()
-    );
-    let settings = Settings::from_toml(&toml).unwrap();
+    let mut settings = base;
+    use_platform(&mut settings, &sandbox);
+    let toml = relay_toml(&settings);
     let amqp = &settings.amqp;
 
     // Before any relay ran: every queue absent, which is fine.
@@ -146,16 +137,28 @@ async fn check_passes_a_working_configuration_and_names_each_thing_that_would_fa
         .local_addr()
         .unwrap()
         .port();
-    let broken = toml
-        .replace(
-            "[amqp]\n",
-            &format!(
-                "[amqp]\nurls = [\"amqp://guest:guest@127.0.0.1:{closed}/%2f\", \"{AMQP_URL}\"]\n"
-            ),
-        )
-        .replace(&sandbox.base_url(), "https://nowhere.invalid")
-        .replace("client_id = \"772916\"", "client_id = \"77x916\"");
-    let (code, lines, stderr) = check(&broken).await;
+    let mut broken = settings.clone();
+    broken.amqp.urls = vec![
+        format!("amqp://guest:guest@127.0.0.1:{closed}/%2f").into(),
+        AMQP_URL.to_owned().into(),
+    ];
+    broken.weibo.api_base = "https://nowhere.invalid/2/proxy/eshop/open".into();
+    broken.weibo.oauth_base = "https://nowhere.invalid".into();
+    broken.merchants = weibo_relay::config::Merchants::new(
+        settings
+            .merchants
+            .iter()
+            .map(|m| weibo_relay::config::Merchant {
+                client_id: if m.appid == OTHER_APPID {
+                    "77x916".into()
+                } else {
+                    m.client_id.clone()
+                },
+                ..m.clone()
+            })
+            .collect(),
+    );
+    let (code, lines, stderr) = check(&relay_toml(&broken)).await;
     assert_eq!(code, Some(2), "{lines:#?}");
     assert_eq!(
         stderr,

@@ -136,12 +136,8 @@ fn dlq_list(toml: &str) -> std::process::Output {
 
 #[test]
 fn dlq_list_before_any_worker_ran_says_there_are_no_dead_letters() {
-    let toml = format!(
-        "{}{}",
-        crate::helpers::test_toml(crate::helpers::AMQP_URL),
-        crate::helpers::merchants_toml_for_tests()
-    );
-    let settings = weibo_relay::config::Settings::from_toml(&toml).unwrap();
+    let settings = crate::helpers::test_settings(crate::helpers::AMQP_URL);
+    let toml = crate::helpers::relay_toml(&settings);
     let out = dlq_list(&toml);
     let stderr = String::from_utf8(out.stderr).unwrap();
     assert!(out.status.success(), "{stderr}");
@@ -168,14 +164,9 @@ fn dlq_tools_try_every_node_and_name_each_without_the_password() {
         .iter()
         .map(|p| format!("amqp://ops:s3cret-pa55word-xyz@127.0.0.1:{p}/%2f"))
         .collect();
-    let toml = format!(
-        "{}{}",
-        crate::helpers::test_toml(&urls[0]).replace(
-            "[amqp]\n",
-            &format!("[amqp]\nurls = [\"{}\", \"{}\"]\n", urls[0], urls[1])
-        ),
-        crate::helpers::merchants_toml_for_tests()
-    );
+    let mut settings = crate::helpers::test_settings(&urls[0]);
+    settings.amqp.urls = urls.iter().map(|u| u.clone().into()).collect();
+    let toml = crate::helpers::relay_toml(&settings);
     let out = dlq_list(&toml);
     let stderr = String::from_utf8(out.stderr).unwrap();
     assert_eq!(out.status.code(), Some(2), "{stderr}");

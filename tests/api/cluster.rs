@@ -14,10 +14,10 @@ use lapin::types::{AMQPValue, FieldTable};
 use lapin::{BasicProperties, Connection};
 use serde_json::Value;
 use weibo_relay::config::Settings;
-use weibo_relay::sandbox::{Sandbox, SandboxConfig};
+use weibo_relay::tooling::sandbox::{Sandbox, SandboxConfig};
 
 use crate::helpers::*;
-use crate::rig::{finish, merchants_toml};
+use crate::rig::finish;
 
 fn script() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/cluster/cluster.sh")
@@ -225,23 +225,14 @@ async fn losing_the_node_the_relay_is_on_costs_seconds_and_no_event_or_command()
     let ports: Vec<u16> = (0..3).map(|i| port + i).collect();
     let base = test_settings(AMQP_URL);
     let sandbox = Sandbox::start(SandboxConfig::new(base.merchants.clone())).unwrap();
-    let toml = format!(
-        "{}\n[weibo]\napi_base = \"{}\"\noauth_base = \"{}\"\nretry_base_ms = 200\nretry_max_ms = 800\n\n{}",
-        test_toml(&urls[0])
-            .replace(
-                &format!("url = \"{}\"", urls[0]),
-                &format!(
-                    "url = \"{}\"\nurls = [{}]",
-                    urls[0],
-                    urls.iter().map(|u| format!("\"{u}\"")).collect::<Vec<_>>().join(", ")
-                )
-            )
-            .replace("reconnect_max_ms = 200", "reconnect_max_ms = 1000"),
-        sandbox.api_base(),
-        sandbox.base_url(),
-        merchants_toml(&base),
-    );
-    let settings = Settings::from_toml(&toml).unwrap();
+    let mut settings = base;
+    settings.amqp.url = urls[0].clone().into();
+    settings.amqp.urls = urls.iter().map(|u| u.clone().into()).collect();
+    settings.amqp.reconnect_max_ms = 1000;
+    use_platform(&mut settings, &sandbox);
+    settings.weibo.retry_base_ms = 200;
+    settings.weibo.retry_max_ms = 800;
+    let toml = relay_toml(&settings);
     assert_eq!(settings.amqp.urls.len(), 3);
     let mut relay = RelayProcess::start("serve", &toml, "info");
     relay.wait_ready().await;
@@ -417,12 +408,8 @@ async fn got_outcomes(channel: &lapin::Channel, queue: &str, got: &mut usize, wa
 }
 
 /// A receiver against the TLS node with `tls` settings: ready (and storing) or not.
-async fn receiver_over_tls(url: &str, tls: &str) -> (bool, Vec<String>) {
-    let toml = format!(
-        "{}{}",
-        test_toml(url).replace("[amqp]\n", &format!("[amqp]\n{tls}\n")),
-        merchants_toml_for_tests()
-    );
+async fn receiver_over_tls(settings: &Settings) -> (bool, Vec<String>) {
+    let toml = relay_toml(settings);
     let mut relay = RelayProcess::start("receiver", &toml, "info");
     let deadline = Instant::now() + Duration::from_secs(10);
     let url_ready = format!("http://{}/readyz", relay.address);
@@ -470,16 +457,16 @@ async fn a_broker_requiring_mutual_tls_with_a_private_ca_is_reached_with_the_rig
         nodes.get("tls_other_client_cert"),
         nodes.get("tls_other_client_key"),
     );
-    let files = |ca: &str, cert: Option<(&str, &str)>| {
-        let mut out = format!("tls_ca_file = \"{ca}\"");
-        if let Some((c, k)) = cert {
-            out.push_str(&format!(
-                "\ntls_cert_file = \"{c}\"\ntls_key_file = \"{k}\""
-            ));
-        }
-        out
+    // The relay's settings for `url` with a CA file and, maybe, a client certificate and key.
+    let files = |url: &str, ca: &str, cert: Option<&str>, key: Option<&str>| {
+        let mut settings = test_settings(url);
+        settings.amqp.tls_ca_file = Some(ca.into());
+        settings.amqp.tls_cert_file = cert.map(Into::into);
+        settings.amqp.tls_key_file = key.map(Into::into);
+        settings
     };
-    let (ok, lines) = receiver_over_tls(url, &files(ca, Some((cert, key)))).await;
+    let good = files(url, ca, Some(cert), Some(key));
+    let (ok, lines) = receiver_over_tls(&good).await;
     assert!(
         ok,
         "the right CA and client certificate:\n{}",
@@ -489,35 +476,20 @@ async fn a_broker_requiring_mutual_tls_with_a_private_ca_is_reached_with_the_rig
         .iter()
         .any(|l| l.contains("broker connected") && l.contains("amqps://")));
     // The certificate as the login, no password in the URL.
-    let (ok, lines) =
-        receiver_over_tls(nodes.get("tls_external"), &files(ca, Some((cert, key)))).await;
+    let external = files(nodes.get("tls_external"), ca, Some(cert), Some(key));
+    let (ok, lines) = receiver_over_tls(&external).await;
     assert!(ok, "EXTERNAL login:\n{}", lines.join("\n"));
     // The operator tools use the same files.
     let dir = std::env::temp_dir().join(format!("wr-tls-{}", uuid::Uuid::new_v4().simple()));
     std::fs::create_dir_all(&dir).unwrap();
     let config = dir.join("relay.toml");
-    let toml = format!(
-        "{}{}",
-        test_toml(url).replace(
-            "[amqp]\n",
-            &format!("[amqp]\n{}\n", files(ca, Some((cert, key))))
-        ),
-        merchants_toml_for_tests()
-    );
-    std::fs::write(&config, &toml).unwrap();
+    std::fs::write(&config, relay_toml(&good)).unwrap();
     let out = Command::new(env!("CARGO_BIN_EXE_weibo-relay"))
         .args(["dlq", "list", "--config"])
         .arg(&config)
         .output()
         .unwrap();
-    std::fs::write(
-        &config,
-        toml.replace(
-            &format!("tls_cert_file = \"{cert}\"\ntls_key_file = \"{key}\"\n"),
-            "",
-        ),
-    )
-    .unwrap();
+    std::fs::write(&config, relay_toml(&files(url, ca, None, None))).unwrap();
     let refused = Command::new(env!("CARGO_BIN_EXE_weibo-relay"))
         .args(["dlq", "list", "--config"])
         .arg(&config)
@@ -534,17 +506,17 @@ async fn a_broker_requiring_mutual_tls_with_a_private_ca_is_reached_with_the_rig
         "{stderr}"
     );
     for (case, tls) in [
-        ("no client certificate", files(ca, None)),
+        ("no client certificate", files(url, ca, None, None)),
         (
             "a certificate from another CA",
-            files(ca, Some((other_cert, other_key))),
+            files(url, ca, Some(other_cert), Some(other_key)),
         ),
         (
             "the broker's CA not trusted",
-            files(other_ca, Some((cert, key))),
+            files(url, other_ca, Some(cert), Some(key)),
         ),
     ] {
-        let (ok, lines) = receiver_over_tls(url, &tls).await;
+        let (ok, lines) = receiver_over_tls(&tls).await;
         assert!(!ok, "{case}: connected");
         assert!(
             lines.iter().any(|l| l.contains("broker connection failed")),
@@ -557,26 +529,26 @@ async fn a_broker_requiring_mutual_tls_with_a_private_ca_is_reached_with_the_rig
         );
     }
     // Files that cannot work stop the start, naming the key.
+    let mut cert_only = files(url, ca, Some(cert), None);
+    cert_only.amqp.tls_ca_file = None;
     for (tls, expected) in [
         (
-            files(ca, Some((cert, other_key))),
+            files(url, ca, Some(cert), Some(other_key)),
             "invalid configuration: amqp.tls_key_file: ",
         ),
         (
-            files("/nonexistent/ca.pem", None),
+            files(url, "/nonexistent/ca.pem", None, None),
             "invalid configuration: amqp.tls_ca_file: cannot read /nonexistent/ca.pem",
         ),
         (
-            format!("tls_cert_file = \"{cert}\""),
+            cert_only,
             "invalid configuration: amqp.tls_key_file: is required with amqp.tls_cert_file",
         ),
     ] {
-        let toml = format!(
-            "{}{}",
-            test_toml(url).replace("[amqp]\n", &format!("[amqp]\n{tls}\n")),
-            merchants_toml_for_tests()
-        );
-        let err = Settings::from_toml(&toml).unwrap_err().to_string();
+        // As the relay reads its file at start.
+        let err = Settings::from_toml(&relay_toml(&tls))
+            .unwrap_err()
+            .to_string();
         assert!(err.starts_with(expected), "{err}");
         assert!(!err.contains("BEGIN"), "{err}");
     }

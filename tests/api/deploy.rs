@@ -773,10 +773,11 @@ fn deploy_dockerfile_builds_locked_and_runs_unprivileged() {
         ]
     );
     // The dependency layer and the real build, both from the lock file, in the dist profile
-    // (stripped of line tables, symbols kept), whose binary is the one copied.
+    // (stripped of line tables, symbols kept) and without the tooling, whose binary is the
+    // one copied.
     assert_eq!(
         dockerfile
-            .matches("cargo build --profile dist --locked")
+            .matches("cargo build --profile dist --locked --no-default-features")
             .count(),
         2
     );

@@ -2,7 +2,7 @@
 //! system errors in the gateway's envelope at HTTP 400/403, codes as strings.
 
 use serde_json::json;
-use weibo_relay::sandbox::{ErrorEnvelope, Faults};
+use weibo_relay::tooling::sandbox::{ErrorEnvelope, Faults};
 
 use crate::helpers::*;
 use crate::rig::*;

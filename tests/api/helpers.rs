@@ -7,9 +7,11 @@ use lapin::types::FieldTable;
 use lapin::{Channel, Connection, ConnectionProperties};
 use tokio_util::sync::CancellationToken;
 use weibo_relay::amqp::Topology;
-use weibo_relay::config::Settings;
+use weibo_relay::config::{Merchants, Settings};
 use weibo_relay::signature;
 use weibo_relay::startup::{Application, Roles};
+use weibo_relay::tooling::sandbox::SandboxHandle;
+use weibo_relay::tooling::stage;
 use weibo_relay::worker::{worker_topology, RetryPolicy};
 
 pub const AMQP_URL: &str = "amqp://guest:guest@127.0.0.1:5672/%2f";
@@ -32,54 +34,47 @@ pub struct TestApp {
     _topology: TopologyGuard,
 }
 
-/// Settings with names unique to one test and two merchants.
+/// Settings with names unique to one test (`test.<run>.*`), the two test merchants, small
+/// limits and quick reconnects: the harness's isolated settings, as every test starts.
 pub fn test_settings(amqp_url: &str) -> Settings {
-    let toml = format!("{}{MERCHANTS}", test_toml(amqp_url));
-    Settings::from_toml(&toml).expect("test settings are valid")
+    let defaults =
+        Settings::load(None, std::iter::empty::<(String, String)>()).expect("the defaults load");
+    let mut s = stage::isolated(defaults, "test");
+    s.http.max_body_bytes = 4096;
+    s.http.body_timeout_ms = 1000;
+    s.amqp.url = amqp_url.to_owned().into();
+    s.amqp.confirm_timeout_ms = 2000;
+    s.amqp.reconnect_min_ms = 50;
+    s.amqp.reconnect_max_ms = 200;
+    s.merchants = Merchants::new(vec![
+        stage::merchant(
+            APPID,
+            SIGN_KEY,
+            "772915",
+            "test-client-secret",
+            "1404376560",
+        ),
+        stage::merchant(
+            OTHER_APPID,
+            OTHER_SIGN_KEY,
+            "772916",
+            "other-client-secret",
+            "1404376561",
+        ),
+    ]);
+    s
 }
 
-/// Everything but the merchants, with names unique to one test.
-pub fn test_toml(amqp_url: &str) -> String {
-    let id = uuid::Uuid::new_v4().simple().to_string();
-    format!(
-        r#"
-[http]
-bind = "127.0.0.1:0"
-max_body_bytes = 4096
-body_timeout_ms = 1000
-
-[amqp]
-url = "{amqp_url}"
-events_exchange = "test.{id}.events"
-events_queue = "test.{id}.orders"
-fulfilment_queue = "test.{id}.fulfilment"
-confirm_timeout_ms = 2000
-reconnect_min_ms = 50
-reconnect_max_ms = 200
-"#
-    )
+/// `settings` as the configuration file of a relay process.
+pub fn relay_toml(settings: &Settings) -> String {
+    stage::to_toml(settings)
 }
 
-/// The two test merchants as TOML, for configuration files.
-pub fn merchants_toml_for_tests() -> &'static str {
-    MERCHANTS
+/// Points `settings` at `sandbox` as the platform.
+pub fn use_platform(settings: &mut Settings, sandbox: &SandboxHandle) {
+    settings.weibo.api_base = sandbox.api_base();
+    settings.weibo.oauth_base = sandbox.base_url();
 }
-
-const MERCHANTS: &str = r#"
-[[merchants]]
-appid = "100023"
-sign_key = "test-sign-key-0123456789"
-client_id = "772915"
-client_secret = "test-client-secret"
-uid = "1404376560"
-
-[[merchants]]
-appid = "200046"
-sign_key = "other-sign-key-0123456789"
-client_id = "772916"
-client_secret = "other-client-secret"
-uid = "1404376561"
-"#;
 
 pub async fn spawn_app() -> TestApp {
     spawn_app_with(test_settings(AMQP_URL), true).await

@@ -11,11 +11,11 @@ use lapin::types::FieldTable;
 use lapin::{BasicProperties, Channel, Connection};
 use serde_json::{json, Value};
 use weibo_relay::config::Settings;
-use weibo_relay::sandbox::{Faults, Sandbox, SandboxConfig, SandboxHandle};
+use weibo_relay::tooling::sandbox::{Faults, Sandbox, SandboxConfig, SandboxHandle};
 
 use crate::helpers::*;
 use crate::proxy::TcpProxy;
-use crate::rig::{finish, merchants_toml};
+use crate::rig::finish;
 
 /// A sandbox and the configuration every worker process of one deployment shares.
 struct Deployment {
@@ -37,14 +37,15 @@ impl Deployment {
         config.token_ttl = token_ttl;
         config.faults = Faults::default();
         let sandbox = Sandbox::start(config).unwrap();
-        let toml = format!(
-            "{}\n[weibo]\napi_base = \"{}\"\noauth_base = \"{}\"\ntimeout_ms = 2000\nmax_attempts = 4\nretry_base_ms = 200\nretry_max_ms = 800\nrate_limit_per_sec = {rate_limit_per_sec}\n\n[worker]\ntoken_wait_ms = 5000\n{}",
-            test_toml(AMQP_URL),
-            sandbox.api_base(),
-            sandbox.base_url(),
-            merchants_toml(&base),
-        );
-        let settings = Settings::from_toml(&toml).unwrap();
+        let mut settings = base;
+        use_platform(&mut settings, &sandbox);
+        settings.weibo.timeout_ms = 2000;
+        settings.weibo.max_attempts = 4;
+        settings.weibo.retry_base_ms = 200;
+        settings.weibo.retry_max_ms = 800;
+        settings.weibo.rate_limit_per_sec = rate_limit_per_sec;
+        settings.worker.token_wait_ms = 5000;
+        let toml = relay_toml(&settings);
         let topology = TopologyGuard::new(&settings);
         let connection = Connection::connect(AMQP_URL, Default::default())
             .await
@@ -424,7 +425,7 @@ async fn three_workers_together_stay_within_the_platform_rate() {
 
 #[tokio::test]
 async fn a_token_never_crosses_the_broker_in_clear() {
-    use weibo_relay::token::sealed::{open, MerchantKeys, TokenMessage};
+    use weibo_relay::keeper::sealed::{open, MerchantKeys, TokenMessage};
     let mut d = Deployment::start(Duration::from_secs(7200), 1000).await;
     // Everything announced on the tokens exchange, as any user of the vhost could read it.
     let tap = format!("{}.tap", d.settings.amqp.fulfilment_queue);

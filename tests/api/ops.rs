@@ -16,16 +16,11 @@ async fn health_readiness_and_metrics_answer() {
     assert_eq!(ready.status, 200, "{}", ready.body);
     let metrics = app.get("/metrics").await;
     assert_eq!(metrics.status, 200);
-    for outcome in [
-        "accepted",
-        "duplicate",
-        "bad_signature",
-        "stale",
-        "unknown_merchant",
-        "malformed",
-        "broker_unavailable",
-    ] {
-        let line = format!("weibo_relay_pushes_total{{outcome=\"{outcome}\"}} 0");
+    for outcome in weibo_relay::metrics::PushOutcome::ALL {
+        let line = format!(
+            "weibo_relay_pushes_total{{outcome=\"{}\"}} 0",
+            outcome.as_str()
+        );
         assert!(metrics.body.contains(&line), "{line} in {}", metrics.body);
     }
     assert!(metrics
@@ -111,7 +106,7 @@ async fn with_admin_bind_the_push_port_serves_pushes_only() {
         "weibo_relay_ready 1",
         "weibo_relay_broker_connected 1",
         &format!(
-            "weibo_relay_build_info{{version=\"{}\"}} 1",
+            "weibo_relay_build_info{{role=\"receiver\",version=\"{}\"}} 1",
             env!("CARGO_PKG_VERSION")
         ),
     ] {

@@ -2,8 +2,6 @@
 
 use std::time::Duration;
 
-use weibo_relay::config::Settings;
-
 use crate::helpers::*;
 
 const SIGN_KEY_SECRET: &str = "S3cret-sign-key-0f9e";
@@ -13,11 +11,9 @@ const CONTACT: &str = "13912345678";
 
 #[tokio::test]
 async fn the_binary_logs_json_masks_personal_data_hides_secrets_and_stops_on_sigterm() {
-    let base = test_toml(AMQP_URL);
-    let toml = format!(
-        "{base}\n[[merchants]]\nappid = \"{APPID}\"\nsign_key = \"{SIGN_KEY_SECRET}\"\nclient_id = \"772915\"\nclient_secret = \"{CLIENT_SECRET}\"\nuid = \"1404376560\"\n"
-    );
-    let settings = Settings::from_toml(&toml).unwrap();
+    let mut settings = test_settings(AMQP_URL);
+    settings.merchants = secret_merchant();
+    let toml = relay_toml(&settings);
     let _topology = TopologyGuard::new(&settings);
     let relay = RelayProcess::start("receiver", &toml, "info,weibo_relay=debug");
     relay.wait_ready().await;
@@ -50,6 +46,17 @@ async fn the_binary_logs_json_masks_personal_data_hides_secrets_and_stops_on_sig
 }
 
 /// The sign key, client secret, AMQP password and full phone numbers never reach the log.
+/// The one merchant of these tests, with secrets the logs are searched for.
+fn secret_merchant() -> weibo_relay::config::Merchants {
+    weibo_relay::config::Merchants::new(vec![weibo_relay::tooling::stage::merchant(
+        APPID,
+        SIGN_KEY_SECRET,
+        "772915",
+        CLIENT_SECRET,
+        "1404376560",
+    )])
+}
+
 fn assert_no_secret_or_phone(log: &str) {
     for secret in [
         SIGN_KEY_SECRET,
@@ -75,22 +82,13 @@ fn contains_token(text: &str) -> bool {
 
 #[tokio::test]
 async fn serve_at_debug_level_never_logs_secrets_tokens_or_phone_numbers() {
-    use weibo_relay::sandbox::{Sandbox, SandboxConfig};
+    use weibo_relay::tooling::sandbox::{Sandbox, SandboxConfig};
 
-    let base = test_toml(AMQP_URL);
-    let merchant = format!(
-        "[[merchants]]\nappid = \"{APPID}\"\nsign_key = \"{SIGN_KEY_SECRET}\"\nclient_id = \"772915\"\nclient_secret = \"{CLIENT_SECRET}\"\nuid = \"1404376560\"\n"
-    );
-    let merchants = Settings::from_toml(&format!("{base}\n{merchant}"))
-        .unwrap()
-        .merchants;
-    let sandbox = Sandbox::start(SandboxConfig::new(merchants)).unwrap();
-    let toml = format!(
-        "{base}\n[weibo]\napi_base = \"{}\"\noauth_base = \"{}\"\n\n{merchant}",
-        sandbox.api_base(),
-        sandbox.base_url()
-    );
-    let settings = Settings::from_toml(&toml).unwrap();
+    let sandbox = Sandbox::start(SandboxConfig::new(secret_merchant())).unwrap();
+    let mut settings = test_settings(AMQP_URL);
+    settings.merchants = secret_merchant();
+    use_platform(&mut settings, &sandbox);
+    let toml = relay_toml(&settings);
     let _topology = TopologyGuard::new(&settings);
     let relay = RelayProcess::start("serve", &toml, "debug");
     relay.wait_ready().await;
@@ -148,11 +146,7 @@ async fn sigterm_stops_the_relay_even_when_its_output_is_a_closed_pipe() {
     let dir = std::env::temp_dir().join(format!("wr-pipe-{}", uuid::Uuid::new_v4()));
     std::fs::create_dir_all(&dir).unwrap();
     let file = dir.join("relay.toml");
-    std::fs::write(
-        &file,
-        format!("{}{}", test_toml(AMQP_URL), merchants_toml_for_tests()),
-    )
-    .unwrap();
+    std::fs::write(&file, relay_toml(&test_settings(AMQP_URL))).unwrap();
     let mut child = Command::new(env!("CARGO_BIN_EXE_weibo-relay"))
         .args(["receiver", "--config"])
         .arg(&file)

@@ -16,7 +16,7 @@ use crate::rig::{RigOptions, WorkerRig};
 
 /// A `serve` whose sweeper runs every second and leaves the last `settle` seconds to pushes.
 async fn serve_reconciling(settle: u64, list_page_cap: Option<u32>) -> WorkerRig {
-    let faults = weibo_relay::sandbox::Faults {
+    let faults = weibo_relay::tooling::sandbox::Faults {
         list_page_cap,
         ..Default::default()
     };
@@ -209,17 +209,14 @@ async fn a_failing_list_call_is_counted_and_the_next_sweep_recovers() {
 
 #[tokio::test]
 async fn two_serve_processes_reconcile_each_missing_state_once() {
-    use weibo_relay::sandbox::{Sandbox, SandboxConfig};
+    use weibo_relay::tooling::sandbox::{Sandbox, SandboxConfig};
     let base = test_settings(AMQP_URL);
     let sandbox = Sandbox::start(SandboxConfig::new(base.merchants.clone())).unwrap();
-    let toml = format!(
-        "{}\n[weibo]\napi_base = \"{}\"\noauth_base = \"{}\"\n\n[reconcile]\ninterval_secs = 1\nsettle_secs = 1\n{}",
-        test_toml(AMQP_URL),
-        sandbox.api_base(),
-        sandbox.base_url(),
-        crate::rig::merchants_toml(&base),
-    );
-    let settings = weibo_relay::config::Settings::from_toml(&toml).unwrap();
+    let mut settings = base;
+    use_platform(&mut settings, &sandbox);
+    settings.reconcile.interval_secs = 1;
+    settings.reconcile.settle_secs = 1;
+    let toml = relay_toml(&settings);
     let _topology = TopologyGuard::new(&settings);
     let one = RelayProcess::start("serve", &toml, "info");
     let two = RelayProcess::start("serve", &toml, "info");

@@ -7,8 +7,8 @@ use lapin::types::{AMQPValue, FieldTable};
 use lapin::BasicProperties;
 use serde_json::{json, Value};
 use weibo_relay::config::Settings;
-use weibo_relay::sandbox::{Faults, Sandbox, SandboxConfig, SandboxHandle};
 use weibo_relay::startup::Roles;
+use weibo_relay::tooling::sandbox::{Faults, Sandbox, SandboxConfig, SandboxHandle};
 
 use crate::helpers::*;
 
@@ -64,16 +64,14 @@ impl WorkerRig {
         sandbox_config.token_ttl = options.token_ttl;
         sandbox_config.faults = options.faults.clone();
         let sandbox = Sandbox::start(sandbox_config).expect("sandbox starts");
-        let toml = format!(
-            "{}\n[weibo]\napi_base = \"{}\"\noauth_base = \"{}\"\ntimeout_ms = {}\nmax_attempts = {}\nretry_base_ms = 100\nretry_max_ms = 400\nrate_limit_per_sec = 1000\n\n[worker]\ntoken_wait_ms = 2000\n{}",
-            test_toml(&options.amqp_url).replace("[[merchants]]", "#"),
-            sandbox.api_base(),
-            sandbox.base_url(),
-            options.timeout_ms,
-            options.max_attempts,
-            merchants_toml(&base),
-        );
-        let mut settings = Settings::from_toml(&toml).expect("worker settings");
+        let mut settings = base;
+        use_platform(&mut settings, &sandbox);
+        settings.weibo.timeout_ms = options.timeout_ms;
+        settings.weibo.max_attempts = options.max_attempts;
+        settings.weibo.retry_base_ms = 100;
+        settings.weibo.retry_max_ms = 400;
+        settings.weibo.rate_limit_per_sec = 1000;
+        settings.worker.token_wait_ms = 2000;
         (options.adjust)(&mut settings, &sandbox);
         let app = spawn_roles(settings, options.roles, true).await;
         let outcomes = format!("{}.outcomes", app.settings.amqp.events_queue);
@@ -301,24 +299,6 @@ impl WorkerRig {
             .unwrap_or("")
             .to_owned()
     }
-}
-
-pub fn merchants_toml(settings: &Settings) -> String {
-    use secrecy::ExposeSecret;
-    settings
-        .merchants
-        .iter()
-        .map(|m| {
-            format!(
-                "[[merchants]]\nappid = \"{}\"\nsign_key = \"{}\"\nclient_id = \"{}\"\nclient_secret = \"{}\"\nuid = \"{}\"\n",
-                m.appid,
-                m.sign_key.expose_secret(),
-                m.client_id,
-                m.client_secret.expose_secret(),
-                m.uid
-            )
-        })
-        .collect()
 }
 
 pub fn header<'a>(h: &'a FieldTable, key: &str) -> &'a AMQPValue {

@@ -5,7 +5,6 @@ use std::time::{Duration, Instant};
 
 use tokio::io::AsyncWriteExt;
 use tokio::net::TcpStream;
-use weibo_relay::config::Settings;
 
 use crate::helpers::*;
 use crate::rig::{finish, header_text, text, RigOptions, WorkerRig};
@@ -35,17 +34,11 @@ async fn slow_client(addr: String, declared: usize, sent: usize) -> Option<TcpSt
 async fn a_slow_client_flood_is_bounded_in_memory_and_pushes_still_get_through() {
     const CLIENTS: usize = 600;
     const MAX_CONNECTIONS: usize = 200;
-    let toml = format!(
-        "{}{}",
-        test_toml(AMQP_URL).replace(
-            "max_body_bytes = 4096\nbody_timeout_ms = 1000",
-            &format!(
-                "max_body_bytes = 65536\nbody_timeout_ms = 3000\nmax_connections = {MAX_CONNECTIONS}"
-            )
-        ),
-        merchants_toml_for_tests()
-    );
-    let settings = Settings::from_toml(&toml).unwrap();
+    let mut settings = test_settings(AMQP_URL);
+    settings.http.max_body_bytes = 65536;
+    settings.http.body_timeout_ms = 3000;
+    settings.http.max_connections = MAX_CONNECTIONS;
+    let toml = relay_toml(&settings);
     assert_eq!(settings.http.max_connections, MAX_CONNECTIONS);
     let _topology = TopologyGuard::new(&settings);
     let relay = RelayProcess::start("receiver", &toml, "info");
@@ -501,12 +494,9 @@ async fn a_redirecting_order_interface_gets_nothing_followed_and_the_command_is_
 
 #[tokio::test]
 async fn names_from_a_request_cannot_forge_flood_or_colour_the_log() {
-    let toml = format!(
-        "{}{}",
-        test_toml(AMQP_URL).replace("max_body_bytes = 4096", "max_body_bytes = 65536"),
-        merchants_toml_for_tests()
-    );
-    let settings = Settings::from_toml(&toml).unwrap();
+    let mut settings = test_settings(AMQP_URL);
+    settings.http.max_body_bytes = 65536;
+    let toml = relay_toml(&settings);
     let _topology = TopologyGuard::new(&settings);
     // Text logs: the format a forged line would fool.
     let relay = RelayProcess::start_logging("receiver", &toml, "info", false);

@@ -6,12 +6,11 @@ use lapin::options::{BasicPublishOptions, QueueDeclareOptions};
 use lapin::types::FieldTable;
 use lapin::BasicProperties;
 use serde_json::json;
-use weibo_relay::config::Settings;
-use weibo_relay::sandbox::{Faults, Sandbox, SandboxConfig};
 use weibo_relay::startup::Roles;
+use weibo_relay::tooling::sandbox::{Faults, Sandbox, SandboxConfig};
 
 use crate::helpers::*;
-use crate::rig::{finish, merchants_toml, RigOptions, WorkerRig};
+use crate::rig::{finish, RigOptions, WorkerRig};
 
 #[tokio::test]
 async fn platform_time_outs_and_errors_for_a_while_then_every_command_succeeds() {
@@ -103,14 +102,14 @@ async fn a_worker_killed_mid_batch_and_restarted_loses_no_command() {
     let mut sandbox_config = SandboxConfig::new(base.merchants.clone());
     sandbox_config.faults.latency_ms = 20;
     let sandbox = Sandbox::start(sandbox_config).unwrap();
-    let toml = format!(
-        "{}\n[weibo]\napi_base = \"{}\"\noauth_base = \"{}\"\nretry_base_ms = 100\nretry_max_ms = 400\nrate_limit_per_sec = 1000\n\n[worker]\nconcurrency = 4\nprefetch = 8\n{}",
-        test_toml(AMQP_URL).replace("[[merchants]]", "#"),
-        sandbox.api_base(),
-        sandbox.base_url(),
-        merchants_toml(&base),
-    );
-    let settings = Settings::from_toml(&toml).unwrap();
+    let mut settings = base;
+    use_platform(&mut settings, &sandbox);
+    settings.weibo.retry_base_ms = 100;
+    settings.weibo.retry_max_ms = 400;
+    settings.weibo.rate_limit_per_sec = 1000;
+    settings.worker.concurrency = 4;
+    settings.worker.prefetch = 8;
+    let toml = relay_toml(&settings);
     let _topology = TopologyGuard::new(&settings);
 
     let first = RelayProcess::start("worker", &toml, "warn,weibo_relay::startup=info");
@@ -133,7 +132,7 @@ async fn a_worker_killed_mid_batch_and_restarted_loses_no_command() {
             .await
             .unwrap();
     }
-    let finished = |sandbox: &weibo_relay::sandbox::SandboxHandle| {
+    let finished = |sandbox: &weibo_relay::tooling::sandbox::SandboxHandle| {
         ids.iter()
             .filter(|id| {
                 sandbox

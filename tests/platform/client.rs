@@ -4,8 +4,8 @@ use std::collections::BTreeSet;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use serde_json::{json, Value};
-use weibo_relay::sandbox::{CLOSED, FINISHED, PAID, TIMED_OUT};
 use weibo_relay::signature;
+use weibo_relay::tooling::sandbox::{CLOSED, FINISHED, PAID, TIMED_OUT};
 use weibo_relay::weibo::{CallOutcome, TokenError, WeiboClient};
 
 use crate::support::{settings, Platform, APPID, SIGN_KEY};

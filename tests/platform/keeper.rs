@@ -5,8 +5,8 @@ use std::time::Duration;
 
 use serde_json::json;
 use tokio::sync::Barrier;
-use weibo_relay::sandbox::PAID;
-use weibo_relay::token::{KeeperOptions, TokenKeeper};
+use weibo_relay::keeper::{KeeperOptions, TokenKeeper};
+use weibo_relay::tooling::sandbox::PAID;
 use weibo_relay::weibo::{CallOutcome, Token};
 
 use crate::support::{eventually, Platform, APPID};

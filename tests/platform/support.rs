@@ -4,7 +4,7 @@ use std::time::Duration;
 
 use serde_json::{json, Value};
 use weibo_relay::config::{Merchant, Settings};
-use weibo_relay::sandbox::{Sandbox, SandboxConfig, SandboxHandle};
+use weibo_relay::tooling::sandbox::{Sandbox, SandboxConfig, SandboxHandle};
 use weibo_relay::weibo::WeiboClient;
 
 pub const APPID: &str = "100023";

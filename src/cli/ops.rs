@@ -1,0 +1,124 @@
+//! The operator commands: check, dlq, events.
+
+use std::path::PathBuf;
+
+use super::args::{DlqAction, EventsAction};
+use super::{load, wait_for_signal};
+
+pub(super) fn check(config: Option<PathBuf>) -> anyhow::Result<()> {
+    let settings = load(config)?;
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()?;
+    let lines = runtime.block_on(crate::check::run(&settings));
+    let failed = lines
+        .iter()
+        .filter(|l| l.verdict == crate::check::Verdict::Fail)
+        .count();
+    for line in &lines {
+        println!("{line}");
+    }
+    anyhow::ensure!(failed == 0, "{failed} of {} checks failed", lines.len());
+    Ok(())
+}
+
+pub(super) fn dlq(config: Option<PathBuf>, action: DlqAction) -> anyhow::Result<()> {
+    let settings = load(config)?;
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()?;
+    runtime.block_on(async move {
+        let amqp = &settings.amqp;
+        match action {
+            DlqAction::List { limit, json } => {
+                let dead = crate::worker::dlq::list(amqp, limit).await?;
+                for d in &dead {
+                    if json {
+                        println!("{}", serde_json::to_string(d)?);
+                    } else {
+                        println!(
+                            "id={} attempts={} last_code={} reason={:?} command={}",
+                            d.id,
+                            d.attempts,
+                            d.last_code.as_deref().unwrap_or("none"),
+                            d.reason.as_deref().unwrap_or(""),
+                            d.body
+                        );
+                    }
+                }
+                if !json && dead.is_empty() {
+                    eprintln!(
+                        "no dead letters in {}",
+                        crate::worker::retry::dead_queue(&amqp.fulfilment_queue)
+                    );
+                } else if !json {
+                    eprintln!("{} dead command(s) listed", dead.len());
+                }
+            }
+            DlqAction::Redrive { limit } => {
+                let moved = crate::worker::dlq::redrive(amqp, limit.unwrap_or(usize::MAX)).await?;
+                println!("{moved} command(s) moved back to {}", amqp.fulfilment_queue);
+            }
+            DlqAction::Drop { id } => {
+                let queue = crate::worker::retry::dead_queue(&amqp.fulfilment_queue);
+                anyhow::ensure!(
+                    crate::worker::dlq::drop(amqp, &id).await?,
+                    "no dead command with id {} in {queue}",
+                    crate::telemetry::shown(&id)
+                );
+                println!("dropped {id} from {queue}");
+            }
+        }
+        Ok(())
+    })
+}
+
+pub(super) fn events(config: Option<PathBuf>, action: EventsAction) -> anyhow::Result<()> {
+    use crate::event::replay::{replay, tail, ReplayOptions};
+    let settings = load(config)?;
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()?;
+    runtime.block_on(async move {
+        match action {
+            EventsAction::Replay {
+                since,
+                until,
+                appid,
+                sub_order_id,
+                to_queue,
+            } => {
+                let now = std::time::SystemTime::now();
+                let options = ReplayOptions {
+                    since: now - since,
+                    until: now - until.unwrap_or_default(),
+                    appid,
+                    sub_order_id,
+                    to_queue,
+                };
+                let report = replay(&settings, &options, |so_far| {
+                    eprintln!(
+                        "replay: {} published, {} read so far",
+                        so_far.published, so_far.read
+                    );
+                })
+                .await?;
+                println!(
+                    "{} event(s) replayed to {} ({} read from the log)",
+                    report.published, options.to_queue, report.read
+                );
+            }
+            EventsAction::Tail { appid } => {
+                let stop = tokio_util::sync::CancellationToken::new();
+                let on_signal = stop.clone();
+                tokio::spawn(async move {
+                    wait_for_signal().await;
+                    on_signal.cancel();
+                });
+                let mut out = std::io::stdout().lock();
+                tail(&settings, appid.as_deref(), &mut out, stop).await?;
+            }
+        }
+        Ok(())
+    })
+}

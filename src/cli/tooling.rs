@@ -1,0 +1,259 @@
+//! The tooling commands (feature `tooling`): the simulated platform, the demo, the benches.
+
+use std::path::PathBuf;
+
+use clap::Subcommand;
+
+use super::{init_telemetry, load, wait_for_signal};
+
+/// `weibo-relay sandbox` options; faults can be changed later through `/admin/faults`.
+#[derive(Debug, clap::Args)]
+pub struct SandboxArgs {
+    /// Listen address.
+    #[arg(long, default_value = "127.0.0.1:9090", value_name = "ADDR")]
+    pub bind: std::net::SocketAddr,
+    /// Life of an issued access_token, in seconds.
+    #[arg(long, default_value_t = 7200, value_name = "SECS")]
+    pub token_ttl: u64,
+    /// Latency added to every platform call, in milliseconds.
+    #[arg(long, default_value_t = 0)]
+    pub latency_ms: u64,
+    /// Probability (0 to 1) that an order call answers HTTP 503.
+    #[arg(long, default_value_t = 0.0)]
+    pub error_rate: f64,
+    /// Order calls per second beyond which calls answer 10023.
+    #[arg(long)]
+    pub rate_limit_per_sec: Option<u32>,
+    /// Push every order change, signed, to this URL (the relay's push endpoint).
+    #[arg(long, value_name = "URL")]
+    pub push_to: Option<String>,
+    /// Multiplies the redelivery schedule (1 min, 5 min, 15 min); 0.01 makes it 100x faster.
+    #[arg(long, default_value_t = 1.0)]
+    pub time_scale: f64,
+    /// How token, rate and system errors are answered: our model (`ecommerce`) or as Weibo's
+    /// API gateway does (`weibo`: its own envelope at HTTP 400/403, the code as a string).
+    #[arg(long, value_enum, default_value = "ecommerce")]
+    pub error_envelope: crate::tooling::sandbox::ErrorEnvelope,
+}
+
+/// Options every bench takes: how much load, its time bound, and the output format.
+#[derive(Debug, Clone, clap::Args)]
+pub struct LoadArgs {
+    /// Requests in flight at once (for `worker`: the worker's concurrency).
+    #[arg(long, default_value_t = 16)]
+    pub concurrency: usize,
+    /// Requests in all.
+    #[arg(long, default_value_t = 1000)]
+    pub events: u64,
+    /// No request starts after this many seconds; the run ends once those in flight finish.
+    #[arg(long, default_value_t = 120, value_name = "SECS")]
+    pub max_secs: u64,
+    /// Print the report as one JSON object.
+    #[arg(long)]
+    pub json: bool,
+}
+
+impl LoadArgs {
+    pub(super) fn load(&self) -> crate::tooling::bench::Load {
+        crate::tooling::bench::Load {
+            concurrency: self.concurrency,
+            events: self.events,
+            max_time: std::time::Duration::from_secs(self.max_secs),
+        }
+    }
+}
+
+/// `bench` subcommands.
+#[derive(Debug, Subcommand)]
+pub enum BenchKind {
+    /// Distinct signed pushes to a receiver over keep-alive connections.
+    Push {
+        /// The receiver's push URL, such as http://127.0.0.1:8080/weibo/push.
+        #[arg(long)]
+        url: String,
+        /// The merchant's appid.
+        #[arg(long)]
+        appid: String,
+        /// The merchant's sign key.
+        #[arg(long)]
+        sign_key: String,
+        /// Afterwards, count this queue and report any difference from the 200 answers.
+        #[arg(long, value_name = "QUEUE")]
+        verify_queue: Option<String>,
+        /// Broker for --verify-queue (default: amqp.url of the configuration).
+        #[arg(long, value_name = "URL")]
+        amqp_url: Option<String>,
+        /// Load and output.
+        #[command(flatten)]
+        load: LoadArgs,
+    },
+    /// Persistent, envelope-sized messages straight to a quorum queue with confirms.
+    Broker {
+        /// Broker (default: amqp.url of the configuration).
+        #[arg(long, value_name = "URL")]
+        amqp_url: Option<String>,
+        /// Load and output.
+        #[command(flatten)]
+        load: LoadArgs,
+    },
+    /// Finish commands through a worker against the sandbox with a set latency.
+    Worker {
+        /// Latency the sandbox adds to every platform call, in milliseconds.
+        #[arg(long, default_value_t = 50)]
+        latency_ms: u64,
+        /// The worker's weibo.rate_limit_per_sec (default: the configuration's).
+        #[arg(long, value_name = "N")]
+        rate_limit: Option<u32>,
+        /// Load and output.
+        #[command(flatten)]
+        load: LoadArgs,
+    },
+}
+
+pub(super) fn sandbox(config: Option<PathBuf>, args: SandboxArgs) -> anyhow::Result<()> {
+    use crate::tooling::sandbox::{Faults, PushSchedule, PushSender, Sandbox, SandboxConfig};
+    let settings = load(config)?;
+    if settings.merchants.is_empty() {
+        anyhow::bail!("the sandbox needs at least one [[merchants]] entry in the configuration");
+    }
+    let _telemetry = init_telemetry();
+    let mut sandbox_config = SandboxConfig::new(settings.merchants);
+    sandbox_config.bind = args.bind;
+    sandbox_config.token_ttl = std::time::Duration::from_secs(args.token_ttl);
+    sandbox_config.faults = Faults {
+        latency_ms: args.latency_ms,
+        error_rate: args.error_rate,
+        rate_limit_per_sec: args.rate_limit_per_sec,
+        error_envelope: args.error_envelope,
+        ..Faults::default()
+    };
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()?;
+    runtime.block_on(async move {
+        let handle = std::sync::Arc::new(Sandbox::start(sandbox_config)?);
+        println!("oauth_base = \"{}\"", handle.base_url());
+        println!("api_base = \"{}\"", handle.api_base());
+        let sender = args.push_to.map(|url| {
+            println!("pushing order changes to {url}");
+            PushSender::start(&handle, url, PushSchedule::scaled(args.time_scale))
+        });
+        wait_for_signal().await;
+        if let Some(sender) = sender {
+            sender.stop().await;
+        }
+        if let Ok(handle) = std::sync::Arc::try_unwrap(handle) {
+            handle.stop().await;
+        }
+        Ok(())
+    })
+}
+
+pub(super) fn demo(
+    config: Option<PathBuf>,
+    orders: usize,
+    outage: Option<u64>,
+) -> anyhow::Result<()> {
+    anyhow::ensure!(orders > 0, "--orders must be at least 1");
+    let settings = load(config)?;
+    let _telemetry = if std::env::var_os("RUST_LOG").is_none() {
+        // The summary is the demo's output; only warnings and errors interleave with it.
+        crate::telemetry::init_with_default(false, "warn")
+    } else {
+        init_telemetry()
+    };
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()?;
+    let mut options = crate::tooling::demo::DemoOptions::new(orders);
+    options.outage = outage.map(std::time::Duration::from_secs);
+    let interrupt = options.interrupt.clone();
+    let report = runtime.block_on(async move {
+        tokio::spawn(async move {
+            wait_for_signal().await;
+            interrupt.cancel();
+        });
+        crate::tooling::demo::run(settings, options).await
+    })?;
+    println!("{report}");
+    anyhow::ensure!(!report.interrupted, "interrupted");
+    anyhow::ensure!(report.complete(), "not every order reached a final state");
+    Ok(())
+}
+
+pub(super) fn bench(config: Option<PathBuf>, kind: BenchKind) -> anyhow::Result<()> {
+    use secrecy::ExposeSecret;
+    let settings = load(config)?;
+    let _telemetry = if std::env::var_os("RUST_LOG").is_none() {
+        // The report is the output; only warnings and errors interleave with it.
+        crate::telemetry::init_with_default(false, "warn")
+    } else {
+        init_telemetry()
+    };
+    let amqp_url =
+        |url: Option<String>| url.unwrap_or_else(|| settings.amqp.url.expose_secret().to_owned());
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()?;
+    let (report, json) = match kind {
+        BenchKind::Push {
+            url,
+            appid,
+            sign_key,
+            verify_queue,
+            amqp_url: amqp,
+            load,
+        } => {
+            let options = crate::tooling::bench::PushOptions {
+                url,
+                appid,
+                sign_key,
+                load: load.load(),
+                verify_queue,
+                amqp_url: amqp_url(amqp),
+            };
+            (
+                runtime.block_on(crate::tooling::bench::push(options))?,
+                load.json,
+            )
+        }
+        BenchKind::Broker {
+            amqp_url: amqp,
+            load,
+        } => {
+            let options = crate::tooling::bench::BrokerOptions {
+                amqp_url: amqp_url(amqp),
+                load: load.load(),
+            };
+            (
+                runtime.block_on(crate::tooling::bench::broker(options))?,
+                load.json,
+            )
+        }
+        BenchKind::Worker {
+            latency_ms,
+            rate_limit,
+            load,
+        } => {
+            let options = crate::tooling::bench::WorkerOptions {
+                load: load.load(),
+                latency_ms,
+                rate_limit_per_sec: rate_limit.unwrap_or(settings.weibo.rate_limit_per_sec),
+            };
+            let settings = settings.clone();
+            (
+                runtime.block_on(crate::tooling::bench::worker(settings, options))?,
+                load.json,
+            )
+        }
+    };
+    // writeln, not println: a closed pipe (`| head`) is an error to report, not a panic.
+    use std::io::Write;
+    let mut out = std::io::stdout().lock();
+    if json {
+        writeln!(out, "{}", report.to_json())?;
+    } else {
+        writeln!(out, "{report}")?;
+    }
+    Ok(())
+}

@@ -1,0 +1,134 @@
+//! `bench broker`: the receiver's publishes without the receiver. The same envelope and
+//! properties, persistent, to a quorum queue, on one confirm channel with C in flight (as
+//! the relay has): the ceiling the receiver can approach on this machine.
+
+use std::sync::Arc;
+use std::time::{Duration, SystemTime};
+
+use lapin::options::{
+    BasicPublishOptions, ConfirmSelectOptions, QueueDeclareOptions, QueueDeleteOptions,
+};
+use lapin::Confirmation;
+use secrecy::SecretString;
+
+use super::{drive, push::signed_push, run_id, BenchError, Load, Report};
+use crate::amqp::QueueSpec;
+use crate::config::{Merchant, Merchants};
+use crate::push::{Body, ContentKind, UnverifiedPush};
+
+/// Beyond this a confirm counts as lost (the relay's default is 3 s; this only bounds a run).
+const CONFIRM_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// What `bench broker` publishes, and where.
+#[derive(Debug, Clone)]
+pub struct BrokerOptions {
+    /// Broker URL.
+    pub amqp_url: String,
+    /// How much load.
+    pub load: Load,
+}
+
+/// Publishes to a queue of its own, reports, and deletes the queue.
+pub async fn run(options: BrokerOptions) -> Result<Report, BenchError> {
+    options.load.validate()?;
+    let (body, properties) = sample_event()?;
+    let conn = crate::amqp::connect_url(&options.amqp_url, "weibo-relay bench broker")
+        .await
+        .map_err(|e| BenchError::Setup(e.to_string()))?;
+    let channel = conn.create_channel().await?;
+    channel
+        .confirm_select(ConfirmSelectOptions::default())
+        .await?;
+    let queue = format!("weibo-relay-bench.{}.broker", run_id());
+    let spec = QueueSpec::quorum(&queue);
+    let durable = QueueDeclareOptions {
+        durable: true,
+        ..QueueDeclareOptions::default()
+    };
+    channel
+        .queue_declare(queue.as_str().into(), durable, spec.arguments)
+        .await?;
+    let (body, target) = (Arc::new(body), Arc::new(queue.clone()));
+    let publisher = channel.clone();
+    let (samples, elapsed) = drive(options.load, CONFIRM_TIMEOUT, move |_| {
+        let (channel, body, target, properties) = (
+            publisher.clone(),
+            body.clone(),
+            target.clone(),
+            properties.clone(),
+        );
+        async move {
+            let options = BasicPublishOptions {
+                mandatory: true,
+                ..BasicPublishOptions::default()
+            };
+            let pending = channel
+                .basic_publish(
+                    "".into(),
+                    target.as_str().into(),
+                    options,
+                    &body,
+                    properties,
+                )
+                .await;
+            match pending {
+                Ok(pending) => match pending.await {
+                    Ok(Confirmation::Ack(None)) => "ack",
+                    Ok(Confirmation::Ack(Some(_)) | Confirmation::Nack(Some(_))) => "returned",
+                    Ok(Confirmation::Nack(None)) => "nack",
+                    Ok(Confirmation::NotRequested) | Err(_) => "error",
+                },
+                Err(_) => "error",
+            }
+            .to_owned()
+        }
+    })
+    .await;
+    let deleted = channel
+        .queue_delete(queue.as_str().into(), QueueDeleteOptions::default())
+        .await;
+    let _ = conn.close(200, "bench done".into()).await;
+    deleted?;
+    Ok(Report::new(
+        "broker",
+        options.load.concurrency,
+        options.load.events,
+        samples,
+        elapsed,
+    ))
+}
+
+/// The envelope and properties the receiver would publish for one bench push.
+fn sample_event() -> Result<(Vec<u8>, lapin::BasicProperties), BenchError> {
+    let (appid, key, now) = ("100023", "bench-sign-key", 1_700_000_000);
+    let merchants = Merchants::new(vec![Merchant {
+        appid: appid.into(),
+        sign_key: SecretString::from(key),
+        client_id: "bench".into(),
+        client_secret: SecretString::from("bench"),
+        uid: "bench".into(),
+    }]);
+    let body = signed_push(appid, key, &run_id(), 0, now);
+    let push = Body::parse(ContentKind::Form, body.as_bytes())
+        .and_then(UnverifiedPush::parse)
+        .and_then(|p| p.verify(&merchants, now, 300))
+        .map_err(|e| BenchError::Setup(format!("sample push: {e}")))?;
+    Ok((
+        push.envelope(SystemTime::now()),
+        push.event().properties(
+            SystemTime::now(),
+            &crate::trace::TraceContext::next_hop(None),
+        ),
+    ))
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn the_sample_event_is_the_size_of_a_real_envelope() {
+        let (body, properties) = super::sample_event().unwrap();
+        // The generated push makes an envelope of about 1 KB, like a real order event.
+        assert!((900..2000).contains(&body.len()), "{}", body.len());
+        assert_eq!(properties.delivery_mode(), &Some(2));
+    }
+}

@@ -1,0 +1,159 @@
+//! `bench worker`: N finish commands through a worker process against the sandbox with a set
+//! latency; reports calls per second against `weibo.rate_limit_per_sec`.
+
+use std::collections::{HashMap, HashSet};
+use std::time::{Duration, Instant};
+
+use lapin::options::{BasicPublishOptions, ConfirmSelectOptions};
+use lapin::BasicProperties;
+use serde_json::json;
+
+use super::{BenchError, Load, RateCheck, Report, Samples};
+use crate::config::Settings;
+use crate::startup::Roles;
+use crate::tooling::sandbox::{Faults, SandboxHandle, FINISHED};
+use crate::tooling::stage::{Stage, STAGE_APPID};
+
+const APPID: &str = STAGE_APPID;
+
+/// How `bench worker` runs.
+#[derive(Debug, Clone)]
+pub struct WorkerOptions {
+    /// Commands in all (`events`), the run's time bound; `concurrency` is the worker's.
+    pub load: Load,
+    /// Latency the sandbox adds to every platform call.
+    pub latency_ms: u64,
+    /// The worker's `weibo.rate_limit_per_sec`.
+    pub rate_limit_per_sec: u32,
+}
+
+/// Runs a sandbox and a worker with names of their own, sends the commands, waits until
+/// every order is final (or the time bound), reports, and removes its queues.
+pub async fn run(base: Settings, options: WorkerOptions) -> Result<Report, BenchError> {
+    options.load.validate()?;
+    if options.rate_limit_per_sec == 0 {
+        return Err(BenchError::Invalid(
+            "--rate-limit must be at least 1".into(),
+        ));
+    }
+    let stage = Stage::start(
+        base,
+        "weibo-relay-bench",
+        Roles::Worker,
+        Faults {
+            latency_ms: options.latency_ms,
+            ..Faults::default()
+        },
+        |settings| {
+            settings.weibo.rate_limit_per_sec = options.rate_limit_per_sec;
+            settings.worker.concurrency = options.load.concurrency;
+            // Prefetch at least the concurrency, so the consumer never holds calls back.
+            let prefetch = options
+                .load
+                .concurrency
+                .max(usize::from(settings.worker.prefetch));
+            settings.worker.prefetch = u16::try_from(prefetch).unwrap_or(u16::MAX);
+        },
+    )
+    .await
+    .map_err(|e| BenchError::Setup(format!("{e:#}")))?;
+    let result = drive(stage.settings(), stage.sandbox(), &options).await;
+    stage.stop().await;
+    result
+}
+
+async fn drive(
+    settings: &Settings,
+    sandbox: &SandboxHandle,
+    options: &WorkerOptions,
+) -> Result<Report, BenchError> {
+    let events = options.load.events;
+    let count = usize::try_from(events).map_err(|_| BenchError::Invalid("--events".into()))?;
+    let mut changes = sandbox.subscribe_orders();
+    let ids = sandbox.create_orders(APPID, count);
+    let conn = crate::amqp::connect_once(&settings.amqp, "weibo-relay bench worker")
+        .await
+        .map_err(|e| BenchError::Setup(e.to_string()))?;
+    let channel = conn.create_channel().await?;
+    channel
+        .confirm_select(ConfirmSelectOptions::default())
+        .await?;
+
+    let started = Instant::now();
+    let deadline = started + options.load.max_time;
+    let mut sent: HashMap<&str, Instant> = HashMap::with_capacity(count);
+    let mut confirms = Vec::with_capacity(count);
+    for id in &ids {
+        let body = json!({"appid": APPID, "sub_order_id": id, "action": "finish"}).to_string();
+        sent.insert(id.as_str(), Instant::now());
+        let confirm = channel
+            .basic_publish(
+                "".into(),
+                settings.amqp.fulfilment_queue.as_str().into(),
+                BasicPublishOptions::default(),
+                body.as_bytes(),
+                BasicProperties::default()
+                    .with_delivery_mode(2)
+                    .with_content_type("application/json".into()),
+            )
+            .await?;
+        confirms.push(confirm);
+    }
+    for confirm in confirms {
+        if !confirm.await?.is_ack() {
+            return Err(BenchError::Setup("the broker nacked a command".into()));
+        }
+    }
+
+    let mut samples = Samples::default();
+    let mut done: HashSet<String> = HashSet::with_capacity(count);
+    while done.len() < count && Instant::now() < deadline {
+        let change = tokio::select! {
+            change = changes.recv() => change,
+            _ = tokio::time::sleep(Duration::from_millis(200)) => continue,
+        };
+        match change {
+            Some(c) if c.state_code == FINISHED => {
+                if let Some(at) = sent.get(c.sub_order_id.as_str()) {
+                    samples.record(at.elapsed(), "finished");
+                    done.insert(c.sub_order_id);
+                }
+            }
+            Some(_) => {}
+            None => break,
+        }
+    }
+    let elapsed = started.elapsed();
+    let _ = conn.close(200, "bench done".into()).await;
+
+    let calls = finish_calls(sandbox).await?;
+    let total_calls: u64 = calls.values().sum();
+    let mut report = Report::new("worker", options.load.concurrency, events, samples, elapsed);
+    for (code, n) in calls {
+        report.answers.insert(format!("platform_code_{code}"), n);
+    }
+    report.rate = Some(RateCheck {
+        calls_per_sec: total_calls as f64 / elapsed.as_secs_f64().max(f64::EPSILON),
+        limit_per_sec: options.rate_limit_per_sec,
+        platform_latency_ms: options.latency_ms,
+    });
+    Ok(report)
+}
+
+/// `retailerFinishSub` calls the sandbox answered, by answer code.
+async fn finish_calls(sandbox: &SandboxHandle) -> Result<HashMap<String, u64>, BenchError> {
+    let counters: serde_json::Value =
+        reqwest::get(format!("{}/admin/counters", sandbox.base_url()))
+            .await?
+            .json()
+            .await?;
+    let by_code = counters["calls"]["retailerFinishSub"]
+        .as_object()
+        .map(|m| {
+            m.iter()
+                .map(|(code, n)| (code.clone(), n.as_u64().unwrap_or_default()))
+                .collect()
+        })
+        .unwrap_or_default();
+    Ok(by_code)
+}
