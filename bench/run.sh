@@ -2,7 +2,8 @@
 # Reproduces the BENCHMARKS.md table: for each concurrency, a fresh receiver (so its peak RSS
 # is that run's), `bench push` against it with the queue verified, then `bench broker` with
 # the same load; finally `bench worker`. Only 127.0.0.1 is targeted; every step is bounded.
-# Also prints the CPU seconds the relay, the broker (beam.smp) and the generator used.
+# Also prints the CPU seconds the relay, the broker (beam.smp) and the generator used, and runs
+# the hand-written baseline (bench/baseline/receiver.py) under the same load beside the relay.
 # Usage: bash bench/run.sh   (EVENTS, CONCURRENCY, OUT override the defaults)
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -30,29 +31,58 @@ measure() {
   cat "$OUT/$name.time"
 }
 
+# The hand-written baseline (bench/baseline): aiohttp + aio-pika, in a venv under target/.
+VENV=target/bench-venv
+if [ ! -x "$VENV/bin/python" ]; then
+  python3 -m venv "$VENV"
+  "$VENV/bin/pip" install -q -r bench/baseline/requirements.txt
+fi
+BASELINE_URL=http://127.0.0.1:18090
+KEY=bench-sign-key-0123456789
+
+# Deletes a receiver's queue and its event log stream, so every run starts empty.
+fresh() { rabbitmqctl -q delete_queue "$1" >/dev/null 2>&1 || true
+          rabbitmqctl -q delete_queue "$1.log" >/dev/null 2>&1 || true; }
+# Waits for a receiver's /readyz.
+ready() { for _ in $(seq 100); do curl -fs "$1/readyz" >/dev/null 2>&1 && return; sleep 0.1; done; }
+
 for c in $CONCURRENCY; do
-  rabbitmqctl -q delete_queue "$QUEUE" >/dev/null 2>&1 || true
+  # The relay.
+  fresh "$QUEUE"
   "$BIN" receiver --config "$CONFIG" >"$OUT/relay-$c.log" 2>&1 &
   relay=$!
-  for _ in $(seq 100); do
-    curl -fs "$URL/readyz" >/dev/null 2>&1 && break
-    sleep 0.1
-  done
-  relay0=$(cpu "$relay")
+  ready "$URL"
   measure "push-$c" "$BIN" bench push --config "$CONFIG" --url "$URL/weibo/push" \
-    --appid 100023 --sign-key bench-sign-key --concurrency "$c" --events "$EVENTS" \
-    --verify-queue "$QUEUE" --json
+    --appid 100023 --sign-key "$KEY" --concurrency "$c" --events "$EVENTS" \
+    --verify-queue "$QUEUE" --relay-pid "$relay" --json
   grep -E 'VmHWM|VmRSS' "/proc/$relay/status" | tee "$OUT/relay-$c.txt"
-  echo "relay_cpu_secs $(echo "$(cpu "$relay") - $relay0" | bc)" | tee -a "$OUT/relay-$c.txt"
   kill -TERM "$relay"
   wait "$relay" || true
-  rabbitmqctl -q delete_queue "$QUEUE" >/dev/null 2>&1 || true
+  fresh "$QUEUE"
+
+  # The baseline, same load, same generator.
+  fresh weibo-relay-baseline.orders
+  "$VENV/bin/python" bench/baseline/receiver.py --port 18090 --sign-key "$KEY" \
+    >"$OUT/baseline-$c.log" 2>&1 &
+  baseline=$!
+  ready "$BASELINE_URL"
+  measure "baseline-$c" "$BIN" bench push --config "$CONFIG" --url "$BASELINE_URL/weibo/push" \
+    --appid 100023 --sign-key "$KEY" --concurrency "$c" --events "$EVENTS" \
+    --verify-queue weibo-relay-baseline.orders --relay-pid "$baseline" --json
+  grep -E 'VmHWM|VmRSS' "/proc/$baseline/status" | tee "$OUT/baseline-$c.txt"
+  kill -TERM "$baseline"
+  wait "$baseline" || true
+  fresh weibo-relay-baseline.orders
+
+  # The broker alone.
   measure "broker-$c" "$BIN" bench broker --concurrency "$c" --events "$EVENTS" --json
 done
 
 timeout 300 "$BIN" bench worker --latency-ms 50 --rate-limit 50 --concurrency 16 \
   --events 1000 --json | tee "$OUT/worker.json"
 
-# The receiver's exchange (durable) goes too; rabbitmqctl has no delete_exchange command.
-rabbitmqctl -q eval 'rabbit_exchange:delete(rabbit_misc:r(<<"/">>, exchange,
-  <<"weibo-relay-bench.events">>), false, <<"bench">>).' >/dev/null 2>&1 || true
+# The receivers' exchanges (durable) go too; rabbitmqctl has no delete_exchange command.
+for x in weibo-relay-bench.events weibo-relay-baseline.events; do
+  rabbitmqctl -q eval "rabbit_exchange:delete(rabbit_misc:r(<<\"/\">>, exchange,
+    <<\"$x\">>), false, <<\"bench\">>)." >/dev/null 2>&1 || true
+done

@@ -171,7 +171,10 @@ impl Application {
         });
         let receiver_publisher = receiver.as_ref().map(|r| r.relay.publisher().clone());
         let push_path = settings.push.path.clone();
-        let workers = std::thread::available_parallelism().map_or(1, |n| n.get());
+        let workers = match settings.http.workers {
+            0 => std::thread::available_parallelism().map_or(1, |n| n.get()),
+            n => n,
+        };
         let ops_on_main = admin_listener.is_none();
         let main_ops = ops.clone();
         let server = HttpServer::new(move || {

@@ -83,6 +83,9 @@ pub enum BenchKind {
         /// Broker for --verify-queue (default: amqp.url of the configuration).
         #[arg(long, value_name = "URL")]
         amqp_url: Option<String>,
+        /// The receiver's process id (same machine): report the CPU it spent per push.
+        #[arg(long, value_name = "PID")]
+        relay_pid: Option<u32>,
         /// Load and output.
         #[command(flatten)]
         load: LoadArgs,
@@ -202,6 +205,7 @@ pub(super) fn bench(config: Option<PathBuf>, kind: BenchKind) -> anyhow::Result<
             sign_key,
             verify_queue,
             amqp_url: amqp,
+            relay_pid,
             load,
         } => {
             let options = crate::tooling::bench::PushOptions {
@@ -211,6 +215,7 @@ pub(super) fn bench(config: Option<PathBuf>, kind: BenchKind) -> anyhow::Result<
                 load: load.load(),
                 verify_queue,
                 amqp_url: amqp_url(amqp),
+                relay_pid,
             };
             (
                 runtime.block_on(crate::tooling::bench::push(options))?,

@@ -112,6 +112,8 @@ pub struct HttpSettings {
     pub max_connections: usize,
     /// Grace period for in-flight requests on shutdown.
     pub shutdown_timeout_secs: u64,
+    /// Threads serving the push listener; 0 means one per core.
+    pub workers: usize,
 }
 
 /// `[push]`

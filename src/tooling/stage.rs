@@ -175,8 +175,12 @@ pub fn to_toml(settings: &Settings) -> String {
     }
     let _ = writeln!(
         out,
-        "max_body_bytes = {}\nbody_timeout_ms = {}\nmax_connections = {}\nshutdown_timeout_secs = {}\n",
-        h.max_body_bytes, h.body_timeout_ms, h.max_connections, h.shutdown_timeout_secs
+        "max_body_bytes = {}\nbody_timeout_ms = {}\nmax_connections = {}\nshutdown_timeout_secs = {}\nworkers = {}\n",
+        h.max_body_bytes,
+        h.body_timeout_ms,
+        h.max_connections,
+        h.shutdown_timeout_secs,
+        h.workers
     );
     let _ = writeln!(
         out,
@@ -306,6 +310,7 @@ mod tests {
 bind = "127.0.0.1:0"
 admin_bind = "127.0.0.1:9191"
 max_body_bytes = 1234
+workers = 3
 [push]
 max_skew_secs = 77
 success_body = "ok \"quoted\" \\ back"

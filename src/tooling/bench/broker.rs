@@ -1,19 +1,19 @@
 //! `bench broker`: the receiver's publishes without the receiver. The same envelope and
-//! properties, persistent, to a quorum queue, on one confirm channel with C in flight (as
-//! the relay has): the ceiling the receiver can approach on this machine.
+//! properties, persistent and mandatory, through the same topology the receiver declares (a
+//! topic exchange routing `order.#` to a quorum queue and to the event log stream), on one
+//! confirm channel with C in flight (as the relay has): the ceiling the receiver can approach
+//! on this machine, for the same work asked of the broker.
 
 use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
-use lapin::options::{
-    BasicPublishOptions, ConfirmSelectOptions, QueueDeclareOptions, QueueDeleteOptions,
-};
+use lapin::options::{BasicPublishOptions, ConfirmSelectOptions};
 use lapin::Confirmation;
 use secrecy::SecretString;
 
 use super::{drive, push::signed_push, run_id, BenchError, Load, Report};
-use crate::amqp::QueueSpec;
-use crate::config::{Merchant, Merchants};
+use crate::amqp::Topology;
+use crate::config::{Merchant, Merchants, Settings};
 use crate::push::{Body, ContentKind, UnverifiedPush};
 
 /// Beyond this a confirm counts as lost (the relay's default is 3 s; this only bounds a run).
@@ -31,7 +31,7 @@ pub struct BrokerOptions {
 /// Publishes to a queue of its own, reports, and deletes the queue.
 pub async fn run(options: BrokerOptions) -> Result<Report, BenchError> {
     options.load.validate()?;
-    let (body, properties) = sample_event()?;
+    let (body, properties, routing_key) = sample_event()?;
     let conn = crate::amqp::connect_url(&options.amqp_url, "weibo-relay bench broker")
         .await
         .map_err(|e| BenchError::Setup(e.to_string()))?;
@@ -39,16 +39,15 @@ pub async fn run(options: BrokerOptions) -> Result<Report, BenchError> {
     channel
         .confirm_select(ConfirmSelectOptions::default())
         .await?;
-    let queue = format!("weibo-relay-bench.{}.broker", run_id());
-    let spec = QueueSpec::quorum(&queue);
-    let durable = QueueDeclareOptions {
-        durable: true,
-        ..QueueDeclareOptions::default()
-    };
-    channel
-        .queue_declare(queue.as_str().into(), durable, spec.arguments)
-        .await?;
-    let (body, target) = (Arc::new(body), Arc::new(queue.clone()));
+    let defaults = Settings::load(None, std::iter::empty::<(String, String)>())
+        .map_err(|e| BenchError::Setup(e.to_string()))?;
+    let names = crate::tooling::stage::isolated(defaults, "weibo-relay-bench-broker");
+    let topology = Topology::events(&names.amqp, &names.event_log.max_age);
+    topology.declare(&conn).await?;
+    let (body, target) = (
+        Arc::new(body),
+        Arc::new((names.amqp.events_exchange.clone(), routing_key)),
+    );
     let publisher = channel.clone();
     let (samples, elapsed) = drive(options.load, CONFIRM_TIMEOUT, move |_| {
         let (channel, body, target, properties) = (
@@ -62,10 +61,11 @@ pub async fn run(options: BrokerOptions) -> Result<Report, BenchError> {
                 mandatory: true,
                 ..BasicPublishOptions::default()
             };
+            let (exchange, routing_key) = target.as_ref();
             let pending = channel
                 .basic_publish(
-                    "".into(),
-                    target.as_str().into(),
+                    exchange.as_str().into(),
+                    routing_key.as_str().into(),
                     options,
                     &body,
                     properties,
@@ -84,9 +84,7 @@ pub async fn run(options: BrokerOptions) -> Result<Report, BenchError> {
         }
     })
     .await;
-    let deleted = channel
-        .queue_delete(queue.as_str().into(), QueueDeleteOptions::default())
-        .await;
+    let deleted = topology.delete(&channel).await;
     let _ = conn.close(200, "bench done".into()).await;
     deleted?;
     Ok(Report::new(
@@ -98,8 +96,8 @@ pub async fn run(options: BrokerOptions) -> Result<Report, BenchError> {
     ))
 }
 
-/// The envelope and properties the receiver would publish for one bench push.
-fn sample_event() -> Result<(Vec<u8>, lapin::BasicProperties), BenchError> {
+/// The envelope, properties and routing key the receiver would publish for one bench push.
+fn sample_event() -> Result<(Vec<u8>, lapin::BasicProperties, String), BenchError> {
     let (appid, key, now) = ("100023", "bench-sign-key", 1_700_000_000);
     let merchants = Merchants::new(vec![Merchant {
         appid: appid.into(),
@@ -119,6 +117,7 @@ fn sample_event() -> Result<(Vec<u8>, lapin::BasicProperties), BenchError> {
             SystemTime::now(),
             &crate::trace::TraceContext::next_hop(None),
         ),
+        push.routing_key(),
     ))
 }
 
@@ -126,7 +125,8 @@ fn sample_event() -> Result<(Vec<u8>, lapin::BasicProperties), BenchError> {
 mod tests {
     #[test]
     fn the_sample_event_is_the_size_of_a_real_envelope() {
-        let (body, properties) = super::sample_event().unwrap();
+        let (body, properties, routing_key) = super::sample_event().unwrap();
+        assert_eq!(routing_key, "order.sub_order.201");
         // The generated push makes an envelope of about 1 KB, like a real order event.
         assert!((900..2000).contains(&body.len()), "{}", body.len());
         assert_eq!(properties.delivery_mode(), &Some(2));

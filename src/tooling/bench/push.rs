@@ -27,7 +27,29 @@ pub struct PushOptions {
     pub verify_queue: Option<String>,
     /// Broker URL for the queue count.
     pub amqp_url: String,
+    /// The receiver's process, to count the CPU it spends per push (Linux `/proc`).
+    pub relay_pid: Option<u32>,
 }
+
+/// CPU seconds (user + system) process `pid` has used so far, from `/proc/PID/stat`.
+fn cpu_secs(pid: u32) -> Result<f64, BenchError> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat"))
+        .map_err(|e| BenchError::Invalid(format!("--relay-pid {pid}: {e}")))?;
+    // Fields after the command name, which is in parentheses and may hold spaces.
+    let after = stat.rsplit_once(')').map_or("", |(_, rest)| rest);
+    let fields: Vec<&str> = after.split_whitespace().collect();
+    let ticks = |i: usize| {
+        fields
+            .get(i)
+            .and_then(|v| v.parse::<f64>().ok())
+            .unwrap_or(0.0)
+    };
+    // utime and stime are fields 14 and 15 of stat: 12 and 13 after the name and the state.
+    Ok((ticks(11) + ticks(12)) / USER_HZ)
+}
+
+/// The unit of `/proc/PID/stat` times: fixed at 100 a second by Linux's user-space ABI.
+const USER_HZ: f64 = 100.0;
 
 /// The form-encoded body of push `seq` of run `run`: a paid sub order whose id is unique in
 /// the run, signed as the platform signs (md5 over the sorted fields and the key).
@@ -80,6 +102,7 @@ pub async fn run(options: PushOptions) -> Result<Report, BenchError> {
         Some(queue) => Some(queue_depth(&options.amqp_url, queue).await?),
         None => None,
     };
+    let cpu_before = options.relay_pid.map(cpu_secs).transpose()?;
     let run = run_id();
     let (url, appid, key) = (
         std::sync::Arc::new(options.url.clone()),
@@ -122,6 +145,10 @@ pub async fn run(options: PushOptions) -> Result<Report, BenchError> {
         samples,
         elapsed,
     );
+    if let (Some(pid), Some(before)) = (options.relay_pid, cpu_before) {
+        let used = cpu_secs(pid)? - before;
+        report.relay_cpu_us_per_push = Some(used * 1e6 / report.completed.max(1) as f64);
+    }
     if let (Some(queue), Some(before)) = (&options.verify_queue, before) {
         let after = queue_depth(&options.amqp_url, queue).await?;
         let added = after.saturating_sub(before);

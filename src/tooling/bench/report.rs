@@ -101,6 +101,9 @@ pub struct Report {
     pub latency: Latency,
     /// Answers by kind.
     pub answers: BTreeMap<String, u64>,
+    /// `bench push --relay-pid` only: the receiver's CPU (user + system) per answered push.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub relay_cpu_us_per_push: Option<f64>,
     /// `bench push --verify-queue` only.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub queue: Option<QueueCheck>,
@@ -133,6 +136,7 @@ impl Report {
             },
             latency: Latency::of(samples.latencies),
             answers: samples.answers,
+            relay_cpu_us_per_push: None,
             queue: None,
             rate: None,
         }
@@ -169,6 +173,9 @@ impl fmt::Display for Report {
             .map(|(k, n)| format!("{k}: {n}"))
             .collect();
         write!(f, "  answers   {}", answers.join(", "))?;
+        if let Some(us) = self.relay_cpu_us_per_push {
+            write!(f, "\n  relay cpu {us:.1} µs per push")?;
+        }
         if let Some(q) = &self.queue {
             write!(
                 f,
