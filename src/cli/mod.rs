@@ -150,10 +150,15 @@ fn serve(config: Option<PathBuf>, roles: Roles) -> anyhow::Result<()> {
         .enable_all()
         .build()?;
     runtime.block_on(async move {
-        let app = Application::build(settings, roles).await?;
+        let mut stop = stop_signal();
+        // A signal during start-up (broker connect, first token) stops the process cleanly.
+        let app = tokio::select! {
+            app = Application::build(settings, roles) => app?,
+            () = &mut stop => return Ok(()),
+        };
         let shutdown = app.shutdown_token();
         tokio::spawn(async move {
-            wait_for_signal().await;
+            stop.await;
             shutdown.cancel();
         });
         app.run_until_stopped().await
@@ -165,26 +170,28 @@ fn init_telemetry() -> crate::telemetry::Telemetry {
     crate::telemetry::init(crate::telemetry::json_requested(format.as_deref()))
 }
 
-async fn wait_for_signal() {
-    let ctrl_c = tokio::signal::ctrl_c();
+/// Registers for SIGINT and SIGTERM at once, so that one arriving before the returned future
+/// is first awaited (during start-up, say) is not the default, abrupt death; the future
+/// resolves at the first of them.
+fn stop_signal() -> std::pin::Pin<Box<dyn std::future::Future<Output = ()> + Send>> {
     #[cfg(unix)]
     {
         use tokio::signal::unix::{signal, SignalKind};
-        match signal(SignalKind::terminate()) {
-            Ok(mut term) => {
+        if let (Ok(mut interrupt), Ok(mut terminate)) = (
+            signal(SignalKind::interrupt()),
+            signal(SignalKind::terminate()),
+        ) {
+            return Box::pin(async move {
                 tokio::select! {
-                    _ = ctrl_c => {}
-                    _ = term.recv() => {}
+                    _ = interrupt.recv() => {}
+                    _ = terminate.recv() => {}
                 }
-            }
-            Err(_) => {
-                let _ = ctrl_c.await;
-            }
+                tracing::info!("signal received");
+            });
         }
     }
-    #[cfg(not(unix))]
-    {
-        let _ = ctrl_c.await;
-    }
-    tracing::info!("signal received");
+    Box::pin(async {
+        let _ = tokio::signal::ctrl_c().await;
+        tracing::info!("signal received");
+    })
 }

@@ -3,7 +3,7 @@
 use std::path::PathBuf;
 
 use super::args::{DlqAction, EventsAction};
-use super::{load, wait_for_signal};
+use super::{load, stop_signal};
 
 pub(super) fn check(config: Option<PathBuf>) -> anyhow::Result<()> {
     let settings = load(config)?;
@@ -111,8 +111,9 @@ pub(super) fn events(config: Option<PathBuf>, action: EventsAction) -> anyhow::R
             EventsAction::Tail { appid } => {
                 let stop = tokio_util::sync::CancellationToken::new();
                 let on_signal = stop.clone();
+                let signal = stop_signal();
                 tokio::spawn(async move {
-                    wait_for_signal().await;
+                    signal.await;
                     on_signal.cancel();
                 });
                 let mut out = std::io::stdout().lock();

@@ -4,7 +4,7 @@ use std::path::PathBuf;
 
 use clap::Subcommand;
 
-use super::{init_telemetry, load, wait_for_signal};
+use super::{init_telemetry, load, stop_signal};
 
 /// `weibo-relay sandbox` options; faults can be changed later through `/admin/faults`.
 #[derive(Debug, clap::Args)]
@@ -134,6 +134,7 @@ pub(super) fn sandbox(config: Option<PathBuf>, args: SandboxArgs) -> anyhow::Res
         .enable_all()
         .build()?;
     runtime.block_on(async move {
+        let stop = stop_signal();
         let handle = std::sync::Arc::new(Sandbox::start(sandbox_config)?);
         println!("oauth_base = \"{}\"", handle.base_url());
         println!("api_base = \"{}\"", handle.api_base());
@@ -141,7 +142,7 @@ pub(super) fn sandbox(config: Option<PathBuf>, args: SandboxArgs) -> anyhow::Res
             println!("pushing order changes to {url}");
             PushSender::start(&handle, url, PushSchedule::scaled(args.time_scale))
         });
-        wait_for_signal().await;
+        stop.await;
         if let Some(sender) = sender {
             sender.stop().await;
         }
@@ -172,8 +173,9 @@ pub(super) fn demo(
     options.outage = outage.map(std::time::Duration::from_secs);
     let interrupt = options.interrupt.clone();
     let report = runtime.block_on(async move {
+        let signal = stop_signal();
         tokio::spawn(async move {
-            wait_for_signal().await;
+            signal.await;
             interrupt.cancel();
         });
         crate::tooling::demo::run(settings, options).await

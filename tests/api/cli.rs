@@ -59,7 +59,7 @@ fn bad_configuration_exits_non_zero_with_one_line_naming_the_key() {
         stderr,
         "weibo-relay: invalid configuration: unknown field `bindd`, expected one of `bind`, \
          `admin_bind`, `max_body_bytes`, `body_timeout_ms`, `max_connections`, \
-         `shutdown_timeout_secs` for key `http`\n",
+         `shutdown_timeout_secs`, `workers` for key `http`\n",
         "said once, on one line"
     );
 

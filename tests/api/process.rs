@@ -156,25 +156,29 @@ async fn sigterm_stops_the_relay_even_when_its_output_is_a_closed_pipe() {
         .spawn()
         .unwrap();
     let guard = KillOnDrop::new(child.id());
-    let mut first = String::new();
-    BufReader::new(child.stdout.take().unwrap())
-        .read_line(&mut first)
-        .unwrap();
-    assert!(!first.is_empty());
-    // The reader is gone: every further log line is a write to a closed pipe. Give it some
-    // (debug level logs the broker connection), then ask it to stop.
-    let address = first
-        .split(" address=")
-        .nth(1)
-        .map(|rest| rest.split_whitespace().next().unwrap().to_owned());
-    if let Some(address) = address {
-        eventually(Duration::from_secs(10), "ready", || async {
-            reqwest::get(format!("http://{address}/readyz"))
-                .await
-                .is_ok_and(|r| r.status() == 200)
-        })
-        .await;
+    // Read up to the line that names the address, then stop reading: every further log
+    // line is a write to a closed pipe.
+    let mut reader = BufReader::new(child.stdout.take().unwrap());
+    let mut address = None;
+    for _ in 0..100 {
+        let mut line = String::new();
+        if reader.read_line(&mut line).unwrap() == 0 {
+            break;
+        }
+        if let Some(rest) = line.split(" address=").nth(1) {
+            address = rest.split_whitespace().next().map(str::to_owned);
+            break;
+        }
     }
+    drop(reader);
+    let address = address.expect("the relay logs the address it listens on");
+    // Ready means the broker connection is up; debug level has logged it by then.
+    eventually(Duration::from_secs(10), "ready", || async {
+        reqwest::get(format!("http://{address}/readyz"))
+            .await
+            .is_ok_and(|r| r.status() == 200)
+    })
+    .await;
     assert!(Command::new("kill")
         .args(["-TERM", &child.id().to_string()])
         .status()
