@@ -8,13 +8,11 @@ use lapin::options::QueueDeclareOptions;
 use lapin::types::{AMQPValue, FieldTable};
 use lapin::BasicProperties;
 
-use super::log::{received_at, LogReader, Offset};
+use super::log::{received_at, LogError, LogReader, Offset};
 use super::{APPID_HEADER, SOURCE_HEADER};
 use crate::amqp::{topology::event_log, Broker, Outgoing, Topology};
 use crate::config::Settings;
 
-/// How long the log may stay silent before a replay takes it as read to the end.
-const END_OF_LOG: Duration = Duration::from_secs(1);
 /// How often a long replay says how far it got.
 const PROGRESS_EVERY: Duration = Duration::from_secs(2);
 
@@ -57,7 +55,7 @@ pub enum ReplayError {
         /// The stream.
         log: String,
         /// Why.
-        source: lapin::Error,
+        source: LogError,
     },
     /// An event was not taken by the queue.
     #[error("event {published_so_far} not stored in {queue:?}: {source}")]
@@ -106,7 +104,7 @@ async fn replay_on(
         .current()
         .ok_or_else(|| ReplayError::Broker(settings.amqp.redacted_url()))?;
     let log = event_log(&settings.amqp.events_queue);
-    let log_error = |source| ReplayError::Log {
+    let log_error = |source: LogError| ReplayError::Log {
         log: log.clone(),
         source,
     };
@@ -115,7 +113,7 @@ async fn replay_on(
         .connection()
         .create_channel()
         .await
-        .map_err(log_error)?;
+        .map_err(|e| log_error(e.into()))?;
     let passive = QueueDeclareOptions {
         passive: true,
         ..QueueDeclareOptions::default()
@@ -134,13 +132,13 @@ async fn replay_on(
     let _ = probe.close(200, "queue found".into()).await;
 
     let publisher = broker.publisher();
-    let mut reader = LogReader::open(link.connection(), &log, Offset::Since(options.since))
+    let mut reader = LogReader::to_end(link.connection(), &publisher, &log, options.since)
         .await
         .map_err(log_error)?;
     let mut report = ReplayReport::default();
     let mut last_progress = Instant::now();
     let result = loop {
-        let delivery = match reader.next(Some(END_OF_LOG)).await {
+        let delivery = match reader.next().await {
             Ok(Some(delivery)) => delivery,
             Ok(None) => break Ok(report),
             Err(source) => break Err(log_error(source)),
@@ -229,18 +227,18 @@ pub async fn tail(
     let link = broker
         .current()
         .ok_or_else(|| ReplayError::Broker(settings.amqp.redacted_url()))?;
-    let log_error = |source| ReplayError::Log {
+    let log_error = |source: LogError| ReplayError::Log {
         log: log.clone(),
         source,
     };
     let mut reader = LogReader::open(link.connection(), &log, Offset::Next)
         .await
-        .map_err(log_error)?;
+        .map_err(|e| log_error(e.into()))?;
     let mut shown = 0;
     let result = loop {
         let delivery = tokio::select! {
             _ = stop.cancelled() => break Ok(shown),
-            delivery = reader.next(None) => match delivery {
+            delivery = reader.next() => match delivery {
                 Ok(Some(delivery)) => delivery,
                 Ok(None) => break Ok(shown),
                 Err(source) => break Err(log_error(source)),

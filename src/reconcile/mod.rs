@@ -20,7 +20,7 @@ use tokio_util::sync::CancellationToken;
 
 use crate::amqp::{topology::event_log, Broker, Outgoing, PublishError, Publisher};
 use crate::config::{Merchant, ReconcileSettings, Settings};
-use crate::event::log::{received_at, LogReader, Offset};
+use crate::event::log::{received_at, LogError, LogReader};
 use crate::event::{Event, EventId, EventKind, Source};
 use crate::keeper::{KeeperError, TokenKeeper};
 use crate::permits::{NoPermit, Permits};
@@ -34,8 +34,6 @@ const PAGE_SIZE: u32 = 100;
 const MAX_PAGES: u32 = 10_000;
 /// The log is read from this long before the window, for events received a little late.
 const LOG_MARGIN: Duration = Duration::from_secs(600);
-/// The end of the log, as a reader sees it: nothing more for this long.
-const LOG_IDLE: Duration = Duration::from_millis(500);
 
 /// An order state: (appid, sub_order_id, state_code as text).
 type State = (String, String, String);
@@ -54,7 +52,7 @@ pub enum SweepError {
     Platform(CallOutcome),
     /// The event log could not be read.
     #[error("event log not read: {0}")]
-    Log(#[from] lapin::Error),
+    Log(#[from] LogError),
     /// A reconciled event was not stored.
     #[error("reconciled event not stored: {0}")]
     Publish(#[from] PublishError),
@@ -167,7 +165,7 @@ impl Sweeper {
     }
 
     /// Every order state the event log holds, read from `since` to the first event received
-    /// after `until` (or the end of the log).
+    /// after `until` or the end of the log as it stood when the reading began.
     async fn logged_since(
         &self,
         since: SystemTime,
@@ -176,10 +174,10 @@ impl Sweeper {
     ) -> Result<HashSet<State>, SweepError> {
         let link = self.broker.current().ok_or(SweepError::NotConnected)?;
         let mut reader =
-            LogReader::open(link.connection(), &self.log, Offset::Since(since)).await?;
+            LogReader::to_end(link.connection(), &self.publisher, &self.log, since).await?;
         let mut logged = HashSet::new();
         let read = async {
-            while let Some(delivery) = reader.next(Some(LOG_IDLE)).await? {
+            while let Some(delivery) = reader.next().await? {
                 if stop.is_cancelled() {
                     return Err(SweepError::Stopping);
                 }

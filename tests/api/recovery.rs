@@ -166,11 +166,37 @@ async fn pages_are_followed_to_the_total_whatever_size_the_platform_caps_them_at
         rig.app.queue_depth().await >= 10
     })
     .await;
-    sweeps(&rig, 1.0).await;
+    // Three more sweeps of both merchants (each counts once per merchant).
+    sweeps(&rig, 6.0).await;
     assert_eq!(drain(&rig.app).await.len(), 10);
-    let list = &rig.counters().await["calls"]["retailerGetSubList"]["0"];
-    // Four pages of at most 3 per sweep, for two merchants' lists (one of them empty).
-    assert!(list.as_u64().unwrap() >= 4, "{list}");
+    // Each sweep asks for 100 rows a page, gets 3, and so asks for pages 1 to 4 of the ten
+    // rows: never a fifth page, never one missed.
+    let requests = rig
+        .admin(reqwest::Method::GET, "/admin/requests", None)
+        .await;
+    let asked: Vec<(u64, String)> = requests
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|r| r["endpoint"] == "retailerGetSubList" && r["params"]["appid"] == APPID)
+        .map(|r| {
+            let page = r["params"]["page"].as_str().unwrap().parse().unwrap();
+            (page, r["params"]["page_size"].as_str().unwrap().to_owned())
+        })
+        .collect();
+    assert!(asked.iter().all(|(_, size)| size == "100"), "{asked:?}");
+    let pages: Vec<u64> = asked.iter().map(|(page, _)| *page).collect();
+    let mut runs: Vec<Vec<u64>> = Vec::new();
+    for page in pages {
+        if page == 1 || runs.is_empty() {
+            runs.push(Vec::new());
+        }
+        runs.last_mut().unwrap().push(page);
+    }
+    // The last run may be in progress; the two before it began after the orders existed.
+    assert!(runs.len() >= 3, "{runs:?}");
+    let whole = &runs[runs.len() - 3..runs.len() - 1];
+    assert!(whole.iter().all(|s| s == &[1, 2, 3, 4]), "{runs:?}");
 }
 
 #[tokio::test]
@@ -271,6 +297,146 @@ async fn two_serve_processes_reconcile_each_missing_state_once() {
     let _ = conn.close(200, "done".into()).await;
     one.signal("TERM").await;
     two.signal("TERM").await;
+}
+
+/// The relay is down (nothing listens on its address) while the platform pushes and gives
+/// up; then it comes up on that address: every lost state arrives once, from reconciliation,
+/// and a change after that arrives once, from its push.
+#[tokio::test]
+async fn states_pushed_while_the_relay_was_down_arrive_once_when_it_is_back() {
+    use std::sync::atomic::Ordering;
+    use std::sync::Arc;
+    use weibo_relay::tooling::sandbox::{PushSchedule, PushSender, Sandbox, SandboxConfig};
+    let base = test_settings(AMQP_URL);
+    let sandbox = Arc::new(Sandbox::start(SandboxConfig::new(base.merchants.clone())).unwrap());
+    // An address nobody listens on, until the relay does.
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let mut settings = base;
+    use_platform(&mut settings, &sandbox);
+    settings.http.bind = ([127, 0, 0, 1], port).into();
+    settings.reconcile.interval_secs = 1;
+    settings.reconcile.settle_secs = 2;
+    let _topology = TopologyGuard::new(&settings);
+    // 1 min, 5 min, 15 min scaled down to 6, 30 and 90 ms: the platform gives up at once.
+    let sender = PushSender::start(
+        &sandbox,
+        format!("http://127.0.0.1:{port}{}", settings.push.path),
+        PushSchedule::scaled(0.0001),
+    );
+    let lost = sandbox.create_orders(APPID, 5);
+    eventually(Duration::from_secs(20), "every push given up", || async {
+        sender.stats().gave_up.load(Ordering::Relaxed) == 5
+    })
+    .await;
+    assert_eq!(sender.stats().accepted.load(Ordering::Relaxed), 0);
+
+    let relay = RelayProcess::start("serve", &relay_toml(&settings), "info");
+    assert_eq!(relay.address, format!("127.0.0.1:{port}"));
+    relay.wait_ready().await;
+    let pushed = sandbox.create_orders(APPID, 2);
+    eventually(Duration::from_secs(20), "two pushes accepted", || async {
+        sender.stats().accepted.load(Ordering::Relaxed) == 2
+    })
+    .await;
+    let conn = lapin::Connection::connect(AMQP_URL, Default::default())
+        .await
+        .unwrap();
+    let channel = conn.create_channel().await.unwrap();
+    let mut events: BTreeMap<String, Vec<String>> = BTreeMap::new();
+    // Seven states in all; then two sweeps' worth of time in which nothing more may come.
+    let settled = std::time::Instant::now() + Duration::from_secs(20);
+    let mut quiet_since: Option<std::time::Instant> = None;
+    while quiet_since.is_none_or(|t| t.elapsed() < Duration::from_secs(3)) {
+        assert!(std::time::Instant::now() < settled, "{events:?}");
+        match channel
+            .basic_get(
+                settings.amqp.events_queue.as_str().into(),
+                BasicGetOptions { no_ack: true },
+            )
+            .await
+            .unwrap()
+        {
+            Some(got) => {
+                let body: Value = serde_json::from_slice(&got.delivery.data).unwrap();
+                let source = match got
+                    .delivery
+                    .properties
+                    .headers()
+                    .as_ref()
+                    .and_then(|h| h.inner().get("x-weibo-source"))
+                {
+                    Some(AMQPValue::LongString(s)) => s.to_string(),
+                    other => panic!("no x-weibo-source: {other:?}"),
+                };
+                events
+                    .entry(body["sub_order_id"].as_str().unwrap().to_owned())
+                    .or_default()
+                    .push(source);
+                if events.values().map(Vec::len).sum::<usize>() >= 7 {
+                    quiet_since.get_or_insert_with(std::time::Instant::now);
+                }
+            }
+            None => tokio::time::sleep(Duration::from_millis(50)).await,
+        }
+    }
+    let mut expected: BTreeMap<String, Vec<String>> = BTreeMap::new();
+    for id in &lost {
+        expected.insert(id.clone(), vec!["reconcile".into()]);
+    }
+    for id in &pushed {
+        expected.insert(id.clone(), vec!["push".into()]);
+    }
+    assert_eq!(events, expected);
+    let _ = conn.close(200, "done".into()).await;
+    sender.stop().await;
+    relay.signal("TERM").await;
+}
+
+/// The event log is a stream with the configured retention: declaring it with that
+/// `x-max-age` is accepted, with another one refused (PRECONDITION_FAILED).
+#[tokio::test]
+async fn the_event_log_is_a_stream_kept_for_event_log_max_age() {
+    let mut settings = test_settings(AMQP_URL);
+    settings.event_log.max_age = "3D".into();
+    let app = spawn_app_with(settings, true).await;
+    let log = weibo_relay::amqp::topology::event_log(&app.settings.amqp.events_queue);
+    let app = &app;
+    let declare = |max_age: &'static str| {
+        let log = log.clone();
+        async move {
+            let channel = app.connection().create_channel().await.unwrap();
+            let mut args = FieldTable::default();
+            args.insert(
+                "x-queue-type".into(),
+                AMQPValue::LongString("stream".into()),
+            );
+            args.insert("x-max-age".into(), AMQPValue::LongString(max_age.into()));
+            let declared = channel
+                .queue_declare(
+                    log.as_str().into(),
+                    QueueDeclareOptions {
+                        durable: true,
+                        ..Default::default()
+                    },
+                    args,
+                )
+                .await;
+            if declared.is_ok() {
+                let _ = channel.close(200, "done".into()).await;
+            }
+            declared.map(|_| ()).map_err(|e| e.to_string())
+        }
+    };
+    assert_eq!(declare("3D").await, Ok(()));
+    let refused = declare("7D").await.unwrap_err();
+    assert!(
+        refused.contains("PRECONDITION_FAILED") && refused.contains("x-max-age"),
+        "{refused}"
+    );
 }
 
 /// Waits until the clock is in a later second than `t`: events on either side have
