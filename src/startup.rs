@@ -11,13 +11,14 @@ use tokio_util::sync::CancellationToken;
 
 use crate::amqp::{Broker, Topology};
 use crate::config::Settings;
-use crate::http::{ops_routes, push_routes, LogLimit, OpsState, ReceiverState};
+use crate::http::{ops_routes, push_routes, OpsState, ReceiverState};
 use crate::keeper::cluster::{Agent, ClusterNames};
 use crate::keeper::{KeeperOptions, TokenKeeper};
 use crate::metrics::Metrics;
 use crate::permits::Permits;
 use crate::push::PushRelay;
 use crate::reconcile::{ReconcileMetrics, Sweeper};
+use crate::telemetry::LogLimit;
 use crate::weibo::WeiboClient;
 use crate::worker::{worker_topology, RetryPolicy, Worker, WorkerMetrics};
 

@@ -1,4 +1,9 @@
-//! Logging setup and the masking of personal data before it reaches a log line.
+//! Logging setup, the masking of personal data before it reaches a log line, and caps on
+//! lines about bad input.
+
+mod log_limit;
+
+pub use log_limit::LogLimit;
 
 use tracing_subscriber::layer::SubscriberExt;
 use tracing_subscriber::util::SubscriberInitExt;
@@ -75,6 +80,21 @@ pub fn shown(text: &str) -> String {
         cut.push('…');
     }
     format!("{cut:?}")
+}
+
+/// A message that may quote request- or message-supplied text (a parser's error, say), fit
+/// for an answer, a log line or a header: cut to `max` characters, control characters
+/// escaped.
+pub fn clip(text: &str, max: usize) -> String {
+    let mut out: String = text
+        .chars()
+        .take(max)
+        .flat_map(char::escape_debug)
+        .collect();
+    if text.chars().nth(max).is_some() {
+        out.push('…');
+    }
+    out
 }
 
 /// Masks personal data (phone numbers, recharge accounts): keeps at most the first three and

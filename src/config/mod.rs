@@ -354,6 +354,17 @@ impl AmqpSettings {
                         "the password is a placeholder from an example file",
                     ));
                 }
+                // RabbitMQ's built-in account, fine on a developer's machine; anywhere else
+                // it is a password everyone knows (and RabbitMQ refuses it by default).
+                if uri.authority.userinfo.username == "guest"
+                    && uri.authority.userinfo.password == "guest"
+                    && !is_loopback(&uri.authority.host)
+                {
+                    return Err(ConfigError::invalid(
+                        &name,
+                        "guest/guest is RabbitMQ's default account, allowed only on this machine: give the relay a user of its own",
+                    ));
+                }
                 if uri.query.heartbeat.is_none() {
                     uri.query.heartbeat = Some(self.heartbeat_secs);
                 }
@@ -610,12 +621,7 @@ impl Settings {
 /// signed requests travel in these calls.
 fn check_platform_url(url: &str, allow_insecure_http: bool) -> Result<(), String> {
     let parsed = reqwest::Url::parse(url).map_err(|e| format!("not a URL: {e}"))?;
-    let loopback = match parsed.host() {
-        Some(url::Host::Domain(d)) => d.eq_ignore_ascii_case("localhost"),
-        Some(url::Host::Ipv4(ip)) => ip.is_loopback(),
-        Some(url::Host::Ipv6(ip)) => ip.is_loopback(),
-        None => return Err("has no host".into()),
-    };
+    let loopback = is_loopback(parsed.host_str().ok_or("has no host")?);
     match parsed.scheme() {
         "https" => Ok(()),
         "http" if loopback || allow_insecure_http => Ok(()),
@@ -624,6 +630,15 @@ fn check_platform_url(url: &str, allow_insecure_http: bool) -> Result<(), String
                 .into(),
         ),
         other => Err(format!("scheme {other} is not https")),
+    }
+}
+
+/// True for this machine's own names and addresses (IPv6 with or without brackets).
+fn is_loopback(host: &str) -> bool {
+    let bare = host.trim_start_matches('[').trim_end_matches(']');
+    match bare.parse::<std::net::IpAddr>() {
+        Ok(ip) => ip.is_loopback(),
+        Err(_) => bare.eq_ignore_ascii_case("localhost"),
     }
 }
 

@@ -162,6 +162,31 @@ fn short_and_placeholder_secrets_are_refused_without_repeating_them() {
 }
 
 #[test]
+fn guest_guest_is_accepted_on_this_machine_only() {
+    let with = |url: &str| Settings::from_toml(&format!("[amqp]\nurl = \"{url}\"\n{MERCHANT}"));
+    for ok in [
+        "amqp://guest:guest@127.0.0.1:5672/%2f",
+        "amqp://guest:guest@localhost:5672/%2f",
+        "amqp://guest:guest@[::1]:5672/%2f",
+        "amqp://relay:guest-but-longer@rabbitmq:5672/%2f",
+    ] {
+        assert!(with(ok).is_ok(), "{ok}: {:?}", with(ok).err());
+    }
+    for refused in [
+        "amqp://guest:guest@rabbitmq:5672/%2f",
+        "amqps://guest:guest@10.0.0.5:5671/%2f",
+    ] {
+        let err = with(refused).unwrap_err().to_string();
+        assert!(
+            err.starts_with(
+                "invalid configuration: amqp.url: guest/guest is RabbitMQ's default account"
+            ),
+            "{err}"
+        );
+    }
+}
+
+#[test]
 fn the_platform_is_reached_over_https_or_loopback_only() {
     let with = |api: &str, insecure: bool| {
         Settings::from_toml(&format!(

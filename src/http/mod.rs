@@ -1,6 +1,5 @@
 //! The HTTP surface: pushes, health, readiness, metrics.
 
-mod log_limit;
 mod push;
 
 use std::sync::Arc;
@@ -12,7 +11,6 @@ use crate::amqp::Broker;
 use crate::keeper::TokenKeeper;
 use crate::metrics::Metrics;
 
-pub use log_limit::LogLimit;
 pub use push::ReceiverState;
 
 /// What the operational endpoints need.

@@ -10,10 +10,10 @@ use futures_util::StreamExt;
 use serde_json::json;
 use tracing::field::Empty;
 
-use super::log_limit::LogLimit;
 use crate::config::Merchants;
 use crate::metrics::Metrics;
 use crate::push::{Body, ContentKind, PushError, PushRelay, Stored, UnverifiedPush};
+use crate::telemetry::LogLimit;
 use crate::trace::{TraceContext, TRACEPARENT, TRACESTATE};
 
 /// What the push handler needs, shared by every HTTP worker.

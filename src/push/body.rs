@@ -8,10 +8,12 @@ use serde::Deserialize;
 use serde_json::value::RawValue;
 
 use super::{malformed, PushError};
-use crate::telemetry::shown;
+use crate::telemetry::{clip, shown};
 
 /// More fields than any real push has; beyond it the body is refused rather than processed.
 const MAX_FIELDS: usize = 64;
+/// Longest parser message repeated in an answer or a log line.
+pub(super) const MAX_PARSER_MESSAGE: usize = 200;
 
 /// The two encodings the platform may use.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -111,7 +113,13 @@ fn parse_json(bytes: &[u8]) -> Result<Vec<(String, String)>, PushError> {
     let text = std::str::from_utf8(bytes).map_err(|_| malformed("body is not valid UTF-8"))?;
     serde_json::from_str::<FlatObject>(text)
         .map(|o| o.0)
-        .map_err(|e| malformed(format!("body is not a flat JSON object: {e}")))
+        // serde quotes a value of the wrong type whole: a 60 KB string would be the answer.
+        .map_err(|e| {
+            malformed(format!(
+                "body is not a flat JSON object: {}",
+                clip(&e.to_string(), MAX_PARSER_MESSAGE)
+            ))
+        })
 }
 
 /// A JSON object of string or number values; numbers keep their exact text, since that

@@ -15,6 +15,7 @@ use serde_json::Value;
 use crate::config::{AppId, Merchants};
 use crate::event::{Event, Source};
 use crate::signature;
+use crate::telemetry::clip;
 
 pub use crate::event::{EventId, EventKind};
 use crate::metrics::PushOutcome;
@@ -100,8 +101,12 @@ impl UnverifiedPush {
         let type_code = required("type")?
             .parse::<i64>()
             .map_err(|_| malformed("type is not an integer"))?;
-        let data = serde_json::from_str(required("data")?)
-            .map_err(|e| malformed(format!("data is not JSON: {e}")))?;
+        let data = serde_json::from_str(required("data")?).map_err(|e| {
+            malformed(format!(
+                "data is not JSON: {}",
+                clip(&e.to_string(), body::MAX_PARSER_MESSAGE)
+            ))
+        })?;
         let timestamp = required("timestamp")?
             .parse::<i64>()
             .map_err(|_| malformed("timestamp is not an integer"))?;

@@ -106,9 +106,9 @@ impl WeiboClient {
             },
             Ok(response) => {
                 let status = response.status();
-                match response.bytes().await {
+                match read_answer(response).await {
                     Ok(body) => classify(action, status, &body, &self.codes),
-                    Err(e) => transport(&e),
+                    Err(unread) => unread.into_outcome(),
                 }
             }
             Err(e) => transport(&e),
@@ -158,10 +158,9 @@ impl WeiboClient {
             Err(e) => return Err(transport(&e.without_url())),
         };
         let status = response.status();
-        let body = response
-            .bytes()
+        let body = read_answer(response)
             .await
-            .map_err(|e| transport(&e.without_url()))?;
+            .map_err(|unread| unread.without_url().into_outcome())?;
         match classify(Action::List, status, &body, &self.codes) {
             CallOutcome::Succeeded { .. } => {
                 SubListPage::parse(&body).ok_or(CallOutcome::Permanent {
@@ -216,12 +215,8 @@ impl WeiboClient {
             });
         }
         let status = response.status().as_u16();
-        let body = response.bytes().await.map_err(|e| {
-            TokenError::Transport(format!(
-                "{}: {}",
-                self.oauth_host(),
-                chain(&e.without_url())
-            ))
+        let body = read_answer(response).await.map_err(|unread| {
+            TokenError::Transport(format!("{}: {}", self.oauth_host(), unread.without_url()))
         })?;
         access_token::parse_token_answer(status, &body, obtained_at)
     }
@@ -269,6 +264,59 @@ fn chain(error: &dyn std::error::Error) -> String {
         source = cause.source();
     }
     out
+}
+
+/// Largest platform answer read: a page of 100 orders is tens of KiB, a token answer a few
+/// hundred bytes; a host that sends more is not answering a call.
+const MAX_ANSWER_BYTES: usize = 4 << 20;
+
+/// Why an answer's body was not read.
+#[derive(Debug, thiserror::Error)]
+enum Unread {
+    /// The connection failed while reading.
+    #[error("{}", chain(.0))]
+    Transport(reqwest::Error),
+    /// More than [`MAX_ANSWER_BYTES`].
+    #[error("answer larger than {MAX_ANSWER_BYTES} bytes, not read")]
+    TooLarge,
+}
+
+impl Unread {
+    /// The same, with any URL (and the token its query may carry) left out.
+    fn without_url(self) -> Self {
+        match self {
+            Self::Transport(e) => Self::Transport(e.without_url()),
+            too_large => too_large,
+        }
+    }
+
+    fn into_outcome(self) -> CallOutcome {
+        match self {
+            Self::Transport(e) => transport(&e),
+            too_large => CallOutcome::Transient {
+                code: None,
+                reason: too_large.to_string(),
+            },
+        }
+    }
+}
+
+/// The body of `response`, read up to [`MAX_ANSWER_BYTES`] and no further.
+async fn read_answer(mut response: reqwest::Response) -> Result<Vec<u8>, Unread> {
+    if response
+        .content_length()
+        .is_some_and(|n| n > MAX_ANSWER_BYTES as u64)
+    {
+        return Err(Unread::TooLarge);
+    }
+    let mut body = Vec::new();
+    while let Some(chunk) = response.chunk().await.map_err(Unread::Transport)? {
+        if body.len() + chunk.len() > MAX_ANSWER_BYTES {
+            return Err(Unread::TooLarge);
+        }
+        body.extend_from_slice(&chunk);
+    }
+    Ok(body)
 }
 
 fn transport(e: &reqwest::Error) -> CallOutcome {

@@ -3,6 +3,8 @@
 use serde::Deserialize;
 use serde_json::{json, Value};
 
+use crate::telemetry::clip;
+
 /// Largest command body read; a command is a few dozen bytes.
 const MAX_COMMAND_BYTES: usize = 64 * 1024;
 /// Longest close reason passed to the platform.
@@ -12,19 +14,6 @@ const MAX_ERROR_CHARS: usize = 200;
 
 fn is_token(s: &str) -> bool {
     !s.is_empty() && s.len() <= 64 && s.bytes().all(|b| b.is_ascii_graphic())
-}
-
-/// `text` cut to `max` characters with control characters escaped.
-fn clip(text: &str, max: usize) -> String {
-    let mut out: String = text
-        .chars()
-        .take(max)
-        .flat_map(char::escape_debug)
-        .collect();
-    if text.chars().count() > max {
-        out.push('…');
-    }
-    out
 }
 
 /// What the merchant reports for one sub order.

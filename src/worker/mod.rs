@@ -24,6 +24,7 @@ use crate::amqp::{Broker, Link, Publisher};
 use crate::config::{Merchants, Settings};
 use crate::keeper::TokenKeeper;
 use crate::permits::Permits;
+use crate::telemetry::LogLimit;
 use crate::weibo::WeiboClient;
 
 pub use command::{Command, Verdict};
@@ -37,6 +38,8 @@ const STOP_GRACE: Duration = Duration::from_secs(30);
 /// Pause before consuming again after the consumer ended, so a queue that keeps failing
 /// cannot turn into a busy loop.
 const RESUME_PAUSE: Duration = Duration::from_secs(1);
+/// Dead-letter log lines a second, after a burst of as many (every one is counted).
+const DEAD_LOG_PER_SEC: std::num::NonZeroU32 = std::num::NonZeroU32::new(10).unwrap();
 
 /// Queue and exchange names the worker uses.
 #[derive(Debug, Clone)]
@@ -58,6 +61,8 @@ pub struct Worker {
     queues: Queues,
     prefetch: u16,
     concurrency: usize,
+    /// Caps dead-letter log lines: anyone who can publish commands can send bad ones.
+    dead_log: LogLimit,
 }
 
 impl Worker {
@@ -86,6 +91,7 @@ impl Worker {
             },
             prefetch: settings.worker.prefetch,
             concurrency: settings.worker.concurrency,
+            dead_log: LogLimit::per_second(DEAD_LOG_PER_SEC),
         }
     }
 

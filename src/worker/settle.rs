@@ -121,7 +121,9 @@ impl Worker {
                 reason,
                 cause,
             } => {
-                tracing::warn!(attempts, code, %reason, "dead-lettering command");
+                if let Some(suppressed) = self.dead_log.admit() {
+                    tracing::warn!(attempts, code, %reason, suppressed, "dead-lettering command");
+                }
                 let properties = republished(
                     delivery,
                     &[

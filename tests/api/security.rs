@@ -522,6 +522,28 @@ async fn names_from_a_request_cannot_forge_flood_or_colour_the_log() {
         assert!(body.contains("is given twice"), "{body}");
         assert!(!body.contains('\n') && !body.contains('\u{1b}'), "{body}");
     }
+    // Values a parser quotes back: a JSON body of the wrong type, a `data` that is not JSON.
+    let json_string = format!("\"{}\\n\u{1b}[31m\"", "v".repeat(60_000));
+    let answer = client
+        .post(format!("http://{}/weibo/push", relay.address))
+        .header("content-type", "application/json")
+        .body(json_string)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(answer.status(), 400);
+    let body = answer.text().await.unwrap();
+    assert!(body.len() < 400, "{} bytes: {}", body.len(), &body[..400]);
+    assert!(body.contains("not a flat JSON object"), "{body}");
+    assert!(!body.contains('\u{1b}'), "{body}");
+    let bad_data = format!(
+        "appid=1&type=2&timestamp=1&sign=x&data=%5B{}",
+        "x".repeat(30_000)
+    );
+    let answer = post(bad_data).await.unwrap();
+    assert_eq!(answer.status(), 400);
+    let body = answer.text().await.unwrap();
+    assert!(body.len() < 400, "{} bytes", body.len());
     // A flood of refusals: every one counted, few logged.
     let started = Instant::now();
     for _ in 0..300 {
@@ -535,7 +557,7 @@ async fn names_from_a_request_cannot_forge_flood_or_colour_the_log() {
         .await
         .unwrap();
     assert!(
-        metrics.contains("weibo_relay_pushes_total{outcome=\"malformed\"} 303"),
+        metrics.contains("weibo_relay_pushes_total{outcome=\"malformed\"} 305"),
         "{metrics}"
     );
     let (_, lines) = relay.signal("TERM").await;
@@ -558,5 +580,175 @@ async fn names_from_a_request_cannot_forge_flood_or_colour_the_log() {
     assert!(
         lines.iter().any(|l| l.contains("suppressed=")),
         "held-back lines are counted in the next one"
+    );
+}
+
+/// A RabbitMQ user of one test's own, deleted when dropped (also when the test fails).
+struct BrokerUser(String);
+
+impl BrokerUser {
+    fn create(name: &str, password: &str, configure: &str, write: &str, read: &str) -> Self {
+        let ctl = |args: &[&str]| {
+            let out = std::process::Command::new("rabbitmqctl")
+                .args(args)
+                .output()
+                .expect("rabbitmqctl runs");
+            assert!(
+                out.status.success(),
+                "rabbitmqctl {args:?}: {}",
+                String::from_utf8_lossy(&out.stderr)
+            );
+        };
+        ctl(&["add_user", name, password]);
+        let user = Self(name.to_owned());
+        ctl(&["set_permissions", "-p", "/", name, configure, write, read]);
+        user
+    }
+}
+
+impl Drop for BrokerUser {
+    fn drop(&mut self) {
+        let _ = std::process::Command::new("rabbitmqctl")
+            .args(["delete_user", &self.0])
+            .output();
+    }
+}
+
+/// The relay's permissions exactly as README's Security section grants them, its names
+/// (`weibo\.`) replaced by this test's own prefix.
+fn readme_relay_permissions(prefix: &str) -> [String; 3] {
+    let readme = include_str!("../../README.md");
+    let line = readme
+        .lines()
+        .find(|l| l.starts_with("rabbitmqctl set_permissions -p / weibo-relay "))
+        .expect("README grants the relay its permissions");
+    let quoted: Vec<&str> = line.split('\'').skip(1).step_by(2).collect();
+    let ours = prefix.replace('.', "\\.");
+    let each = |i: usize| quoted[i].replace("weibo\\.", &ours);
+    [each(0), each(1), each(2)]
+}
+
+/// Run as a user with only the README's permissions, every part of `serve` works: a push is
+/// stored, a command retried through its delay queue and finished, a bad one dead-lettered,
+/// the keeper's token announced and a lost state reconciled (read marks and all).
+#[tokio::test]
+async fn the_relay_needs_no_more_than_the_permissions_readme_grants_it() {
+    let user = format!("wr-test-{}", uuid::Uuid::new_v4().simple());
+    let password = uuid::Uuid::new_v4().simple().to_string();
+    let url = format!("amqp://{user}:{password}@127.0.0.1:5672/%2f");
+    let granted: std::sync::Arc<std::sync::Mutex<Option<BrokerUser>>> = Default::default();
+    let grant = granted.clone();
+    let rig = WorkerRig::start_with(RigOptions {
+        amqp_url: url,
+        roles: weibo_relay::startup::Roles::Serve,
+        adjust: Box::new(move |s, _| {
+            let run = s.amqp.events_exchange.trim_end_matches("events");
+            let [configure, write, read] = readme_relay_permissions(run);
+            assert!(write.contains("amq\\.default"), "{write}");
+            *grant.lock().unwrap() = Some(BrokerUser::create(
+                &user, &password, &configure, &write, &read,
+            ));
+            s.reconcile.interval_secs = 1;
+            s.reconcile.settle_secs = 1;
+        }),
+        ..RigOptions::default()
+    })
+    .await;
+    assert!(granted.lock().unwrap().is_some());
+
+    let (body, _) = valid_form_push();
+    rig.app.post_form(body).await.assert_success();
+    let ids = rig.create_orders(2).await;
+    rig.faults(serde_json::json!({"error_rate": 1.0})).await;
+    rig.send(finish(&ids[0])).await;
+    eventually(Duration::from_secs(20), "a retry", || async {
+        rig.metric("weibo_relay_retries_total ").await == "weibo_relay_retries_total 1"
+    })
+    .await;
+    rig.faults(serde_json::json!({})).await;
+    let outcomes = rig.outcomes(1).await;
+    assert_eq!(outcomes[0].0, "fulfilment.succeeded", "{outcomes:?}");
+    rig.send(serde_json::json!({"appid": APPID, "sub_order_id": ids[1], "action": "close"}))
+        .await;
+    let (_, headers) = rig.next_dead().await;
+    assert!(
+        header_text(&headers, "x-death-reason").contains("reason"),
+        "{headers:?}"
+    );
+    // The two orders' states no push brought, from reconciliation: each sweep appends its
+    // read mark to the event log through the default exchange.
+    eventually(Duration::from_secs(20), "two states reconciled", || async {
+        let reconciled = rig.metric("weibo_relay_reconciled_events_total ").await;
+        reconciled
+            .rsplit(' ')
+            .next()
+            .and_then(|n| n.parse::<u64>().ok())
+            >= Some(2)
+    })
+    .await;
+    assert_eq!(
+        rig.metric("weibo_relay_reconcile_sweeps_total{outcome=\"failed\"}")
+            .await,
+        "weibo_relay_reconcile_sweeps_total{outcome=\"failed\"} 0"
+    );
+    assert!(rig.app.queue_depth().await >= 3);
+    assert_eq!(rig.counters().await["tokens_issued"][APPID], 1);
+}
+
+/// Anyone who can publish commands can publish bad ones: 300 of them are all dead-lettered
+/// and counted, while the log gets a burst of lines and then about ten a second.
+#[tokio::test]
+async fn a_flood_of_bad_commands_is_counted_whole_and_logged_sparingly() {
+    use weibo_relay::tooling::sandbox::{Sandbox, SandboxConfig};
+    const BAD: usize = 300;
+    let mut settings = test_settings(AMQP_URL);
+    let sandbox = Sandbox::start(SandboxConfig::new(settings.merchants.clone())).unwrap();
+    use_platform(&mut settings, &sandbox);
+    let _topology = TopologyGuard::new(&settings);
+    let relay = RelayProcess::start("worker", &relay_toml(&settings), "info");
+    relay.wait_ready().await;
+    let started = Instant::now();
+    let conn = lapin::Connection::connect(AMQP_URL, Default::default())
+        .await
+        .unwrap();
+    let channel = conn.create_channel().await.unwrap();
+    for i in 0..BAD {
+        channel
+            .basic_publish(
+                "".into(),
+                settings.amqp.fulfilment_queue.as_str().into(),
+                Default::default(),
+                format!("not a command {i}").as_bytes(),
+                Default::default(),
+            )
+            .await
+            .unwrap();
+    }
+    let counted = format!("weibo_relay_dead_letters_total{{cause=\"malformed\"}} {BAD}");
+    eventually(
+        Duration::from_secs(30),
+        "every bad command counted",
+        || async {
+            reqwest::get(format!("http://{}/metrics", relay.address))
+                .await
+                .unwrap()
+                .text()
+                .await
+                .unwrap()
+                .lines()
+                .any(|l| l == counted)
+        },
+    )
+    .await;
+    let elapsed = started.elapsed().as_secs() as usize + 1;
+    let _ = conn.close(200, "done".into()).await;
+    let (_, lines) = relay.signal("TERM").await;
+    let logged = lines
+        .iter()
+        .filter(|l| l.contains("dead-lettering command"))
+        .count();
+    assert!(
+        (1..=10 + 10 * elapsed).contains(&logged),
+        "{logged} dead-letter lines for {BAD} commands in {elapsed} s"
     );
 }

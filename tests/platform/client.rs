@@ -414,3 +414,64 @@ async fn weibo_gateway_errors_are_read_by_their_code_at_any_status() {
         CallOutcome::Succeeded { code: 0 }
     );
 }
+
+/// A host that answers every request with `head` and then `body_bytes` bytes of JSON-ish
+/// padding, or until the client goes.
+async fn flooding_host(head: String, body_bytes: usize) -> String {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let base = format!("http://{}", listener.local_addr().unwrap());
+    tokio::spawn(async move {
+        while let Ok((mut socket, _)) = listener.accept().await {
+            let head = head.clone();
+            tokio::spawn(async move {
+                let mut request = vec![0u8; 65536];
+                let _ = socket.read(&mut request).await;
+                socket.write_all(head.as_bytes()).await?;
+                socket.write_all(b"{\"code\":0,\"msg\":\"").await?;
+                let chunk = vec![b'a'; 64 * 1024];
+                let mut sent = 0;
+                while sent < body_bytes {
+                    socket.write_all(&chunk).await?;
+                    sent += chunk.len();
+                }
+                socket.write_all(b"\"}").await
+            });
+        }
+    });
+    base
+}
+
+/// An answer that never ends, or says it is huge, is refused after 4 MiB, never read whole:
+/// a transient failure for an order call, a transport failure for a token request.
+#[tokio::test]
+async fn an_answer_over_four_mib_is_not_read() {
+    let p = Platform::start(HOUR).await;
+    let m = p.merchant();
+    let token = p.client.fetch_token(m).await.unwrap();
+    let ok = "HTTP/1.1 200 OK\r\nContent-Type: application/json\r\n";
+    for head in [
+        // Read until the connection closes: no length given.
+        format!("{ok}Connection: close\r\n\r\n"),
+        // A length the client could believe and allocate.
+        format!("{ok}Content-Length: {}\r\n\r\n", 1u64 << 40),
+    ] {
+        let base = flooding_host(head, 64 << 20).await;
+        let client = WeiboClient::new(&settings(&base, SIGN_KEY, 5000).weibo).unwrap();
+        let outcome = client.finish(m, "42", &token).await;
+        assert_eq!(
+            outcome,
+            CallOutcome::Transient {
+                code: None,
+                reason: "answer larger than 4194304 bytes, not read".into()
+            }
+        );
+        match client.fetch_token(m).await {
+            Err(TokenError::Transport(why)) => assert_eq!(
+                why,
+                "token endpoint 127.0.0.1: answer larger than 4194304 bytes, not read"
+            ),
+            other => panic!("{other:?}"),
+        }
+    }
+}

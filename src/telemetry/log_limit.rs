@@ -1,5 +1,6 @@
-//! A cap on refusal log lines: anyone can send bad pushes, and one line per bad push would let
-//! them fill the disk and bury the lines that matter. The metrics still count every refusal.
+//! A cap on log lines about bad input: anyone can send bad pushes or put bad commands on the
+//! queue, and one line each would let them fill the disk and bury the lines that matter. The
+//! metrics still count every one.
 
 use std::num::NonZeroU32;
 use std::sync::atomic::{AtomicU64, Ordering};
