@@ -58,15 +58,7 @@ pub enum Command {
     },
     /// Sandbox + serve + a sample consumer end to end on the local RabbitMQ, then a summary.
     #[cfg(feature = "tooling")]
-    Demo {
-        /// Orders to create and push.
-        #[arg(long, default_value_t = 200)]
-        orders: usize,
-        /// The platform gives up on every push for this many seconds from the start; the
-        /// orders still end final, through reconciliation.
-        #[arg(long, value_name = "SECS")]
-        outage: Option<u64>,
-    },
+    Demo(tooling::DemoArgs),
     /// Load generators and their report: the receiver, the broker alone, the worker.
     #[cfg(feature = "tooling")]
     Bench {
@@ -112,7 +104,7 @@ fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Sandbox(args) => tooling::sandbox(cli.config, args),
         Command::Worker => serve(cli.config, Roles::Worker),
         #[cfg(feature = "tooling")]
-        Command::Demo { orders, outage } => tooling::demo(cli.config, orders, outage),
+        Command::Demo(args) => tooling::demo(cli.config, args),
         Command::Check => ops::check(cli.config),
         Command::Dlq { action } => ops::dlq(cli.config, action),
         Command::Events { action } => ops::events(cli.config, action),

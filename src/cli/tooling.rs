@@ -36,6 +36,27 @@ pub struct SandboxArgs {
     pub error_envelope: crate::tooling::sandbox::ErrorEnvelope,
 }
 
+/// `weibo-relay demo` options.
+#[derive(Debug, clap::Args)]
+pub struct DemoArgs {
+    /// Orders to create and push.
+    #[arg(long, default_value_t = 200)]
+    pub orders: usize,
+    /// The platform gives up on every push for this many seconds from the start; the orders
+    /// still end final, through reconciliation.
+    #[arg(long, value_name = "SECS")]
+    pub outage: Option<u64>,
+    /// How the platform answers token, rate and system errors: our model (`ecommerce`) or as
+    /// Weibo's API gateway does (`weibo`: its own envelope at HTTP 400/403, the code as a
+    /// string).
+    #[arg(long, value_enum, default_value = "ecommerce")]
+    pub error_envelope: crate::tooling::sandbox::ErrorEnvelope,
+    /// Order calls per second beyond which the platform answers "rate limited" (10023); the
+    /// worker retries those calls.
+    #[arg(long, value_name = "N")]
+    pub platform_rate_limit: Option<u32>,
+}
+
 /// Options every bench takes: how much load, its time bound, and the output format.
 #[derive(Debug, Clone, clap::Args)]
 pub struct LoadArgs {
@@ -153,12 +174,8 @@ pub(super) fn sandbox(config: Option<PathBuf>, args: SandboxArgs) -> anyhow::Res
     })
 }
 
-pub(super) fn demo(
-    config: Option<PathBuf>,
-    orders: usize,
-    outage: Option<u64>,
-) -> anyhow::Result<()> {
-    anyhow::ensure!(orders > 0, "--orders must be at least 1");
+pub(super) fn demo(config: Option<PathBuf>, args: DemoArgs) -> anyhow::Result<()> {
+    anyhow::ensure!(args.orders > 0, "--orders must be at least 1");
     let settings = load(config)?;
     let _telemetry = if std::env::var_os("RUST_LOG").is_none() {
         // The summary is the demo's output; only warnings and errors interleave with it.
@@ -169,8 +186,13 @@ pub(super) fn demo(
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()?;
-    let mut options = crate::tooling::demo::DemoOptions::new(orders);
-    options.outage = outage.map(std::time::Duration::from_secs);
+    let mut options = crate::tooling::demo::DemoOptions::new(args.orders);
+    options.outage = args.outage.map(std::time::Duration::from_secs);
+    options.faults = crate::tooling::sandbox::Faults {
+        error_envelope: args.error_envelope,
+        rate_limit_per_sec: args.platform_rate_limit,
+        ..Default::default()
+    };
     let interrupt = options.interrupt.clone();
     let report = runtime.block_on(async move {
         let signal = stop_signal();

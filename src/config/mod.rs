@@ -182,7 +182,7 @@ pub struct WeiboSettings {
     pub retry_base_ms: u64,
     /// Cap on one retry delay.
     pub retry_max_ms: u64,
-    /// Platform calls per second, per process.
+    /// Platform calls per second, all processes of the deployment together.
     pub rate_limit_per_sec: u32,
     /// Allows `http://` platform URLs on hosts other than loopback (never in production).
     pub allow_insecure_http: bool,

@@ -48,7 +48,7 @@ pub enum SweepError {
     #[error(transparent)]
     Permit(#[from] NoPermit),
     /// The platform did not answer the list call with a list.
-    #[error("retailerGetSubList failed: {0:?}")]
+    #[error("retailerGetSubList failed: {0}")]
     Platform(CallOutcome),
     /// The event log could not be read.
     #[error("event log not read: {0}")]

@@ -69,6 +69,24 @@ pub enum CallOutcome {
     },
 }
 
+impl std::fmt::Display for CallOutcome {
+    /// One line for a log: what happened, and the platform's reason.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Self::Succeeded { code } => write!(f, "succeeded (code {code})"),
+            Self::TokenRejected { code } => write!(f, "access_token rejected (code {code})"),
+            Self::Transient { reason, .. } => write!(f, "transient failure: {reason}"),
+            Self::Permanent {
+                code: Some(code),
+                msg,
+            } => {
+                write!(f, "permanent failure (code {code}): {msg}")
+            }
+            Self::Permanent { code: None, msg } => write!(f, "permanent failure: {msg}"),
+        }
+    }
+}
+
 /// What a code means, from `[weibo.codes]`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Meaning {

@@ -91,6 +91,8 @@ pub async fn spawn_roles(settings: Settings, roles: Roles, wait_ready: bool) -> 
         // Tests run no exporter: nothing to keep.
         let _ = weibo_relay::telemetry::init(false);
     }
+    // First, so whatever fails below, the test's queues and exchanges are deleted.
+    let topology = TopologyGuard::new(&settings);
     let app = Application::build(settings.clone(), roles)
         .await
         .expect("app builds");
@@ -99,7 +101,8 @@ pub async fn spawn_roles(settings: Settings, roles: Roles, wait_ready: bool) -> 
     if wait_ready {
         assert!(
             app.broker().wait_ready(Duration::from_secs(10)).await,
-            "relay did not connect to RabbitMQ at {AMQP_URL}"
+            "relay did not connect to RabbitMQ at {}",
+            settings.amqp.redacted_url()
         );
     }
     let shutdown = app.shutdown_token();
@@ -117,7 +120,7 @@ pub async fn spawn_roles(settings: Settings, roles: Roles, wait_ready: bool) -> 
         _connection: connection,
         shutdown,
         stopped,
-        _topology: TopologyGuard::new(&settings),
+        _topology: topology,
     }
 }
 

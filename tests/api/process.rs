@@ -146,7 +146,9 @@ async fn sigterm_stops_the_relay_even_when_its_output_is_a_closed_pipe() {
     let dir = std::env::temp_dir().join(format!("wr-pipe-{}", uuid::Uuid::new_v4()));
     std::fs::create_dir_all(&dir).unwrap();
     let file = dir.join("relay.toml");
-    std::fs::write(&file, relay_toml(&test_settings(AMQP_URL))).unwrap();
+    let settings = test_settings(AMQP_URL);
+    let _topology = TopologyGuard::new(&settings);
+    std::fs::write(&file, relay_toml(&settings)).unwrap();
     let mut child = Command::new(env!("CARGO_BIN_EXE_weibo-relay"))
         .args(["receiver", "--config"])
         .arg(&file)

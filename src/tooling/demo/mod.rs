@@ -37,6 +37,8 @@ pub struct DemoOptions {
     /// The platform gives up on every push for this long from the start, as after an outage
     /// longer than its redelivery window: those states arrive through reconciliation.
     pub outage: Option<Duration>,
+    /// What the platform does besides answering: its error envelope, a rate limit.
+    pub faults: Faults,
 }
 
 impl DemoOptions {
@@ -49,6 +51,7 @@ impl DemoOptions {
             progress_bar: std::io::stderr().is_terminal(),
             interrupt: CancellationToken::new(),
             outage: None,
+            faults: Faults::default(),
         }
     }
 }
@@ -61,7 +64,7 @@ pub async fn run(base: Settings, options: DemoOptions) -> anyhow::Result<DemoRep
         base,
         "weibo-relay-demo",
         Roles::Serve,
-        Faults::default(),
+        options.faults.clone(),
         |settings| {
             // Short retry delays so a transient failure does not stall the demo for minutes.
             settings.weibo.retry_base_ms = 200;

@@ -81,6 +81,8 @@ pub struct DemoReport {
     pub finished: usize,
     /// Orders closed on the sandbox.
     pub closed: usize,
+    /// Commands sent to a delay queue for another attempt.
+    pub retried: u64,
     /// Commands dead-lettered by the worker.
     pub dead_lettered: u64,
     /// Push answer time (p50, p99).
@@ -116,6 +118,7 @@ impl DemoReport {
             reconciled: metric(metrics, "weibo_relay_reconciled_events_total"),
             finished: count(FINISHED),
             closed: count(CLOSED),
+            retried: metric(metrics, "weibo_relay_retries_total"),
             dead_lettered: metric(metrics, "weibo_relay_dead_letters_total"),
             push_latency: p50_p99(pushes.latencies()),
             consumer_latency: p50_p99(consumer.latencies.clone()),
@@ -169,6 +172,7 @@ impl fmt::Display for DemoReport {
         writeln!(f, "  reconciled     {:>6}", self.reconciled)?;
         writeln!(f, "  finished       {:>6}", self.finished)?;
         writeln!(f, "  closed         {:>6}", self.closed)?;
+        writeln!(f, "  retried        {:>6}", self.retried)?;
         writeln!(f, "  dead-lettered  {:>6}", self.dead_lettered)?;
         writeln!(f, "  latency (p50 / p99)")?;
         writeln!(

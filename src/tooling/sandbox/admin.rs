@@ -97,13 +97,24 @@ pub async fn get_faults(state: Data<SandboxState>) -> HttpResponse {
     HttpResponse::Ok().json(&state.lock().faults.faults)
 }
 
-/// `POST /admin/faults`: replaces the fault settings.
-pub async fn set_faults(state: Data<SandboxState>, body: Json<Faults>) -> HttpResponse {
-    let faults = body.into_inner();
+/// `POST /admin/faults`: replaces the fault settings, except `error_envelope` when the body
+/// leaves it out: that is how the platform speaks (`--error-envelope`), not a passing fault,
+/// and clearing the faults must not change it.
+pub async fn set_faults(state: Data<SandboxState>, body: Json<serde_json::Value>) -> HttpResponse {
+    let body = body.into_inner();
+    let keep_envelope = body.get("error_envelope").is_none();
+    let mut faults: Faults = match serde_json::from_value(body) {
+        Ok(faults) => faults,
+        Err(e) => return bad_request(&e.to_string()),
+    };
     if let Err(reason) = validate(&faults) {
         return bad_request(reason);
     }
-    state.lock().faults.faults = faults.clone();
+    let mut world = state.lock();
+    if keep_envelope {
+        faults.error_envelope = world.faults.faults.error_envelope;
+    }
+    world.faults.faults = faults.clone();
     HttpResponse::Ok().json(faults)
 }
 

@@ -15,7 +15,8 @@ pub enum ErrorEnvelope {
     Weibo,
 }
 
-/// The fault settings; `POST /admin/faults` replaces them whole (absent fields: defaults).
+/// The fault settings; `POST /admin/faults` replaces them whole (absent fields: defaults),
+/// except an absent `error_envelope`, which is kept.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct Faults {
