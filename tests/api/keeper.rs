@@ -291,23 +291,43 @@ async fn a_killed_keeper_is_replaced_within_15_s_which_adopts_its_token_and_comm
     }
     let keeper = d.the_keeper(Duration::from_secs(5)).await;
     assert_eq!(d.tokens_issued().await, 1);
-    let ids = d.sandbox.create_orders(APPID, 20);
-    d.send_finishes(&ids[..10]).await;
-    assert_eq!(d.outcomes(10, Duration::from_secs(20)).await, (10, 0));
+    // Every call takes 100 ms, so the keeper dies with calls of its own in flight.
+    d.http
+        .post(format!("{}/admin/faults", d.sandbox.base_url()))
+        .json(&json!({"latency_ms": 100}))
+        .send()
+        .await
+        .unwrap();
+    let ids = d.sandbox.create_orders(APPID, 60);
+    d.send_finishes(&ids[..30]).await;
+    assert_eq!(d.outcomes(5, Duration::from_secs(20)).await, (5, 0));
 
     d.kill(keeper).await;
     let killed = Instant::now();
+    // More commands while the deployment has no keeper.
+    d.send_finishes(&ids[30..]).await;
     let next = d.the_keeper(Duration::from_secs(15)).await;
     eprintln!(
         "keeper {keeper} killed; {next} took over after {:?}",
         killed.elapsed()
     );
     assert_ne!(next, keeper);
-    d.send_finishes(&ids[10..]).await;
-    assert_eq!(d.outcomes(10, Duration::from_secs(20)).await, (10, 0));
+    let deadline = Instant::now() + Duration::from_secs(30);
+    for id in &ids {
+        while d.sandbox.order(APPID, id).map(|o| o.state_code)
+            != Some(weibo_relay::tooling::sandbox::FINISHED)
+        {
+            assert!(Instant::now() < deadline, "order {id} never finished");
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    }
+    // The rest of the outcomes (a command the dead keeper had called and not acked is
+    // called again, answered 70102, and succeeds as well): none failed.
+    assert_eq!(d.outcomes(55, Duration::from_secs(20)).await, (55, 0));
     // The new keeper kept the old keeper's token: still valid, and a new one would have
     // cost every process a rejected call.
     assert_eq!(d.tokens_issued().await, 1);
+    assert_eq!(d.token_refusals().await.0, 0);
 }
 
 #[tokio::test]
@@ -374,6 +394,62 @@ async fn a_keeper_cut_off_from_the_broker_stops_keeping_at_once_and_another_take
     assert_eq!(d.outcomes(5, Duration::from_secs(20)).await, (5, 0));
 }
 
+/// A partition rather than a clean cut: the keeper's connection stays open but nothing
+/// passes. The keeper stands down once its pings stop coming back; the broker gives the lead
+/// to the other process once it misses the keeper's heartbeats; the partitioned one never
+/// asks for a token again.
+#[tokio::test]
+async fn a_keeper_behind_a_partition_stands_down_and_another_takes_over_within_15_s() {
+    // A 6 s token, refreshed every 4.5 s.
+    let mut d = Deployment::start(Duration::from_secs(6), 1000).await;
+    let proxy = TcpProxy::start("127.0.0.1:5672".parse().unwrap()).await;
+    let held = d.spawn(Some(&proxy.amqp_url())).await;
+    d.wait_ready(held).await;
+    assert_eq!(d.the_keeper(Duration::from_secs(5)).await, held);
+    let other = d.spawn(None).await;
+    d.wait_ready(other).await;
+
+    proxy.black_hole();
+    let partitioned = Instant::now();
+    let refreshed_before = d.metric(held, "weibo_relay_token_refreshes_total").await;
+    let deadline = partitioned + Duration::from_secs(6);
+    while d.metric(held, "weibo_relay_token_keeper_active").await != 0.0 {
+        assert!(
+            Instant::now() < deadline,
+            "the partitioned keeper still keeps; it logged:\n{}",
+            d.worker(held).logged().join("\n")
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let stood_down = partitioned.elapsed();
+    let deadline = partitioned + Duration::from_secs(15);
+    while d.metric(other, "weibo_relay_token_keeper_active").await != 1.0 {
+        assert!(
+            Instant::now() < deadline,
+            "no keeper 15 s after the partition"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    eprintln!(
+        "partition: the keeper stood down after {stood_down:?}; another led after {:?}",
+        partitioned.elapsed()
+    );
+    eventually(
+        Duration::from_secs(20),
+        "a refresh by the new keeper",
+        || async { d.metric(other, "weibo_relay_token_refreshes_total").await >= 1.0 },
+    )
+    .await;
+    assert_eq!(
+        d.metric(held, "weibo_relay_token_refreshes_total").await,
+        refreshed_before,
+        "a keeper behind a partition asked for tokens"
+    );
+    let ids = d.sandbox.create_orders(APPID, 5);
+    d.send_finishes(&ids).await;
+    assert_eq!(d.outcomes(5, Duration::from_secs(20)).await, (5, 0));
+}
+
 #[tokio::test]
 async fn three_workers_together_stay_within_the_platform_rate() {
     const RATE: u32 = 40;
@@ -434,6 +510,31 @@ async fn a_token_never_crosses_the_broker_in_clear() {
         auto_delete: true,
         ..Default::default()
     };
+    // And everything any process of this deployment publishes anywhere, through RabbitMQ's
+    // firehose: the events exchange (outcomes), the tokens exchange, and the default exchange
+    // (keeper requests, permits, delay and dead queues).
+    let _firehose = Firehose::on();
+    let all = format!("{}.firehose", d.settings.amqp.fulfilment_queue);
+    d.channel
+        .queue_declare(all.as_str().into(), exclusive, FieldTable::default())
+        .await
+        .unwrap();
+    for exchange in [
+        d.settings.amqp.events_exchange.clone(),
+        format!("{}.tokens", d.settings.amqp.fulfilment_queue),
+        String::new(),
+    ] {
+        d.channel
+            .queue_bind(
+                all.as_str().into(),
+                "amq.rabbitmq.trace".into(),
+                format!("publish.{exchange}").as_str().into(),
+                QueueBindOptions::default(),
+                FieldTable::default(),
+            )
+            .await
+            .unwrap();
+    }
     let first = d.spawn(None).await;
     d.wait_ready(first).await;
     d.channel
@@ -466,6 +567,19 @@ async fn a_token_never_crosses_the_broker_in_clear() {
     d.send_finishes(&ids).await;
     assert_eq!(d.outcomes(4, Duration::from_secs(20)).await, (4, 0));
     assert_eq!(d.tokens_issued().await, 2);
+    // One command that is retried, then dead-lettered: delay and dead queue messages too.
+    d.sandbox.create_orders(APPID, 1);
+    d.channel
+        .basic_publish(
+            "".into(),
+            d.settings.amqp.fulfilment_queue.as_str().into(),
+            BasicPublishOptions::default(),
+            finish("no-such-order").to_string().as_bytes(),
+            BasicProperties::default().with_delivery_mode(2),
+        )
+        .await
+        .unwrap();
+    assert_eq!(d.outcomes(1, Duration::from_secs(20)).await, (0, 1));
 
     let mut generations = Vec::new();
     let channel = d.connection.create_channel().await.unwrap();
@@ -494,6 +608,100 @@ async fn a_token_never_crosses_the_broker_in_clear() {
         generations.windows(2).any(|w| w[1] > w[0]),
         "{generations:?}"
     );
+
+    // Every message this deployment published, body and headers: no token in clear.
+    let prefix = d
+        .settings
+        .amqp
+        .fulfilment_queue
+        .trim_end_matches("fulfilment")
+        .to_owned();
+    let mut ours = std::collections::BTreeMap::<String, usize>::new();
+    loop {
+        let got = channel
+            .basic_get(all.as_str().into(), Default::default())
+            .await
+            .unwrap();
+        let Some(message) = got else { break };
+        let headers = message
+            .delivery
+            .properties
+            .headers()
+            .as_ref()
+            .map(table_text)
+            .unwrap_or_default();
+        let exchange = message
+            .delivery
+            .routing_key
+            .as_str()
+            .trim_start_matches("publish.")
+            .to_owned();
+        // The default exchange carries every test's messages: ours are routed to our names.
+        if !exchange.starts_with(&prefix) && !headers.contains(&prefix) {
+            continue;
+        }
+        let body = String::from_utf8_lossy(&message.delivery.data).into_owned();
+        assert!(
+            !contains_token(&body),
+            "a token in clear on {exchange}: {body}"
+        );
+        assert!(
+            !contains_token(&headers),
+            "a token in clear in headers on {exchange}: {headers}"
+        );
+        *ours.entry(exchange).or_default() += 1;
+    }
+    // Something was seen on each of the three: the check looked where the messages are.
+    assert_eq!(ours.len(), 3, "{ours:?}");
+}
+
+/// Every key and value of an AMQP table as text (lapin's `Debug` shows strings as bytes).
+fn table_text(table: &FieldTable) -> String {
+    fn value_text(value: &lapin::types::AMQPValue) -> String {
+        use lapin::types::AMQPValue;
+        match value {
+            AMQPValue::LongString(s) => String::from_utf8_lossy(s.as_bytes()).into_owned(),
+            AMQPValue::ShortString(s) => s.to_string(),
+            AMQPValue::FieldArray(a) => a
+                .as_slice()
+                .iter()
+                .map(value_text)
+                .collect::<Vec<_>>()
+                .join(","),
+            AMQPValue::FieldTable(t) => table_text(t),
+            AMQPValue::ByteArray(b) => String::from_utf8_lossy(b.as_slice()).into_owned(),
+            other => format!("{other:?}"),
+        }
+    }
+    table
+        .inner()
+        .iter()
+        .map(|(k, v)| format!("{k}={}", value_text(v)))
+        .collect::<Vec<_>>()
+        .join(" ")
+}
+
+/// RabbitMQ's firehose on the default vhost for as long as it lives: every publish is copied
+/// to `amq.rabbitmq.trace` (routing key `publish.<exchange>`).
+struct Firehose;
+
+impl Firehose {
+    fn on() -> Self {
+        let on = std::process::Command::new("rabbitmqctl")
+            .args(["trace_on", "-p", "/"])
+            .output()
+            .expect("rabbitmqctl runs");
+        assert!(on.status.success(), "rabbitmqctl trace_on failed");
+        Self
+    }
+}
+
+impl Drop for Firehose {
+    fn drop(&mut self) {
+        let _ = std::process::Command::new("rabbitmqctl")
+            .args(["trace_off", "-p", "/"])
+            .output();
+    }
 }
 
 /// True when `text` holds something shaped like a sandbox access token (`2.00` + 30 alnum).
@@ -502,4 +710,79 @@ fn contains_token(text: &str) -> bool {
         let rest = &text[i + 4..];
         rest.len() >= 30 && rest.bytes().take(30).all(|b| b.is_ascii_alphanumeric())
     })
+}
+
+/// Anyone who can write to the tokens exchange can send an announcement; only one sealed
+/// with the merchant's key is believed. Garbage, a bad seal and a seal under another key
+/// (with a tempting generation and a forged token) are each counted and ignored: the worker
+/// keeps its token, asks for no other, and every command succeeds with it.
+#[tokio::test]
+async fn announcements_that_do_not_open_are_counted_and_ignored() {
+    use weibo_relay::keeper::sealed::{seal, MerchantKeys, TokenMessage, TokenPlain};
+    let mut d = Deployment::start(Duration::from_secs(7200), 1000).await;
+    let only = d.spawn(None).await;
+    d.wait_ready(only).await;
+    assert_eq!(d.tokens_issued().await, 1);
+    let rejected = "weibo_relay_token_messages_rejected_total";
+    assert_eq!(d.metric(only, rejected).await, 0.0);
+
+    let mut stranger = d.settings.merchants.get(APPID).unwrap().clone();
+    stranger.client_secret = "somebody-else-0123456789".to_owned().into();
+    let forged = TokenPlain {
+        access_token: format!("2.00{}", "F".repeat(30)).into(),
+        issued_at: 0,
+        expires_in: 7200,
+        obtained_at_ms: 0,
+    };
+    let wrong_key = seal(&MerchantKeys::derive(&stranger), APPID, 999, &forged);
+    let mut altered = seal(
+        &MerchantKeys::derive(d.settings.merchants.get(APPID).unwrap()),
+        APPID,
+        998,
+        &forged,
+    );
+    // Announced under another generation than the one sealed in (the generation is bound).
+    altered.generation = 1000;
+    let bodies: Vec<Vec<u8>> = vec![
+        b"not json at all".to_vec(),
+        serde_json::to_vec(&TokenMessage {
+            sealed: "AAAA".into(),
+            ..wrong_key.clone()
+        })
+        .unwrap(),
+        serde_json::to_vec(&wrong_key).unwrap(),
+        serde_json::to_vec(&altered).unwrap(),
+    ];
+    let exchange = format!("{}.tokens", d.settings.amqp.fulfilment_queue);
+    for body in &bodies {
+        d.channel
+            .basic_publish(
+                exchange.as_str().into(),
+                APPID.into(),
+                BasicPublishOptions::default(),
+                body,
+                BasicProperties::default(),
+            )
+            .await
+            .unwrap()
+            .await
+            .unwrap();
+    }
+    let counted = bodies.len() as f64;
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while d.metric(only, rejected).await < counted {
+        assert!(
+            Instant::now() < deadline,
+            "not every bad announcement counted"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    assert_eq!(d.metric(only, rejected).await, counted);
+    let ids = d.sandbox.create_orders(APPID, 5);
+    d.send_finishes(&ids).await;
+    assert_eq!(d.outcomes(5, Duration::from_secs(20)).await, (5, 0));
+    assert_eq!(d.tokens_issued().await, 1);
+    // Every call was made with the genuine token: none refused for its token.
+    let calls = &d.counters().await["calls"]["retailerFinishSub"];
+    assert_eq!(calls, &json!({"0": 5}), "{calls}");
 }
