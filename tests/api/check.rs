@@ -38,6 +38,19 @@ fn check_blocking(toml: &str) -> (Option<i32>, Vec<String>, String) {
     )
 }
 
+/// No sign key, client secret or AMQP password in what `check` printed.
+fn assert_no_secret(text: &str) {
+    for secret in [
+        SIGN_KEY,
+        OTHER_SIGN_KEY,
+        "test-client-secret",
+        "other-client-secret",
+        "guest:guest",
+    ] {
+        assert!(!text.contains(secret), "{secret} printed:\n{text}");
+    }
+}
+
 fn line<'a>(lines: &'a [String], start: &str) -> &'a str {
     lines
         .iter()
@@ -99,15 +112,7 @@ async fn check_passes_a_working_configuration_and_names_each_thing_that_would_fa
     }
     assert!(line(&lines, "ok   weibo.api_base 127.0.0.1: ").contains("answered HTTP"));
     assert!(line(&lines, "ok   merchant 100023: ").contains("no token requested"));
-    let text = lines.join("\n");
-    for secret in [
-        SIGN_KEY,
-        OTHER_SIGN_KEY,
-        "test-client-secret",
-        "guest:guest",
-    ] {
-        assert!(!text.contains(secret), "{secret} printed");
-    }
+    assert_no_secret(&lines.join("\n"));
 
     // A delay queue someone declared by hand with other arguments (the old TTL trap), a
     // platform host (both bases) that does not resolve, a node that refuses, a client_id with letters.
@@ -160,6 +165,8 @@ async fn check_passes_a_working_configuration_and_names_each_thing_that_would_fa
     );
     let (code, lines, stderr) = check(&relay_toml(&broken)).await;
     assert_eq!(code, Some(2), "{lines:#?}");
+    // A failing check names what failed, never a credential (the refusing node's URL too).
+    assert_no_secret(&format!("{}\n{stderr}", lines.join("\n")));
     assert_eq!(
         stderr,
         format!("weibo-relay: 5 of {} checks failed\n", lines.len())

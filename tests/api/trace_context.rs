@@ -121,3 +121,60 @@ async fn a_command_trace_continues_into_its_outcome_whose_message_id_is_stable()
         message_id
     );
 }
+
+/// The worker's log lines about a traced command are in the command's trace: an operator who
+/// has the trace id from the consumer finds the platform call in the worker's log.
+#[tokio::test]
+async fn a_worker_logs_a_traced_command_under_its_trace_id() {
+    use weibo_relay::tooling::sandbox::{Sandbox, SandboxConfig};
+    let mut settings = test_settings(AMQP_URL);
+    let sandbox = Sandbox::start(SandboxConfig::new(settings.merchants.clone())).unwrap();
+    use_platform(&mut settings, &sandbox);
+    let _topology = TopologyGuard::new(&settings);
+    let relay = RelayProcess::start("worker", &relay_toml(&settings), "weibo_relay=debug");
+    relay.wait_ready().await;
+    let id = sandbox.create_orders(APPID, 1).remove(0);
+    let conn = lapin::Connection::connect(AMQP_URL, Default::default())
+        .await
+        .unwrap();
+    let channel = conn.create_channel().await.unwrap();
+    let mut headers = FieldTable::default();
+    headers.insert("traceparent".into(), text(PARENT));
+    channel
+        .basic_publish(
+            "".into(),
+            settings.amqp.fulfilment_queue.as_str().into(),
+            Default::default(),
+            finish(&id).to_string().as_bytes(),
+            lapin::BasicProperties::default().with_headers(headers),
+        )
+        .await
+        .unwrap();
+    let mut seen = Vec::new();
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
+    let call = loop {
+        seen.extend(relay.logged());
+        let found = seen.iter().find_map(|l| {
+            let entry: serde_json::Value = serde_json::from_str(l).ok()?;
+            (entry["message"] == "platform answered").then_some(entry)
+        });
+        if let Some(entry) = found {
+            break entry;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "no call logged:\n{}",
+            seen.join("\n")
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    };
+    let spans = call["spans"].as_array().expect("the line lists its spans");
+    assert!(
+        spans
+            .iter()
+            .any(|s| s["name"] == "fulfil" && s["trace_id"] == TRACE_ID),
+        "{call}"
+    );
+    let _ = conn.close(200, "done".into()).await;
+    relay.signal("TERM").await;
+}
