@@ -40,7 +40,7 @@ pub(super) fn dlq(config: Option<PathBuf>, action: DlqAction) -> anyhow::Result<
                             "id={} attempts={} last_code={} reason={:?} command={}",
                             d.id,
                             d.attempts,
-                            d.last_code.as_deref().unwrap_or("none"),
+                            d.last_code.as_deref().unwrap_or("null"),
                             d.reason.as_deref().unwrap_or(""),
                             d.body
                         );

@@ -170,12 +170,15 @@ async fn a_command_that_never_succeeds_is_dead_lettered_after_max_attempts_and_c
         ),
     )
     .unwrap();
-    let out = std::process::Command::new(env!("CARGO_BIN_EXE_weibo-relay"))
-        .args(["dlq", "list", "--json", "--config"])
-        .arg(&file)
-        .output()
-        .unwrap();
-    std::fs::remove_dir_all(&dir).unwrap();
+    let dlq_list = |json: bool| {
+        let mut cmd = std::process::Command::new(env!("CARGO_BIN_EXE_weibo-relay"));
+        cmd.args(["dlq", "list", "--config"]).arg(&file);
+        if json {
+            cmd.arg("--json");
+        }
+        cmd.output().unwrap()
+    };
+    let out = dlq_list(true);
     assert!(
         out.status.success(),
         "{}",
@@ -189,6 +192,18 @@ async fn a_command_that_never_succeeds_is_dead_lettered_after_max_attempts_and_c
         serde_json::from_str::<Value>(line["body"].as_str().unwrap()).unwrap(),
         finish(&ids[0])
     );
+    // The text form spells a missing code as the JSON does. (Listing puts the command back
+    // when its connection closes: wait for it before listing again.)
+    eventually(Duration::from_secs(5), "listed command back", || async {
+        rig.dead_depth().await == 1
+    })
+    .await;
+    let text = String::from_utf8(dlq_list(false).stdout).unwrap();
+    assert!(
+        text.trim().contains(" attempts=4 last_code=null reason="),
+        "{text}"
+    );
+    std::fs::remove_dir_all(&dir).unwrap();
 
     // Listing returns what it read when its connection closes; that takes a moment.
     eventually(
