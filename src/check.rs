@@ -85,20 +85,8 @@ async fn broker(settings: &Settings) -> Vec<Line> {
     let mut reached = None;
     for (uri, node) in endpoints {
         let started = Instant::now();
-        let attempt = lapin::DefaultConnectionBuilder::new().map(|b| {
-            b.with_uri(uri)
-                .with_properties(
-                    lapin::ConnectionProperties::default()
-                        .with_connection_name("weibo-relay check".into()),
-                )
-                .with_tls_config(tls.clone())
-        });
-        let connected = match attempt {
-            Ok(builder) => tokio::time::timeout(TIMEOUT, builder.connect()).await,
-            Err(e) => Ok(Err(e)),
-        };
-        match connected {
-            Ok(Ok(connection)) => {
+        match crate::amqp::connect_node(&uri, &tls, "weibo-relay check").await {
+            Ok(connection) => {
                 lines.push(line(
                     Verdict::Ok,
                     format!("broker {node}"),
@@ -110,12 +98,7 @@ async fn broker(settings: &Settings) -> Vec<Line> {
                     let _ = connection.close(200, "checked".into()).await;
                 }
             }
-            Ok(Err(e)) => lines.push(line(Verdict::Fail, format!("broker {node}"), e.to_string())),
-            Err(_) => lines.push(line(
-                Verdict::Fail,
-                format!("broker {node}"),
-                format!("no answer within {TIMEOUT:?}"),
-            )),
+            Err(why) => lines.push(line(Verdict::Fail, format!("broker {node}"), why)),
         }
     }
     let Some(connection) = reached else {

@@ -15,7 +15,7 @@ use tokio_util::sync::CancellationToken;
 
 use crate::config::AmqpSettings;
 
-pub use publish::{Outgoing, PublishError, Publisher};
+pub use publish::{confirm_channel, publish_confirmed, Outgoing, PublishError, Publisher};
 pub use topology::{QueueSpec, Topology};
 
 /// How long one connection attempt to one node (TCP, TLS, handshake, declarations) may take.
@@ -199,17 +199,11 @@ impl Supervisor {
         None
     }
 
-    async fn connect(&self, uri: &lapin::uri::AMQPUri, id: u64) -> Result<Link, lapin::Error> {
-        let props = ConnectionProperties::default().with_connection_name("weibo-relay".into());
-        let connection = lapin::DefaultConnectionBuilder::new()?
-            .with_uri(uri.clone())
-            .with_properties(props)
-            .with_tls_config(self.tls.clone())
-            .connect()
-            .await?;
+    async fn connect(&self, uri: &lapin::uri::AMQPUri, id: u64) -> Result<Link, String> {
+        let connection = connect_node(uri, &self.tls, "weibo-relay").await?;
         if let Err(error) = declare_on(&connection, &self.topology).await {
             let _ = connection.close(200, "topology not declared".into()).await;
-            return Err(error);
+            return Err(error.to_string());
         }
         Ok(Link {
             connection: Arc::new(connection),
@@ -251,6 +245,29 @@ impl Supervisor {
     }
 }
 
+/// One attempt at one node within [`CONNECT_TIMEOUT`]: every connection the relay and its
+/// tools open goes through here. The error says why, without the URL.
+pub async fn connect_node(
+    uri: &lapin::uri::AMQPUri,
+    tls: &lapin::tcp::OwnedTLSConfig,
+    name: &str,
+) -> Result<Connection, String> {
+    let props = ConnectionProperties::default().with_connection_name(name.into());
+    let attempt = async {
+        lapin::DefaultConnectionBuilder::new()?
+            .with_uri(uri.clone())
+            .with_properties(props)
+            .with_tls_config(tls.clone())
+            .connect()
+            .await
+    };
+    match tokio::time::timeout(CONNECT_TIMEOUT, attempt).await {
+        Ok(Ok(connection)) => Ok(connection),
+        Ok(Err(error)) => Err(error.to_string()),
+        Err(_) => Err(format!("no answer within {CONNECT_TIMEOUT:?}")),
+    }
+}
+
 /// A plain connection for a short operator command (`dlq`, clean-up): the same nodes and
 /// TLS files as the relay, tried in order; the error names every node tried, password hidden.
 pub async fn connect_once(settings: &AmqpSettings, name: &str) -> Result<Connection, ConnectError> {
@@ -260,46 +277,24 @@ pub async fn connect_once(settings: &AmqpSettings, name: &str) -> Result<Connect
     let tls = settings.tls().map_err(|e| ConnectError(e.to_string()))?;
     let mut failures = Vec::new();
     for (uri, node) in endpoints {
-        let props = ConnectionProperties::default().with_connection_name(name.into());
-        let attempt = async {
-            lapin::DefaultConnectionBuilder::new()?
-                .with_uri(uri)
-                .with_properties(props)
-                .with_tls_config(tls.clone())
-                .connect()
-                .await
-        };
-        match tokio::time::timeout(CONNECT_TIMEOUT, attempt).await {
-            Ok(Ok(connection)) => return Ok(connection),
-            Ok(Err(error)) => failures.push(format!("{node}: {error}")),
-            Err(_) => failures.push(format!("{node}: no answer within {CONNECT_TIMEOUT:?}")),
+        match connect_node(&uri, &tls, name).await {
+            Ok(connection) => return Ok(connection),
+            Err(error) => failures.push(format!("{node}: {error}")),
         }
     }
     Err(ConnectError(failures.join("; ")))
 }
 
 /// A plain connection to one URL given on a command line (the load generators), without
-/// the configuration's TLS files; the error hides the password.
+/// TLS files.
 pub async fn connect_url(url: &str, name: &str) -> Result<Connection, ConnectError> {
     let shown = crate::config::redacted(url);
     let uri: lapin::uri::AMQPUri = url
         .parse()
         .map_err(|_| ConnectError(format!("{shown}: not an AMQP URL")))?;
-    let props = ConnectionProperties::default().with_connection_name(name.into());
-    let attempt = async {
-        lapin::DefaultConnectionBuilder::new()?
-            .with_uri(uri)
-            .with_properties(props)
-            .connect()
-            .await
-    };
-    match tokio::time::timeout(CONNECT_TIMEOUT, attempt).await {
-        Ok(Ok(connection)) => Ok(connection),
-        Ok(Err(error)) => Err(ConnectError(format!("{shown}: {error}"))),
-        Err(_) => Err(ConnectError(format!(
-            "{shown}: no answer within {CONNECT_TIMEOUT:?}"
-        ))),
-    }
+    connect_node(&uri, &Default::default(), name)
+        .await
+        .map_err(|error| ConnectError(format!("{shown}: {error}")))
 }
 
 /// No node of `amqp.url`/`amqp.urls` took the connection.

@@ -4,7 +4,7 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use lapin::options::{BasicPublishOptions, ConfirmSelectOptions};
-use lapin::{BasicProperties, Channel, Confirmation};
+use lapin::{BasicProperties, Channel, Confirmation, Connection};
 
 use super::{Broker, Link};
 
@@ -54,6 +54,52 @@ pub enum PublishError {
     Timeout(Duration),
 }
 
+/// A channel of `connection` in confirm mode, for a tool that publishes on a connection of
+/// its own (`dlq`, the sample consumer, the benches).
+pub async fn confirm_channel(connection: &Connection) -> Result<Channel, lapin::Error> {
+    let channel = connection.create_channel().await?;
+    channel
+        .confirm_select(ConfirmSelectOptions::default())
+        .await?;
+    Ok(channel)
+}
+
+/// Publishes `msg` on `channel` (in confirm mode), mandatory, and waits for the broker's
+/// confirm; Ok only on a plain ack.
+pub async fn publish_confirmed(channel: &Channel, msg: Outgoing<'_>) -> Result<(), PublishError> {
+    send(channel, msg, true).await
+}
+
+/// One publish and its confirm, read strictly: a return, a nack or a channel without
+/// confirms is an error.
+async fn send(channel: &Channel, msg: Outgoing<'_>, mandatory: bool) -> Result<(), PublishError> {
+    let options = BasicPublishOptions {
+        mandatory,
+        ..BasicPublishOptions::default()
+    };
+    let pending = channel
+        .basic_publish(
+            msg.exchange.into(),
+            msg.routing_key.into(),
+            options,
+            msg.body,
+            msg.properties,
+        )
+        .await
+        .map_err(PublishError::Publish)?;
+    match pending.await.map_err(PublishError::Confirm)? {
+        Confirmation::Ack(None) => Ok(()),
+        Confirmation::Ack(Some(returned)) | Confirmation::Nack(Some(returned)) => {
+            Err(PublishError::Returned {
+                code: returned.reply_code,
+                text: returned.reply_text.to_string(),
+            })
+        }
+        Confirmation::Nack(None) => Err(PublishError::Nacked),
+        Confirmation::NotRequested => Err(PublishError::NotConfirmed),
+    }
+}
+
 /// A role's own confirm channel on the supervised connection. A channel the broker closes
 /// (a publish to a deleted exchange, say) is replaced on the next publish; the connection,
 /// and every other role's channel, is not touched. Cheap to clone: clones share the channel.
@@ -94,33 +140,7 @@ impl Publisher {
         let link = self.broker.current().ok_or(PublishError::NotConnected)?;
         let channel = self.channel_on(&link).await?;
         let started = Instant::now();
-        let confirmed = async {
-            let options = BasicPublishOptions {
-                mandatory,
-                ..BasicPublishOptions::default()
-            };
-            let pending = channel
-                .basic_publish(
-                    msg.exchange.into(),
-                    msg.routing_key.into(),
-                    options,
-                    msg.body,
-                    msg.properties,
-                )
-                .await
-                .map_err(PublishError::Publish)?;
-            match pending.await.map_err(PublishError::Confirm)? {
-                Confirmation::Ack(None) => Ok(()),
-                Confirmation::Ack(Some(returned)) | Confirmation::Nack(Some(returned)) => {
-                    Err(PublishError::Returned {
-                        code: returned.reply_code,
-                        text: returned.reply_text.to_string(),
-                    })
-                }
-                Confirmation::Nack(None) => Err(PublishError::Nacked),
-                Confirmation::NotRequested => Err(PublishError::NotConfirmed),
-            }
-        };
+        let confirmed = send(&channel, msg, mandatory);
         let result = tokio::time::timeout(self.confirm_timeout, confirmed)
             .await
             .unwrap_or(Err(PublishError::Timeout(self.confirm_timeout)));
@@ -157,13 +177,7 @@ impl Publisher {
         if let Some(channel) = self.cached(link) {
             return Ok(channel);
         }
-        let channel = link
-            .connection()
-            .create_channel()
-            .await
-            .map_err(PublishError::Channel)?;
-        channel
-            .confirm_select(ConfirmSelectOptions::default())
+        let channel = confirm_channel(link.connection())
             .await
             .map_err(PublishError::Channel)?;
         *self.slot() = Some((link.id, channel.clone()));

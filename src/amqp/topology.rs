@@ -316,6 +316,30 @@ impl Topology {
     }
 }
 
+/// Messages in `queue` now, or `None` when there is no such queue. Asks on a channel of its
+/// own: the broker closes the channel of a passive declaration that finds nothing.
+pub async fn queue_depth(
+    connection: &Connection,
+    queue: &str,
+) -> Result<Option<u32>, lapin::Error> {
+    let channel = connection.create_channel().await?;
+    let passive = QueueDeclareOptions {
+        passive: true,
+        ..QueueDeclareOptions::default()
+    };
+    match channel
+        .queue_declare(queue.into(), passive, FieldTable::default())
+        .await
+    {
+        Ok(declared) => {
+            let _ = channel.close(200, "queue looked at".into()).await;
+            Ok(Some(declared.message_count()))
+        }
+        Err(e) if is_not_found(&e) => Ok(None),
+        Err(e) => Err(e),
+    }
+}
+
 fn is_not_found(error: &lapin::Error) -> bool {
     use lapin::protocol::{AMQPErrorKind, AMQPSoftError};
     matches!(error.kind(), lapin::ErrorKind::ProtocolError(e)

@@ -74,7 +74,7 @@ impl LogReader {
                     .with_delivery_mode(2)
                     .with_type(MARK_TYPE.into())
                     .with_message_id(mark.as_str().into())
-                    .with_timestamp(unix_secs(now)),
+                    .with_timestamp(crate::clock::secs_of(now)),
             })
             .await?;
         let mut reader = Self::open(connection, stream, Offset::Since(since)).await?;
@@ -94,7 +94,7 @@ impl LogReader {
             .await?;
         let mut arguments = FieldTable::default();
         let start = match offset {
-            Offset::Since(at) => AMQPValue::Timestamp(unix_secs(at)),
+            Offset::Since(at) => AMQPValue::Timestamp(crate::clock::secs_of(at)),
             Offset::Next => AMQPValue::LongString(LongString::from("next")),
         };
         arguments.insert("x-stream-offset".into(), start);
@@ -168,6 +168,4 @@ pub fn received_at(delivery: &Delivery) -> Option<SystemTime> {
         .map(|secs| UNIX_EPOCH + Duration::from_secs(secs))
 }
 
-fn unix_secs(at: SystemTime) -> u64 {
-    at.duration_since(UNIX_EPOCH).map_or(0, |d| d.as_secs())
-}
+

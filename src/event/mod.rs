@@ -8,7 +8,7 @@ pub mod replay;
 
 use std::collections::BTreeMap;
 use std::fmt;
-use std::time::{SystemTime, UNIX_EPOCH};
+use std::time::SystemTime;
 
 use lapin::types::{AMQPValue, FieldTable, LongString};
 use lapin::BasicProperties;
@@ -166,9 +166,7 @@ impl Event<'_> {
             SOURCE_HEADER.into(),
             AMQPValue::LongString(LongString::from(self.source.as_str())),
         );
-        let seconds = received_at
-            .duration_since(UNIX_EPOCH)
-            .map_or(0, |d| d.as_secs());
+        let seconds = crate::clock::secs_of(received_at);
         BasicProperties::default()
             .with_delivery_mode(2)
             .with_content_type("application/json".into())

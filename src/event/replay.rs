@@ -4,7 +4,6 @@ use std::io::Write;
 use std::time::{Duration, Instant, SystemTime};
 
 use lapin::message::Delivery;
-use lapin::options::QueueDeclareOptions;
 use lapin::types::{AMQPValue, FieldTable};
 use lapin::BasicProperties;
 
@@ -108,28 +107,12 @@ async fn replay_on(
         log: log.clone(),
         source,
     };
-    // Asking closes the channel when the queue is missing: a channel of its own.
-    let probe = link
-        .connection()
-        .create_channel()
+    let target = crate::amqp::topology::queue_depth(link.connection(), &options.to_queue)
         .await
         .map_err(|e| log_error(e.into()))?;
-    let passive = QueueDeclareOptions {
-        passive: true,
-        ..QueueDeclareOptions::default()
-    };
-    if probe
-        .queue_declare(
-            options.to_queue.as_str().into(),
-            passive,
-            FieldTable::default(),
-        )
-        .await
-        .is_err()
-    {
+    if target.is_none() {
         return Err(ReplayError::NoSuchQueue(options.to_queue.clone()));
     }
-    let _ = probe.close(200, "queue found".into()).await;
 
     let publisher = broker.publisher();
     let mut reader = LogReader::to_end(link.connection(), &publisher, &log, options.since)

@@ -34,7 +34,6 @@ use tokio::task::JoinHandle;
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
-use super::refresh::unix_ms;
 use super::sealed::{self, MerchantKeys, Request, TokenMessage, TokenPlain};
 use super::{KeeperEvents, Lead, TokenKeeper};
 use crate::amqp::{Broker, Link};
@@ -299,7 +298,7 @@ impl Agent {
             return;
         };
         // Its age by the leader's clock, counted back from now on ours.
-        let age = Duration::from_millis(unix_ms().saturating_sub(plain.obtained_at_ms));
+        let age = Duration::from_millis(crate::clock::unix_millis().saturating_sub(plain.obtained_at_ms));
         let obtained_at = Instant::now().checked_sub(age).unwrap_or_else(Instant::now);
         let token = Token::new(
             plain.access_token,
@@ -352,7 +351,7 @@ impl Agent {
             access_token: token.secret().expose_secret().to_owned().into(),
             issued_at: token.issued_at(),
             expires_in: token.expires_in().as_secs(),
-            obtained_at_ms: unix_ms().saturating_sub(age.as_millis() as u64),
+            obtained_at_ms: crate::clock::unix_millis().saturating_sub(age.as_millis() as u64),
         };
         let message = sealed::seal(keys, appid, generation, &plain);
         let body = serde_json::to_vec(&message).expect("a sealed token serializes");

@@ -2,7 +2,6 @@
 //! platform for that merchant's tokens.
 
 use std::sync::Arc;
-use std::time::{SystemTime, UNIX_EPOCH};
 
 use tokio::sync::{mpsc, watch};
 use tokio::time::{sleep, sleep_until};
@@ -78,7 +77,7 @@ impl Refresher {
         self.tx.send_modify(|s| {
             // Milliseconds since the epoch: increasing across leaders too, as long as their
             // clocks are within the time between two refreshes of each other.
-            generation = unix_ms().max(s.generation + 1);
+            generation = crate::clock::unix_millis().max(s.generation + 1);
             s.generation = generation;
             s.token = Some(Arc::new(token));
         });
@@ -117,10 +116,4 @@ impl Refresher {
     }
 }
 
-/// Unix time in milliseconds.
-pub(crate) fn unix_ms() -> u64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map(|d| d.as_millis() as u64)
-        .unwrap_or_default()
-}
+

@@ -277,9 +277,7 @@ impl Sweeper {
             kind: EventKind::SubOrder,
             sub_order_id: Some(sub_order_id.clone()),
             state_code: row.get("state_code").unwrap_or(&Value::Null),
-            timestamp: now
-                .duration_since(SystemTime::UNIX_EPOCH)
-                .map_or(0, |d| d.as_secs() as i64),
+            timestamp: i64::try_from(crate::clock::secs_of(now)).unwrap_or(i64::MAX),
             params: &no_params,
             data: row,
             source: Source::Reconcile,

@@ -1,6 +1,6 @@
 //! Operator tools for `<fulfilment_queue>.dead`: list dead commands, move them back.
 
-use lapin::options::{BasicAckOptions, BasicGetOptions, BasicPublishOptions, ConfirmSelectOptions};
+use lapin::options::{BasicAckOptions, BasicGetOptions};
 use lapin::types::AMQPValue;
 use lapin::{BasicProperties, Connection};
 use serde::Serialize;
@@ -32,29 +32,10 @@ async fn connect(amqp: &AmqpSettings) -> anyhow::Result<Connection> {
 /// True when `queue` exists. A missing dead queue means no worker ever ran with this
 /// `fulfilment_queue`: nothing died, which is not an error for the operator.
 async fn exists(conn: &Connection, queue: &str) -> anyhow::Result<bool> {
-    // A passive declare of a missing queue closes its channel: use a throw-away one.
-    let channel = conn.create_channel().await?;
-    let options = lapin::options::QueueDeclareOptions {
-        passive: true,
-        ..Default::default()
-    };
-    match channel
-        .queue_declare(queue.into(), options, Default::default())
+    crate::amqp::topology::queue_depth(conn, queue)
         .await
-    {
-        Ok(_) => {
-            let _ = channel.close(200, "checked".into()).await;
-            Ok(true)
-        }
-        Err(e) if is_not_found(&e) => Ok(false),
-        Err(e) => Err(anyhow::anyhow!("cannot read {queue}: {e}")),
-    }
-}
-
-fn is_not_found(error: &lapin::Error) -> bool {
-    use lapin::protocol::{AMQPErrorKind, AMQPSoftError};
-    matches!(error.kind(), lapin::ErrorKind::ProtocolError(e)
-        if *e.kind() == AMQPErrorKind::Soft(AMQPSoftError::NOTFOUND))
+        .map(|depth| depth.is_some())
+        .map_err(|e| anyhow::anyhow!("cannot read {queue}: {e}"))
 }
 
 /// Reads up to `limit` dead commands without removing them.
@@ -95,10 +76,7 @@ pub async fn redrive(amqp: &AmqpSettings, limit: usize) -> anyhow::Result<usize>
         conn.close(200, "dlq redrive done".into()).await?;
         return Ok(0);
     }
-    let channel = conn.create_channel().await?;
-    channel
-        .confirm_select(ConfirmSelectOptions::default())
-        .await?;
+    let channel = crate::amqp::confirm_channel(&conn).await?;
     let queue = dead_queue(&amqp.fulfilment_queue);
     let mut moved = 0;
     while moved < limit {
@@ -116,22 +94,19 @@ pub async fn redrive(amqp: &AmqpSettings, limit: usize) -> anyhow::Result<usize>
         if let Some(ct) = original.content_type() {
             properties = properties.with_content_type(ct.clone());
         }
-        let confirm = channel
-            .basic_publish(
-                "".into(),
-                amqp.fulfilment_queue.as_str().into(),
-                BasicPublishOptions {
-                    mandatory: true,
-                    ..BasicPublishOptions::default()
-                },
-                &message.delivery.data,
+        let stored = crate::amqp::publish_confirmed(
+            &channel,
+            crate::amqp::Outgoing {
+                exchange: "",
+                routing_key: &amqp.fulfilment_queue,
+                body: &message.delivery.data,
                 properties,
-            )
-            .await?
-            .await?;
-        if !matches!(confirm, lapin::Confirmation::Ack(None)) {
+            },
+        )
+        .await;
+        if let Err(error) = stored {
             anyhow::bail!(
-                "the work queue {} did not take a command; it stays in {queue}",
+                "the work queue {} did not take a command ({error}); it stays in {queue}",
                 amqp.fulfilment_queue
             );
         }

@@ -7,12 +7,10 @@
 use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
-use lapin::options::{BasicPublishOptions, ConfirmSelectOptions};
-use lapin::Confirmation;
 use secrecy::SecretString;
 
 use super::{drive, push::signed_push, run_id, BenchError, Load, Report};
-use crate::amqp::Topology;
+use crate::amqp::{Outgoing, PublishError, Topology};
 use crate::config::{Merchant, Merchants, Settings};
 use crate::push::{Body, ContentKind, UnverifiedPush};
 
@@ -35,10 +33,7 @@ pub async fn run(options: BrokerOptions) -> Result<Report, BenchError> {
     let conn = crate::amqp::connect_url(&options.amqp_url, "weibo-relay bench broker")
         .await
         .map_err(|e| BenchError::Setup(e.to_string()))?;
-    let channel = conn.create_channel().await?;
-    channel
-        .confirm_select(ConfirmSelectOptions::default())
-        .await?;
+    let channel = crate::amqp::confirm_channel(&conn).await?;
     let defaults = Settings::load(None, std::iter::empty::<(String, String)>())
         .map_err(|e| BenchError::Setup(e.to_string()))?;
     let names = crate::tooling::stage::isolated(defaults, "weibo-relay-bench-broker");
@@ -57,27 +52,21 @@ pub async fn run(options: BrokerOptions) -> Result<Report, BenchError> {
             properties.clone(),
         );
         async move {
-            let options = BasicPublishOptions {
-                mandatory: true,
-                ..BasicPublishOptions::default()
-            };
             let (exchange, routing_key) = target.as_ref();
-            let pending = channel
-                .basic_publish(
-                    exchange.as_str().into(),
-                    routing_key.as_str().into(),
-                    options,
-                    &body,
+            let stored = crate::amqp::publish_confirmed(
+                &channel,
+                Outgoing {
+                    exchange,
+                    routing_key,
+                    body: &body,
                     properties,
-                )
-                .await;
-            match pending {
-                Ok(pending) => match pending.await {
-                    Ok(Confirmation::Ack(None)) => "ack",
-                    Ok(Confirmation::Ack(Some(_)) | Confirmation::Nack(Some(_))) => "returned",
-                    Ok(Confirmation::Nack(None)) => "nack",
-                    Ok(Confirmation::NotRequested) | Err(_) => "error",
                 },
+            )
+            .await;
+            match stored {
+                Ok(()) => "ack",
+                Err(PublishError::Returned { .. }) => "returned",
+                Err(PublishError::Nacked) => "nack",
                 Err(_) => "error",
             }
             .to_owned()

@@ -11,8 +11,6 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use lapin::options::QueueDeclareOptions;
-use lapin::types::FieldTable;
 
 pub use broker::{run as broker, BrokerOptions};
 pub use push::{run as push, signed_push, PushOptions};
@@ -109,16 +107,11 @@ pub async fn queue_depth(amqp_url: &str, queue: &str) -> Result<u64, BenchError>
     let conn = crate::amqp::connect_url(amqp_url, "weibo-relay bench")
         .await
         .map_err(|e| BenchError::Setup(e.to_string()))?;
-    let channel = conn.create_channel().await?;
-    let passive = QueueDeclareOptions {
-        passive: true,
-        ..QueueDeclareOptions::default()
-    };
-    let declared = channel
-        .queue_declare(queue.into(), passive, FieldTable::default())
-        .await;
+    let depth = crate::amqp::topology::queue_depth(&conn, queue).await;
     let _ = conn.close(200, "bench done".into()).await;
-    Ok(u64::from(declared?.message_count()))
+    depth?
+        .map(u64::from)
+        .ok_or_else(|| BenchError::Setup(format!("queue {queue} does not exist")))
 }
 
 /// A short id for names unique to one run.

@@ -4,7 +4,6 @@
 use std::collections::{HashMap, HashSet};
 use std::time::{Duration, Instant};
 
-use lapin::options::{BasicPublishOptions, ConfirmSelectOptions};
 use lapin::BasicProperties;
 use serde_json::json;
 
@@ -74,36 +73,32 @@ async fn drive(
     let conn = crate::amqp::connect_once(&settings.amqp, "weibo-relay bench worker")
         .await
         .map_err(|e| BenchError::Setup(e.to_string()))?;
-    let channel = conn.create_channel().await?;
-    channel
-        .confirm_select(ConfirmSelectOptions::default())
-        .await?;
+    let channel = crate::amqp::confirm_channel(&conn).await?;
 
     let started = Instant::now();
     let deadline = started + options.load.max_time;
-    let mut sent: HashMap<&str, Instant> = HashMap::with_capacity(count);
-    let mut confirms = Vec::with_capacity(count);
-    for id in &ids {
-        let body = json!({"appid": APPID, "sub_order_id": id, "action": "finish"}).to_string();
-        sent.insert(id.as_str(), Instant::now());
-        let confirm = channel
-            .basic_publish(
-                "".into(),
-                settings.amqp.fulfilment_queue.as_str().into(),
-                BasicPublishOptions::default(),
-                body.as_bytes(),
-                BasicProperties::default()
+    let bodies: Vec<String> = ids
+        .iter()
+        .map(|id| json!({"appid": APPID, "sub_order_id": id, "action": "finish"}).to_string())
+        .collect();
+    let sent: HashMap<&str, Instant> = ids.iter().map(|id| (id.as_str(), Instant::now())).collect();
+    // All in flight at once, each confirmed.
+    let publishes = bodies.iter().map(|body| {
+        crate::amqp::publish_confirmed(
+            &channel,
+            crate::amqp::Outgoing {
+                exchange: "",
+                routing_key: &settings.amqp.fulfilment_queue,
+                body: body.as_bytes(),
+                properties: BasicProperties::default()
                     .with_delivery_mode(2)
                     .with_content_type("application/json".into()),
-            )
-            .await?;
-        confirms.push(confirm);
-    }
-    for confirm in confirms {
-        if !confirm.await?.is_ack() {
-            return Err(BenchError::Setup("the broker nacked a command".into()));
-        }
-    }
+            },
+        )
+    });
+    futures_util::future::try_join_all(publishes)
+        .await
+        .map_err(|e| BenchError::Setup(format!("a command was not stored: {e}")))?;
 
     let mut samples = Samples::default();
     let mut done: HashSet<String> = HashSet::with_capacity(count);

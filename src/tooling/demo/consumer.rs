@@ -6,10 +6,7 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use futures_util::StreamExt;
-use lapin::options::{
-    BasicAckOptions, BasicConsumeOptions, BasicPublishOptions, ConfirmSelectOptions,
-    QueueBindOptions, QueueDeclareOptions,
-};
+use lapin::options::{BasicAckOptions, BasicConsumeOptions, QueueBindOptions, QueueDeclareOptions};
 use lapin::types::FieldTable;
 use lapin::{BasicProperties, Channel, Connection};
 use serde_json::{json, Value};
@@ -44,10 +41,7 @@ impl SampleConsumer {
     /// `close_every`-th order (by id) is closed, the rest finished.
     pub async fn start(amqp: &AmqpSettings, close_every: u64) -> anyhow::Result<Self> {
         let connection = crate::amqp::connect_once(amqp, "weibo-relay sample consumer").await?;
-        let channel = connection.create_channel().await?;
-        channel
-            .confirm_select(ConfirmSelectOptions::default())
-            .await?;
+        let channel = crate::amqp::confirm_channel(&connection).await?;
         let queue = format!("{}.sample-consumer", amqp.events_queue);
         channel
             .queue_declare(
@@ -143,18 +137,17 @@ fn command_for(event: &[u8], close_every: u64) -> Option<Value> {
 
 async fn send(channel: &Channel, queue: &str, command: &Value) -> anyhow::Result<()> {
     let body = serde_json::to_vec(command).unwrap_or_default();
-    let confirm = channel
-        .basic_publish(
-            "".into(),
-            queue.into(),
-            BasicPublishOptions::default(),
-            &body,
-            BasicProperties::default()
+    crate::amqp::publish_confirmed(
+        channel,
+        crate::amqp::Outgoing {
+            exchange: "",
+            routing_key: queue,
+            body: &body,
+            properties: BasicProperties::default()
                 .with_delivery_mode(2)
                 .with_content_type("application/json".into()),
-        )
-        .await?
-        .await?;
-    anyhow::ensure!(confirm.is_ack(), "the broker nacked the command");
+        },
+    )
+    .await?;
     Ok(())
 }

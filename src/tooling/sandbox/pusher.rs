@@ -3,7 +3,7 @@
 
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
-use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, Instant};
 
 use secrecy::ExposeSecret;
 use tokio::sync::Semaphore;
@@ -190,11 +190,7 @@ impl Delivery {
 
     /// One delivery with a fresh timestamp, nonce and sign; true on a 200.
     async fn deliver_once(&self) -> bool {
-        let timestamp = SystemTime::now()
-            .duration_since(UNIX_EPOCH)
-            .map(|d| d.as_secs())
-            .unwrap_or_default()
-            .to_string();
+        let timestamp = crate::clock::unix_secs().to_string();
         let nonce = format!("{:016x}", rand::random::<u64>());
         let mut fields = vec![
             ("appid", self.appid.as_str()),
