@@ -167,5 +167,3 @@ pub fn received_at(delivery: &Delivery) -> Option<SystemTime> {
         .timestamp()
         .map(|secs| UNIX_EPOCH + Duration::from_secs(secs))
 }
-
-

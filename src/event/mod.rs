@@ -54,7 +54,8 @@ impl fmt::Display for EventKind {
 }
 
 /// Where the relay learnt of an event: header `x-weibo-source`.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, strum::EnumIter, strum::IntoStaticStr)]
+#[strum(serialize_all = "snake_case")]
 pub enum Source {
     /// A push from the platform.
     Push,
@@ -63,15 +64,16 @@ pub enum Source {
 }
 
 impl Source {
-    /// Every source.
-    pub const ALL: [Source; 2] = [Source::Push, Source::Reconcile];
+    /// Every variant, in declaration order; a new variant is in it without a word (strum),
+    /// so every series exists from the start.
+    pub fn all() -> impl Iterator<Item = Self> {
+        <Self as strum::IntoEnumIterator>::iter()
+    }
 
     /// The header value.
     pub fn as_str(self) -> &'static str {
-        match self {
-            Self::Push => "push",
-            Self::Reconcile => "reconcile",
-        }
+        // The variant's name in snake_case (strum): a new variant brings its label along.
+        self.into()
     }
 }
 

@@ -298,7 +298,8 @@ impl Agent {
             return;
         };
         // Its age by the leader's clock, counted back from now on ours.
-        let age = Duration::from_millis(crate::clock::unix_millis().saturating_sub(plain.obtained_at_ms));
+        let age =
+            Duration::from_millis(crate::clock::unix_millis().saturating_sub(plain.obtained_at_ms));
         let obtained_at = Instant::now().checked_sub(age).unwrap_or_else(Instant::now);
         let token = Token::new(
             plain.access_token,

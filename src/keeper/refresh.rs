@@ -115,5 +115,3 @@ impl Refresher {
         }
     }
 }
-
-

@@ -5,7 +5,8 @@ use std::time::{SystemTime, UNIX_EPOCH};
 use prometheus::{GaugeVec, IntCounter, IntCounterVec, Opts, Registry};
 
 /// How a sweep of one merchant ended: the `outcome` label.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, strum::EnumIter, strum::IntoStaticStr)]
+#[strum(serialize_all = "snake_case")]
 pub enum SweepOutcome {
     /// The list was read to its end and every missing state published.
     Succeeded,
@@ -14,15 +15,16 @@ pub enum SweepOutcome {
 }
 
 impl SweepOutcome {
-    /// Every outcome, so each series exists from the start.
-    pub const ALL: [SweepOutcome; 2] = [Self::Succeeded, Self::Failed];
+    /// Every variant, in declaration order; a new variant is in it without a word (strum),
+    /// so every series exists from the start.
+    pub fn all() -> impl Iterator<Item = Self> {
+        <Self as strum::IntoEnumIterator>::iter()
+    }
 
     /// The metric label.
     pub fn as_str(self) -> &'static str {
-        match self {
-            Self::Succeeded => "succeeded",
-            Self::Failed => "failed",
-        }
+        // The variant's name in snake_case (strum): a new variant brings its label along.
+        self.into()
     }
 }
 
@@ -44,7 +46,7 @@ impl ReconcileMetrics {
             ),
             &["outcome"],
         )?;
-        for outcome in SweepOutcome::ALL {
+        for outcome in SweepOutcome::all() {
             sweeps.with_label_values(&[outcome.as_str()]);
         }
         let reconciled = IntCounter::new(
@@ -86,5 +88,17 @@ impl ReconcileMetrics {
 
     pub(super) fn reconciled(&self) {
         self.reconciled.inc();
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::SweepOutcome;
+
+    /// The labels dashboards and alerts match on: renaming a variant must not move them.
+    #[test]
+    fn sweep_outcome_labels_are_the_documented_ones() {
+        let labels: Vec<&str> = SweepOutcome::all().map(SweepOutcome::as_str).collect();
+        assert_eq!(labels, ["succeeded", "failed"]);
     }
 }

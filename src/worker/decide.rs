@@ -9,13 +9,14 @@ use secrecy::ExposeSecret;
 use super::command::{Command, Verdict};
 use super::metrics::CallResult;
 use super::{headers, Worker};
-use crate::config::Merchant;
+use crate::config::{Merchant, Merchants};
 use crate::keeper::KeeperError;
 use crate::permits::NoPermit;
 use crate::weibo::CallOutcome;
 
 /// Why a command was dead-lettered: the `cause` label of `weibo_relay_dead_letters_total`.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, strum::EnumIter, strum::IntoStaticStr)]
+#[strum(serialize_all = "snake_case")]
 pub enum DeadCause {
     /// Not a command at all.
     Malformed,
@@ -28,22 +29,16 @@ pub enum DeadCause {
 }
 
 impl DeadCause {
-    /// Every cause, so metric series exist before the first dead letter.
-    pub const ALL: [DeadCause; 4] = [
-        Self::Malformed,
-        Self::UnknownMerchant,
-        Self::Permanent,
-        Self::Exhausted,
-    ];
+    /// Every variant, in declaration order; a new variant is in it without a word (strum),
+    /// so every series exists from the start.
+    pub fn all() -> impl Iterator<Item = Self> {
+        <Self as strum::IntoEnumIterator>::iter()
+    }
 
     /// The metric label.
     pub fn as_str(self) -> &'static str {
-        match self {
-            Self::Malformed => "malformed",
-            Self::UnknownMerchant => "unknown_merchant",
-            Self::Permanent => "permanent",
-            Self::Exhausted => "exhausted",
-        }
+        // The variant's name in snake_case (strum): a new variant brings its label along.
+        self.into()
     }
 }
 
@@ -132,6 +127,47 @@ pub fn next_after(max_attempts: u32, command: Command, attempt: u32, outcome: Ca
     }
 }
 
+/// The checks before any call: the body is a command, of a merchant this relay serves, with
+/// attempts left (the count the relay sealed into it: `attempts_made`). A command that fails
+/// one goes straight to `.dead`; one that passes comes back with its merchant and the number
+/// of attempts already made.
+pub fn admit<'m>(
+    body: &[u8],
+    merchants: &'m Merchants,
+    max_attempts: u32,
+    attempts_made: impl FnOnce(&Merchant) -> u32,
+) -> Result<(Command, &'m Merchant, u32), Next> {
+    let command = Command::parse(body).map_err(|reason| Next::Dead {
+        command: None,
+        attempts: 0,
+        code: None,
+        reason,
+        cause: DeadCause::Malformed,
+    })?;
+    let Some(merchant) = merchants.get(command.appid()) else {
+        let reason = format!("unknown appid {}", command.appid());
+        return Err(Next::Dead {
+            command: Some(command),
+            attempts: 0,
+            code: None,
+            reason,
+            cause: DeadCause::UnknownMerchant,
+        });
+    };
+    let before = attempts_made(merchant);
+    if before >= max_attempts {
+        // Possible only when max_attempts was lowered while the command waited.
+        return Err(Next::Dead {
+            command: Some(command),
+            attempts: before,
+            code: None,
+            reason: format!("already made {before} attempts, the limit is {max_attempts}"),
+            cause: DeadCause::Exhausted,
+        });
+    }
+    Ok((command, merchant, before))
+}
+
 /// Why a call could not be made: no token, or no permit to call.
 #[derive(Debug, thiserror::Error)]
 enum Blocked {
@@ -160,48 +196,21 @@ impl Worker {
         fields(appid, sub_order_id, action, attempt)
     )]
     pub(super) async fn decide(&self, delivery: &Delivery) -> Next {
-        let command = match Command::parse(&delivery.data) {
-            Ok(c) => c,
-            Err(reason) => {
-                return Next::Dead {
-                    command: None,
-                    attempts: 0,
-                    code: None,
-                    reason,
-                    cause: DeadCause::Malformed,
-                }
-            }
+        let max = self.policy.max_attempts();
+        let (command, merchant, before) = match admit(&delivery.data, &self.merchants, max, |m| {
+            headers::sealed_attempts(
+                &delivery.properties,
+                &delivery.data,
+                m.sign_key.expose_secret().as_bytes(),
+            )
+        }) {
+            Ok(admitted) => admitted,
+            Err(dead) => return dead,
         };
         let span = tracing::Span::current();
         span.record("appid", command.appid());
         span.record("sub_order_id", command.sub_order_id());
         span.record("action", command.action_name());
-        let Some(merchant) = self.merchants.get(command.appid()) else {
-            let reason = format!("unknown appid {}", command.appid());
-            return Next::Dead {
-                command: Some(command),
-                attempts: 0,
-                code: None,
-                reason,
-                cause: DeadCause::UnknownMerchant,
-            };
-        };
-        let before = headers::sealed_attempts(
-            &delivery.properties,
-            &delivery.data,
-            merchant.sign_key.expose_secret().as_bytes(),
-        );
-        let max = self.policy.max_attempts();
-        if before >= max {
-            // Possible only when max_attempts was lowered while the command waited.
-            return Next::Dead {
-                command: Some(command),
-                attempts: before,
-                code: None,
-                reason: format!("already made {before} attempts, the limit is {max}"),
-                cause: DeadCause::Exhausted,
-            };
-        }
         let attempt = before + 1;
         span.record("attempt", attempt);
 
@@ -346,6 +355,109 @@ mod tests {
                 ok,
                 "{outcome:?} on attempt {attempt}/{max}: expected {expected:?}, got {next:?}"
             );
+        }
+    }
+
+    fn merchants() -> Merchants {
+        Merchants::new(vec![Merchant {
+            appid: "100023".into(),
+            sign_key: "sign-key-0123456789abcdef".to_owned().into(),
+            client_id: "772915".into(),
+            client_secret: "client-secret-0123456789".to_owned().into(),
+            uid: "1404376560".into(),
+        }])
+    }
+
+    #[test]
+    fn the_checks_before_any_call() {
+        let merchants = merchants();
+        let finish = br#"{"appid":"100023","sub_order_id":"42","action":"finish"}"#;
+        let close = br#"{"appid":"100023","sub_order_id":"42","action":"close","reason":"gone"}"#;
+        // (body, attempts sealed in it, max_attempts) -> Ok(attempts made) or the cause.
+        let rows: [(&[u8], u32, u32, Result<u32, DeadCause>); 8] = [
+            (finish, 0, 8, Ok(0)),
+            (close, 7, 8, Ok(7)),
+            (finish, 8, 8, Err(DeadCause::Exhausted)),
+            // The limit lowered while the command waited in a delay queue.
+            (finish, 6, 3, Err(DeadCause::Exhausted)),
+            (b"not json", 0, 8, Err(DeadCause::Malformed)),
+            (
+                br#"{"appid":"100023","sub_order_id":"42","action":"close"}"#,
+                0,
+                8,
+                Err(DeadCause::Malformed),
+            ),
+            (
+                br#"{"appid":"999","sub_order_id":"42","action":"finish"}"#,
+                0,
+                8,
+                Err(DeadCause::UnknownMerchant),
+            ),
+            (
+                br#"{"appid":"100023","sub_order_id":"42","action":"refund"}"#,
+                0,
+                8,
+                Err(DeadCause::Malformed),
+            ),
+        ];
+        for (body, sealed, max, expected) in rows {
+            let shown = String::from_utf8_lossy(body);
+            match (admit(body, &merchants, max, |_| sealed), expected) {
+                (Ok((command, merchant, before)), Ok(made)) => {
+                    assert_eq!(before, made, "{shown}");
+                    assert_eq!(merchant.appid, "100023");
+                    assert_eq!(command.sub_order_id(), "42");
+                }
+                (
+                    Err(Next::Dead {
+                        cause,
+                        attempts,
+                        command,
+                        ..
+                    }),
+                    Err(expected),
+                ) => {
+                    assert_eq!(cause, expected, "{shown}");
+                    // A body that is no command has no command to report in an outcome.
+                    assert_eq!(command.is_none(), cause == DeadCause::Malformed, "{shown}");
+                    let counted = if cause == DeadCause::Exhausted {
+                        sealed
+                    } else {
+                        0
+                    };
+                    assert_eq!(attempts, counted, "{shown}");
+                }
+                (got, expected) => panic!("{shown}: expected {expected:?}, got {got:?}"),
+            }
+        }
+    }
+
+    #[test]
+    fn a_close_goes_through_the_table_as_a_finish_does() {
+        let close = || {
+            Command::new(
+                "100023",
+                "42",
+                Verdict::Close {
+                    reason: "out of stock".into(),
+                },
+            )
+        };
+        let done = next_after(8, close(), 2, CallOutcome::Succeeded { code: 70103 });
+        assert_eq!(
+            done,
+            Next::Succeeded {
+                command: close(),
+                attempts: 2,
+                code: 70103
+            }
+        );
+        match next_after(8, close(), 2, transient(Some(10002))) {
+            Next::Retry { command, step, .. } => {
+                assert_eq!(command, close());
+                assert_eq!(step, 2);
+            }
+            other => panic!("{other:?}"),
         }
     }
 

@@ -5,7 +5,8 @@ use crate::weibo::{Action, CallOutcome};
 use prometheus::{HistogramOpts, HistogramVec, IntCounter, IntCounterVec, Opts, Registry};
 
 /// How a platform call ended: the `outcome` label of `weibo_relay_calls_total`.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, strum::EnumIter, strum::IntoStaticStr)]
+#[strum(serialize_all = "snake_case")]
 pub enum CallResult {
     /// Done (or already done).
     Succeeded,
@@ -18,22 +19,16 @@ pub enum CallResult {
 }
 
 impl CallResult {
-    /// Every result, so each series exists from the start.
-    pub const ALL: [CallResult; 4] = [
-        Self::Succeeded,
-        Self::TokenRejected,
-        Self::Transient,
-        Self::Permanent,
-    ];
+    /// Every variant, in declaration order; a new variant is in it without a word (strum),
+    /// so every series exists from the start.
+    pub fn all() -> impl Iterator<Item = Self> {
+        <Self as strum::IntoEnumIterator>::iter()
+    }
 
     /// The metric label.
     pub fn as_str(self) -> &'static str {
-        match self {
-            Self::Succeeded => "succeeded",
-            Self::TokenRejected => "token_rejected",
-            Self::Transient => "transient",
-            Self::Permanent => "permanent",
-        }
+        // The variant's name in snake_case (strum): a new variant brings its label along.
+        self.into()
     }
 }
 
@@ -88,11 +83,11 @@ impl WorkerMetrics {
         )?;
         for action in ACTIONS {
             call_seconds.with_label_values(&[action.label()]);
-            for result in CallResult::ALL {
+            for result in CallResult::all() {
                 calls.with_label_values(&[action.label(), result.as_str()]);
             }
         }
-        for cause in DeadCause::ALL {
+        for cause in DeadCause::all() {
             dead_letters.with_label_values(&[cause.as_str()]);
         }
         registry.register(Box::new(calls.clone()))?;
@@ -122,5 +117,25 @@ impl WorkerMetrics {
 
     pub(super) fn dead_letter(&self, cause: DeadCause) {
         self.dead_letters.with_label_values(&[cause.as_str()]).inc();
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::{CallResult, DeadCause};
+
+    /// The labels dashboards and alerts match on: renaming a variant must not move them.
+    #[test]
+    fn call_and_dead_letter_labels_are_the_documented_ones() {
+        let calls: Vec<&str> = CallResult::all().map(CallResult::as_str).collect();
+        assert_eq!(
+            calls,
+            ["succeeded", "token_rejected", "transient", "permanent"]
+        );
+        let causes: Vec<&str> = DeadCause::all().map(DeadCause::as_str).collect();
+        assert_eq!(
+            causes,
+            ["malformed", "unknown_merchant", "permanent", "exhausted"]
+        );
     }
 }

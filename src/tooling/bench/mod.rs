@@ -11,7 +11,6 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-
 pub use broker::{run as broker, BrokerOptions};
 pub use push::{run as push, signed_push, PushOptions};
 pub use report::{Latency, QueueCheck, RateCheck, Report, Samples};
