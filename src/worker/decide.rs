@@ -373,8 +373,9 @@ mod tests {
         let merchants = merchants();
         let finish = br#"{"appid":"100023","sub_order_id":"42","action":"finish"}"#;
         let close = br#"{"appid":"100023","sub_order_id":"42","action":"close","reason":"gone"}"#;
-        // (body, attempts sealed in it, max_attempts) -> Ok(attempts made) or the cause.
-        let rows: [(&[u8], u32, u32, Result<u32, DeadCause>); 8] = [
+        /// (body, attempts sealed in it, max_attempts) -> Ok(attempts made) or the cause.
+        type Row<'a> = (&'a [u8], u32, u32, Result<u32, DeadCause>);
+        let rows: [Row; 8] = [
             (finish, 0, 8, Ok(0)),
             (close, 7, 8, Ok(7)),
             (finish, 8, 8, Err(DeadCause::Exhausted)),
