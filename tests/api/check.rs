@@ -4,7 +4,6 @@
 use lapin::options::QueueDeclareOptions;
 use lapin::types::FieldTable;
 use weibo_relay::startup::Roles;
-use weibo_relay::tooling::sandbox::{Sandbox, SandboxConfig};
 
 use crate::helpers::*;
 
@@ -60,10 +59,8 @@ fn line<'a>(lines: &'a [String], start: &str) -> &'a str {
 
 #[tokio::test]
 async fn check_passes_a_working_configuration_and_names_each_thing_that_would_fail() {
-    let base = test_settings(AMQP_URL);
-    let sandbox = Sandbox::start(SandboxConfig::new(base.merchants.clone())).unwrap();
-    let mut settings = base;
-    use_platform(&mut settings, &sandbox);
+    let stage = platform_stage(test_settings(AMQP_URL)).await;
+    let settings = stage.settings().clone();
     let toml = relay_toml(&settings);
     let amqp = &settings.amqp;
 

@@ -14,7 +14,6 @@ use lapin::types::{AMQPValue, FieldTable};
 use lapin::{BasicProperties, Connection};
 use serde_json::Value;
 use weibo_relay::config::Settings;
-use weibo_relay::tooling::sandbox::{Sandbox, SandboxConfig};
 
 use crate::helpers::*;
 use crate::rig::finish;
@@ -223,18 +222,17 @@ async fn losing_the_node_the_relay_is_on_costs_seconds_and_no_event_or_command()
         .map(|n| nodes.get(&format!("node{n}")).to_owned())
         .collect();
     let ports: Vec<u16> = (0..3).map(|i| port + i).collect();
-    let base = test_settings(AMQP_URL);
-    let sandbox = Sandbox::start(SandboxConfig::new(base.merchants.clone())).unwrap();
-    let mut settings = base;
+    let mut settings = test_settings(AMQP_URL);
     settings.amqp.url = urls[0].clone().into();
     settings.amqp.urls = urls.iter().map(|u| u.clone().into()).collect();
     settings.amqp.reconnect_max_ms = 1000;
-    use_platform(&mut settings, &sandbox);
     settings.weibo.retry_base_ms = 200;
     settings.weibo.retry_max_ms = 800;
-    let toml = relay_toml(&settings);
+    // Its queues live on the cluster, and go with it; the stage deletes them first.
+    let stage = platform_stage(settings).await;
+    let (settings, sandbox) = (stage.settings(), stage.sandbox());
     assert_eq!(settings.amqp.urls.len(), 3);
-    let mut relay = RelayProcess::start("serve", &toml, "info");
+    let mut relay = stage.spawn(BIN, "serve", "info");
     relay.wait_ready().await;
 
     let pushes = PushStream::start(relay.address.clone());
@@ -422,7 +420,7 @@ async fn got_outcomes(channel: &lapin::Channel, queue: &str, got: &mut usize, wa
 /// A receiver against the TLS node with `tls` settings: ready (and storing) or not.
 async fn receiver_over_tls(settings: &Settings) -> (bool, Vec<String>) {
     let toml = relay_toml(settings);
-    let mut relay = RelayProcess::start("receiver", &toml, "info");
+    let mut relay = RelayProcess::start(BIN, "receiver", &toml, "info");
     let deadline = Instant::now() + Duration::from_secs(10);
     let url_ready = format!("http://{}/readyz", relay.address);
     let mut ready = false;

@@ -19,9 +19,7 @@ use std::time::{Duration, Instant};
 use lapin::options::{BasicGetOptions, BasicPublishOptions, QueueBindOptions, QueueDeclareOptions};
 use lapin::types::{AMQPValue, FieldTable};
 use lapin::{Connection, ConnectionProperties};
-use weibo_relay::tooling::sandbox::{
-    PushSchedule, PushSender, Sandbox, SandboxConfig, SandboxHandle, CLOSED, FINISHED,
-};
+use weibo_relay::tooling::sandbox::{PushSchedule, PushSender, SandboxHandle, CLOSED, FINISHED};
 
 use crate::helpers::*;
 
@@ -252,21 +250,15 @@ async fn final_state(sandbox: &SandboxHandle, id: &str) -> Option<u16> {
 /// The whole run for one example; `command` gets the example's options appended.
 async fn prove(mut command: Command) {
     let started = Instant::now();
-    let mut settings = test_settings(AMQP_URL);
-    let sandbox = Arc::new(Sandbox::start(SandboxConfig::new(settings.merchants.clone())).unwrap());
-    use_platform(&mut settings, &sandbox);
-    let _topology = TopologyGuard::new(&settings);
-    let relay = RelayProcess::start(
-        "serve",
-        &relay_toml(&settings),
-        "warn,weibo_relay::startup=info",
-    );
+    let stage = platform_stage(test_settings(AMQP_URL)).await;
+    let (settings, sandbox) = (stage.settings(), stage.sandbox());
+    let relay = stage.spawn(BIN, "serve", "warn,weibo_relay::startup=info");
     relay.wait_ready().await;
     let amqp = &settings.amqp;
     // The platform pushes every order change to the relay, redelivering 100x faster than
     // the real one when a push is not answered 200.
     let sender = PushSender::start(
-        &sandbox,
+        sandbox,
         format!("http://{}{}", relay.address, settings.push.path),
         PushSchedule::scaled(0.01),
     );
@@ -327,7 +319,7 @@ async fn prove(mut command: Command) {
     eventually(
         Duration::from_secs(10),
         "the first order answered",
-        || async { final_state(&sandbox, &first).await.is_some() },
+        || async { final_state(sandbox, &first).await.is_some() },
     )
     .await;
     // ...then its event again, whole (a redelivery), and as another event of the same order
@@ -395,7 +387,7 @@ async fn prove(mut command: Command) {
 
     let mut finished = 0;
     for id in &ids {
-        match final_state(&sandbox, id).await {
+        match final_state(sandbox, id).await {
             Some(FINISHED) => finished += 1,
             Some(_) => {}
             None => panic!("order {id} is not final at the platform:\n{printed}"),

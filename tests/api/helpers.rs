@@ -1,26 +1,30 @@
-//! Spawning a relay against the real broker, with its own uniquely named exchange and queues.
+//! The test side of the shared harness (`weibo_relay::tooling::stage`): the test merchants,
+//! a relay on a stage of its own with the test's own broker connection, and push helpers.
 
-use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, Instant};
 
 use lapin::options::{BasicGetOptions, QueueDeclareOptions};
 use lapin::types::FieldTable;
 use lapin::{Channel, Connection, ConnectionProperties};
-use tokio_util::sync::CancellationToken;
-use weibo_relay::amqp::Topology;
 use weibo_relay::config::{Merchants, Settings};
 use weibo_relay::signature;
-use weibo_relay::startup::{Application, Roles};
-use weibo_relay::tooling::sandbox::SandboxHandle;
+use weibo_relay::startup::Roles;
 use weibo_relay::tooling::stage;
-use weibo_relay::worker::{worker_topology, RetryPolicy};
+
+pub use weibo_relay::tooling::stage::{
+    KillOnDrop, PlatformOptions, Ready, RelayProcess, Stage, StageOptions, Teardown,
+};
 
 pub const AMQP_URL: &str = "amqp://guest:guest@127.0.0.1:5672/%2f";
 pub const APPID: &str = "100023";
 pub const SIGN_KEY: &str = "test-sign-key-0123456789";
 pub const OTHER_APPID: &str = "200046";
 pub const OTHER_SIGN_KEY: &str = "other-sign-key-0123456789";
+/// The relay binary under test, for relays run as processes.
+pub const BIN: &str = env!("CARGO_BIN_EXE_weibo-relay");
 
-/// A running relay and what a test needs to drive and observe it.
+/// A relay in this process on a stage of its own, and what a test needs to drive and
+/// observe it; dropping it stops the relay and deletes the stage's queues.
 pub struct TestApp {
     /// `http://addr` of the admin listener, when `http.admin_bind` is set.
     pub admin: Option<String>,
@@ -28,10 +32,8 @@ pub struct TestApp {
     pub settings: Settings,
     pub http: reqwest::Client,
     pub channel: Channel,
-    _connection: Connection,
-    shutdown: CancellationToken,
-    stopped: Option<tokio::task::JoinHandle<anyhow::Result<()>>>,
-    _topology: TopologyGuard,
+    connection: Connection,
+    stage: Stage,
 }
 
 /// Settings with names unique to one test (`test.<run>.*`), the two test merchants, small
@@ -70,12 +72,6 @@ pub fn relay_toml(settings: &Settings) -> String {
     stage::to_toml(settings)
 }
 
-/// Points `settings` at `sandbox` as the platform.
-pub fn use_platform(settings: &mut Settings, sandbox: &SandboxHandle) {
-    settings.weibo.api_base = sandbox.api_base();
-    settings.weibo.oauth_base = sandbox.base_url();
-}
-
 pub async fn spawn_app() -> TestApp {
     spawn_app_with(test_settings(AMQP_URL), true).await
 }
@@ -85,49 +81,77 @@ pub async fn spawn_app_with(settings: Settings, wait_ready: bool) -> TestApp {
     spawn_roles(settings, Roles::Receiver, wait_ready).await
 }
 
-/// Starts the given roles; with `wait_ready`, returns once the broker link is up.
+/// Starts the given roles, with no platform; with `wait_ready`, returns once the broker link
+/// is up.
 pub async fn spawn_roles(settings: Settings, roles: Roles, wait_ready: bool) -> TestApp {
+    let options = StageOptions {
+        roles: Some(roles),
+        platform: None,
+        adjust: Box::new(|_, _| {}),
+        ready: if wait_ready { Ready::Broker } else { Ready::No },
+        teardown_through: None,
+    };
+    TestApp::on(start_stage(settings, options).await).await
+}
+
+/// A stage with the sandbox platform and no relay in this process: relays run as processes,
+/// `stage.spawn(BIN, role, rust_log)`.
+pub async fn platform_stage(settings: Settings) -> Stage {
+    start_stage(
+        settings,
+        StageOptions::processes(Some(PlatformOptions::default())),
+    )
+    .await
+}
+
+/// A stage without platform or relay (receivers as processes), for its names and clean-up.
+pub async fn bare_stage(settings: Settings) -> Stage {
+    start_stage(settings, StageOptions::processes(None)).await
+}
+
+/// A stage for a test; a stage that cannot start fails the test with the reason.
+pub async fn start_stage(settings: Settings, mut options: StageOptions) -> Stage {
     if std::env::var_os("TEST_LOG").is_some() {
         // Tests run no exporter: nothing to keep.
         let _ = weibo_relay::telemetry::init(false);
     }
-    // First, so whatever fails below, the test's queues and exchanges are deleted.
-    let topology = TopologyGuard::new(&settings);
-    let app = Application::build(settings.clone(), roles)
+    // Through the machine's broker as guest, whatever the relay goes through (a proxy the
+    // test cuts, a user the test deletes): clean-up must not depend on what the test broke.
+    let mut direct = settings.amqp.clone();
+    direct.url = AMQP_URL.to_owned().into();
+    direct.urls.clear();
+    (
+        direct.tls_ca_file,
+        direct.tls_cert_file,
+        direct.tls_key_file,
+    ) = (None, None, None);
+    options.teardown_through.get_or_insert(direct);
+    Stage::start_with(settings, options)
         .await
-        .expect("app builds");
-    let address = format!("http://{}", app.address());
-    let admin = app.admin_address().map(|a| format!("http://{a}"));
-    if wait_ready {
-        assert!(
-            app.broker().wait_ready(Duration::from_secs(10)).await,
-            "relay did not connect to RabbitMQ at {}",
-            settings.amqp.redacted_url()
-        );
-    }
-    let shutdown = app.shutdown_token();
-    let stopped = Some(tokio::spawn(app.run_until_stopped()));
-    let connection = Connection::connect(AMQP_URL, ConnectionProperties::default())
-        .await
-        .expect("test connects to RabbitMQ");
-    let channel = connection.create_channel().await.expect("test channel");
-    TestApp {
-        address,
-        admin,
-        settings: settings.clone(),
-        http: reqwest::Client::new(),
-        channel,
-        _connection: connection,
-        shutdown,
-        stopped,
-        _topology: topology,
-    }
+        .unwrap_or_else(|e| panic!("the stage did not start: {e:#}"))
 }
 
 impl TestApp {
+    /// The test's view of `stage`'s in-process relay, with a broker connection of its own.
+    pub async fn on(stage: Stage) -> Self {
+        let connection = Connection::connect(AMQP_URL, ConnectionProperties::default())
+            .await
+            .expect("test connects to RabbitMQ");
+        let channel = connection.create_channel().await.expect("test channel");
+        TestApp {
+            address: stage.relay_url().to_owned(),
+            admin: stage.admin_url().map(str::to_owned),
+            settings: stage.settings().clone(),
+            http: reqwest::Client::new(),
+            channel,
+            connection,
+            stage,
+        }
+    }
+
     /// The test's own broker connection.
     pub fn connection(&self) -> &Connection {
-        &self._connection
+        &self.connection
     }
 
     pub fn push_url(&self) -> String {
@@ -200,54 +224,7 @@ impl TestApp {
 
     /// Stops the relay the way SIGTERM does and waits for it.
     pub async fn stop(&mut self) {
-        self.shutdown.cancel();
-        if let Some(stopped) = self.stopped.take() {
-            stopped.await.expect("join").expect("clean stop");
-        }
-    }
-}
-
-impl Drop for TestApp {
-    fn drop(&mut self) {
-        self.shutdown.cancel();
-    }
-}
-
-/// Deletes a test's queues and exchange when dropped, even when the test panicked.
-pub struct TopologyGuard(Topology);
-
-impl TopologyGuard {
-    /// Everything a relay with `settings` may declare, receiver and worker alike.
-    pub fn new(settings: &Settings) -> Self {
-        let policy = RetryPolicy::from_settings(&settings.weibo);
-        Self(
-            Topology::events(&settings.amqp, &settings.event_log.max_age)
-                .merge(worker_topology(&settings.amqp, &policy)),
-        )
-    }
-}
-
-impl Drop for TopologyGuard {
-    fn drop(&mut self) {
-        let topology = self.0.clone();
-        // A thread of its own because Drop cannot await.
-        let cleanup = std::thread::spawn(move || {
-            let rt = tokio::runtime::Builder::new_current_thread()
-                .enable_all()
-                .build()
-                .expect("cleanup runtime");
-            rt.block_on(async move {
-                let Ok(conn) = Connection::connect(AMQP_URL, ConnectionProperties::default()).await
-                else {
-                    return;
-                };
-                if let Ok(ch) = conn.create_channel().await {
-                    let _ = topology.delete(&ch).await;
-                }
-                let _ = conn.close(200, "test done".into()).await;
-            });
-        });
-        let _ = cleanup.join();
+        self.stage.stop_relay().await.expect("clean stop");
     }
 }
 
@@ -291,10 +268,7 @@ impl Answer {
 }
 
 pub fn now() -> i64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .unwrap()
-        .as_secs() as i64
+    weibo_relay::clock::unix_secs() as i64
 }
 
 /// The fields of a push for `data`, signed with `key` at `timestamp`.
@@ -361,189 +335,5 @@ where
     while !check().await {
         assert!(Instant::now() < deadline, "timed out waiting: {what}");
         tokio::time::sleep(Duration::from_millis(20)).await;
-    }
-}
-
-/// The real binary, running one role with a config file, its log lines collected.
-pub struct RelayProcess {
-    pub address: String,
-    child: Option<std::process::Child>,
-    lines: std::sync::mpsc::Receiver<String>,
-    seen: Vec<String>,
-    dir: std::path::PathBuf,
-}
-
-impl RelayProcess {
-    /// Starts `weibo-relay <role> --config` with JSON logs; returns once it logged its address.
-    pub fn start(role: &str, toml: &str, rust_log: &str) -> Self {
-        Self::start_logging(role, toml, rust_log, true)
-    }
-
-    /// Like [`start`](Self::start), with JSON or text logs; lines are read as bytes, so an
-    /// invalid or escape-laden line is still seen as it was written.
-    pub fn start_logging(role: &str, toml: &str, rust_log: &str, json: bool) -> Self {
-        use std::io::{BufRead, BufReader};
-        use std::process::{Command, Stdio};
-        let dir = std::env::temp_dir().join(format!("wr-proc-{}", uuid::Uuid::new_v4()));
-        std::fs::create_dir_all(&dir).unwrap();
-        let file = dir.join("relay.toml");
-        std::fs::write(&file, toml).unwrap();
-        let mut child = Command::new(env!("CARGO_BIN_EXE_weibo-relay"))
-            .args([role, "--config"])
-            .arg(&file)
-            .env("WEIBO_RELAY_LOG_FORMAT", if json { "json" } else { "text" })
-            .env("RUST_LOG", rust_log)
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            .spawn()
-            .unwrap();
-        let (tx, lines) = std::sync::mpsc::channel::<String>();
-        for pipe in [
-            Box::new(child.stdout.take().unwrap()) as Box<dyn std::io::Read + Send>,
-            Box::new(child.stderr.take().unwrap()),
-        ] {
-            let tx = tx.clone();
-            std::thread::spawn(move || {
-                for line in BufReader::new(pipe).split(b'\n').map_while(Result::ok) {
-                    let _ = tx.send(String::from_utf8_lossy(&line).into_owned());
-                }
-            });
-        }
-        let mut seen = Vec::new();
-        let address = loop {
-            let Ok(line) = lines.recv_timeout(Duration::from_secs(20)) else {
-                let _ = child.kill();
-                let _ = child.wait();
-                panic!(
-                    "relay never logged 'listening'; it logged:\n{}",
-                    seen.join("\n")
-                );
-            };
-            seen.push(line.clone());
-            if json {
-                let entry: serde_json::Value = serde_json::from_str(&line).expect("JSON log line");
-                if entry["message"] == "listening" {
-                    break entry["address"].as_str().unwrap().to_owned();
-                }
-            } else if let Some(rest) = line.split(" listening address=").nth(1) {
-                break rest.split_whitespace().next().unwrap().to_owned();
-            }
-        };
-        Self {
-            address,
-            child: Some(child),
-            lines,
-            seen,
-            dir,
-        }
-    }
-
-    /// What the process logged since the last call (and since it became ready).
-    pub fn logged(&self) -> Vec<String> {
-        self.lines.try_iter().collect()
-    }
-
-    /// Every line logged so far, from the start (the lines before "listening" too).
-    pub fn history(&mut self) -> &[String] {
-        self.seen.extend(self.lines.try_iter());
-        &self.seen
-    }
-
-    /// Kills the process without waiting (for clean-up in `Drop`).
-    pub fn kill_now(self) {
-        drop(self);
-    }
-
-    /// The process id, for /proc.
-    pub fn pid(&self) -> u32 {
-        self.child.as_ref().map_or(0, std::process::Child::id)
-    }
-
-    /// Waits until `/readyz` answers 200 (broker connected, tokens held); on time-out the
-    /// panic shows what the process logged.
-    pub async fn wait_ready(&self) {
-        let url = format!("http://{}/readyz", self.address);
-        let deadline = Instant::now() + Duration::from_secs(10);
-        while !reqwest::get(&url).await.is_ok_and(|r| r.status() == 200) {
-            if Instant::now() >= deadline {
-                let logged: Vec<String> = self.lines.try_iter().collect();
-                panic!(
-                    "relay process not ready within 10 s; it logged:\n{}",
-                    logged.join("\n")
-                );
-            }
-            tokio::time::sleep(Duration::from_millis(20)).await;
-        }
-    }
-
-    /// Posts a form push to the default push path; returns the status.
-    pub async fn post_form(&self, body: String) -> u16 {
-        reqwest::Client::new()
-            .post(format!("http://{}/weibo/push", self.address))
-            .header("content-type", "application/x-www-form-urlencoded")
-            .body(body)
-            .send()
-            .await
-            .expect("push request completes")
-            .status()
-            .as_u16()
-    }
-
-    /// Sends `signal` (TERM, KILL), waits for the exit, returns it with every log line.
-    pub async fn signal(mut self, signal: &str) -> (std::process::ExitStatus, Vec<String>) {
-        let status = std::process::Command::new("kill")
-            .args([&format!("-{signal}"), &self.pid().to_string()])
-            .status()
-            .unwrap();
-        assert!(status.success());
-        let mut child = self
-            .child
-            .take()
-            .expect("the process was not waited for yet");
-        let exit = tokio::task::spawn_blocking(move || child.wait().unwrap())
-            .await
-            .unwrap();
-        let (tx, empty) = std::sync::mpsc::channel();
-        drop(tx);
-        let lines = std::mem::replace(&mut self.lines, empty);
-        self.seen.extend(lines.iter());
-        (exit, std::mem::take(&mut self.seen))
-    }
-}
-
-impl Drop for RelayProcess {
-    /// A test that fails half-way must not leave the process running.
-    fn drop(&mut self) {
-        if let Some(mut child) = self.child.take() {
-            let _ = child.kill();
-            let _ = child.wait();
-        }
-        let _ = std::fs::remove_dir_all(&self.dir);
-    }
-}
-
-/// SIGKILLs a spawned process when dropped, unless disarmed after it was waited for: a test
-/// that fails half-way leaves nothing running.
-pub struct KillOnDrop(Option<u32>);
-
-impl KillOnDrop {
-    /// Guards the process `pid`.
-    pub fn new(pid: u32) -> Self {
-        Self(Some(pid))
-    }
-
-    /// The process was waited for: nothing to kill.
-    pub fn disarm(mut self) {
-        self.0 = None;
-    }
-}
-
-impl Drop for KillOnDrop {
-    fn drop(&mut self) {
-        if let Some(pid) = self.0 {
-            let _ = std::process::Command::new("kill")
-                .args(["-KILL", &pid.to_string()])
-                .status();
-        }
     }
 }

@@ -7,8 +7,9 @@ use lapin::options::{BasicPublishOptions, QueueBindOptions, QueueDeclareOptions}
 use lapin::types::FieldTable;
 use lapin::{BasicProperties, Channel, Connection};
 use serde_json::{json, Value};
+use std::sync::Arc;
 use weibo_relay::config::Settings;
-use weibo_relay::tooling::sandbox::{Faults, Sandbox, SandboxConfig, SandboxHandle};
+use weibo_relay::tooling::sandbox::SandboxHandle;
 
 use crate::helpers::*;
 use crate::proxy::TcpProxy;
@@ -16,38 +17,45 @@ use crate::rig::finish;
 
 /// A sandbox and the configuration every worker process of one deployment shares.
 struct Deployment {
-    sandbox: SandboxHandle,
+    stage: Stage,
+    sandbox: Arc<SandboxHandle>,
     settings: Settings,
-    toml: String,
     workers: Vec<Option<RelayProcess>>,
     connection: Connection,
     channel: Channel,
     outcomes: String,
     http: reqwest::Client,
-    _topology: TopologyGuard,
 }
 
 impl Deployment {
     async fn start(token_ttl: Duration, rate_limit_per_sec: u32) -> Self {
-        let base = test_settings(AMQP_URL);
-        let mut config = SandboxConfig::new(base.merchants.clone());
-        config.token_ttl = token_ttl;
-        config.faults = Faults::default();
-        let sandbox = Sandbox::start(config).unwrap();
-        let mut settings = base;
-        use_platform(&mut settings, &sandbox);
-        settings.weibo.timeout_ms = 2000;
-        settings.weibo.max_attempts = 4;
-        settings.weibo.retry_base_ms = 200;
-        settings.weibo.retry_max_ms = 800;
-        settings.weibo.rate_limit_per_sec = rate_limit_per_sec;
-        settings.worker.token_wait_ms = 5000;
-        let toml = relay_toml(&settings);
-        let topology = TopologyGuard::new(&settings);
+        let stage = start_stage(
+            test_settings(AMQP_URL),
+            StageOptions {
+                // Every relay of the deployment is a worker process of its own.
+                roles: None,
+                platform: Some(PlatformOptions {
+                    token_ttl,
+                    ..PlatformOptions::default()
+                }),
+                adjust: Box::new(move |settings, _| {
+                    settings.weibo.timeout_ms = 2000;
+                    settings.weibo.max_attempts = 4;
+                    settings.weibo.retry_base_ms = 200;
+                    settings.weibo.retry_max_ms = 800;
+                    settings.weibo.rate_limit_per_sec = rate_limit_per_sec;
+                    settings.worker.token_wait_ms = 5000;
+                }),
+                ready: Ready::No,
+                teardown_through: None,
+            },
+        )
+        .await;
         let connection = Connection::connect(AMQP_URL, Default::default())
             .await
             .unwrap();
         let channel = connection.create_channel().await.unwrap();
+        let settings = stage.settings().clone();
         let outcomes = format!("{}.outcomes", settings.amqp.events_queue);
         // Exclusive, not auto-delete: it lives as long as the test's connection, across the
         // consumers that come and go on it.
@@ -60,25 +68,24 @@ impl Deployment {
             .await
             .unwrap();
         Self {
-            sandbox,
+            sandbox: stage.sandbox().clone(),
+            stage,
             settings,
-            toml,
             workers: Vec::new(),
             connection,
             channel,
             outcomes,
             http: reqwest::Client::new(),
-            _topology: topology,
         }
     }
 
     /// Starts a worker process (through `amqp_url` when given); returns its index.
     async fn spawn(&mut self, amqp_url: Option<&str>) -> usize {
-        let mut toml = self.toml.clone();
-        if let Some(url) = amqp_url {
-            toml = toml.replace(AMQP_URL, url);
-        }
-        let worker = RelayProcess::start("worker", &toml, "info");
+        let worker = self.stage.spawn_with(BIN, "worker", "info", |settings| {
+            if let Some(url) = amqp_url {
+                settings.amqp.url = url.to_owned().into();
+            }
+        });
         self.workers.push(Some(worker));
         let i = self.workers.len() - 1;
         if i == 0 {

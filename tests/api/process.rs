@@ -13,9 +13,8 @@ const CONTACT: &str = "13912345678";
 async fn the_binary_logs_json_masks_personal_data_hides_secrets_and_stops_on_sigterm() {
     let mut settings = test_settings(AMQP_URL);
     settings.merchants = secret_merchant();
-    let toml = relay_toml(&settings);
-    let _topology = TopologyGuard::new(&settings);
-    let relay = RelayProcess::start("receiver", &toml, "info,weibo_relay=debug");
+    let stage = bare_stage(settings).await;
+    let relay = stage.spawn(BIN, "receiver", "info,weibo_relay=debug");
     relay.wait_ready().await;
 
     let data = order_data(&unique_order_id(), 201);
@@ -82,15 +81,11 @@ fn contains_token(text: &str) -> bool {
 
 #[tokio::test]
 async fn serve_at_debug_level_never_logs_secrets_tokens_or_phone_numbers() {
-    use weibo_relay::tooling::sandbox::{Sandbox, SandboxConfig};
-
-    let sandbox = Sandbox::start(SandboxConfig::new(secret_merchant())).unwrap();
     let mut settings = test_settings(AMQP_URL);
     settings.merchants = secret_merchant();
-    use_platform(&mut settings, &sandbox);
-    let toml = relay_toml(&settings);
-    let _topology = TopologyGuard::new(&settings);
-    let relay = RelayProcess::start("serve", &toml, "debug");
+    let stage = platform_stage(settings).await;
+    let (settings, sandbox) = (stage.settings(), stage.sandbox());
+    let relay = stage.spawn(BIN, "serve", "debug");
     relay.wait_ready().await;
 
     let id = sandbox.create_orders(APPID, 1).remove(0);
@@ -147,7 +142,7 @@ async fn sigterm_stops_the_relay_even_when_its_output_is_a_closed_pipe() {
     std::fs::create_dir_all(&dir).unwrap();
     let file = dir.join("relay.toml");
     let settings = test_settings(AMQP_URL);
-    let _topology = TopologyGuard::new(&settings);
+    let _topology = Teardown::new(&settings);
     std::fs::write(&file, relay_toml(&settings)).unwrap();
     let mut child = Command::new(env!("CARGO_BIN_EXE_weibo-relay"))
         .args(["receiver", "--config"])

@@ -235,17 +235,13 @@ async fn a_failing_list_call_is_counted_and_the_next_sweep_recovers() {
 
 #[tokio::test]
 async fn two_serve_processes_reconcile_each_missing_state_once() {
-    use weibo_relay::tooling::sandbox::{Sandbox, SandboxConfig};
-    let base = test_settings(AMQP_URL);
-    let sandbox = Sandbox::start(SandboxConfig::new(base.merchants.clone())).unwrap();
-    let mut settings = base;
-    use_platform(&mut settings, &sandbox);
+    let mut settings = test_settings(AMQP_URL);
     settings.reconcile.interval_secs = 1;
     settings.reconcile.settle_secs = 1;
-    let toml = relay_toml(&settings);
-    let _topology = TopologyGuard::new(&settings);
-    let one = RelayProcess::start("serve", &toml, "info");
-    let two = RelayProcess::start("serve", &toml, "info");
+    let stage = platform_stage(settings).await;
+    let (settings, sandbox) = (stage.settings(), stage.sandbox());
+    let one = stage.spawn(BIN, "serve", "info");
+    let two = stage.spawn(BIN, "serve", "info");
     one.wait_ready().await;
     two.wait_ready().await;
     let ids = sandbox.create_orders(APPID, 12);
@@ -305,25 +301,22 @@ async fn two_serve_processes_reconcile_each_missing_state_once() {
 #[tokio::test]
 async fn states_pushed_while_the_relay_was_down_arrive_once_when_it_is_back() {
     use std::sync::atomic::Ordering;
-    use std::sync::Arc;
-    use weibo_relay::tooling::sandbox::{PushSchedule, PushSender, Sandbox, SandboxConfig};
-    let base = test_settings(AMQP_URL);
-    let sandbox = Arc::new(Sandbox::start(SandboxConfig::new(base.merchants.clone())).unwrap());
+    use weibo_relay::tooling::sandbox::{PushSchedule, PushSender};
     // An address nobody listens on, until the relay does.
     let port = std::net::TcpListener::bind("127.0.0.1:0")
         .unwrap()
         .local_addr()
         .unwrap()
         .port();
-    let mut settings = base;
-    use_platform(&mut settings, &sandbox);
+    let mut settings = test_settings(AMQP_URL);
     settings.http.bind = ([127, 0, 0, 1], port).into();
     settings.reconcile.interval_secs = 1;
     settings.reconcile.settle_secs = 2;
-    let _topology = TopologyGuard::new(&settings);
+    let stage = platform_stage(settings).await;
+    let (settings, sandbox) = (stage.settings(), stage.sandbox());
     // 1 min, 5 min, 15 min scaled down to 6, 30 and 90 ms: the platform gives up at once.
     let sender = PushSender::start(
-        &sandbox,
+        sandbox,
         format!("http://127.0.0.1:{port}{}", settings.push.path),
         PushSchedule::scaled(0.0001),
     );
@@ -334,7 +327,7 @@ async fn states_pushed_while_the_relay_was_down_arrive_once_when_it_is_back() {
     .await;
     assert_eq!(sender.stats().accepted.load(Ordering::Relaxed), 0);
 
-    let relay = RelayProcess::start("serve", &relay_toml(&settings), "info");
+    let relay = stage.spawn(BIN, "serve", "info");
     assert_eq!(relay.address, format!("127.0.0.1:{port}"));
     relay.wait_ready().await;
     let pushed = sandbox.create_orders(APPID, 2);
@@ -558,15 +551,7 @@ async fn events_replay_as_an_operator_runs_it() {
     let dir = std::env::temp_dir().join(format!("wr-replay-{}", uuid::Uuid::new_v4()));
     std::fs::create_dir_all(&dir).unwrap();
     let file = dir.join("relay.toml");
-    let amqp = &app.settings.amqp;
-    std::fs::write(
-        &file,
-        format!(
-            "[amqp]\nevents_exchange = \"{}\"\nevents_queue = \"{}\"\nfulfilment_queue = \"{}\"\n",
-            amqp.events_exchange, amqp.events_queue, amqp.fulfilment_queue
-        ),
-    )
-    .unwrap();
+    std::fs::write(&file, relay_toml(&app.settings)).unwrap();
     let relay = |args: &[&str]| {
         std::process::Command::new(env!("CARGO_BIN_EXE_weibo-relay"))
             .args(args)
@@ -623,12 +608,7 @@ async fn events_tail_shows_each_new_event_on_a_line_of_its_own() {
     let dir = std::env::temp_dir().join(format!("wr-tail-{}", uuid::Uuid::new_v4()));
     std::fs::create_dir_all(&dir).unwrap();
     let file = dir.join("relay.toml");
-    let amqp = &app.settings.amqp;
-    std::fs::write(
-        &file,
-        format!("[amqp]\nevents_queue = \"{}\"\n", amqp.events_queue),
-    )
-    .unwrap();
+    std::fs::write(&file, relay_toml(&app.settings)).unwrap();
     let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_weibo-relay"))
         .args(["events", "tail", "--appid", APPID, "--config"])
         .arg(&file)

@@ -6,22 +6,24 @@ use lapin::options::{BasicGetOptions, BasicPublishOptions, QueueBindOptions, Que
 use lapin::types::{AMQPValue, FieldTable};
 use lapin::BasicProperties;
 use serde_json::{json, Value};
+use std::sync::Arc;
 use weibo_relay::config::Settings;
 use weibo_relay::startup::Roles;
-use weibo_relay::tooling::sandbox::{Faults, Sandbox, SandboxConfig, SandboxHandle};
+use weibo_relay::tooling::sandbox::{Faults, SandboxHandle};
 
 use crate::helpers::*;
 
-/// A worker process, the sandbox it talks to, and a queue catching its outcomes.
+/// A relay (a worker unless told otherwise) on a stage with the sandbox platform, and a
+/// queue catching its outcomes.
 pub struct WorkerRig {
     pub app: TestApp,
-    pub sandbox: SandboxHandle,
+    pub sandbox: Arc<SandboxHandle>,
     pub admin: reqwest::Client,
     outcomes: String,
 }
 
 /// A last change to a rig's settings, knowing its sandbox.
-pub type Adjust = Box<dyn FnOnce(&mut Settings, &SandboxHandle)>;
+pub type Adjust = Box<dyn FnOnce(&mut Settings, &SandboxHandle) + Send>;
 
 pub struct RigOptions {
     pub amqp_url: String,
@@ -59,21 +61,32 @@ impl WorkerRig {
     }
 
     pub async fn start_with(options: RigOptions) -> Self {
-        let base = test_settings(&options.amqp_url);
-        let mut sandbox_config = SandboxConfig::new(base.merchants.clone());
-        sandbox_config.token_ttl = options.token_ttl;
-        sandbox_config.faults = options.faults.clone();
-        let sandbox = Sandbox::start(sandbox_config).expect("sandbox starts");
-        let mut settings = base;
-        use_platform(&mut settings, &sandbox);
-        settings.weibo.timeout_ms = options.timeout_ms;
-        settings.weibo.max_attempts = options.max_attempts;
-        settings.weibo.retry_base_ms = 100;
-        settings.weibo.retry_max_ms = 400;
-        settings.weibo.rate_limit_per_sec = 1000;
-        settings.worker.token_wait_ms = 2000;
-        (options.adjust)(&mut settings, &sandbox);
-        let app = spawn_roles(settings, options.roles, true).await;
+        let (max_attempts, timeout_ms, adjust) =
+            (options.max_attempts, options.timeout_ms, options.adjust);
+        let stage = start_stage(
+            test_settings(&options.amqp_url),
+            StageOptions {
+                roles: Some(options.roles),
+                platform: Some(PlatformOptions {
+                    faults: options.faults,
+                    token_ttl: options.token_ttl,
+                }),
+                adjust: Box::new(move |settings, sandbox| {
+                    settings.weibo.timeout_ms = timeout_ms;
+                    settings.weibo.max_attempts = max_attempts;
+                    settings.weibo.retry_base_ms = 100;
+                    settings.weibo.retry_max_ms = 400;
+                    settings.weibo.rate_limit_per_sec = 1000;
+                    settings.worker.token_wait_ms = 2000;
+                    adjust(settings, sandbox.expect("a rig has a platform"));
+                }),
+                ready: Ready::Broker,
+                teardown_through: None,
+            },
+        )
+        .await;
+        let sandbox = stage.sandbox().clone();
+        let app = TestApp::on(stage).await;
         let outcomes = format!("{}.outcomes", app.settings.amqp.events_queue);
         app.channel
             .queue_declare(

@@ -38,10 +38,8 @@ async fn a_slow_client_flood_is_bounded_in_memory_and_pushes_still_get_through()
     settings.http.max_body_bytes = 65536;
     settings.http.body_timeout_ms = 3000;
     settings.http.max_connections = MAX_CONNECTIONS;
-    let toml = relay_toml(&settings);
-    assert_eq!(settings.http.max_connections, MAX_CONNECTIONS);
-    let _topology = TopologyGuard::new(&settings);
-    let relay = RelayProcess::start("receiver", &toml, "info");
+    let stage = bare_stage(settings).await;
+    let relay = stage.spawn(BIN, "receiver", "info");
     relay.wait_ready().await;
     let pid = relay.pid();
     let before = rss_kib(pid);
@@ -496,10 +494,10 @@ async fn a_redirecting_order_interface_gets_nothing_followed_and_the_command_is_
 async fn names_from_a_request_cannot_forge_flood_or_colour_the_log() {
     let mut settings = test_settings(AMQP_URL);
     settings.http.max_body_bytes = 65536;
-    let toml = relay_toml(&settings);
-    let _topology = TopologyGuard::new(&settings);
+    let stage = bare_stage(settings).await;
     // Text logs: the format a forged line would fool.
-    let relay = RelayProcess::start_logging("receiver", &toml, "info", false);
+    let toml = relay_toml(stage.settings());
+    let relay = RelayProcess::start_logging(BIN, "receiver", &toml, "info", false);
     relay.wait_ready().await;
     let client = reqwest::Client::new();
     let post = |body: String| {
@@ -699,13 +697,10 @@ async fn the_relay_needs_no_more_than_the_permissions_readme_grants_it() {
 /// and counted, while the log gets a burst of lines and then about ten a second.
 #[tokio::test]
 async fn a_flood_of_bad_commands_is_counted_whole_and_logged_sparingly() {
-    use weibo_relay::tooling::sandbox::{Sandbox, SandboxConfig};
     const BAD: usize = 300;
-    let mut settings = test_settings(AMQP_URL);
-    let sandbox = Sandbox::start(SandboxConfig::new(settings.merchants.clone())).unwrap();
-    use_platform(&mut settings, &sandbox);
-    let _topology = TopologyGuard::new(&settings);
-    let relay = RelayProcess::start("worker", &relay_toml(&settings), "info");
+    let stage = platform_stage(test_settings(AMQP_URL)).await;
+    let settings = stage.settings();
+    let relay = stage.spawn(BIN, "worker", "info");
     relay.wait_ready().await;
     let started = Instant::now();
     let conn = lapin::Connection::connect(AMQP_URL, Default::default())

@@ -126,12 +126,9 @@ async fn a_command_trace_continues_into_its_outcome_whose_message_id_is_stable()
 /// has the trace id from the consumer finds the platform call in the worker's log.
 #[tokio::test]
 async fn a_worker_logs_a_traced_command_under_its_trace_id() {
-    use weibo_relay::tooling::sandbox::{Sandbox, SandboxConfig};
-    let mut settings = test_settings(AMQP_URL);
-    let sandbox = Sandbox::start(SandboxConfig::new(settings.merchants.clone())).unwrap();
-    use_platform(&mut settings, &sandbox);
-    let _topology = TopologyGuard::new(&settings);
-    let relay = RelayProcess::start("worker", &relay_toml(&settings), "weibo_relay=debug");
+    let stage = platform_stage(test_settings(AMQP_URL)).await;
+    let (settings, sandbox) = (stage.settings(), stage.sandbox());
+    let relay = stage.spawn(BIN, "worker", "weibo_relay=debug");
     relay.wait_ready().await;
     let id = sandbox.create_orders(APPID, 1).remove(0);
     let conn = lapin::Connection::connect(AMQP_URL, Default::default())

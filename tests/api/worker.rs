@@ -157,19 +157,12 @@ async fn a_command_that_never_succeeds_is_dead_lettered_after_max_attempts_and_c
     })
     .await;
 
-    let amqp = &rig.app.settings.amqp;
+    let (settings, amqp) = (&rig.app.settings, &rig.app.settings.amqp);
     // The operator's view: `weibo-relay dlq list --json` with the relay's configuration.
     let dir = std::env::temp_dir().join(format!("wr-dlq-{}", uuid::Uuid::new_v4()));
     std::fs::create_dir_all(&dir).unwrap();
     let file = dir.join("relay.toml");
-    std::fs::write(
-        &file,
-        format!(
-            "[amqp]\nevents_exchange = \"{}\"\nevents_queue = \"{}\"\nfulfilment_queue = \"{}\"\n",
-            amqp.events_exchange, amqp.events_queue, amqp.fulfilment_queue
-        ),
-    )
-    .unwrap();
+    std::fs::write(&file, relay_toml(settings)).unwrap();
     let dlq_list = |json: bool| {
         let mut cmd = std::process::Command::new(env!("CARGO_BIN_EXE_weibo-relay"));
         cmd.args(["dlq", "list", "--config"]).arg(&file);
@@ -397,18 +390,11 @@ async fn a_deleted_work_queue_is_redeclared_and_consumed_again() {
 }
 
 /// Runs `weibo-relay dlq ARGS` with a configuration naming `amqp`'s queues.
-fn dlq_cli(amqp: &weibo_relay::config::AmqpSettings, args: &[&str]) -> std::process::Output {
+fn dlq_cli(settings: &weibo_relay::config::Settings, args: &[&str]) -> std::process::Output {
     let dir = std::env::temp_dir().join(format!("wr-dlq-{}", uuid::Uuid::new_v4()));
     std::fs::create_dir_all(&dir).unwrap();
     let file = dir.join("relay.toml");
-    std::fs::write(
-        &file,
-        format!(
-            "[amqp]\nevents_exchange = \"{}\"\nevents_queue = \"{}\"\nfulfilment_queue = \"{}\"\n",
-            amqp.events_exchange, amqp.events_queue, amqp.fulfilment_queue
-        ),
-    )
-    .unwrap();
+    std::fs::write(&file, relay_toml(settings)).unwrap();
     let out = std::process::Command::new(env!("CARGO_BIN_EXE_weibo-relay"))
         .arg("dlq")
         .args(args)
@@ -446,7 +432,7 @@ async fn dlq_drop_removes_exactly_the_one_command_named_and_keeps_the_rest() {
     .await;
     let amqp = &rig.app.settings.amqp;
 
-    let out = dlq_cli(amqp, &["list", "--json"]);
+    let out = dlq_cli(&rig.app.settings, &["list", "--json"]);
     assert!(out.status.success());
     let listed: Vec<Value> = String::from_utf8(out.stdout)
         .unwrap()
@@ -461,7 +447,7 @@ async fn dlq_drop_removes_exactly_the_one_command_named_and_keeps_the_rest() {
     );
     assert_eq!(ids, ["cmd-0001", hashed.as_str()]);
 
-    let unknown = dlq_cli(amqp, &["drop", "--id", "cmd-9999"]);
+    let unknown = dlq_cli(&rig.app.settings, &["drop", "--id", "cmd-9999"]);
     assert_eq!(unknown.status.code(), Some(2));
     assert_eq!(
         String::from_utf8(unknown.stderr).unwrap(),
@@ -470,7 +456,7 @@ async fn dlq_drop_removes_exactly_the_one_command_named_and_keeps_the_rest() {
             amqp.fulfilment_queue
         )
     );
-    let dropped = dlq_cli(amqp, &["drop", "--id", &hashed]);
+    let dropped = dlq_cli(&rig.app.settings, &["drop", "--id", &hashed]);
     assert!(dropped.status.success(), "{dropped:?}");
     eventually(Duration::from_secs(5), "one dead command left", || async {
         rig.dead_depth().await == 1

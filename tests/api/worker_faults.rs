@@ -7,7 +7,7 @@ use lapin::types::FieldTable;
 use lapin::BasicProperties;
 use serde_json::json;
 use weibo_relay::startup::Roles;
-use weibo_relay::tooling::sandbox::{Faults, Sandbox, SandboxConfig};
+use weibo_relay::tooling::sandbox::Faults;
 
 use crate::helpers::*;
 use crate::rig::{finish, RigOptions, WorkerRig};
@@ -98,21 +98,23 @@ async fn token_endpoint_down_at_startup_keeps_readiness_false_then_commands_resu
 #[tokio::test]
 async fn a_worker_killed_mid_batch_and_restarted_loses_no_command() {
     const ORDERS: usize = 60;
-    let base = test_settings(AMQP_URL);
-    let mut sandbox_config = SandboxConfig::new(base.merchants.clone());
-    sandbox_config.faults.latency_ms = 20;
-    let sandbox = Sandbox::start(sandbox_config).unwrap();
-    let mut settings = base;
-    use_platform(&mut settings, &sandbox);
+    let mut settings = test_settings(AMQP_URL);
     settings.weibo.retry_base_ms = 100;
     settings.weibo.retry_max_ms = 400;
     settings.weibo.rate_limit_per_sec = 1000;
     settings.worker.concurrency = 4;
     settings.worker.prefetch = 8;
-    let toml = relay_toml(&settings);
-    let _topology = TopologyGuard::new(&settings);
+    let platform = PlatformOptions {
+        faults: Faults {
+            latency_ms: 20,
+            ..Faults::default()
+        },
+        ..PlatformOptions::default()
+    };
+    let stage = start_stage(settings, StageOptions::processes(Some(platform))).await;
+    let (settings, sandbox) = (stage.settings(), stage.sandbox());
 
-    let first = RelayProcess::start("worker", &toml, "warn,weibo_relay::startup=info");
+    let first = stage.spawn(BIN, "worker", "warn,weibo_relay::startup=info");
     // Ready means the worker declared its queues: only then can commands be routed.
     first.wait_ready().await;
     let ids = sandbox.create_orders(APPID, ORDERS);
@@ -142,21 +144,21 @@ async fn a_worker_killed_mid_batch_and_restarted_loses_no_command() {
             .count()
     };
     eventually(Duration::from_secs(20), "a part of the batch done", || {
-        let n = finished(&sandbox);
+        let n = finished(sandbox);
         async move { n >= 10 }
     })
     .await;
     let (exit, _) = first.signal("KILL").await;
     assert!(!exit.success());
-    let done_at_kill = finished(&sandbox);
+    let done_at_kill = finished(sandbox);
     assert!(
         done_at_kill < ORDERS,
         "the kill came too late to prove anything"
     );
 
-    let second = RelayProcess::start("worker", &toml, "warn,weibo_relay::startup=info");
+    let second = stage.spawn(BIN, "worker", "warn,weibo_relay::startup=info");
     eventually(Duration::from_secs(30), "every order finished", || {
-        let n = finished(&sandbox);
+        let n = finished(sandbox);
         async move { n == ORDERS }
     })
     .await;

@@ -3,8 +3,9 @@
 use std::time::Duration;
 
 use serde_json::{json, Value};
-use weibo_relay::config::{Merchant, Settings};
+use weibo_relay::config::{Merchant, Merchants, Settings};
 use weibo_relay::tooling::sandbox::{Sandbox, SandboxConfig, SandboxHandle};
+use weibo_relay::tooling::stage;
 use weibo_relay::weibo::WeiboClient;
 
 pub const APPID: &str = "100023";
@@ -19,22 +20,18 @@ pub struct Platform {
 
 /// Settings whose merchant signs with `sign_key`, pointed at `oauth_base`.
 pub fn settings(oauth_base: &str, sign_key: &str, timeout_ms: u64) -> Settings {
-    Settings::from_toml(&format!(
-        r#"
-[weibo]
-api_base = "{oauth_base}/2/proxy/eshop/open"
-oauth_base = "{oauth_base}"
-timeout_ms = {timeout_ms}
-
-[[merchants]]
-appid = "{APPID}"
-sign_key = "{sign_key}"
-client_id = "772915"
-client_secret = "sandbox client secret"
-uid = "1404376560"
-"#
-    ))
-    .unwrap()
+    let mut s = Settings::load(None, std::iter::empty::<(String, String)>()).unwrap();
+    s.weibo.api_base = format!("{oauth_base}/2/proxy/eshop/open");
+    s.weibo.oauth_base = oauth_base.to_owned();
+    s.weibo.timeout_ms = timeout_ms;
+    s.merchants = Merchants::new(vec![stage::merchant(
+        APPID,
+        sign_key,
+        "772915",
+        "sandbox client secret",
+        "1404376560",
+    )]);
+    s
 }
 
 impl Platform {

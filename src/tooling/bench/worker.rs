@@ -35,6 +35,7 @@ pub async fn run(base: Settings, options: WorkerOptions) -> Result<Report, Bench
             "--rate-limit must be at least 1".into(),
         ));
     }
+    let (rate_limit, concurrency) = (options.rate_limit_per_sec, options.load.concurrency);
     let stage = Stage::start(
         base,
         "weibo-relay-bench",
@@ -43,14 +44,11 @@ pub async fn run(base: Settings, options: WorkerOptions) -> Result<Report, Bench
             latency_ms: options.latency_ms,
             ..Faults::default()
         },
-        |settings| {
-            settings.weibo.rate_limit_per_sec = options.rate_limit_per_sec;
-            settings.worker.concurrency = options.load.concurrency;
+        move |settings| {
+            settings.weibo.rate_limit_per_sec = rate_limit;
+            settings.worker.concurrency = concurrency;
             // Prefetch at least the concurrency, so the consumer never holds calls back.
-            let prefetch = options
-                .load
-                .concurrency
-                .max(usize::from(settings.worker.prefetch));
+            let prefetch = concurrency.max(usize::from(settings.worker.prefetch));
             settings.worker.prefetch = u16::try_from(prefetch).unwrap_or(u16::MAX);
         },
     )

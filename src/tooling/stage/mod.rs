@@ -1,0 +1,317 @@
+//! The one harness the tests, the demo and the benches share: a stage on the local broker with
+//! names of its own (`<prefix>.<run>.*`), optionally the sandbox platform, a relay in this
+//! process and any number more as processes, and everything they declared deleted afterwards,
+//! also when whoever ran the stage panicked half-way.
+
+mod process;
+mod settings;
+mod teardown;
+
+use std::path::Path;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use tokio::task::JoinHandle;
+use tokio_util::sync::CancellationToken;
+
+use crate::amqp::Broker;
+use crate::config::{AmqpSettings, Settings};
+use crate::startup::{Application, Roles};
+use crate::tooling::sandbox::{Faults, Sandbox, SandboxConfig, SandboxHandle};
+
+pub use process::{KillOnDrop, RelayProcess};
+pub use settings::{isolated, merchant, to_toml};
+pub use teardown::Teardown;
+
+/// The appid of the one merchant on a demo or bench stage.
+pub const STAGE_APPID: &str = "100023";
+/// Broker link and first token: beyond this the set-up, not the relay, is what failed.
+const READY_TIMEOUT: Duration = Duration::from_secs(20);
+
+/// The sandbox platform of a stage.
+#[derive(Debug, Clone)]
+pub struct PlatformOptions {
+    /// Faults it injects from the start (`/admin/faults` changes them later).
+    pub faults: Faults,
+    /// Life of the tokens it issues.
+    pub token_ttl: Duration,
+}
+
+impl Default for PlatformOptions {
+    fn default() -> Self {
+        Self {
+            faults: Faults::default(),
+            token_ttl: Duration::from_secs(7200),
+        }
+    }
+}
+
+/// How far the in-process relay must have come before [`Stage::start_with`] returns.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Ready {
+    /// Not at all (a test of a relay that cannot reach its broker).
+    No,
+    /// Its broker connection is up.
+    Broker,
+    /// `/readyz` answers 200: the broker, and for a worker a token for every merchant.
+    Full,
+}
+
+/// A last change to a stage's settings, knowing its platform if it has one.
+pub type Adjust = Box<dyn FnOnce(&mut Settings, Option<&SandboxHandle>) + Send>;
+
+/// What a stage runs.
+pub struct StageOptions {
+    /// The roles of the relay run in this process; `None` for none (relays as processes
+    /// only, see [`Stage::spawn`]).
+    pub roles: Option<Roles>,
+    /// The sandbox platform, with the relay's settings pointed at it; `None` for none.
+    pub platform: Option<PlatformOptions>,
+    /// Applied to the settings last, before anything declares a queue.
+    pub adjust: Adjust,
+    /// How far the in-process relay must have come.
+    pub ready: Ready,
+    /// The broker to delete the stage's queues through, when not the relay's own (a relay
+    /// behind a proxy that a test cuts).
+    pub teardown_through: Option<AmqpSettings>,
+}
+
+impl Default for StageOptions {
+    fn default() -> Self {
+        Self::processes(Some(PlatformOptions::default()))
+    }
+}
+
+impl StageOptions {
+    /// No relay in this process (start them as processes with [`Stage::spawn`]), `platform`
+    /// or none, the settings as given.
+    pub fn processes(platform: Option<PlatformOptions>) -> Self {
+        Self {
+            roles: None,
+            platform,
+            adjust: Box::new(|_, _| {}),
+            ready: Ready::No,
+            teardown_through: None,
+        }
+    }
+}
+
+/// A relay running in this process.
+struct InProcess {
+    url: String,
+    admin_url: Option<String>,
+    broker: Broker,
+    shutdown: CancellationToken,
+    task: Option<JoinHandle<anyhow::Result<()>>>,
+}
+
+/// A running stage; [`Stage::stop`] (or dropping it) removes everything it declared.
+pub struct Stage {
+    settings: Settings,
+    sandbox: Option<Arc<SandboxHandle>>,
+    relay: Option<InProcess>,
+    teardown: Option<Teardown>,
+}
+
+impl Stage {
+    /// A sandbox with `faults` and a relay with `roles` on `base`, with names
+    /// `<prefix>.<run>.*`, one merchant with fresh credentials and `adjust` applied last;
+    /// returns once the relay is ready (broker connected, token held). The demo and the
+    /// benches run on one.
+    pub async fn start(
+        base: Settings,
+        prefix: &str,
+        roles: Roles,
+        faults: Faults,
+        adjust: impl FnOnce(&mut Settings) + Send + 'static,
+    ) -> anyhow::Result<Self> {
+        Self::start_with(
+            settings::staged(base, prefix),
+            StageOptions {
+                roles: Some(roles),
+                platform: Some(PlatformOptions {
+                    faults,
+                    ..PlatformOptions::default()
+                }),
+                adjust: Box::new(move |settings, _| adjust(settings)),
+                ready: Ready::Full,
+                teardown_through: None,
+            },
+        )
+        .await
+    }
+
+    /// A stage on `settings` as they are (names from [`isolated`] already), with `options`.
+    pub async fn start_with(mut settings: Settings, options: StageOptions) -> anyhow::Result<Self> {
+        let sandbox = match options.platform {
+            Some(platform) => {
+                let mut config = SandboxConfig::new(settings.merchants.clone());
+                config.faults = platform.faults;
+                config.token_ttl = platform.token_ttl;
+                let sandbox = Sandbox::start(config)?;
+                settings.weibo.api_base = sandbox.api_base();
+                settings.weibo.oauth_base = sandbox.base_url();
+                Some(Arc::new(sandbox))
+            }
+            None => None,
+        };
+        (options.adjust)(&mut settings, sandbox.as_deref());
+        // Before anything is declared: whatever fails from here, nothing is left behind.
+        let teardown = match options.teardown_through {
+            Some(amqp) => Teardown::through(&settings, amqp),
+            None => Teardown::new(&settings),
+        };
+        let mut stage = Self {
+            teardown: Some(teardown),
+            settings,
+            sandbox,
+            relay: None,
+        };
+        if let Some(roles) = options.roles {
+            let app = Application::build(stage.settings.clone(), roles).await?;
+            let (url, admin_url) = (
+                format!("http://{}", app.address()),
+                app.admin_address().map(|a| format!("http://{a}")),
+            );
+            let (broker, shutdown) = (app.broker().clone(), app.shutdown_token());
+            stage.relay = Some(InProcess {
+                url,
+                admin_url,
+                broker,
+                shutdown,
+                task: Some(tokio::spawn(app.run_until_stopped())),
+            });
+            if let Err(error) = stage.wait(options.ready).await {
+                stage.stop().await;
+                return Err(error);
+            }
+        }
+        Ok(stage)
+    }
+
+    /// The stage's settings (names, the platform's URLs).
+    pub fn settings(&self) -> &Settings {
+        &self.settings
+    }
+
+    /// The sandbox platform.
+    ///
+    /// # Panics
+    /// On a stage started without one.
+    pub fn sandbox(&self) -> &Arc<SandboxHandle> {
+        self.sandbox
+            .as_ref()
+            .expect("a stage started with a platform")
+    }
+
+    /// `http://addr` of the in-process relay.
+    ///
+    /// # Panics
+    /// On a stage started without one.
+    pub fn relay_url(&self) -> &str {
+        &self.in_process().url
+    }
+
+    /// `http://addr` of the in-process relay's admin listener, when `http.admin_bind` is set.
+    pub fn admin_url(&self) -> Option<&str> {
+        self.relay.as_ref().and_then(|r| r.admin_url.as_deref())
+    }
+
+    /// Starts another relay on this stage's settings, as a process of `binary`.
+    pub fn spawn(&self, binary: impl AsRef<Path>, role: &str, rust_log: &str) -> RelayProcess {
+        self.spawn_with(binary, role, rust_log, |_| {})
+    }
+
+    /// Like [`spawn`](Self::spawn), with `adjust` applied to its copy of the settings (one
+    /// process through a proxy, say).
+    pub fn spawn_with(
+        &self,
+        binary: impl AsRef<Path>,
+        role: &str,
+        rust_log: &str,
+        adjust: impl FnOnce(&mut Settings),
+    ) -> RelayProcess {
+        let mut settings = self.settings.clone();
+        adjust(&mut settings);
+        RelayProcess::start(binary, role, &to_toml(&settings), rust_log)
+    }
+
+    /// Stops the in-process relay as SIGTERM does and returns how it ended; the platform and
+    /// the queues stay.
+    pub async fn stop_relay(&mut self) -> anyhow::Result<()> {
+        let Some(relay) = self.relay.as_mut() else {
+            return Ok(());
+        };
+        relay.shutdown.cancel();
+        match relay.task.take() {
+            Some(task) => task.await?,
+            None => Ok(()),
+        }
+    }
+
+    /// Stops the relay gracefully, then the sandbox, then deletes the stage's queues.
+    pub async fn stop(mut self) {
+        let _ = self.stop_relay().await;
+        if let Some(sandbox) = self.sandbox.take() {
+            if let Ok(sandbox) = Arc::try_unwrap(sandbox) {
+                sandbox.stop().await;
+            }
+        }
+        if let Some(teardown) = self.teardown.take() {
+            if let Err(error) = teardown.run().await {
+                tracing::warn!(%error, "stage queues not fully deleted");
+            }
+        }
+    }
+
+    fn in_process(&self) -> &InProcess {
+        self.relay
+            .as_ref()
+            .expect("a stage started with an in-process relay")
+    }
+
+    async fn wait(&self, ready: Ready) -> anyhow::Result<()> {
+        let relay = self.in_process();
+        match ready {
+            Ready::No => Ok(()),
+            Ready::Broker => {
+                if relay.broker.wait_ready(READY_TIMEOUT).await {
+                    Ok(())
+                } else {
+                    anyhow::bail!(
+                        "the relay did not connect to RabbitMQ at {} within {READY_TIMEOUT:?}",
+                        self.settings.amqp.redacted_url()
+                    )
+                }
+            }
+            Ready::Full => {
+                let url = format!("{}/readyz", relay.admin_url.as_ref().unwrap_or(&relay.url));
+                let deadline = Instant::now() + READY_TIMEOUT;
+                let mut last = String::from("no answer");
+                while Instant::now() < deadline {
+                    if let Ok(answer) = reqwest::get(&url).await {
+                        if answer.status().is_success() {
+                            return Ok(());
+                        }
+                        last = answer.text().await.unwrap_or_default();
+                    }
+                    tokio::time::sleep(Duration::from_millis(50)).await;
+                }
+                anyhow::bail!(
+                    "the relay was not ready within {READY_TIMEOUT:?} ({last}); is RabbitMQ running at {}?",
+                    self.settings.amqp.redacted_url()
+                )
+            }
+        }
+    }
+}
+
+impl Drop for Stage {
+    /// A stage dropped without [`Stage::stop`] (a panic): the relay is told to stop, and the
+    /// teardown deletes the queues.
+    fn drop(&mut self) {
+        if let Some(relay) = &self.relay {
+            relay.shutdown.cancel();
+        }
+    }
+}

@@ -1,0 +1,74 @@
+//! Deleting everything a stage's relays may have declared, also when whoever ran the stage
+//! panicked half-way: a test that fails must not leave its queues on the broker.
+
+use crate::amqp::Topology;
+use crate::config::{AmqpSettings, Settings};
+use crate::worker::{worker_topology, RetryPolicy};
+
+/// Deletes a stage's exchanges and queues when run, or when dropped without being run.
+pub struct Teardown {
+    amqp: AmqpSettings,
+    topology: Option<Topology>,
+}
+
+impl Teardown {
+    /// Everything a relay with `settings` may declare, receiver and worker alike, deleted
+    /// through the same broker settings.
+    pub fn new(settings: &Settings) -> Self {
+        Self::through(settings, settings.amqp.clone())
+    }
+
+    /// Like [`new`](Self::new), deleting through the broker connection `amqp` describes.
+    pub fn through(settings: &Settings, amqp: AmqpSettings) -> Self {
+        let policy = RetryPolicy::from_settings(&settings.weibo);
+        let topology = Topology::events(&settings.amqp, &settings.event_log.max_age)
+            .merge(worker_topology(&settings.amqp, &policy));
+        Self {
+            amqp,
+            topology: Some(topology),
+        }
+    }
+
+    /// Deletes now; the error, if any, is the first deletion refused (the rest are tried).
+    pub async fn run(mut self) -> anyhow::Result<()> {
+        match self.topology.take() {
+            Some(topology) => delete(&self.amqp, &topology).await,
+            None => Ok(()),
+        }
+    }
+}
+
+impl Drop for Teardown {
+    fn drop(&mut self) {
+        let Some(topology) = self.topology.take() else {
+            return;
+        };
+        let amqp = self.amqp.clone();
+        // Drop cannot await, and may run inside a runtime: a thread with a runtime of its own.
+        let cleanup = std::thread::spawn(move || {
+            let Ok(runtime) = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+            else {
+                return;
+            };
+            if let Err(error) = runtime.block_on(delete(&amqp, &topology)) {
+                tracing::warn!(%error, "stage queues not fully deleted");
+            }
+        });
+        let _ = cleanup.join();
+    }
+}
+
+async fn delete(amqp: &AmqpSettings, topology: &Topology) -> anyhow::Result<()> {
+    let connection = crate::amqp::connect_once(amqp, "weibo-relay stage teardown").await?;
+    let deleted = async {
+        let channel = connection.create_channel().await?;
+        let deleted = topology.delete(&channel).await;
+        let _ = channel.close(200, "stage done".into()).await;
+        Ok::<_, anyhow::Error>(deleted?)
+    }
+    .await;
+    let _ = connection.close(200, "stage done".into()).await;
+    deleted
+}
