@@ -107,33 +107,6 @@ fn node_example() -> &'static Path {
 }
 
 /// Deletes the example's own queues when dropped, even when the test panicked.
-struct QueuesGuard(Vec<String>);
-
-impl Drop for QueuesGuard {
-    fn drop(&mut self) {
-        let queues = std::mem::take(&mut self.0);
-        let cleanup = std::thread::spawn(move || {
-            let rt = tokio::runtime::Builder::new_current_thread()
-                .enable_all()
-                .build()
-                .unwrap();
-            rt.block_on(async move {
-                let Ok(conn) = Connection::connect(AMQP_URL, ConnectionProperties::default()).await
-                else {
-                    return;
-                };
-                if let Ok(ch) = conn.create_channel().await {
-                    for q in queues {
-                        let _ = ch.queue_delete(q.as_str().into(), Default::default()).await;
-                    }
-                }
-                let _ = conn.close(200, "test done".into()).await;
-            });
-        });
-        let _ = cleanup.join();
-    }
-}
-
 /// The example as a child process, its output lines collected; killed when dropped.
 struct Example {
     child: Option<std::process::Child>,
@@ -270,10 +243,10 @@ async fn prove(mut command: Command) {
     let channel = conn.create_channel().await.unwrap();
     let name = format!("{}.shop", amqp.events_queue);
     let outcomes = format!("{}.outcomes-seen-by-test", amqp.events_queue);
-    let _queues = QueuesGuard(vec![
-        format!("{name}.paid-orders"),
-        format!("{name}.outcomes"),
-        outcomes.clone(),
+    let _queues = queues_deleted_after(&[
+        &format!("{name}.paid-orders"),
+        &format!("{name}.outcomes"),
+        &outcomes,
     ]);
     channel
         .queue_declare(

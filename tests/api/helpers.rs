@@ -109,6 +109,17 @@ pub async fn bare_stage(settings: Settings) -> Stage {
     start_stage(settings, StageOptions::processes(None)).await
 }
 
+/// Deletes `queues` (a test's own, besides its stage's) when dropped, also after a panic.
+#[must_use = "the queues are deleted when this is dropped"]
+pub fn queues_deleted_after(queues: &[&str]) -> Teardown {
+    let topology = queues
+        .iter()
+        .fold(weibo_relay::amqp::Topology::default(), |t, q| {
+            t.queue(weibo_relay::amqp::QueueSpec::classic(q))
+        });
+    Teardown::of(topology, test_settings(AMQP_URL).amqp)
+}
+
 /// A stage for a test; a stage that cannot start fails the test with the reason.
 pub async fn start_stage(settings: Settings, mut options: StageOptions) -> Stage {
     if std::env::var_os("TEST_LOG").is_some() {

@@ -442,13 +442,17 @@ async fn next_second(t: SystemTime) -> SystemTime {
     UNIX_EPOCH + Duration::from_secs(second(t) + 1)
 }
 
-async fn declare_expiring(app: &TestApp, queue: &str) {
+/// Declares a queue to replay into, deleted when the returned guard goes (and by the broker
+/// a minute after its last use, should the test process die).
+#[must_use = "the queue is deleted when this is dropped"]
+async fn declare_expiring(app: &TestApp, queue: &str) -> Teardown {
     let mut args = FieldTable::default();
     args.insert("x-expires".into(), AMQPValue::LongLongInt(60_000));
     app.channel
         .queue_declare(queue.into(), QueueDeclareOptions::default(), args)
         .await
         .unwrap();
+    queues_deleted_after(&[queue])
 }
 
 async fn push(app: &TestApp, appid: &str, key: &str, sub_order_id: &str, state: i64) {
@@ -470,7 +474,7 @@ async fn the_log_replays_by_window_appid_and_sub_order_into_a_queue_that_exists(
     // A queue of the test's own to replay into: another connection must see it, so not
     // exclusive; it expires a minute after the test, even one that panicked.
     let target = format!("{}.replayed", app.settings.amqp.events_queue);
-    declare_expiring(&app, &target).await;
+    let _target = declare_expiring(&app, &target).await;
     let options = |until: SystemTime, appid: Option<&str>, id: Option<&str>| ReplayOptions {
         since: started,
         until,
@@ -547,7 +551,7 @@ async fn events_replay_as_an_operator_runs_it() {
     push(&app, APPID, SIGN_KEY, &a, 201).await;
     push(&app, APPID, SIGN_KEY, &a, 301).await;
     let target = format!("{}.replayed", app.settings.amqp.events_queue);
-    declare_expiring(&app, &target).await;
+    let _target = declare_expiring(&app, &target).await;
     let dir = std::env::temp_dir().join(format!("wr-replay-{}", uuid::Uuid::new_v4()));
     std::fs::create_dir_all(&dir).unwrap();
     let file = dir.join("relay.toml");
@@ -711,7 +715,7 @@ async fn a_long_replay_says_how_far_it_got_and_keeps_its_memory_bounded() {
         assert!(confirm.await.unwrap().is_ack());
     }
     let target = format!("{}.replayed", app.settings.amqp.events_queue);
-    declare_expiring(&app, &target).await;
+    let _target = declare_expiring(&app, &target).await;
     let dir = std::env::temp_dir().join(format!("wr-replay-{}", uuid::Uuid::new_v4()));
     std::fs::create_dir_all(&dir).unwrap();
     let file = dir.join("relay.toml");

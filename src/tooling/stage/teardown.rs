@@ -29,6 +29,14 @@ impl Teardown {
         }
     }
 
+    /// Deletes `topology` (queues a test declared besides the stage's, say) through `amqp`.
+    pub fn of(topology: Topology, amqp: AmqpSettings) -> Self {
+        Self {
+            amqp,
+            topology: Some(topology),
+        }
+    }
+
     /// Deletes now; the error, if any, is the first deletion refused (the rest are tried).
     pub async fn run(mut self) -> anyhow::Result<()> {
         match self.topology.take() {
