@@ -17,6 +17,7 @@ use tracing::Instrument;
 use futures_util::StreamExt;
 use lapin::options::{BasicCancelOptions, BasicConsumeOptions, BasicQosOptions};
 use lapin::types::FieldTable;
+use lapin::{Channel, Consumer};
 use tokio::sync::Semaphore;
 use tokio_util::sync::CancellationToken;
 
@@ -38,6 +39,8 @@ const STOP_GRACE: Duration = Duration::from_secs(30);
 /// Pause before consuming again after the consumer ended, so a queue that keeps failing
 /// cannot turn into a busy loop.
 const RESUME_PAUSE: Duration = Duration::from_secs(1);
+/// Opening the consumer (channel, prefetch, consume) must not take longer than this.
+const CONSUME_SETUP: Duration = Duration::from_secs(10);
 /// Dead-letter log lines a second, after a burst of as many (every one is counted).
 const DEAD_LOG_PER_SEC: std::num::NonZeroU32 = std::num::NonZeroU32::new(10).unwrap();
 
@@ -142,12 +145,30 @@ impl Worker {
         link: &Link,
         in_flight: &Arc<Semaphore>,
         stop: &CancellationToken,
-    ) -> Result<(), lapin::Error> {
+    ) -> Result<(), String> {
+        // A broker that never answers must not hold the worker here: the resume loop retries.
+        let opened = tokio::time::timeout(CONSUME_SETUP, self.open_consumer(link)).await;
+        let (channel, mut consumer) = match opened {
+            Ok(Ok(opened)) => opened,
+            Ok(Err(error)) => return Err(error.to_string()),
+            Err(_) => return Err(format!("no consumer within {CONSUME_SETUP:?}")),
+        };
+        tracing::info!(queue = %self.queues.fulfilment, prefetch = self.prefetch, "consuming fulfilment commands");
+        let ended = self.deliver(&channel, &mut consumer, in_flight, stop).await;
+        // The consumer is gone (cancelled by the broker, or failed): so is its channel, or a
+        // channel would be left open on the shared connection at every resume.
+        if channel.status().connected() {
+            let _ = channel.close(200, "consumer ended".into()).await;
+        }
+        ended
+    }
+
+    async fn open_consumer(&self, link: &Link) -> Result<(Channel, Consumer), lapin::Error> {
         let channel = link.connection().create_channel().await?;
         channel
             .basic_qos(self.prefetch, BasicQosOptions::default())
             .await?;
-        let mut consumer = channel
+        let consumer = channel
             .basic_consume(
                 self.queues.fulfilment.as_str().into(),
                 "weibo-relay-worker".into(),
@@ -155,7 +176,17 @@ impl Worker {
                 FieldTable::default(),
             )
             .await?;
-        tracing::info!(queue = %self.queues.fulfilment, prefetch = self.prefetch, "consuming fulfilment commands");
+        Ok((channel, consumer))
+    }
+
+    /// Hands each delivery to a task of its own until the consumer ends or `stop`.
+    async fn deliver(
+        self: &Arc<Self>,
+        channel: &Channel,
+        consumer: &mut Consumer,
+        in_flight: &Arc<Semaphore>,
+        stop: &CancellationToken,
+    ) -> Result<(), String> {
         loop {
             let delivery = tokio::select! {
                 _ = stop.cancelled() => {
@@ -173,7 +204,7 @@ impl Worker {
             };
             let delivery = match delivery {
                 Some(Ok(delivery)) => delivery,
-                Some(Err(error)) => return Err(error),
+                Some(Err(error)) => return Err(error.to_string()),
                 None => return Ok(()),
             };
             let Ok(permit) = in_flight.clone().acquire_owned().await else {
