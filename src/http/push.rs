@@ -11,6 +11,7 @@ use serde_json::json;
 use tracing::field::Empty;
 
 use crate::config::Merchants;
+use crate::event::EventId;
 use crate::metrics::Metrics;
 use crate::push::{Body, ContentKind, PushError, PushRelay, Stored, UnverifiedPush};
 use crate::telemetry::LogLimit;
@@ -71,11 +72,34 @@ impl ResponseError for PushError {
     }
 }
 
+/// What a push told of itself before it failed, for the refusal's log line.
+#[derive(Default)]
+struct Seen {
+    appid: Option<String>,
+    event_id: Option<EventId>,
+}
+
 /// Receives one push: parse, verify, store, answer.
-#[tracing::instrument(
-    name = "push",
-    skip_all,
-    fields(appid = Empty, r#type = Empty, event_id = Empty, sub_order_id = Empty, sign_form = Empty, outcome = Empty, trace_id = Empty)
+///
+/// The span is at debug level unless spans are exported (`otel`): a span per push, with its
+/// fields formatted as they are recorded, was a sixth of the receiver's CPU (BENCHMARKS.md).
+/// Refusals and failures log their appid and event id themselves.
+#[cfg_attr(
+    not(feature = "otel"),
+    tracing::instrument(
+        level = "debug",
+        name = "push",
+        skip_all,
+        fields(appid = Empty, r#type = Empty, event_id = Empty, sub_order_id = Empty, sign_form = Empty, outcome = Empty, trace_id = Empty)
+    )
+)]
+#[cfg_attr(
+    feature = "otel",
+    tracing::instrument(
+        name = "push",
+        skip_all,
+        fields(appid = Empty, r#type = Empty, event_id = Empty, sub_order_id = Empty, sign_form = Empty, outcome = Empty, trace_id = Empty)
+    )
 )]
 pub async fn receive(
     req: HttpRequest,
@@ -83,7 +107,8 @@ pub async fn receive(
     state: web::Data<ReceiverState>,
 ) -> Result<HttpResponse, PushError> {
     let _in_flight = state.metrics.push_started();
-    let result = handle(&req, payload, &state).await;
+    let mut seen = Seen::default();
+    let result = handle(&req, payload, &state, &mut seen).await;
     let span = tracing::Span::current();
     match &result {
         Ok(stored) => {
@@ -97,11 +122,16 @@ pub async fn receive(
         Err(error) => {
             span.record("outcome", error.outcome().as_str());
             state.metrics.push(error.outcome());
+            let appid = seen.appid.as_deref().unwrap_or("-");
+            let event_id = seen.event_id.map(|id| id.to_string());
+            let event_id = event_id.as_deref().unwrap_or("-");
             match error {
-                PushError::NotStored(cause) => tracing::error!(%cause, "push not stored"),
+                PushError::NotStored(cause) => {
+                    tracing::error!(%cause, appid, event_id, "push not stored");
+                }
                 _ => {
                     if let Some(suppressed) = state.refusal_log.admit() {
-                        tracing::warn!(%error, suppressed, "push refused");
+                        tracing::warn!(%error, suppressed, appid, event_id, "push refused");
                     }
                 }
             }
@@ -118,6 +148,7 @@ async fn handle(
     req: &HttpRequest,
     payload: web::Payload,
     state: &ReceiverState,
+    seen: &mut Seen,
 ) -> Result<Stored, PushError> {
     let content_type = req
         .headers()
@@ -129,12 +160,14 @@ async fn handle(
     let span = tracing::Span::current();
     span.record("appid", push.appid().as_str());
     span.record("type", push.type_code());
+    seen.appid = Some(push.appid().as_str().to_owned());
     let push = push.verify(
         &state.merchants,
         crate::clock::unix_secs() as i64,
         state.max_skew_secs,
     )?;
     span.record("event_id", tracing::field::display(push.event_id()));
+    seen.event_id = Some(push.event_id());
     span.record("sign_form", push.form().as_str());
     if let Some(id) = push.sub_order_id() {
         span.record("sub_order_id", id.as_str());

@@ -21,9 +21,20 @@ async fn the_binary_logs_json_masks_personal_data_hides_secrets_and_stops_on_sig
     assert!(data.contains(PHONE) && data.contains(CONTACT));
     let fields = signed_fields(APPID, SIGN_KEY_SECRET, "2", &data, now());
     assert_eq!(relay.post_form(form(&fields)).await, 200);
+    // A refusal names the merchant it claimed to come from (the event id only once verified).
+    let forged = signed_fields(APPID, "not-the-sign-key-0123", "2", &data, now());
+    assert_eq!(relay.post_form(form(&forged)).await, 401);
 
     let (exit, lines) = relay.signal("TERM").await;
     assert!(exit.success(), "graceful exit on SIGTERM, got {exit:?}");
+    let refused: serde_json::Value = lines
+        .iter()
+        .filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok())
+        .find(|l| l["message"] == "push refused")
+        .expect("a refusal line");
+    assert_eq!(refused["level"], "WARN", "{refused}");
+    assert_eq!(refused["appid"], APPID, "{refused}");
+    assert_eq!(refused["event_id"], "-", "{refused}");
 
     let all = lines.join("\n");
     for line in &lines {
