@@ -82,7 +82,7 @@ struct Seen {
 /// Receives one push: parse, verify, store, answer.
 ///
 /// The span is at debug level unless spans are exported (`otel`): a span per push, with its
-/// fields formatted as they are recorded, was a sixth of the receiver's CPU (BENCHMARKS.md).
+/// fields formatted as they are recorded, was about a tenth of the receiver's CPU (BENCHMARKS.md).
 /// Refusals and failures log their appid and event id themselves.
 #[cfg_attr(
     not(feature = "otel"),
