@@ -17,17 +17,13 @@ async fn check(toml: &str) -> (Option<i32>, Vec<String>, String) {
 }
 
 fn check_blocking(toml: &str) -> (Option<i32>, Vec<String>, String) {
-    let dir = std::env::temp_dir().join(format!("wr-check-{}", uuid::Uuid::new_v4()));
-    std::fs::create_dir_all(&dir).unwrap();
-    let file = dir.join("relay.toml");
-    std::fs::write(&file, toml).unwrap();
-    let out = std::process::Command::new(env!("CARGO_BIN_EXE_weibo-relay"))
+    let config = ConfigFile::with_text(toml).unwrap();
+    let out = std::process::Command::new(BIN)
         .args(["check", "--config"])
-        .arg(&file)
+        .arg(config.path())
         .env_remove("WEIBO_RELAY_CONFIG")
         .output()
         .unwrap();
-    std::fs::remove_dir_all(&dir).unwrap();
     let stdout = String::from_utf8(out.stdout).unwrap();
     let lines = stdout.lines().map(str::to_owned).collect();
     (

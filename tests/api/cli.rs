@@ -2,6 +2,8 @@
 
 use std::process::Command;
 
+use crate::helpers::ConfigFile;
+
 fn relay() -> Command {
     let mut cmd = Command::new(env!("CARGO_BIN_EXE_weibo-relay"));
     cmd.env_remove("WEIBO_RELAY_CONFIG");
@@ -30,16 +32,12 @@ fn sign_prints_the_seed_signature_and_the_signed_string() {
 
 #[test]
 fn bad_configuration_exits_non_zero_with_one_line_naming_the_key() {
-    let dir = std::env::temp_dir().join(format!("wr-cli-{}", uuid::Uuid::new_v4()));
-    std::fs::create_dir_all(&dir).unwrap();
-    let file = dir.join("bad.toml");
-    std::fs::write(&file, "[[merchants]]\nappid = \"1\"\nsign_key = \"k-0123456789abcdef\"\nclient_id = \"c\"\nclient_secret = \"\"\nuid = \"u\"\n").unwrap();
+    let config = ConfigFile::with_text("[[merchants]]\nappid = \"1\"\nsign_key = \"k-0123456789abcdef\"\nclient_id = \"c\"\nclient_secret = \"\"\nuid = \"u\"\n").unwrap();
     let out = relay()
         .args(["receiver", "--config"])
-        .arg(&file)
+        .arg(config.path())
         .output()
         .unwrap();
-    std::fs::remove_dir_all(&dir).unwrap();
     assert_eq!(out.status.code(), Some(2));
     let stderr = String::from_utf8(out.stderr).unwrap();
     assert_eq!(stderr.lines().count(), 1, "{stderr}");
@@ -64,16 +62,12 @@ fn bad_configuration_exits_non_zero_with_one_line_naming_the_key() {
     );
 
     // A file that is not TOML: one line still, with where and why.
-    let dir = std::env::temp_dir().join(format!("wr-cli-{}", uuid::Uuid::new_v4()));
-    std::fs::create_dir_all(&dir).unwrap();
-    let file = dir.join("broken.toml");
-    std::fs::write(&file, "[http\nbind = 1\n").unwrap();
+    let config = ConfigFile::with_text("[http\nbind = 1\n").unwrap();
     let out = relay()
         .args(["receiver", "--config"])
-        .arg(&file)
+        .arg(config.path())
         .output()
         .unwrap();
-    std::fs::remove_dir_all(&dir).unwrap();
     assert_eq!(out.status.code(), Some(2));
     let stderr = String::from_utf8(out.stderr).unwrap();
     assert_eq!(stderr.lines().count(), 1, "{stderr}");
@@ -84,7 +78,7 @@ fn bad_configuration_exits_non_zero_with_one_line_naming_the_key() {
         ),
         "{stderr}"
     );
-    assert!(stderr.trim_end().ends_with("broken.toml"), "{stderr}");
+    assert!(stderr.trim_end().ends_with("relay.toml"), "{stderr}");
 }
 
 #[test]
@@ -121,16 +115,12 @@ fn the_shipped_example_config_is_refused_until_filled_in() {
 
 /// Runs `weibo-relay dlq list` with `toml` as its configuration.
 fn dlq_list(toml: &str) -> std::process::Output {
-    let dir = std::env::temp_dir().join(format!("wr-cli-{}", uuid::Uuid::new_v4()));
-    std::fs::create_dir_all(&dir).unwrap();
-    let file = dir.join("relay.toml");
-    std::fs::write(&file, toml).unwrap();
+    let config = ConfigFile::with_text(toml).unwrap();
     let out = relay()
         .args(["dlq", "list", "--config"])
-        .arg(&file)
+        .arg(config.path())
         .output()
         .unwrap();
-    std::fs::remove_dir_all(&dir).unwrap();
     out
 }
 

@@ -12,6 +12,15 @@ fn demo(orders: &str) -> Command {
     cmd
 }
 
+/// The number on the summary line that starts with `label`.
+fn summary_value(stdout: &str, label: &str) -> u64 {
+    stdout
+        .lines()
+        .find_map(|l| l.trim().strip_prefix(label))
+        .and_then(|rest| rest.trim().parse().ok())
+        .unwrap_or_else(|| panic!("no {label} in {stdout}"))
+}
+
 /// 2,500 orders, 5,000 pushes: well past the 1,024 changes the sandbox's push sender used to
 /// drop once it fell behind.
 #[test]
@@ -20,13 +29,7 @@ fn the_demo_brings_every_order_to_a_final_state_at_volume_and_says_so() {
     let stdout = String::from_utf8_lossy(&out.stdout);
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(out.status.success(), "{stdout}\n{stderr}");
-    let value = |label: &str| -> u64 {
-        stdout
-            .lines()
-            .find_map(|l| l.trim().strip_prefix(label))
-            .and_then(|rest| rest.trim().parse().ok())
-            .unwrap_or_else(|| panic!("no {label} in {stdout}"))
-    };
+    let value = |label: &str| summary_value(&stdout, label);
     // Ids are consecutive, so exactly 250 of 2,500 are multiples of 10 and get closed.
     assert_eq!(value("finished"), 2250, "{stdout}");
     assert_eq!(value("closed"), 250, "{stdout}");
@@ -58,13 +61,7 @@ fn the_demo_finishes_against_the_weibo_gateway_envelope_and_its_rate_limit() {
     let stdout = String::from_utf8_lossy(&out.stdout);
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(out.status.success(), "{stdout}\n{stderr}");
-    let value = |label: &str| -> u64 {
-        stdout
-            .lines()
-            .find_map(|l| l.trim().strip_prefix(label))
-            .and_then(|rest| rest.trim().parse().ok())
-            .unwrap_or_else(|| panic!("no {label} in {stdout}"))
-    };
+    let value = |label: &str| summary_value(&stdout, label);
     assert_eq!(value("finished"), 270, "{stdout}");
     assert_eq!(value("closed"), 30, "{stdout}");
     assert_eq!(value("dead-lettered"), 0, "{stdout}");
@@ -137,13 +134,7 @@ fn the_demo_recovers_from_a_push_outage_through_reconciliation() {
     let stdout = String::from_utf8_lossy(&out.stdout);
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(out.status.success(), "{stdout}\n{stderr}");
-    let value = |label: &str| -> u64 {
-        stdout
-            .lines()
-            .find_map(|l| l.trim().strip_prefix(label))
-            .and_then(|rest| rest.trim().parse().ok())
-            .unwrap_or_else(|| panic!("no {label} in {stdout}"))
-    };
+    let value = |label: &str| summary_value(&stdout, label);
     assert_eq!(value("finished") + value("closed"), 200, "{stdout}");
     assert!(value("not pushed") >= 200, "{stdout}");
     assert!(value("reconciled") >= 200, "{stdout}");

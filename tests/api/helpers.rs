@@ -3,8 +3,7 @@
 
 use std::time::{Duration, Instant};
 
-use lapin::options::{BasicGetOptions, QueueDeclareOptions};
-use lapin::types::FieldTable;
+use lapin::options::BasicGetOptions;
 use lapin::{Channel, Connection, ConnectionProperties};
 use weibo_relay::config::{Merchants, Settings};
 use weibo_relay::signature;
@@ -12,7 +11,7 @@ use weibo_relay::startup::Roles;
 use weibo_relay::tooling::stage;
 
 pub use weibo_relay::tooling::stage::{
-    KillOnDrop, PlatformOptions, Ready, RelayProcess, Stage, StageOptions, Teardown,
+    ConfigFile, KillOnDrop, PlatformOptions, Ready, RelayProcess, Stage, StageOptions, Teardown,
 };
 
 pub const AMQP_URL: &str = "amqp://guest:guest@127.0.0.1:5672/%2f";
@@ -198,19 +197,15 @@ impl TestApp {
 
     /// Messages now in the events queue.
     pub async fn queue_depth(&self) -> u32 {
-        let q = self
-            .channel
-            .queue_declare(
-                self.settings.amqp.events_queue.as_str().into(),
-                QueueDeclareOptions {
-                    passive: true,
-                    ..Default::default()
-                },
-                FieldTable::default(),
-            )
+        self.depth_of(&self.settings.amqp.events_queue).await
+    }
+
+    /// Messages now in `queue`, which must exist.
+    pub async fn depth_of(&self, queue: &str) -> u32 {
+        weibo_relay::amqp::topology::queue_depth(&self.connection, queue)
             .await
-            .expect("events queue exists");
-        q.message_count()
+            .expect("the broker answers")
+            .unwrap_or_else(|| panic!("queue {queue} exists"))
     }
 
     /// Takes the next message of the events queue, waiting up to 5 s for one.

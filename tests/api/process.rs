@@ -149,15 +149,12 @@ async fn sigterm_stops_the_relay_even_when_its_output_is_a_closed_pipe() {
     use std::io::{BufRead, BufReader};
     use std::process::{Command, Stdio};
     // As `weibo-relay receiver 2>&1 | head -1` leaves it: one line read, then nobody reads.
-    let dir = std::env::temp_dir().join(format!("wr-pipe-{}", uuid::Uuid::new_v4()));
-    std::fs::create_dir_all(&dir).unwrap();
-    let file = dir.join("relay.toml");
     let settings = test_settings(AMQP_URL);
     let _topology = Teardown::new(&settings);
-    std::fs::write(&file, relay_toml(&settings)).unwrap();
-    let mut child = Command::new(env!("CARGO_BIN_EXE_weibo-relay"))
+    let config = ConfigFile::of(&settings).unwrap();
+    let mut child = Command::new(BIN)
         .args(["receiver", "--config"])
-        .arg(&file)
+        .arg(config.path())
         .env("RUST_LOG", "debug")
         .stdout(Stdio::piped())
         .stderr(Stdio::null())
@@ -204,6 +201,5 @@ async fn sigterm_stops_the_relay_even_when_its_output_is_a_closed_pipe() {
         tokio::time::sleep(Duration::from_millis(50)).await;
     };
     guard.disarm();
-    let _ = std::fs::remove_dir_all(&dir);
     assert!(status.success(), "{status:?}");
 }

@@ -250,19 +250,10 @@ async fn two_serve_processes_reconcile_each_missing_state_once() {
         .unwrap();
     let channel = conn.create_channel().await.unwrap();
     let depth = || async {
-        let passive = QueueDeclareOptions {
-            passive: true,
-            ..Default::default()
-        };
-        channel
-            .queue_declare(
-                settings.amqp.events_queue.as_str().into(),
-                passive,
-                FieldTable::default(),
-            )
+        weibo_relay::amqp::topology::queue_depth(&conn, &settings.amqp.events_queue)
             .await
             .unwrap()
-            .message_count()
+            .expect("the events queue")
     };
     eventually(Duration::from_secs(20), "twelve states", || async {
         depth().await >= 12
@@ -552,15 +543,12 @@ async fn events_replay_as_an_operator_runs_it() {
     push(&app, APPID, SIGN_KEY, &a, 301).await;
     let target = format!("{}.replayed", app.settings.amqp.events_queue);
     let _target = declare_expiring(&app, &target).await;
-    let dir = std::env::temp_dir().join(format!("wr-replay-{}", uuid::Uuid::new_v4()));
-    std::fs::create_dir_all(&dir).unwrap();
-    let file = dir.join("relay.toml");
-    std::fs::write(&file, relay_toml(&app.settings)).unwrap();
+    let config = ConfigFile::of(&app.settings).unwrap();
     let relay = |args: &[&str]| {
         std::process::Command::new(env!("CARGO_BIN_EXE_weibo-relay"))
             .args(args)
             .arg("--config")
-            .arg(&file)
+            .arg(config.path())
             .output()
             .unwrap()
     };
@@ -586,7 +574,6 @@ async fn events_replay_as_an_operator_runs_it() {
         .channel
         .queue_delete(target.as_str().into(), Default::default())
         .await;
-    std::fs::remove_dir_all(&dir).unwrap();
     assert!(
         out.status.success(),
         "{}",
@@ -609,13 +596,10 @@ async fn events_replay_as_an_operator_runs_it() {
 async fn events_tail_shows_each_new_event_on_a_line_of_its_own() {
     use std::io::{BufRead, BufReader};
     let app = spawn_app().await;
-    let dir = std::env::temp_dir().join(format!("wr-tail-{}", uuid::Uuid::new_v4()));
-    std::fs::create_dir_all(&dir).unwrap();
-    let file = dir.join("relay.toml");
-    std::fs::write(&file, relay_toml(&app.settings)).unwrap();
+    let config = ConfigFile::of(&app.settings).unwrap();
     let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_weibo-relay"))
         .args(["events", "tail", "--appid", APPID, "--config"])
-        .arg(&file)
+        .arg(config.path())
         .stdout(std::process::Stdio::piped())
         .stderr(std::process::Stdio::inherit())
         .spawn()
@@ -668,7 +652,6 @@ async fn events_tail_shows_each_new_event_on_a_line_of_its_own() {
         .success());
     let status = child.wait().unwrap();
     guard.disarm();
-    std::fs::remove_dir_all(&dir).unwrap();
     assert!(status.success(), "{status:?}");
 }
 
@@ -716,10 +699,7 @@ async fn a_long_replay_says_how_far_it_got_and_keeps_its_memory_bounded() {
     }
     let target = format!("{}.replayed", app.settings.amqp.events_queue);
     let _target = declare_expiring(&app, &target).await;
-    let dir = std::env::temp_dir().join(format!("wr-replay-{}", uuid::Uuid::new_v4()));
-    std::fs::create_dir_all(&dir).unwrap();
-    let file = dir.join("relay.toml");
-    std::fs::write(&file, relay_toml(&app.settings)).unwrap();
+    let config = ConfigFile::of(&app.settings).unwrap();
     let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_weibo-relay"))
         .args([
             "events",
@@ -730,7 +710,7 @@ async fn a_long_replay_says_how_far_it_got_and_keeps_its_memory_bounded() {
             &target,
             "--config",
         ])
-        .arg(&file)
+        .arg(config.path())
         .stdout(std::process::Stdio::piped())
         .stderr(std::process::Stdio::piped())
         .spawn()
@@ -774,24 +754,11 @@ async fn a_long_replay_says_how_far_it_got_and_keeps_its_memory_bounded() {
         .unwrap()
         .read_to_string(&mut stderr)
         .unwrap();
-    let depth = app
-        .channel
-        .queue_declare(
-            target.as_str().into(),
-            QueueDeclareOptions {
-                passive: true,
-                ..Default::default()
-            },
-            FieldTable::default(),
-        )
-        .await
-        .unwrap()
-        .message_count();
+    let depth = app.depth_of(&target).await;
     let _ = app
         .channel
         .queue_delete(target.as_str().into(), Default::default())
         .await;
-    std::fs::remove_dir_all(&dir).unwrap();
     eprintln!("replay of {EVENTS} events of 8 KB: peak RSS {peak_kib} KiB; {stderr}");
     assert!(status.success(), "{stderr}");
     assert_eq!(

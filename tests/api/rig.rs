@@ -290,19 +290,7 @@ impl WorkerRig {
 
     pub async fn dead_depth(&self) -> u32 {
         let dead = weibo_relay::worker::dead_queue(&self.app.settings.amqp.fulfilment_queue);
-        self.app
-            .channel
-            .queue_declare(
-                dead.as_str().into(),
-                QueueDeclareOptions {
-                    passive: true,
-                    ..Default::default()
-                },
-                FieldTable::default(),
-            )
-            .await
-            .unwrap()
-            .message_count()
+        self.app.depth_of(&dead).await
     }
 
     pub async fn metric(&self, line_start: &str) -> String {

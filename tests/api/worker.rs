@@ -2,8 +2,7 @@
 
 use std::time::Duration;
 
-use lapin::options::QueueDeclareOptions;
-use lapin::types::{AMQPValue, FieldTable};
+use lapin::types::AMQPValue;
 use serde_json::{json, Value};
 
 use crate::helpers::*;
@@ -159,13 +158,10 @@ async fn a_command_that_never_succeeds_is_dead_lettered_after_max_attempts_and_c
 
     let (settings, amqp) = (&rig.app.settings, &rig.app.settings.amqp);
     // The operator's view: `weibo-relay dlq list --json` with the relay's configuration.
-    let dir = std::env::temp_dir().join(format!("wr-dlq-{}", uuid::Uuid::new_v4()));
-    std::fs::create_dir_all(&dir).unwrap();
-    let file = dir.join("relay.toml");
-    std::fs::write(&file, relay_toml(settings)).unwrap();
+    let config = ConfigFile::of(settings).unwrap();
     let dlq_list = |json: bool| {
-        let mut cmd = std::process::Command::new(env!("CARGO_BIN_EXE_weibo-relay"));
-        cmd.args(["dlq", "list", "--config"]).arg(&file);
+        let mut cmd = std::process::Command::new(BIN);
+        cmd.args(["dlq", "list", "--config"]).arg(config.path());
         if json {
             cmd.arg("--json");
         }
@@ -196,7 +192,6 @@ async fn a_command_that_never_succeeds_is_dead_lettered_after_max_attempts_and_c
         text.trim().contains(" attempts=4 last_code=null reason="),
         "{text}"
     );
-    std::fs::remove_dir_all(&dir).unwrap();
 
     // Listing returns what it read when its connection closes; that takes a moment.
     eventually(
@@ -368,20 +363,9 @@ async fn a_deleted_work_queue_is_redeclared_and_consumed_again() {
         .await
         .unwrap();
     eventually(Duration::from_secs(10), "work queue back", || async {
-        let Ok(channel) = probe.create_channel().await else {
-            return false;
-        };
-        channel
-            .queue_declare(
-                queue.as_str().into(),
-                QueueDeclareOptions {
-                    passive: true,
-                    ..Default::default()
-                },
-                FieldTable::default(),
-            )
+        weibo_relay::amqp::topology::queue_depth(&probe, &queue)
             .await
-            .is_ok()
+            .is_ok_and(|depth| depth.is_some())
     })
     .await;
     rig.send(finish(&ids[0])).await;
@@ -391,19 +375,14 @@ async fn a_deleted_work_queue_is_redeclared_and_consumed_again() {
 
 /// Runs `weibo-relay dlq ARGS` with a configuration naming `amqp`'s queues.
 fn dlq_cli(settings: &weibo_relay::config::Settings, args: &[&str]) -> std::process::Output {
-    let dir = std::env::temp_dir().join(format!("wr-dlq-{}", uuid::Uuid::new_v4()));
-    std::fs::create_dir_all(&dir).unwrap();
-    let file = dir.join("relay.toml");
-    std::fs::write(&file, relay_toml(settings)).unwrap();
-    let out = std::process::Command::new(env!("CARGO_BIN_EXE_weibo-relay"))
+    let config = ConfigFile::of(settings).unwrap();
+    std::process::Command::new(BIN)
         .arg("dlq")
         .args(args)
         .arg("--config")
-        .arg(&file)
+        .arg(config.path())
         .output()
-        .unwrap();
-    std::fs::remove_dir_all(&dir).unwrap();
-    out
+        .unwrap()
 }
 
 #[tokio::test]

@@ -20,7 +20,7 @@ use crate::startup::{Application, Roles};
 use crate::tooling::sandbox::{Faults, Sandbox, SandboxConfig, SandboxHandle};
 
 pub use process::{KillOnDrop, RelayProcess};
-pub use settings::{isolated, merchant, to_toml};
+pub use settings::{isolated, merchant, to_toml, ConfigFile};
 pub use teardown::Teardown;
 
 /// The appid of the one merchant on a demo or bench stage.

@@ -6,13 +6,15 @@
 use std::path::Path;
 use std::time::{Duration, Instant};
 
+use super::ConfigFile;
+
 /// The real binary, running one role with a config file, its log lines collected.
 pub struct RelayProcess {
     pub address: String,
     child: Option<std::process::Child>,
     lines: std::sync::mpsc::Receiver<String>,
     seen: Vec<String>,
-    dir: std::path::PathBuf,
+    _config: ConfigFile,
 }
 
 impl RelayProcess {
@@ -32,13 +34,10 @@ impl RelayProcess {
     ) -> Self {
         use std::io::{BufRead, BufReader};
         use std::process::{Command, Stdio};
-        let dir = std::env::temp_dir().join(format!("wr-proc-{}", uuid::Uuid::new_v4()));
-        std::fs::create_dir_all(&dir).expect("a temporary directory");
-        let file = dir.join("relay.toml");
-        std::fs::write(&file, toml).expect("the configuration file written");
+        let config = ConfigFile::with_text(toml).expect("the configuration file written");
         let mut child = Command::new(binary.as_ref())
             .args([role, "--config"])
-            .arg(&file)
+            .arg(config.path())
             .env("WEIBO_RELAY_LOG_FORMAT", if json { "json" } else { "text" })
             .env("RUST_LOG", rust_log)
             .stdout(Stdio::piped())
@@ -89,7 +88,7 @@ impl RelayProcess {
             child: Some(child),
             lines,
             seen,
-            dir,
+            _config: config,
         }
     }
 
@@ -173,7 +172,6 @@ impl Drop for RelayProcess {
             let _ = child.kill();
             let _ = child.wait();
         }
-        let _ = std::fs::remove_dir_all(&self.dir);
     }
 }
 

@@ -1,6 +1,8 @@
 //! The settings a stage runs on: names unique to one run, test and demo merchants, and the
 //! configuration file a relay process of the stage reads.
 
+use std::path::{Path, PathBuf};
+
 use secrecy::{ExposeSecret, SecretString};
 
 use super::STAGE_APPID;
@@ -145,6 +147,40 @@ pub fn to_toml(settings: &Settings) -> String {
         );
     }
     out
+}
+
+/// A configuration file in a directory of its own, removed when dropped: how a relay process
+/// or an operator command run by the harness is given its settings.
+pub struct ConfigFile {
+    dir: PathBuf,
+    path: PathBuf,
+}
+
+impl ConfigFile {
+    /// `settings` as a file ([`to_toml`]).
+    pub fn of(settings: &Settings) -> std::io::Result<Self> {
+        Self::with_text(&to_toml(settings))
+    }
+
+    /// A file holding `toml` as it is (a broken one, for a test of the parser, say).
+    pub fn with_text(toml: &str) -> std::io::Result<Self> {
+        let dir = std::env::temp_dir().join(format!("weibo-relay-{}", uuid::Uuid::new_v4()));
+        std::fs::create_dir_all(&dir)?;
+        let path = dir.join("relay.toml");
+        std::fs::write(&path, toml)?;
+        Ok(Self { dir, path })
+    }
+
+    /// Where it is, for `--config`.
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+}
+
+impl Drop for ConfigFile {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.dir);
+    }
 }
 
 /// A TOML basic string: quoted, with quotes, backslashes and control characters escaped.
