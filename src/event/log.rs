@@ -64,7 +64,6 @@ impl LogReader {
         since: SystemTime,
     ) -> Result<Self, LogError> {
         let mark = format!("mark-{}", uuid::Uuid::new_v4().simple());
-        let now = SystemTime::now();
         publisher
             .publish(Outgoing {
                 exchange: "",
@@ -74,7 +73,7 @@ impl LogReader {
                     .with_delivery_mode(2)
                     .with_type(MARK_TYPE.into())
                     .with_message_id(mark.as_str().into())
-                    .with_timestamp(crate::clock::secs_of(now)),
+                    .with_timestamp(crate::clock::unix_secs()),
             })
             .await?;
         let mut reader = Self::open(connection, stream, Offset::Since(since)).await?;

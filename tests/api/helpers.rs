@@ -93,6 +93,20 @@ pub async fn spawn_roles(settings: Settings, roles: Roles, wait_ready: bool) -> 
     TestApp::on(start_stage(settings, options).await).await
 }
 
+/// A memory figure of process `pid` from `/proc/PID/status` (`VmRSS`, `VmHWM`), in KiB;
+/// `None` once the process is gone.
+pub fn proc_status_kib(pid: u32, field: &str) -> Option<u64> {
+    std::fs::read_to_string(format!("/proc/{pid}/status"))
+        .ok()?
+        .lines()
+        .find_map(|l| l.strip_prefix(field)?.strip_prefix(':'))?
+        .trim()
+        .trim_end_matches(" kB")
+        .trim()
+        .parse()
+        .ok()
+}
+
 /// A stage with the sandbox platform and no relay in this process: relays run as processes,
 /// `stage.spawn(BIN, role, rust_log)`.
 pub async fn platform_stage(settings: Settings) -> Stage {

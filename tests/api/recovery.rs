@@ -717,17 +717,7 @@ async fn a_long_replay_says_how_far_it_got_and_keeps_its_memory_bounded() {
         .unwrap();
     let guard = KillOnDrop::new(child.id());
     // The process's peak resident memory so far, as the kernel keeps it.
-    let peak = |pid: u32| -> Option<u64> {
-        std::fs::read_to_string(format!("/proc/{pid}/status"))
-            .ok()?
-            .lines()
-            .find_map(|l| l.strip_prefix("VmHWM:"))?
-            .trim()
-            .trim_end_matches(" kB")
-            .trim()
-            .parse()
-            .ok()
-    };
+    let peak = |pid: u32| proc_status_kib(pid, "VmHWM");
     let mut peak_kib = 0;
     let deadline = std::time::Instant::now() + Duration::from_secs(120);
     let status = loop {

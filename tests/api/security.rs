@@ -11,12 +11,7 @@ use crate::rig::{finish, header_text, text, RigOptions, WorkerRig};
 
 /// The relay's resident memory, from /proc.
 fn rss_kib(pid: u32) -> u64 {
-    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap();
-    status
-        .lines()
-        .find_map(|l| l.strip_prefix("VmRSS:"))
-        .and_then(|v| v.trim().trim_end_matches(" kB").trim().parse().ok())
-        .expect("VmRSS in /proc/PID/status")
+    proc_status_kib(pid, "VmRSS").expect("VmRSS in /proc/PID/status")
 }
 
 /// A client that sends all but the last bytes of a full-size body, then stalls.
