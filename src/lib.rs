@@ -13,6 +13,7 @@ pub mod config;
 pub mod event;
 pub mod http;
 pub mod keeper;
+pub mod keys;
 pub mod metrics;
 pub mod permits;
 pub mod push;

@@ -9,44 +9,11 @@ use base64::engine::general_purpose::STANDARD as B64;
 use base64::Engine;
 use chacha20poly1305::aead::{Aead, KeyInit, Payload};
 use chacha20poly1305::{ChaCha20Poly1305, Nonce};
-use hkdf::Hkdf;
-use hmac::{Hmac, Mac};
 use secrecy::{ExposeSecret, SecretString};
 use serde::{Deserialize, Serialize};
-use sha2::Sha256;
 
-use crate::config::Merchant;
-
-/// One merchant's keys for broker messages. Debug shows nothing of them.
-#[derive(Clone)]
-pub struct MerchantKeys {
-    token: [u8; 32],
-    request: [u8; 32],
-}
-
-impl std::fmt::Debug for MerchantKeys {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str("MerchantKeys([redacted])")
-    }
-}
-
-impl MerchantKeys {
-    /// Derives both keys from the merchant's `client_secret`, bound to its appid.
-    pub fn derive(merchant: &Merchant) -> Self {
-        let hkdf = Hkdf::<Sha256>::new(
-            Some(b"weibo-relay broker messages"),
-            merchant.client_secret.expose_secret().as_bytes(),
-        );
-        let mut token = [0u8; 32];
-        let mut request = [0u8; 32];
-        let info = |what: &str| format!("{what} v1 {}", merchant.appid);
-        hkdf.expand(info("token").as_bytes(), &mut token)
-            .expect("32 bytes is a valid HKDF-SHA256 length");
-        hkdf.expand(info("refresh request").as_bytes(), &mut request)
-            .expect("32 bytes is a valid HKDF-SHA256 length");
-        Self { token, request }
-    }
-}
+pub use crate::keys::MerchantKeys;
+use crate::keys::Purpose;
 
 /// A token as the keeper announces it: everything but the appid and generation is sealed.
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
@@ -101,7 +68,7 @@ fn aad(appid: &str, generation: u64) -> Vec<u8> {
 
 /// Seals `plain` for the broker.
 pub fn seal(keys: &MerchantKeys, appid: &str, generation: u64, plain: &TokenPlain) -> TokenMessage {
-    let cipher = ChaCha20Poly1305::new((&keys.token).into());
+    let cipher = ChaCha20Poly1305::new(keys.key(Purpose::Token).into());
     let nonce: [u8; 12] = rand::random();
     let json = serde_json::to_vec(&PlainOut(plain)).expect("a token serializes");
     let sealed = cipher
@@ -124,7 +91,7 @@ pub fn seal(keys: &MerchantKeys, appid: &str, generation: u64, plain: &TokenPlai
 /// Opens a message sealed with `keys`; `None` when it does not decrypt (another key, altered,
 /// or not ours).
 pub fn open(keys: &MerchantKeys, message: &TokenMessage) -> Option<TokenPlain> {
-    let cipher = ChaCha20Poly1305::new((&keys.token).into());
+    let cipher = ChaCha20Poly1305::new(keys.key(Purpose::Token).into());
     let nonce = B64.decode(&message.nonce).ok()?;
     if nonce.len() != 12 {
         return None;
@@ -158,16 +125,13 @@ impl Serialize for PlainOut<'_> {
     }
 }
 
-fn request_mac(keys: &MerchantKeys, appid: &str, generation: u64) -> Hmac<Sha256> {
-    let mut mac = <Hmac<Sha256> as Mac>::new_from_slice(&keys.request)
-        .expect("HMAC takes a key of any length");
-    mac.update(&aad(appid, generation));
-    mac
+fn request_mac(keys: &MerchantKeys, appid: &str, generation: u64) -> [u8; 32] {
+    keys.mac(Purpose::RefreshRequest, &[&aad(appid, generation)])
 }
 
 /// A refresh request for `generation` of `appid`'s token.
 pub fn refresh_request(keys: &MerchantKeys, appid: &str, generation: u64) -> Request {
-    let mac = request_mac(keys, appid, generation).finalize().into_bytes();
+    let mac = request_mac(keys, appid, generation);
     Request::Refresh {
         appid: appid.to_owned(),
         generation,
@@ -181,16 +145,14 @@ pub fn request_is_genuine(keys: &MerchantKeys, appid: &str, generation: u64, mac
     let Ok(mac) = hex::decode(mac) else {
         return false;
     };
-    request_mac(keys, appid, generation)
-        .verify_slice(&mac)
-        .is_ok()
+    keys.verify(Purpose::RefreshRequest, &[&aad(appid, generation)], &mac)
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
 
-    fn merchant(secret: &str) -> Merchant {
+    fn merchant(secret: &str) -> crate::config::Merchant {
         let toml = format!(
             "[[merchants]]\nappid = \"100023\"\nsign_key = \"sign-key-0123456789\"\nclient_id = \"c\"\nclient_secret = \"{secret}\"\nuid = \"u\"\n"
         );
