@@ -73,11 +73,9 @@ impl Application {
     /// Binds the listener (port 0 picks one), starts the broker connection and, for the
     /// worker, the token keeper; builds the server.
     pub async fn build(settings: Settings, roles: Roles) -> anyhow::Result<Self> {
-        // Without a merchant every push would be refused and no call could be made.
-        anyhow::ensure!(
-            !settings.merchants.is_empty(),
-            "invalid configuration: merchants: at least one [[merchants]] entry is required"
-        );
+        // Without a merchant every push would be refused and no call could be made; `check`
+        // applies the same rule.
+        settings.validate_for_relay()?;
         let listener = TcpListener::bind(settings.http.bind)
             .map_err(|e| anyhow::anyhow!("cannot bind http.bind {}: {e}", settings.http.bind))?;
         let address = listener.local_addr()?;
@@ -173,7 +171,9 @@ impl Application {
         let receiver_publisher = receiver.as_ref().map(|r| r.relay.publisher().clone());
         let push_path = settings.push.path.clone();
         let workers = match settings.http.workers {
-            0 => std::thread::available_parallelism().map_or(1, |n| n.get()),
+            0 => std::thread::available_parallelism()
+                .map_or(1, |n| n.get())
+                .min(crate::config::MAX_HTTP_WORKERS),
             n => n,
         };
         let ops_on_main = admin_listener.is_none();

@@ -32,7 +32,7 @@ fn sign_prints_the_seed_signature_and_the_signed_string() {
 
 #[test]
 fn bad_configuration_exits_non_zero_with_one_line_naming_the_key() {
-    let config = ConfigFile::with_text("[[merchants]]\nappid = \"1\"\nsign_key = \"k-0123456789abcdef\"\nclient_id = \"c\"\nclient_secret = \"\"\nuid = \"u\"\n").unwrap();
+    let config = ConfigFile::with_text("[[merchants]]\nappid = \"1\"\nsign_key = \"k-0123456789abcdef\"\nclient_id = \"772915\"\nclient_secret = \"\"\nuid = \"1404376560\"\n").unwrap();
     let out = relay()
         .args(["receiver", "--config"])
         .arg(config.path())
