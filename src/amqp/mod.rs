@@ -71,6 +71,7 @@ impl Broker {
             endpoints: settings.endpoints().unwrap_or_default(),
             tls: settings.tls().unwrap_or_default(),
             topology: topology.clone(),
+            events_queue: settings.events_queue.clone(),
             min_delay: Duration::from_millis(settings.reconnect_min_ms),
             max_delay: Duration::from_millis(settings.reconnect_max_ms),
             link: tx,
@@ -140,6 +141,8 @@ struct Supervisor {
     endpoints: Vec<(lapin::uri::AMQPUri, String)>,
     tls: lapin::tcp::OwnedTLSConfig,
     topology: Arc<Topology>,
+    /// The catch-all queue earlier releases declared, looked for on each connection.
+    events_queue: String,
     min_delay: Duration,
     max_delay: Duration,
     link: watch::Sender<Option<Link>>,
@@ -154,6 +157,8 @@ impl Supervisor {
             next_id += 1;
             if let Some((link, node)) = self.connect_to_any(next_id).await {
                 tracing::info!(node = %node, "broker connected, topology declared");
+                topology::warn_if_events_queue_left_over(&link.connection, &self.events_queue)
+                    .await;
                 delay = self.min_delay;
                 self.link.send_replace(Some(link.clone()));
                 let reason = self.wait_until_broken(&link).await;
