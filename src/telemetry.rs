@@ -20,8 +20,13 @@ pub struct Telemetry {
 /// Installs the global subscriber once: JSON when `WEIBO_RELAY_LOG_FORMAT=json`, text otherwise.
 /// A second call (tests) is a no-op.
 pub fn init(json: bool) -> Telemetry {
-    init_with_default(json, "info,lapin=warn,actix_server=warn")
+    init_with_default(json, &format!("info,{QUIET_LAPIN},actix_server=warn"))
 }
+
+/// lapin's own lines about a failed connection repeat, in parser terms
+/// (`ParserErrors { error: Nom(MapOpt) }`), what the relay logs itself in words with the
+/// node it tried: off unless `RUST_LOG` asks for them.
+pub const QUIET_LAPIN: &str = "lapin=warn,lapin::io_loop=off,lapin::channels=off";
 
 /// Like [`init`], with `default_filter` used when `RUST_LOG` is unset.
 pub fn init_with_default(json: bool, default_filter: &str) -> Telemetry {
