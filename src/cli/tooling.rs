@@ -189,10 +189,7 @@ pub(super) fn demo(config: Option<PathBuf>, args: DemoArgs) -> anyhow::Result<()
     let settings = crate::config::Settings::load(config.as_deref(), std::env::vars().chain(url))?;
     let _telemetry = if std::env::var_os("RUST_LOG").is_none() {
         // The summary is the demo's output; only warnings and errors interleave with it.
-        crate::telemetry::init_with_default(
-            false,
-            &format!("warn,{}", crate::telemetry::QUIET_LAPIN),
-        )
+        crate::telemetry::init_with_default(false, "warn")
     } else {
         init_telemetry()
     };
@@ -226,10 +223,7 @@ pub(super) fn bench(config: Option<PathBuf>, kind: BenchKind) -> anyhow::Result<
     let settings = load(config)?;
     let _telemetry = if std::env::var_os("RUST_LOG").is_none() {
         // The report is the output; only warnings and errors interleave with it.
-        crate::telemetry::init_with_default(
-            false,
-            &format!("warn,{}", crate::telemetry::QUIET_LAPIN),
-        )
+        crate::telemetry::init_with_default(false, "warn")
     } else {
         init_telemetry()
     };
