@@ -61,7 +61,7 @@ pub struct Application {
     server: Server,
     broker: Broker,
     worker: Option<Arc<Worker>>,
-    /// The token keeper's broker side and the reconciliation sweeper.
+    /// The token keeper's broker side, the reconciliation sweeper and the backlog reader.
     tasks: Vec<tokio::task::JoinHandle<()>>,
     admin_address: Option<SocketAddr>,
     admin_server: Option<actix_web::dev::Server>,
@@ -140,7 +140,18 @@ impl Application {
                 client,
                 worker_metrics,
             );
-            (Some(Arc::new(worker)), Some(keeper), vec![agent, sweeper])
+            // The backlog alert's numbers: the work and dead queues' depths.
+            let backlog = crate::worker::backlog::Backlog::register(
+                metrics.registry(),
+                broker.clone(),
+                &settings.amqp.fulfilment_queue,
+            )?
+            .spawn(shutdown.child_token());
+            (
+                Some(Arc::new(worker)),
+                Some(keeper),
+                vec![agent, sweeper, backlog],
+            )
         } else {
             (None, None, Vec::new())
         };
