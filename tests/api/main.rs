@@ -9,6 +9,7 @@ mod deploy;
 mod examples;
 mod faults;
 mod fixtures;
+mod fresh_machine;
 mod gateway;
 mod helpers;
 mod keeper;
