@@ -1,7 +1,6 @@
 //! The checks every loaded configuration passes: each value in a range that works, so a
 //! configuration that loads (and that `check` passes) is one the relay can run.
 
-use std::ops::RangeInclusive;
 use std::time::Duration;
 
 use super::{ConfigError, Settings};
@@ -17,6 +16,30 @@ pub const MAX_HTTP_WORKERS: usize = 512;
 /// and must stay within [`BROKER_MAX_EXPIRY_MS`].
 pub const MAX_RETRY_MS: u64 =
     BROKER_MAX_EXPIRY_MS - crate::worker::retry::DELAY_QUEUE_GRACE.as_secs() * 1000;
+
+/// Each number with a range of its own: (key, least, most, why), documented as "`least` to
+/// `most`" in `defaults.toml` and README's configuration table (a test holds both to this).
+pub(super) const RANGES: [(&str, u64, u64, &str); 19] = [
+    ("http.max_body_bytes", 1, 16 << 20, "each open connection may buffer one body"),
+    ("http.body_timeout_ms", 1, 600_000, "the platform gives up on an answer long before"),
+    ("http.max_connections", 1, 100_000, "0 would serve nobody"),
+    ("http.shutdown_timeout_secs", 0, 3600, "a stop must not wait for hours"),
+    ("http.workers", 0, MAX_HTTP_WORKERS as u64, "0 is one per core; the HTTP server runs at most 512 threads"),
+    ("push.max_skew_secs", 1, u32::MAX as u64, "0 would refuse nearly every push"),
+    ("push.dedup_capacity", 0, 10_000_000, "each remembered id takes about 50 bytes"),
+    ("amqp.confirm_timeout_ms", 1, 60_000, "a push waits this long for its answer"),
+    ("amqp.reconnect_max_ms", 1, 300_000, "a lost broker must be retried within minutes"),
+    ("amqp.heartbeat_secs", 1, 600, "0 turns heartbeats off and a dead link is never noticed"),
+    ("weibo.timeout_ms", 1, 300_000, "one platform call"),
+    ("weibo.max_attempts", 1, 30, "one delay queue per attempt"),
+    ("weibo.retry_max_ms", 1, MAX_RETRY_MS, "RabbitMQ refuses a queue expiry beyond 10 years, and a delay queue expires a day after its delay"),
+    ("weibo.rate_limit_per_sec", 1, 5000, "every permit is a message on the broker"),
+    ("worker.prefetch", 1, 65_535, "0 would mean no limit: the whole queue delivered at once"),
+    ("worker.concurrency", 1, 4096, "0 would start no command and hold the fetched ones forever"),
+    ("worker.token_wait_ms", 1, 600_000, "a command waits this long for a token or a permit"),
+    ("reconcile.interval_secs", 1, 86_400, "at least one sweep a day"),
+    ("reconcile.lookback_secs", 1, 365 * 86_400, "a year at most"),
+];
 
 impl Settings {
     pub(super) fn validate(&self) -> Result<(), ConfigError> {
@@ -67,50 +90,77 @@ impl Settings {
         Ok(())
     }
 
-    /// Every number in the range documented in `defaults.toml`: outside it a value hangs
-    /// (0 where 0 means "never"), panics (durations that overflow) or is refused by the
+    /// Every number in the range documented in `defaults.toml` and README: outside it a value
+    /// hangs (0 where 0 means "never"), panics (durations that overflow) or is refused by the
     /// broker after the start.
     fn numbers(&self) -> Result<(), ConfigError> {
-        let (h, p, a, w) = (&self.http, &self.push, &self.amqp, &self.weibo);
-        let (wk, r) = (&self.worker, &self.reconcile);
-        let n = |v: usize| v as u64;
-        let checks: [(&str, u64, RangeInclusive<u64>, &str); 22] = [
-            ("http.max_body_bytes", n(h.max_body_bytes), 1..=16 << 20, "each open connection may buffer one body"),
-            ("http.body_timeout_ms", h.body_timeout_ms, 1..=600_000, "the platform gives up on an answer long before"),
-            ("http.max_connections", n(h.max_connections), 1..=100_000, "0 would serve nobody"),
-            ("http.shutdown_timeout_secs", h.shutdown_timeout_secs, 0..=3600, "a stop must not wait for hours"),
-            ("http.workers", n(h.workers), 0..=MAX_HTTP_WORKERS as u64, "0 is one per core; the HTTP server runs at most 512 threads"),
-            ("push.max_skew_secs", p.max_skew_secs, 1..=u64::from(u32::MAX), "0 would refuse nearly every push"),
-            ("push.dedup_capacity", n(p.dedup_capacity), 0..=10_000_000, "each remembered id takes about 50 bytes"),
-            ("amqp.confirm_timeout_ms", a.confirm_timeout_ms, 1..=60_000, "a push waits this long for its answer"),
-            ("amqp.reconnect_max_ms", a.reconnect_max_ms, 1..=300_000, "a lost broker must be retried within minutes"),
-            ("amqp.reconnect_min_ms", a.reconnect_min_ms, 1..=a.reconnect_max_ms.max(1), "at most amqp.reconnect_max_ms"),
-            ("amqp.heartbeat_secs", u64::from(a.heartbeat_secs), 1..=600, "0 turns heartbeats off and a dead link is never noticed"),
-            ("weibo.timeout_ms", w.timeout_ms, 1..=300_000, "one platform call"),
-            ("weibo.max_attempts", u64::from(w.max_attempts), 1..=30, "one delay queue per attempt"),
-            ("weibo.retry_max_ms", w.retry_max_ms, 1..=MAX_RETRY_MS, "RabbitMQ refuses a queue expiry beyond 10 years, and a delay queue expires a day after its delay"),
-            ("weibo.retry_base_ms", w.retry_base_ms, 1..=w.retry_max_ms.max(1), "at most weibo.retry_max_ms"),
-            ("weibo.rate_limit_per_sec", u64::from(w.rate_limit_per_sec), 1..=5000, "every permit is a message on the broker"),
-            ("worker.prefetch", u64::from(wk.prefetch), 1..=65_535, "0 would mean no limit: the whole queue delivered at once"),
-            ("worker.concurrency", n(wk.concurrency), 1..=4096, "0 would start no command and hold the fetched ones forever"),
-            ("worker.token_wait_ms", wk.token_wait_ms, 1..=600_000, "a command waits this long for a token or a permit"),
-            ("reconcile.interval_secs", r.interval_secs, 1..=86_400, "at least one sweep a day"),
-            ("reconcile.lookback_secs", r.lookback_secs, 1..=365 * 86_400, "a year at most"),
-            ("reconcile.settle_secs", r.settle_secs, 0..=r.lookback_secs.saturating_sub(1), "less than reconcile.lookback_secs"),
+        let (a, w, r) = (&self.amqp, &self.weibo, &self.reconcile);
+        let fixed = RANGES
+            .iter()
+            .map(|&(key, min, max, why)| (key, self.number(key), min, max, why));
+        // Those bounded by another key.
+        let relative = [
+            (
+                "amqp.reconnect_min_ms",
+                a.reconnect_min_ms,
+                1,
+                a.reconnect_max_ms,
+                "at most amqp.reconnect_max_ms",
+            ),
+            (
+                "weibo.retry_base_ms",
+                w.retry_base_ms,
+                1,
+                w.retry_max_ms,
+                "at most weibo.retry_max_ms",
+            ),
+            (
+                "reconcile.settle_secs",
+                r.settle_secs,
+                0,
+                r.lookback_secs.saturating_sub(1),
+                "less than reconcile.lookback_secs",
+            ),
         ];
-        for (key, value, range, why) in checks {
-            if !range.contains(&value) {
+        for (key, value, min, max, why) in fixed.chain(relative) {
+            if !(min..=max).contains(&value) {
                 return Err(ConfigError::invalid(
                     key,
-                    format!(
-                        "must be {} to {} (got {value}): {why}",
-                        range.start(),
-                        range.end()
-                    ),
+                    format!("must be {min} to {max} (got {value}): {why}"),
                 ));
             }
         }
         Ok(())
+    }
+
+    /// The value of a key of [`RANGES`].
+    fn number(&self, key: &str) -> u64 {
+        let (h, p, a, w) = (&self.http, &self.push, &self.amqp, &self.weibo);
+        let (wk, r) = (&self.worker, &self.reconcile);
+        let n = |v: usize| v as u64;
+        match key {
+            "http.max_body_bytes" => n(h.max_body_bytes),
+            "http.body_timeout_ms" => h.body_timeout_ms,
+            "http.max_connections" => n(h.max_connections),
+            "http.shutdown_timeout_secs" => h.shutdown_timeout_secs,
+            "http.workers" => n(h.workers),
+            "push.max_skew_secs" => p.max_skew_secs,
+            "push.dedup_capacity" => n(p.dedup_capacity),
+            "amqp.confirm_timeout_ms" => a.confirm_timeout_ms,
+            "amqp.reconnect_max_ms" => a.reconnect_max_ms,
+            "amqp.heartbeat_secs" => u64::from(a.heartbeat_secs),
+            "weibo.timeout_ms" => w.timeout_ms,
+            "weibo.max_attempts" => u64::from(w.max_attempts),
+            "weibo.retry_max_ms" => w.retry_max_ms,
+            "weibo.rate_limit_per_sec" => u64::from(w.rate_limit_per_sec),
+            "worker.prefetch" => u64::from(wk.prefetch),
+            "worker.concurrency" => n(wk.concurrency),
+            "worker.token_wait_ms" => wk.token_wait_ms,
+            "reconcile.interval_secs" => r.interval_secs,
+            "reconcile.lookback_secs" => r.lookback_secs,
+            // Every key of RANGES has its arm (a test walks them all).
+            _ => u64::MAX,
+        }
     }
 
     /// The event log's retention in a form RabbitMQ takes, and, while reconciliation runs, a
@@ -309,5 +359,58 @@ mod tests {
         assert_eq!(why, "invalid configuration: amqp.tls_ca_file: /dev/zero is larger than 1024 KiB: not a configuration or PEM file");
         let err = Settings::load(Some(std::path::Path::new("/dev/zero")), Vec::new()).unwrap_err();
         assert_eq!(err.to_string(), "invalid configuration: /dev/zero is larger than 1024 KiB: not a configuration or PEM file");
+    }
+}
+
+#[cfg(test)]
+mod documented {
+    use super::RANGES;
+
+    /// Every range is written in `defaults.toml`, in the comment over its key (or over the
+    /// keys it shares a comment with), and in its row of README's configuration table.
+    #[test]
+    fn every_range_is_in_the_defaults_file_and_the_readme() {
+        let defaults = include_str!("defaults.toml");
+        let readme = include_str!("../../README.md");
+        for (key, min, max, _) in RANGES {
+            let range = format!("{min} to {max}");
+            let (section, name) = key.split_once('.').unwrap();
+            let lines: Vec<&str> = defaults.lines().collect();
+            let mut in_section = false;
+            let at = lines
+                .iter()
+                .position(|l| {
+                    if l.starts_with('[') {
+                        in_section = *l == format!("[{section}]");
+                    }
+                    in_section && l.starts_with(&format!("{name} = "))
+                })
+                .unwrap_or_else(|| panic!("{key} is not in defaults.toml"));
+            let above: Vec<&str> = lines[..at]
+                .iter()
+                .rev()
+                .take_while(|l| !l.is_empty() && !l.starts_with('['))
+                .copied()
+                .collect();
+            assert!(
+                above
+                    .iter()
+                    .any(|l| l.starts_with('#') && l.contains(&range))
+                    || above.join(" ").contains(&range),
+                "defaults.toml does not say {range} over {key}"
+            );
+            let row = readme
+                .lines()
+                .find(|l| {
+                    l.starts_with(&format!("| `{key}`"))
+                        || (l.starts_with(&format!("| `{section}."))
+                            && l.contains(&format!("`{name}`")))
+                })
+                .unwrap_or_else(|| panic!("README has no row for {key}"));
+            assert!(
+                row.contains(&range),
+                "README's row for {key} does not say {range}: {row}"
+            );
+        }
     }
 }

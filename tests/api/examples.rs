@@ -57,7 +57,7 @@ fn run(what: &str, command: &mut Command, hint: &str) {
 
 /// `<target>/examples-venv/bin/python` with examples/python/requirements.txt installed;
 /// installs again only when the requirements change. Once per test process.
-fn python() -> &'static Path {
+pub(crate) fn python() -> &'static Path {
     static PYTHON: OnceLock<PathBuf> = OnceLock::new();
     PYTHON.get_or_init(|| {
         let venv = target_dir().join("examples-venv");
@@ -108,7 +108,7 @@ fn node_example() -> &'static Path {
 
 /// Deletes the example's own queues when dropped, even when the test panicked.
 /// The example as a child process, its output lines collected; killed when dropped.
-struct Example {
+pub(crate) struct Example {
     child: Option<std::process::Child>,
     kill: Option<KillOnDrop>,
     lines: mpsc::Receiver<String>,
@@ -116,7 +116,7 @@ struct Example {
 }
 
 impl Example {
-    fn start(mut command: Command) -> Self {
+    pub(crate) fn start(mut command: Command) -> Self {
         let mut child = command
             .stdout(Stdio::piped())
             .stderr(Stdio::piped())
@@ -145,12 +145,12 @@ impl Example {
         }
     }
 
-    fn output(&self) -> String {
+    pub(crate) fn output(&self) -> String {
         self.seen.lock().unwrap().join("\n")
     }
 
     /// Waits for a line starting with `prefix`.
-    fn wait_for(&self, prefix: &str, within: Duration) -> String {
+    pub(crate) fn wait_for(&self, prefix: &str, within: Duration) -> String {
         let deadline = Instant::now() + within;
         loop {
             let left = deadline.saturating_duration_since(Instant::now());

@@ -1,6 +1,7 @@
-//! README's two commands on a machine that lacks what they need: the scripts say exactly what
-//! to run. (What they do where they can, apt-get or Docker, needs a machine of its own: see
-//! the report in CHANGELOG.md.)
+//! What a newcomer meets first. README's two commands on a machine that lacks what they
+//! need: the scripts say exactly what to run (what they do where they can, apt-get or Docker,
+//! needs a machine of its own). README's commands use the one build the demo made, and the
+//! documents cite only files a reader has.
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
@@ -122,4 +123,63 @@ fn without_rust_both_commands_print_the_rustup_line() {
             "{command}"
         );
     }
+}
+
+/// Each file a document in docs/ names (`name.ext`) is in the repository: beside the
+/// document, in docs/schemas, or from the repository's root.
+#[test]
+fn the_documents_cite_only_files_a_reader_has() {
+    let root = Path::new(env!("CARGO_MANIFEST_DIR"));
+    let extensions = [
+        ".txt", ".md", ".json", ".yaml", ".yml", ".toml", ".rs", ".sh", ".py", ".js", ".png",
+    ];
+    let mut missing = Vec::new();
+    for entry in std::fs::read_dir(root.join("docs")).unwrap() {
+        let path = entry.unwrap().path();
+        if path.extension().is_none_or(|e| e != "md") {
+            continue;
+        }
+        let text = std::fs::read_to_string(&path).unwrap();
+        for (i, cited) in text.split('`').enumerate() {
+            let is_path = i % 2 == 1
+                && !cited.is_empty()
+                && cited
+                    .bytes()
+                    .all(|b| b.is_ascii_alphanumeric() || b"_./-".contains(&b))
+                && extensions.iter().any(|e| cited.ends_with(e));
+            let found = [
+                root.join("docs"),
+                root.join("docs/schemas"),
+                root.to_path_buf(),
+            ]
+            .iter()
+            .any(|dir| dir.join(cited).exists());
+            if is_path && !found {
+                missing.push(format!("{}: {cited}", path.display()));
+            }
+        }
+    }
+    assert!(
+        missing.is_empty(),
+        "cited but not in the repository: {missing:#?}"
+    );
+}
+
+/// README's commands after the demo use the release binary it built (`target/release/...` or
+/// `cargo run --release`): a debug `cargo run --` would start a second full build.
+#[test]
+fn readme_commands_use_the_release_build_the_demo_made() {
+    let readme =
+        std::fs::read_to_string(Path::new(env!("CARGO_MANIFEST_DIR")).join("README.md")).unwrap();
+    let debug: Vec<&str> = readme
+        .lines()
+        .filter(|l| {
+            (l.contains("cargo run ") && !l.contains("cargo run --release"))
+                || l.contains("target/debug/")
+        })
+        .collect();
+    assert!(
+        debug.is_empty(),
+        "README builds or runs a debug binary: {debug:#?}"
+    );
 }

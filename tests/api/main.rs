@@ -25,5 +25,6 @@ mod sandbox;
 mod schemas;
 mod security;
 mod trace_context;
+mod walkthrough;
 mod worker;
 mod worker_faults;
