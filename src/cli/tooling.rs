@@ -115,7 +115,8 @@ pub enum BenchKind {
         #[command(flatten)]
         load: LoadArgs,
     },
-    /// Persistent, envelope-sized messages straight to a quorum queue with confirms.
+    /// Persistent, envelope-sized messages through the receiver's topology (and a counting
+    /// queue, as `push --verify-queue` has) with confirms.
     Broker {
         /// Broker (default: amqp.url of the configuration).
         #[arg(long, value_name = "URL")]
@@ -248,6 +249,7 @@ pub(super) fn bench(config: Option<PathBuf>, kind: BenchKind) -> anyhow::Result<
                 sign_key,
                 load: load.load(),
                 verify_queue,
+                events_exchange: settings.amqp.events_exchange.clone(),
                 amqp_url: amqp_url(amqp),
                 relay_pid,
             };
