@@ -359,13 +359,14 @@ impl Settings {
             environment = environment.with_list_parse_key(key);
         }
         builder = builder.add_source(environment);
-        let built = builder.build().map_err(|e| match (e, file) {
-            // Only the file can fail to parse (the defaults are tested): say which file.
-            (e @ config::ConfigError::FileParse { .. }, Some(path)) => {
-                ConfigError::Load(format!("{}: {}", path.display(), one_line(&e.to_string())))
-            }
-            (e, _) => e.into(),
-        })?;
+        let built =
+            builder.build().map_err(|e| match (e, file) {
+                // Only the file can fail to parse (the defaults are tested): say which file.
+                (e @ config::ConfigError::FileParse { .. }, Some(path)) => ConfigError::Load(
+                    format!("{}: in {}", one_line(&e.to_string()), path.display()),
+                ),
+                (e, _) => e.into(),
+            })?;
         let settings: Settings = built.try_deserialize()?;
         settings.validate()?;
         Ok(settings)
