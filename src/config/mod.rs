@@ -9,16 +9,15 @@ use secrecy::SecretString;
 use serde::Deserialize;
 
 mod amqp;
+mod files;
 mod merchant;
 mod validate;
 
 pub use amqp::redacted;
+pub(crate) use files::read_capped;
+pub use files::MAX_CONFIG_BYTES;
 pub use merchant::{is_placeholder, AppId, Merchant, Merchants, MIN_SECRET_BYTES};
 pub use validate::{BROKER_MAX_EXPIRY_MS, MAX_HTTP_WORKERS, MAX_RETRY_MS};
-
-/// The largest configuration file read: a real one is a few KiB, and a path such as
-/// `/dev/zero` must not be read without end.
-pub const MAX_CONFIG_BYTES: u64 = 1 << 20;
 
 /// The defaults operators read: every key is documented there once.
 pub const DEFAULTS_TOML: &str = include_str!("defaults.toml");
@@ -385,25 +384,6 @@ impl Settings {
         settings.validate()?;
         Ok(settings)
     }
-}
-
-/// The whole of the file at `path` when it holds at most `cap` bytes; the reason, naming the
-/// file, otherwise. Never reads more than `cap + 1` bytes, whatever the file is.
-pub(crate) fn read_capped(path: &Path, cap: u64) -> Result<Vec<u8>, String> {
-    use std::io::Read;
-    let shown = path.display();
-    let file = std::fs::File::open(path).map_err(|e| format!("cannot read {shown}: {e}"))?;
-    let mut bytes = Vec::new();
-    file.take(cap.saturating_add(1))
-        .read_to_end(&mut bytes)
-        .map_err(|e| format!("cannot read {shown}: {e}"))?;
-    if bytes.len() as u64 > cap {
-        return Err(format!(
-            "{shown} is larger than {} KiB: not a configuration or PEM file",
-            cap / 1024
-        ));
-    }
-    Ok(bytes)
 }
 
 #[cfg(test)]

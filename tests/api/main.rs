@@ -13,6 +13,7 @@ mod fresh_machine;
 mod gateway;
 mod helpers;
 mod keeper;
+mod leftover;
 mod limits;
 mod monitoring;
 mod ops;
