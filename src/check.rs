@@ -4,11 +4,9 @@
 use std::fmt;
 use std::time::{Duration, Instant};
 
-use secrecy::ExposeSecret;
-
 use crate::amqp::topology::Found;
 use crate::amqp::Topology;
-use crate::config::{Merchant, Settings};
+use crate::config::{ConfigError, Merchant, Settings};
 use crate::worker::{worker_topology, RetryPolicy};
 
 /// How long one network check may take.
@@ -57,11 +55,21 @@ fn line(verdict: Verdict, what: impl Into<String>, detail: impl Into<String>) ->
 
 /// Runs every check for `settings` (already loaded: loading is the first check).
 pub async fn run(settings: &Settings) -> Vec<Line> {
-    let mut lines = vec![line(
-        Verdict::Ok,
-        "configuration",
-        format!("loaded, {} merchant(s)", settings.merchants.len()),
-    )];
+    // The rule serve, receiver and worker apply at start: check fails where they would refuse.
+    let loaded = match settings.validate_for_relay() {
+        Ok(()) => line(
+            Verdict::Ok,
+            "configuration",
+            format!("loaded, {} merchant(s)", settings.merchants.len()),
+        ),
+        Err(ConfigError::Invalid { key, reason }) => line(
+            Verdict::Fail,
+            "configuration",
+            format!("{key}: {reason}: serve, receiver and worker refuse to start"),
+        ),
+        Err(other) => line(Verdict::Fail, "configuration", other.to_string()),
+    };
+    let mut lines = vec![loaded];
     lines.extend(broker(settings).await);
     for (key, base) in [
         ("weibo.api_base", &settings.weibo.api_base),
@@ -124,6 +132,7 @@ async fn broker(settings: &Settings) -> Vec<Line> {
         })),
         Err(e) => lines.push(line(Verdict::Fail, "topology", e.to_string())),
     }
+    lines.extend(leftover_events_queue(&connection, &settings.amqp.events_queue).await);
     let _ = connection.close(200, "checked".into()).await;
     lines
 }
@@ -169,39 +178,49 @@ async fn platform_host(key: &str, base: &str) -> Line {
     }
 }
 
-/// The credentials look like the platform's (digits where it uses digits). No token is
-/// requested: a new token ends the one the running relay holds.
+/// The credentials' shape was checked when the configuration loaded (digits where the
+/// platform uses digits, secrets long enough). No token is requested: a new token ends the one
+/// the running relay holds.
 fn merchant_shape(m: &Merchant) -> Line {
-    let what = format!("merchant {}", m.appid);
-    let digits = |v: &str| !v.is_empty() && v.len() <= 20 && v.bytes().all(|b| b.is_ascii_digit());
-    let mut wrong = Vec::new();
-    for (key, value) in [
-        ("appid", &m.appid),
-        ("client_id", &m.client_id),
-        ("uid", &m.uid),
-    ] {
-        if !digits(value) {
-            wrong.push(format!("{key} is not a number of up to 20 digits"));
-        }
-    }
-    for (key, secret) in [
-        ("sign_key", &m.sign_key),
-        ("client_secret", &m.client_secret),
-    ] {
-        let value = secret.expose_secret();
-        if value.trim() != value {
-            wrong.push(format!("{key} has spaces at either end"));
-        }
-    }
-    if wrong.is_empty() {
-        line(
-            Verdict::Ok,
+    line(
+        Verdict::Ok,
+        format!("merchant {}", m.appid),
+        "appid, client_id and uid are numbers, secrets are set; no token requested \
+         (a new token would end the one the running relay holds)",
+    )
+}
+
+/// `amqp.events_queue` as releases before this one declared it: a queue bound to every event
+/// that nothing in the relay reads. Left alone it fills until RabbitMQ's memory or disk alarm
+/// stops every publish (and every push gets 503); the event log stream keeps the events.
+async fn leftover_events_queue(connection: &lapin::Connection, queue: &str) -> Option<Line> {
+    let what = format!("queue {queue}");
+    let log = crate::amqp::topology::event_log(queue);
+    match crate::amqp::topology::queue_stats(connection, queue).await {
+        Ok(None) => None,
+        Ok(Some(stats)) if stats.consumers == 0 => Some(line(
+            Verdict::Fail,
             what,
-            "appid, client_id and uid are numbers, secrets are set; no token requested \
-             (a new token would end the one the running relay holds)",
-        )
-    } else {
-        line(Verdict::Fail, what, wrong.join("; "))
+            format!(
+                "left by an earlier release: {} message(s), no consumer, and every event adds one \
+                 until RabbitMQ's memory or disk alarm blocks all publishing. The relay no longer \
+                 declares it ({log} keeps every event): delete it with \
+                 `rabbitmqctl delete_queue {queue}`",
+                stats.messages
+            ),
+        )),
+        Ok(Some(stats)) => Some(line(
+            Verdict::Note,
+            what,
+            format!(
+                "left by an earlier release, read by {} consumer(s), {} message(s) waiting. The \
+                 relay no longer declares it ({log} keeps every event): whoever reads it owns it \
+                 now; give it a length limit (`rabbitmqctl set_policy ... '{{\"max-length\":100000}}'`) \
+                 or move the consumer to a queue of its own",
+                stats.consumers, stats.messages
+            ),
+        )),
+        Err(e) => Some(line(Verdict::Fail, what, e.to_string())),
     }
 }
 

@@ -61,7 +61,7 @@ pub struct Application {
     server: Server,
     broker: Broker,
     worker: Option<Arc<Worker>>,
-    /// The token keeper's broker side and the reconciliation sweeper.
+    /// The token keeper's broker side, the reconciliation sweeper and the backlog reader.
     tasks: Vec<tokio::task::JoinHandle<()>>,
     admin_address: Option<SocketAddr>,
     admin_server: Option<actix_web::dev::Server>,
@@ -73,11 +73,9 @@ impl Application {
     /// Binds the listener (port 0 picks one), starts the broker connection and, for the
     /// worker, the token keeper; builds the server.
     pub async fn build(settings: Settings, roles: Roles) -> anyhow::Result<Self> {
-        // Without a merchant every push would be refused and no call could be made.
-        anyhow::ensure!(
-            !settings.merchants.is_empty(),
-            "invalid configuration: merchants: at least one [[merchants]] entry is required"
-        );
+        // Without a merchant every push would be refused and no call could be made; `check`
+        // applies the same rule.
+        settings.validate_for_relay()?;
         let listener = TcpListener::bind(settings.http.bind)
             .map_err(|e| anyhow::anyhow!("cannot bind http.bind {}: {e}", settings.http.bind))?;
         let address = listener.local_addr()?;
@@ -142,7 +140,18 @@ impl Application {
                 client,
                 worker_metrics,
             );
-            (Some(Arc::new(worker)), Some(keeper), vec![agent, sweeper])
+            // The backlog alert's numbers: the work and dead queues' depths.
+            let backlog = crate::worker::backlog::Backlog::register(
+                metrics.registry(),
+                broker.clone(),
+                &settings.amqp.fulfilment_queue,
+            )?
+            .spawn(shutdown.child_token());
+            (
+                Some(Arc::new(worker)),
+                Some(keeper),
+                vec![agent, sweeper, backlog],
+            )
         } else {
             (None, None, Vec::new())
         };
@@ -173,7 +182,9 @@ impl Application {
         let receiver_publisher = receiver.as_ref().map(|r| r.relay.publisher().clone());
         let push_path = settings.push.path.clone();
         let workers = match settings.http.workers {
-            0 => std::thread::available_parallelism().map_or(1, |n| n.get()),
+            0 => std::thread::available_parallelism()
+                .map_or(1, |n| n.get())
+                .min(crate::config::MAX_HTTP_WORKERS),
             n => n,
         };
         let ops_on_main = admin_listener.is_none();

@@ -23,9 +23,20 @@ pub fn init(json: bool) -> Telemetry {
     init_with_default(json, "info,lapin=warn,actix_server=warn")
 }
 
+/// lapin's own lines about a failed connection or a closed channel repeat, in parser terms
+/// (`ParserErrors { error: Nom(MapOpt) }`), what reaches the relay as an error it logs itself
+/// in words, or what it expects (a passive declaration of a queue that is not there closes
+/// its channel, and lapin calls that an ERROR): off unless `RUST_LOG` names lapin.
+const QUIET_LAPIN: [&str; 3] = [
+    "lapin::io_loop=off",
+    "lapin::channels=off",
+    "lapin::channel=off",
+];
+
 /// Like [`init`], with `default_filter` used when `RUST_LOG` is unset.
 pub fn init_with_default(json: bool, default_filter: &str) -> Telemetry {
-    let filter = EnvFilter::try_from_default_env()
+    let asked = std::env::var("RUST_LOG").ok();
+    let mut filter = EnvFilter::try_from_default_env()
         .unwrap_or_else(|_| EnvFilter::new(default_filter))
         // lapin logs a returned message whole, personal data included: never let it through.
         .add_directive(
@@ -33,6 +44,11 @@ pub fn init_with_default(json: bool, default_filter: &str) -> Telemetry {
                 .parse()
                 .expect("static directive"),
         );
+    if !asked.is_some_and(|f| f.contains("lapin")) {
+        for directive in QUIET_LAPIN {
+            filter = filter.add_directive(directive.parse().expect("static directive"));
+        }
+    }
     // Colours only for a person at a terminal: in a file or a log pipeline they are noise.
     let ansi = std::io::IsTerminal::is_terminal(&std::io::stdout());
     let lines = if json {

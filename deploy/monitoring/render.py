@@ -71,7 +71,7 @@ SCENARIO = [
     (120, "platform answers 30 % of order calls with HTTP 503 for 60 s (transient, retries, some exhausted)"),
     (210, "token of 100023 revoked (21332): token_rejected, one refresh"),
     (240, "next 3 token requests fail, then the token of 100024 is revoked: refresh failures, then a refresh"),
-    (270, "events queue and log unbound from the exchange for 30 s: pushes unroutable -> 503"),
+    (270, "consumer queue and event log unbound from the exchange for 30 s: pushes unroutable -> 503"),
     (330, "platform gives up on every push for 45 s: reconciliation brings the states"),
     (400, "poison commands (not JSON, unknown appid) and 4 calls answered 40002 (permanent)"),
     (450, "5 forged keeper messages published to <fulfilment>.tokens"),
@@ -428,6 +428,9 @@ class Stage:
             "exchange": f"{self.run}.events",
             "events": f"{self.run}.orders",
             "fulfilment": f"{self.run}.fulfilment",
+            # The sample consumer's own queue: the relay declares none for events besides
+            # its log stream (<events>.log).
+            "shop": f"{self.run}.shop",
         }
         self.push_url = f"http://127.0.0.1:{self.ports['serve']}/weibo/push"
         self.sandbox = f"http://127.0.0.1:{self.ports['sandbox']}"
@@ -545,7 +548,7 @@ settle_secs = 5
             return [l.split("\t")[0] for l in out.stdout.splitlines()
                     if l.startswith(self.run + ".")]
         f = self.names["fulfilment"]
-        queues = listed("queues") or [self.names["events"], self.names["events"] + ".log", f,
+        queues = listed("queues") or [self.names["shop"], self.names["events"] + ".log", f,
                                       f + ".dead", f + ".keeper", f + ".permits",
                                       f + ".retry.1000ms", f + ".retry.2000ms"]
         exchanges = listed("exchanges") or [self.names["exchange"], f + ".tokens"]
@@ -571,6 +574,8 @@ settle_secs = 5
         import pika
         conn = pika.BlockingConnection(pika.ConnectionParameters("127.0.0.1"))
         ch = conn.channel()
+        ch.queue_declare(self.names["shop"], durable=True, arguments={"x-queue-type": "quorum"})
+        ch.queue_bind(self.names["shop"], self.names["exchange"], "order.sub_order.201")
         ch.basic_qos(prefetch_count=50)
         seen: set[str] = set()
 
@@ -592,7 +597,7 @@ settle_secs = 5
                     pass
             chan.basic_ack(method.delivery_tag)
 
-        ch.basic_consume(self.names["events"], on_event)
+        ch.basic_consume(self.names["shop"], on_event)
         while not self.stop.is_set():
             conn.process_data_events(time_limit=0.5)
         conn.close()
@@ -661,11 +666,12 @@ settle_secs = 5
         import pika
         conn = pika.BlockingConnection(pika.ConnectionParameters("127.0.0.1"))
         ch = conn.channel()
-        for q in (self.names["events"], self.names["events"] + ".log"):
+        for q, key in ((self.names["shop"], "order.sub_order.201"),
+                       (self.names["events"] + ".log", "order.#")):
             if bind:
-                ch.queue_bind(q, self.names["exchange"], "order.#")
+                ch.queue_bind(q, self.names["exchange"], key)
             else:
-                ch.queue_unbind(q, self.names["exchange"], "order.#")
+                ch.queue_unbind(q, self.names["exchange"], key)
         conn.close()
 
     def poison(self) -> None:

@@ -47,10 +47,10 @@ def main():
     channel.confirm_delivery()
     channel.basic_qos(prefetch_count=20)  # at most 20 unacknowledged events in flight to us
 
-    # Queues of our own, never the relay's weibo.orders: consumers of one queue share its
-    # messages, so we would steal events from whoever reads it. A queue bound to the events
-    # exchange gets a copy of every message with a matching routing key; durable and quorum,
-    # it keeps collecting (replicated) while we are down.
+    # Queues of our own: the relay declares none for consumers, and consumers of one queue
+    # share its messages, so sharing another system's would steal its events. A queue bound to
+    # the events exchange gets a copy of every message with a matching routing key from the
+    # moment it is bound; durable and quorum, it keeps collecting (replicated) while we are down.
     orders_queue, outcomes_queue = f"{args.name}.paid-orders", f"{args.name}.outcomes"
     for queue, key in [(orders_queue, PAID), (outcomes_queue, "fulfilment.#")]:
         channel.queue_declare(queue, durable=True, arguments={"x-queue-type": "quorum"})

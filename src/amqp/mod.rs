@@ -71,6 +71,7 @@ impl Broker {
             endpoints: settings.endpoints().unwrap_or_default(),
             tls: settings.tls().unwrap_or_default(),
             topology: topology.clone(),
+            events_queue: settings.events_queue.clone(),
             min_delay: Duration::from_millis(settings.reconnect_min_ms),
             max_delay: Duration::from_millis(settings.reconnect_max_ms),
             link: tx,
@@ -140,6 +141,8 @@ struct Supervisor {
     endpoints: Vec<(lapin::uri::AMQPUri, String)>,
     tls: lapin::tcp::OwnedTLSConfig,
     topology: Arc<Topology>,
+    /// The catch-all queue earlier releases declared, looked for on each connection.
+    events_queue: String,
     min_delay: Duration,
     max_delay: Duration,
     link: watch::Sender<Option<Link>>,
@@ -154,6 +157,8 @@ impl Supervisor {
             next_id += 1;
             if let Some((link, node)) = self.connect_to_any(next_id).await {
                 tracing::info!(node = %node, "broker connected, topology declared");
+                topology::warn_if_events_queue_left_over(&link.connection, &self.events_queue)
+                    .await;
                 delay = self.min_delay;
                 self.link.send_replace(Some(link.clone()));
                 let reason = self.wait_until_broken(&link).await;
@@ -261,10 +266,40 @@ pub async fn connect_node(
             .connect()
             .await
     };
+    let at = format!("{}:{}", uri.authority.host, uri.authority.port);
     match tokio::time::timeout(CONNECT_TIMEOUT, attempt).await {
         Ok(Ok(connection)) => Ok(connection),
-        Ok(Err(error)) => Err(error.to_string()),
-        Err(_) => Err(format!("no answer within {CONNECT_TIMEOUT:?}")),
+        Ok(Err(error)) => Err(in_words(&error, &at)),
+        Err(_) => Err(format!(
+            "no answer from {at} within {CONNECT_TIMEOUT:?} (a firewall dropping packets, or a \
+             service there that is not RabbitMQ's AMQP port, 5672/5671?)"
+        )),
+    }
+}
+
+/// A failed connection attempt as an operator reads it: what the peer at `at` did, rather
+/// than the AMQP parser's terms.
+fn in_words(error: &lapin::Error, at: &str) -> String {
+    use std::io::ErrorKind as Io;
+    let not_amqp = || {
+        format!(
+            "the peer at {at} does not speak AMQP 0-9-1 (is it RabbitMQ's AMQP port, 5672/5671, \
+             and amqps:// exactly when that port wants TLS?)"
+        )
+    };
+    match error.kind() {
+        lapin::ErrorKind::ParsingError(_) | lapin::ErrorKind::InvalidProtocolVersion(_) => {
+            not_amqp()
+        }
+        lapin::ErrorKind::IOError(io) => match io.kind() {
+            Io::ConnectionRefused => format!("nothing listens at {at} ({io})"),
+            Io::UnexpectedEof | Io::ConnectionReset | Io::ConnectionAborted => format!(
+                "the peer at {at} closed the connection during the AMQP handshake ({io}): not \
+                 RabbitMQ's AMQP port (5672/5671), TLS where the URL says amqp://, or a refused login"
+            ),
+            _ => format!("{at}: {io}"),
+        },
+        _ => error.to_string(),
     }
 }
 
@@ -301,6 +336,13 @@ pub async fn connect_url(url: &str, name: &str) -> Result<Connection, ConnectErr
 #[derive(Debug, thiserror::Error)]
 #[error("cannot connect to the broker: {0}")]
 pub struct ConnectError(String);
+
+impl ConnectError {
+    /// Each node tried and why it failed (passwords hidden), without the leading words.
+    pub fn nodes(&self) -> &str {
+        &self.0
+    }
+}
 
 /// Declares `topology` on short-lived channels of `connection`.
 async fn declare_on(connection: &Connection, topology: &Topology) -> Result<(), lapin::Error> {

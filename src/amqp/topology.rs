@@ -81,14 +81,13 @@ pub struct Topology {
 }
 
 impl Topology {
-    /// The receiver's part: the events topic exchange, the events queue and the event log,
-    /// both bound to `order.#`.
+    /// The receiver's part: the events topic exchange and the event log bound to `order.#`,
+    /// which keeps every order event routable (they are published mandatory). No queue named
+    /// `events_queue` itself: nothing in the relay read it, and unread it filled the broker.
     pub fn events(settings: &AmqpSettings, log_max_age: &str) -> Self {
         let log = event_log(&settings.events_queue);
         Self::default()
             .exchange(&settings.events_exchange)
-            .queue(QueueSpec::quorum(&settings.events_queue))
-            .bind(&settings.events_queue, &settings.events_exchange, "order.#")
             .queue(QueueSpec::stream(&log, log_max_age))
             .bind(&log, &settings.events_exchange, "order.#")
     }
@@ -322,6 +321,23 @@ pub async fn queue_depth(
     connection: &Connection,
     queue: &str,
 ) -> Result<Option<u32>, lapin::Error> {
+    Ok(queue_stats(connection, queue).await?.map(|s| s.messages))
+}
+
+/// What a passive declaration tells of a queue.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct QueueStats {
+    /// Messages ready for delivery (not those delivered and unacknowledged).
+    pub messages: u32,
+    /// Consumers attached.
+    pub consumers: u32,
+}
+
+/// Messages and consumers of `queue` now, or `None` when there is no such queue.
+pub async fn queue_stats(
+    connection: &Connection,
+    queue: &str,
+) -> Result<Option<QueueStats>, lapin::Error> {
     let channel = connection.create_channel().await?;
     let passive = QueueDeclareOptions {
         passive: true,
@@ -333,10 +349,33 @@ pub async fn queue_depth(
     {
         Ok(declared) => {
             let _ = channel.close(200, "queue looked at".into()).await;
-            Ok(Some(declared.message_count()))
+            Ok(Some(QueueStats {
+                messages: declared.message_count(),
+                consumers: declared.consumer_count(),
+            }))
         }
         Err(e) if is_not_found(&e) => Ok(None),
         Err(e) => Err(e),
+    }
+}
+
+/// Warns when `queue`, the catch-all events queue earlier releases declared, is still on the
+/// broker with nobody reading it: bound to every event, it fills until RabbitMQ's memory or
+/// disk alarm blocks all publishing. Deleting it is the operator's call (`check` says how).
+pub async fn warn_if_events_queue_left_over(connection: &Connection, queue: &str) {
+    let looked = tokio::time::timeout(
+        std::time::Duration::from_secs(5),
+        queue_stats(connection, queue),
+    );
+    if let Ok(Ok(Some(stats))) = looked.await {
+        if stats.consumers == 0 {
+            tracing::warn!(
+                queue,
+                messages = stats.messages,
+                delete = %format!("rabbitmqctl delete_queue {queue}"),
+                "a queue an earlier release declared is bound to every event and read by nobody: it fills until the broker blocks publishing; the event log keeps every event, so delete it"
+            );
+        }
     }
 }
 

@@ -55,6 +55,10 @@ pub struct DemoArgs {
     /// worker retries those calls.
     #[arg(long, value_name = "N")]
     pub platform_rate_limit: Option<u32>,
+    /// The RabbitMQ to run on, instead of amqp.url (default: guest on 127.0.0.1:5672); e.g.
+    /// the compose file's: amqp://relay:$RABBITMQ_PASSWORD@127.0.0.1:5672/%2f.
+    #[arg(long, value_name = "URL")]
+    pub amqp_url: Option<String>,
 }
 
 /// Options every bench takes: how much load, its time bound, and the output format.
@@ -111,7 +115,8 @@ pub enum BenchKind {
         #[command(flatten)]
         load: LoadArgs,
     },
-    /// Persistent, envelope-sized messages straight to a quorum queue with confirms.
+    /// Persistent, envelope-sized messages through the receiver's topology (and a counting
+    /// queue, as `push --verify-queue` has) with confirms.
     Broker {
         /// Broker (default: amqp.url of the configuration).
         #[arg(long, value_name = "URL")]
@@ -176,7 +181,13 @@ pub(super) fn sandbox(config: Option<PathBuf>, args: SandboxArgs) -> anyhow::Res
 
 pub(super) fn demo(config: Option<PathBuf>, args: DemoArgs) -> anyhow::Result<()> {
     anyhow::ensure!(args.orders > 0, "--orders must be at least 1");
-    let settings = load(config)?;
+    // Given on the command line, the URL is checked like amqp.url (it wins over the file and
+    // the environment).
+    let url = args
+        .amqp_url
+        .clone()
+        .map(|url| ("WEIBO_RELAY__AMQP__URL".to_owned(), url));
+    let settings = crate::config::Settings::load(config.as_deref(), std::env::vars().chain(url))?;
     let _telemetry = if std::env::var_os("RUST_LOG").is_none() {
         // The summary is the demo's output; only warnings and errors interleave with it.
         crate::telemetry::init_with_default(false, "warn")
@@ -238,6 +249,7 @@ pub(super) fn bench(config: Option<PathBuf>, kind: BenchKind) -> anyhow::Result<
                 sign_key,
                 load: load.load(),
                 verify_queue,
+                events_exchange: settings.amqp.events_exchange.clone(),
                 amqp_url: amqp_url(amqp),
                 relay_pid,
             };

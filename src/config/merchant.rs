@@ -104,18 +104,18 @@ impl Merchants {
     pub(super) fn validate(&self) -> Result<(), ConfigError> {
         for (i, m) in self.list.iter().enumerate() {
             let key = |field: &str| format!("merchants[{i}].{field}");
-            if AppId::parse(&m.appid).is_none() {
-                return Err(ConfigError::invalid(
-                    key("appid"),
-                    "must be 1 to 64 printable characters without spaces",
-                ));
-            }
-            for (field, empty) in [
-                ("client_id", m.client_id.is_empty()),
-                ("uid", m.uid.is_empty()),
+            // The platform's ids are numbers (its spec, section 1): anything else could only
+            // be refused by the token endpoint, over and over, after the start.
+            for (field, value) in [
+                ("appid", &m.appid),
+                ("client_id", &m.client_id),
+                ("uid", &m.uid),
             ] {
-                if empty {
-                    return Err(ConfigError::invalid(key(field), "must not be empty"));
+                if !is_platform_id(value) {
+                    return Err(ConfigError::invalid(
+                        key(field),
+                        "must be a number of 1 to 20 digits, as the platform gives it",
+                    ));
                 }
             }
             for (field, secret) in [
@@ -158,8 +158,17 @@ pub fn is_placeholder(value: &str) -> bool {
     PLACEHOLDER_MARKERS.iter().any(|m| lower.contains(m))
 }
 
-/// Refuses a secret that is too short or a shipped placeholder; the reason never repeats it.
+/// An appid, client_id or uid as the platform issues them: 1 to 20 ASCII digits.
+fn is_platform_id(value: &str) -> bool {
+    (1..=20).contains(&value.len()) && value.bytes().all(|b| b.is_ascii_digit())
+}
+
+/// Refuses a secret that is too short, a shipped placeholder, or one with spaces at either end
+/// (a copy-paste slip the platform would refuse); the reason never repeats it.
 fn check_secret(value: &str) -> Result<(), String> {
+    if value.trim() != value {
+        return Err("has spaces or line breaks at either end".into());
+    }
     if value.len() < MIN_SECRET_BYTES {
         return Err(format!(
             "must be at least {MIN_SECRET_BYTES} bytes (got {})",

@@ -5,12 +5,19 @@ use std::net::SocketAddr;
 use std::path::Path;
 use std::time::Duration;
 
-use secrecy::{ExposeSecret, SecretString};
+use secrecy::SecretString;
 use serde::Deserialize;
 
+mod amqp;
+mod files;
 mod merchant;
+mod validate;
 
+pub use amqp::redacted;
+pub(crate) use files::read_capped;
+pub use files::MAX_CONFIG_BYTES;
 pub use merchant::{is_placeholder, AppId, Merchant, Merchants, MIN_SECRET_BYTES};
+pub use validate::{BROKER_MAX_EXPIRY_MS, MAX_HTTP_WORKERS, MAX_RETRY_MS};
 
 /// The defaults operators read: every key is documented there once.
 pub const DEFAULTS_TOML: &str = include_str!("defaults.toml");
@@ -313,165 +320,10 @@ pub struct EventLogSettings {
     pub max_age: String,
 }
 
-impl AmqpSettings {
-    /// Deadline for a publisher confirm.
-    pub fn confirm_timeout(&self) -> Duration {
-        Duration::from_millis(self.confirm_timeout_ms)
-    }
-
-    /// The URL with its password replaced, fit for logs.
-    pub fn redacted_url(&self) -> String {
-        redacted(self.url.expose_secret())
-    }
-
-    /// The nodes to connect to (`urls`, or `url` alone), each with `heartbeat_secs` unless its
-    /// URL sets its own, and how it is shown in logs (password hidden).
-    pub fn endpoints(&self) -> Result<Vec<(lapin::uri::AMQPUri, String)>, ConfigError> {
-        let (key, urls) = if self.urls.is_empty() {
-            ("amqp.url", std::slice::from_ref(&self.url))
-        } else {
-            ("amqp.urls", self.urls.as_slice())
-        };
-        urls.iter()
-            .enumerate()
-            .map(|(i, url)| {
-                let name = if self.urls.is_empty() {
-                    key.to_owned()
-                } else {
-                    format!("{key}[{i}]")
-                };
-                let text = url.expose_secret();
-                // The parser's message could repeat the URL, password and all: say only that.
-                let mut uri: lapin::uri::AMQPUri = text.parse().map_err(|_| {
-                    ConfigError::invalid(
-                        &name,
-                        "is not an AMQP URL (amqp://user:password@host:port/vhost)",
-                    )
-                })?;
-                if amqp_password(text).is_some_and(is_placeholder) {
-                    return Err(ConfigError::invalid(
-                        &name,
-                        "the password is a placeholder from an example file",
-                    ));
-                }
-                // RabbitMQ's built-in account, fine on a developer's machine; anywhere else
-                // it is a password everyone knows (and RabbitMQ refuses it by default).
-                if uri.authority.userinfo.username == "guest"
-                    && uri.authority.userinfo.password == "guest"
-                    && !is_loopback(&uri.authority.host)
-                {
-                    return Err(ConfigError::invalid(
-                        &name,
-                        "guest/guest is RabbitMQ's default account, allowed only on this machine: give the relay a user of its own",
-                    ));
-                }
-                if uri.query.heartbeat.is_none() {
-                    uri.query.heartbeat = Some(self.heartbeat_secs);
-                }
-                Ok((uri, redacted(text)))
-            })
-            .collect()
-    }
-
-    /// The first node's address (tests and tools that need one).
-    pub fn uri(&self) -> Result<lapin::uri::AMQPUri, String> {
-        self.endpoints()
-            .map(|mut e| e.remove(0).0)
-            .map_err(|e| e.to_string())
-    }
-
-    /// The TLS settings for `amqps://`: the CA bundle added to the system's roots and the
-    /// client certificate, read and checked (PEM parses, the key belongs to the certificate).
-    pub fn tls(&self) -> Result<lapin::tcp::OwnedTLSConfig, ConfigError> {
-        use rustls::pki_types::pem::PemObject;
-        use rustls::pki_types::{CertificateDer, PrivateKeyDer};
-        let read = |key: &str, path: &std::path::Path| {
-            std::fs::read(path).map_err(|e| {
-                ConfigError::invalid(key, format!("cannot read {}: {e}", path.display()))
-            })
-        };
-        let certificates = |key: &str, path: &std::path::Path, pem: &[u8]| {
-            let certs: Vec<CertificateDer<'static>> = CertificateDer::pem_slice_iter(pem)
-                .collect::<Result<_, _>>()
-                .map_err(|e| {
-                    ConfigError::invalid(
-                        key,
-                        format!("{} is not PEM certificates: {e}", path.display()),
-                    )
-                })?;
-            if certs.is_empty() {
-                return Err(ConfigError::invalid(
-                    key,
-                    format!("{} holds no certificate", path.display()),
-                ));
-            }
-            Ok(certs)
-        };
-        let mut tls = lapin::tcp::OwnedTLSConfig::default();
-        if let Some(path) = &self.tls_ca_file {
-            let pem = read("amqp.tls_ca_file", path)?;
-            certificates("amqp.tls_ca_file", path, &pem)?;
-            tls.cert_chain = Some(String::from_utf8_lossy(&pem).into_owned());
-        }
-        match (&self.tls_cert_file, &self.tls_key_file) {
-            (None, None) => {}
-            (Some(_), None) => {
-                return Err(ConfigError::invalid(
-                    "amqp.tls_key_file",
-                    "is required with amqp.tls_cert_file",
-                ))
-            }
-            (None, Some(_)) => {
-                return Err(ConfigError::invalid(
-                    "amqp.tls_cert_file",
-                    "is required with amqp.tls_key_file",
-                ))
-            }
-            (Some(cert_path), Some(key_path)) => {
-                let cert = read("amqp.tls_cert_file", cert_path)?;
-                let key = read("amqp.tls_key_file", key_path)?;
-                let chain = certificates("amqp.tls_cert_file", cert_path, &cert)?;
-                // The key's contents never reach a message: only its file's name.
-                let private = PrivateKeyDer::from_pem_slice(&key).map_err(|_| {
-                    ConfigError::invalid(
-                        "amqp.tls_key_file",
-                        format!("{} is not a PEM private key", key_path.display()),
-                    )
-                })?;
-                let provider = rustls::crypto::ring::default_provider();
-                rustls::sign::CertifiedKey::from_der(chain, private, &provider).map_err(|e| {
-                    ConfigError::invalid(
-                        "amqp.tls_key_file",
-                        format!(
-                            "{} does not go with the certificate in {}: {e}",
-                            key_path.display(),
-                            cert_path.display()
-                        ),
-                    )
-                })?;
-                tls.identity = Some(lapin::tcp::OwnedIdentity::PKCS8 { pem: cert, key });
-            }
-        }
-        Ok(tls)
-    }
-}
-
 impl HttpSettings {
     /// Deadline for a client to send its whole body.
     pub fn body_timeout(&self) -> Duration {
         Duration::from_millis(self.body_timeout_ms)
-    }
-}
-
-/// `url` with its password replaced by `[redacted]`, fit for a log line or an error.
-pub fn redacted(url: &str) -> String {
-    match (url.find("://"), url.rfind('@')) {
-        (Some(scheme_end), Some(at)) if at > scheme_end => {
-            let userinfo = &url[scheme_end + 3..at];
-            let user = userinfo.split(':').next().unwrap_or_default();
-            format!("{}{user}:[redacted]{}", &url[..scheme_end + 3], &url[at..])
-        }
-        _ => url.to_owned(),
     }
 }
 
@@ -486,11 +338,10 @@ impl Settings {
             config::FileFormat::Toml,
         ));
         if let Some(path) = file {
-            builder = builder.add_source(
-                config::File::from(path)
-                    .format(config::FileFormat::Toml)
-                    .required(true),
-            );
+            let bytes = read_capped(path, MAX_CONFIG_BYTES).map_err(ConfigError::Load)?;
+            let text = String::from_utf8(bytes)
+                .map_err(|_| ConfigError::Load(format!("{} is not UTF-8 text", path.display())))?;
+            builder = builder.add_source(config::File::from_str(&text, config::FileFormat::Toml));
         }
         let env: HashMap<String, String> = env
             .into_iter()
@@ -507,7 +358,15 @@ impl Settings {
             environment = environment.with_list_parse_key(key);
         }
         builder = builder.add_source(environment);
-        let settings: Settings = builder.build()?.try_deserialize()?;
+        let built =
+            builder.build().map_err(|e| match (e, file) {
+                // Only the file can fail to parse (the defaults are tested): say which file.
+                (e @ config::ConfigError::FileParse { .. }, Some(path)) => ConfigError::Load(
+                    format!("{}: in {}", one_line(&e.to_string()), path.display()),
+                ),
+                (e, _) => e.into(),
+            })?;
+        let settings: Settings = built.try_deserialize()?;
         settings.validate()?;
         Ok(settings)
     }
@@ -525,128 +384,6 @@ impl Settings {
         settings.validate()?;
         Ok(settings)
     }
-
-    fn validate(&self) -> Result<(), ConfigError> {
-        if !self.push.path.starts_with('/') {
-            return Err(ConfigError::invalid("push.path", "must start with '/'"));
-        }
-        for (key, value) in [
-            ("http.max_body_bytes", self.http.max_body_bytes as u64),
-            ("http.max_connections", self.http.max_connections as u64),
-            ("http.body_timeout_ms", self.http.body_timeout_ms),
-            ("amqp.confirm_timeout_ms", self.amqp.confirm_timeout_ms),
-            ("weibo.timeout_ms", self.weibo.timeout_ms),
-            ("weibo.max_attempts", u64::from(self.weibo.max_attempts)),
-            (
-                "weibo.rate_limit_per_sec",
-                u64::from(self.weibo.rate_limit_per_sec),
-            ),
-        ] {
-            if value == 0 {
-                return Err(ConfigError::invalid(key, "must be greater than 0"));
-            }
-        }
-        if self.weibo.max_attempts > 30 {
-            // One delay queue per step: more would be a queue sprawl, not a retry policy.
-            return Err(ConfigError::invalid(
-                "weibo.max_attempts",
-                "must be at most 30",
-            ));
-        }
-        for (key, name) in [
-            ("amqp.events_exchange", &self.amqp.events_exchange),
-            ("amqp.events_queue", &self.amqp.events_queue),
-            ("amqp.fulfilment_queue", &self.amqp.fulfilment_queue),
-        ] {
-            if name.is_empty() || name.len() > 200 {
-                return Err(ConfigError::invalid(key, "must be 1 to 200 characters"));
-            }
-        }
-        if self.amqp.reconnect_min_ms == 0
-            || self.amqp.reconnect_min_ms > self.amqp.reconnect_max_ms
-        {
-            return Err(ConfigError::invalid(
-                "amqp.reconnect_min_ms",
-                "must be greater than 0 and at most amqp.reconnect_max_ms",
-            ));
-        }
-        for (key, url) in [
-            ("weibo.api_base", &self.weibo.api_base),
-            ("weibo.oauth_base", &self.weibo.oauth_base),
-        ] {
-            check_platform_url(url, self.weibo.allow_insecure_http)
-                .map_err(|why| ConfigError::invalid(key, why))?;
-        }
-        self.weibo.codes.validate()?;
-        let age = &self.event_log.max_age;
-        let (number, unit) = age.split_at(age.len().saturating_sub(1));
-        if number.is_empty()
-            || !number.bytes().all(|b| b.is_ascii_digit())
-            || !["Y", "M", "D", "h", "m", "s"].contains(&unit)
-            || number.parse::<u32>().map_or(true, |n| n == 0)
-        {
-            return Err(ConfigError::invalid(
-                "event_log.max_age",
-                "must be a number and a unit: Y, M, D, h, m or s (such as 7D)",
-            ));
-        }
-        if self.reconcile.interval_secs == 0 {
-            return Err(ConfigError::invalid(
-                "reconcile.interval_secs",
-                "must be greater than 0",
-            ));
-        }
-        if self.reconcile.settle_secs >= self.reconcile.lookback_secs {
-            return Err(ConfigError::invalid(
-                "reconcile.lookback_secs",
-                "must be greater than reconcile.settle_secs",
-            ));
-        }
-        self.amqp.endpoints()?;
-        self.amqp.tls()?;
-        if actix_web::http::header::HeaderValue::from_str(&self.push.success_content_type).is_err()
-        {
-            return Err(ConfigError::invalid(
-                "push.success_content_type",
-                "is not a valid header value",
-            ));
-        }
-
-        self.merchants.validate()
-    }
-}
-
-/// Where the platform client may go: HTTPS, or plain HTTP to this machine (the sandbox), or
-/// plain HTTP anywhere only when `weibo.allow_insecure_http` says so. The token and the
-/// signed requests travel in these calls.
-fn check_platform_url(url: &str, allow_insecure_http: bool) -> Result<(), String> {
-    let parsed = reqwest::Url::parse(url).map_err(|e| format!("not a URL: {e}"))?;
-    let loopback = is_loopback(parsed.host_str().ok_or("has no host")?);
-    match parsed.scheme() {
-        "https" => Ok(()),
-        "http" if loopback || allow_insecure_http => Ok(()),
-        "http" => Err(
-            "must be https:// (plain http is allowed only to loopback, or with weibo.allow_insecure_http = true)"
-                .into(),
-        ),
-        other => Err(format!("scheme {other} is not https")),
-    }
-}
-
-/// True for this machine's own names and addresses (IPv6 with or without brackets).
-fn is_loopback(host: &str) -> bool {
-    let bare = host.trim_start_matches('[').trim_end_matches(']');
-    match bare.parse::<std::net::IpAddr>() {
-        Ok(ip) => ip.is_loopback(),
-        Err(_) => bare.eq_ignore_ascii_case("localhost"),
-    }
-}
-
-/// The password part of an AMQP URL, if it has one.
-fn amqp_password(url: &str) -> Option<&str> {
-    let rest = &url[url.find("://")? + 3..];
-    let userinfo = &rest[..rest.rfind('@')?];
-    userinfo.split_once(':').map(|(_, password)| password)
 }
 
 #[cfg(test)]

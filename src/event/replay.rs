@@ -42,8 +42,8 @@ pub struct ReplayReport {
 /// Why a replay stopped.
 #[derive(Debug, thiserror::Error)]
 pub enum ReplayError {
-    /// No broker.
-    #[error("cannot connect to the broker at {0}")]
+    /// No broker: which node was tried and why it failed.
+    #[error("{0}")]
     Broker(String),
     /// The target queue is not there.
     #[error("queue {0:?} does not exist: declare it (and bind nothing: replay publishes to it directly), then replay again")]
@@ -70,13 +70,25 @@ pub enum ReplayError {
 
 /// A connection of its own, for the duration of one command.
 async fn connect(settings: &Settings) -> Result<Broker, ReplayError> {
+    // One attempt first: an operator learns at once, in words, why no node took it.
+    let probe = crate::amqp::connect_once(&settings.amqp, "weibo-relay events")
+        .await
+        .map_err(|e| ReplayError::Broker(e.to_string()))?;
+    let _ = probe.close(200, "probed".into()).await;
     let broker = Broker::start(&settings.amqp, Topology::default());
     if broker.wait_ready(Duration::from_secs(10)).await {
         Ok(broker)
     } else {
         broker.shutdown().await;
-        Err(ReplayError::Broker(settings.amqp.redacted_url()))
+        Err(not_connected(settings))
     }
+}
+
+fn not_connected(settings: &Settings) -> ReplayError {
+    ReplayError::Broker(format!(
+        "cannot connect to the broker at {}",
+        settings.amqp.redacted_url()
+    ))
 }
 
 /// Re-publishes the matching events of the log to `options.to_queue`, each with its own
@@ -99,9 +111,7 @@ async fn replay_on(
     options: &ReplayOptions,
     progress: &mut impl FnMut(ReplayReport),
 ) -> Result<ReplayReport, ReplayError> {
-    let link = broker
-        .current()
-        .ok_or_else(|| ReplayError::Broker(settings.amqp.redacted_url()))?;
+    let link = broker.current().ok_or_else(|| not_connected(settings))?;
     let log = event_log(&settings.amqp.events_queue);
     let log_error = |source: LogError| ReplayError::Log {
         log: log.clone(),
@@ -207,9 +217,7 @@ pub async fn tail(
 ) -> Result<u64, ReplayError> {
     let broker = connect(settings).await?;
     let log = event_log(&settings.amqp.events_queue);
-    let link = broker
-        .current()
-        .ok_or_else(|| ReplayError::Broker(settings.amqp.redacted_url()))?;
+    let link = broker.current().ok_or_else(|| not_connected(settings))?;
     let log_error = |source: LogError| ReplayError::Log {
         log: log.clone(),
         source,

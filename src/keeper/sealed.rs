@@ -154,7 +154,7 @@ mod tests {
 
     fn merchant(secret: &str) -> crate::config::Merchant {
         let toml = format!(
-            "[[merchants]]\nappid = \"100023\"\nsign_key = \"sign-key-0123456789\"\nclient_id = \"c\"\nclient_secret = \"{secret}\"\nuid = \"u\"\n"
+            "[[merchants]]\nappid = \"100023\"\nsign_key = \"sign-key-0123456789\"\nclient_id = \"772915\"\nclient_secret = \"{secret}\"\nuid = \"1404376560\"\n"
         );
         crate::config::Settings::from_toml(&toml)
             .unwrap()

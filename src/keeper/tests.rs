@@ -56,7 +56,7 @@ fn merchants() -> Merchants {
         r#"[[merchants]]
 appid = "{APPID}"
 sign_key = "k-0123456789abcdef"
-client_id = "c"
+client_id = "772915"
 client_secret = "s-0123456789abcdef"
 uid = "1"
 "#

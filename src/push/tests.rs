@@ -5,7 +5,7 @@ const KEY: &str = "k3y-0123456789abcdef";
 
 fn merchants() -> Merchants {
     Settings::from_toml(
-        "[[merchants]]\nappid = \"100023\"\nsign_key = \"k3y-0123456789abcdef\"\nclient_id = \"c\"\nclient_secret = \"s-0123456789abcdef\"\nuid = \"u\"\n",
+        "[[merchants]]\nappid = \"100023\"\nsign_key = \"k3y-0123456789abcdef\"\nclient_id = \"772915\"\nclient_secret = \"s-0123456789abcdef\"\nuid = \"1404376560\"\n",
     )
     .unwrap()
     .merchants

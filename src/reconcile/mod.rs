@@ -33,7 +33,7 @@ const PAGE_SIZE: u32 = 100;
 /// A sweep stops paging after this many pages, whatever `total` says.
 const MAX_PAGES: u32 = 10_000;
 /// The log is read from this long before the window, for events received a little late.
-const LOG_MARGIN: Duration = Duration::from_secs(600);
+pub(crate) const LOG_MARGIN: Duration = Duration::from_secs(600);
 
 /// An order state: (appid, sub_order_id, state_code as text).
 type State = (String, String, String);

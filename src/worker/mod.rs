@@ -1,6 +1,7 @@
 //! The fulfilment worker: consumes commands, calls the order interfaces, and gives every
 //! command a confirmed next home (outcome, delay queue, or dead queue) before acking it.
 
+pub mod backlog;
 mod command;
 mod decide;
 pub mod dlq;

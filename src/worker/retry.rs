@@ -16,7 +16,7 @@ use crate::config::{AmqpSettings, WeiboSettings};
 
 /// How long a delay queue outlives its last declaration beyond its own delay: long enough that
 /// everything published to it has expired into the work queue before it goes.
-const DELAY_QUEUE_GRACE: Duration = Duration::from_secs(24 * 3600);
+pub(crate) const DELAY_QUEUE_GRACE: Duration = Duration::from_secs(24 * 3600);
 
 /// Backoff for transient failures.
 #[derive(Debug, Clone)]

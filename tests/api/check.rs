@@ -9,7 +9,7 @@ use crate::helpers::*;
 
 /// Runs `weibo-relay check` on `toml` off the test's runtime, which serves the sandbox:
 /// (exit code, stdout lines, stderr).
-async fn check(toml: &str) -> (Option<i32>, Vec<String>, String) {
+pub(crate) async fn check(toml: &str) -> (Option<i32>, Vec<String>, String) {
     let toml = toml.to_owned();
     tokio::task::spawn_blocking(move || check_blocking(&toml))
         .await
@@ -46,7 +46,7 @@ fn assert_no_secret(text: &str) {
     }
 }
 
-fn line<'a>(lines: &'a [String], start: &str) -> &'a str {
+pub(crate) fn line<'a>(lines: &'a [String], start: &str) -> &'a str {
     lines
         .iter()
         .find(|l| l.starts_with(start))
@@ -60,15 +60,13 @@ async fn check_passes_a_working_configuration_and_names_each_thing_that_would_fa
     let toml = relay_toml(&settings);
     let amqp = &settings.amqp;
 
+    let log = weibo_relay::amqp::topology::event_log(&amqp.events_queue);
     // Before any relay ran: every queue absent, which is fine.
     let (code, lines, stderr) = check(&toml).await;
     assert_eq!(code, Some(0), "{lines:#?}\n{stderr}");
     assert_eq!(
-        line(&lines, &format!("ok   queue {}: ", amqp.events_queue)),
-        format!(
-            "ok   queue {}: absent; the relay declares it at start",
-            amqp.events_queue
-        )
+        line(&lines, &format!("ok   queue {log}: ")),
+        format!("ok   queue {log}: absent; the relay declares it at start")
     );
     // Nothing was declared by checking.
     let conn = lapin::Connection::connect(AMQP_URL, Default::default())
@@ -80,11 +78,7 @@ async fn check_passes_a_working_configuration_and_names_each_thing_that_would_fa
     };
     let probe = conn.create_channel().await.unwrap();
     assert!(probe
-        .queue_declare(
-            amqp.events_queue.as_str().into(),
-            passive,
-            FieldTable::default()
-        )
+        .queue_declare(log.as_str().into(), passive, FieldTable::default())
         .await
         .is_err());
     let _ = conn.close(200, "probed".into()).await;
@@ -97,7 +91,7 @@ async fn check_passes_a_working_configuration_and_names_each_thing_that_would_fa
         "ok   broker amqp://guest:[redacted]@127.0.0.1:5672/%2f: "
     )
     .contains("connected in"));
-    for queue in [&amqp.events_queue, &amqp.fulfilment_queue] {
+    for queue in [&log, &amqp.fulfilment_queue] {
         assert_eq!(
             line(&lines, &format!("ok   queue {queue}: ")),
             format!("ok   queue {queue}: exists as the relay declares it")
@@ -105,10 +99,17 @@ async fn check_passes_a_working_configuration_and_names_each_thing_that_would_fa
     }
     assert!(line(&lines, "ok   weibo.api_base 127.0.0.1: ").contains("answered HTTP"));
     assert!(line(&lines, "ok   merchant 100023: ").contains("no token requested"));
+    // The relay declares no queue named events_queue, so check has nothing to say of one.
+    assert!(
+        !lines
+            .iter()
+            .any(|l| l.contains(&format!("queue {}:", amqp.events_queue))),
+        "{lines:#?}"
+    );
     assert_no_secret(&lines.join("\n"));
 
     // A delay queue someone declared by hand with other arguments (the old TTL trap), a
-    // platform host (both bases) that does not resolve, a node that refuses, a client_id with letters.
+    // platform host (both bases) that does not resolve, a node that refuses.
     let delay = format!("{}.retry.5000ms", amqp.fulfilment_queue);
     app.channel
         .queue_delete(delay.as_str().into(), Default::default())
@@ -142,49 +143,105 @@ async fn check_passes_a_working_configuration_and_names_each_thing_that_would_fa
     ];
     broken.weibo.api_base = "https://nowhere.invalid/2/proxy/eshop/open".into();
     broken.weibo.oauth_base = "https://nowhere.invalid".into();
-    broken.merchants = weibo_relay::config::Merchants::new(
-        settings
-            .merchants
-            .iter()
-            .map(|m| weibo_relay::config::Merchant {
-                client_id: if m.appid == OTHER_APPID {
-                    "77x916".into()
-                } else {
-                    m.client_id.clone()
-                },
-                ..m.clone()
-            })
-            .collect(),
-    );
     let (code, lines, stderr) = check(&relay_toml(&broken)).await;
     assert_eq!(code, Some(2), "{lines:#?}");
     // A failing check names what failed, never a credential (the refusing node's URL too).
     assert_no_secret(&format!("{}\n{stderr}", lines.join("\n")));
     assert_eq!(
         stderr,
-        format!("weibo-relay: 5 of {} checks failed\n", lines.len())
+        format!("weibo-relay: 4 of {} checks failed\n", lines.len())
     );
-    assert!(line(
-        &lines,
-        &format!("FAIL broker amqp://guest:[redacted]@127.0.0.1:{closed}/%2f: ")
-    )
-    .contains("Connection refused"));
+    assert_eq!(
+        line(
+            &lines,
+            &format!("FAIL broker amqp://guest:[redacted]@127.0.0.1:{closed}/%2f: ")
+        ),
+        format!("FAIL broker amqp://guest:[redacted]@127.0.0.1:{closed}/%2f: nothing listens at 127.0.0.1:{closed} (Connection refused (os error 111))")
+    );
     assert!(line(&lines, &format!("FAIL queue {delay}: ")).contains("the relay would not start"));
     for key in ["api_base", "oauth_base"] {
         assert!(line(&lines, &format!("FAIL weibo.{key} nowhere.invalid: "))
             .contains("does not resolve"));
     }
-    assert_eq!(
-        line(&lines, "FAIL merchant 200046: "),
-        "FAIL merchant 200046: client_id is not a number of up to 20 digits"
-    );
-    // The other node, the other queues and the other merchant still pass.
+    // The other node, the other queues and the merchants still pass.
     assert!(line(
         &lines,
         "ok   broker amqp://guest:[redacted]@127.0.0.1:5672/%2f"
     )
     .contains("connected"));
-    assert!(line(&lines, &format!("ok   queue {}: ", amqp.events_queue)).contains("exists"));
-    assert!(line(&lines, "ok   merchant 100023: ").contains("numbers"));
+    assert!(line(&lines, &format!("ok   queue {log}: ")).contains("exists"));
+    for appid in [APPID, OTHER_APPID] {
+        assert!(line(&lines, &format!("ok   merchant {appid}: ")).contains("numbers"));
+    }
     drop(app);
+}
+
+/// Runs `weibo-relay ROLE` on `toml` until it exits (at most 10 s): (exit code, stderr).
+fn run_role(role: &str, toml: &str) -> (Option<i32>, String) {
+    let config = ConfigFile::with_text(toml).unwrap();
+    let child = std::process::Command::new(BIN)
+        .args([role, "--config"])
+        .arg(config.path())
+        .env_remove("WEIBO_RELAY_CONFIG")
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let guard = KillOnDrop::new(child.id());
+    let out = child.wait_with_output().unwrap();
+    guard.disarm();
+    (out.status.code(), String::from_utf8(out.stderr).unwrap())
+}
+
+/// One rule for both: a uid that is not a number, and no merchant at all, stop `serve` at
+/// once with one line, and `check` fails them in the same words.
+#[tokio::test]
+async fn check_and_serve_refuse_the_same_merchants() {
+    let stage = platform_stage(test_settings(AMQP_URL)).await;
+    let mut letters = stage.settings().clone();
+    letters.merchants = weibo_relay::config::Merchants::new(
+        letters
+            .merchants
+            .iter()
+            .map(|m| weibo_relay::config::Merchant {
+                uid: if m.appid == OTHER_APPID {
+                    "abc".into()
+                } else {
+                    m.uid.clone()
+                },
+                ..m.clone()
+            })
+            .collect(),
+    );
+    let toml = relay_toml(&letters);
+    let refused = "weibo-relay: invalid configuration: merchants[1].uid: must be a number of 1 to 20 digits, as the platform gives it\n";
+    for role in ["check", "serve"] {
+        let toml = toml.clone();
+        let (code, stderr) = tokio::task::spawn_blocking(move || run_role(role, &toml))
+            .await
+            .unwrap();
+        assert_eq!((code, stderr.as_str()), (Some(2), refused), "{role}");
+    }
+
+    let mut none = stage.settings().clone();
+    none.merchants = weibo_relay::config::Merchants::default();
+    let toml = relay_toml(&none);
+    let (code, lines, stderr) = check(&toml).await;
+    assert_eq!(code, Some(2), "{lines:#?}");
+    assert_eq!(
+        lines[0],
+        "FAIL configuration: merchants: at least one [[merchants]] entry is required: serve, receiver and worker refuse to start"
+    );
+    assert_eq!(
+        stderr,
+        format!("weibo-relay: 1 of {} checks failed\n", lines.len())
+    );
+    let (code, stderr) = tokio::task::spawn_blocking(move || run_role("serve", &toml))
+        .await
+        .unwrap();
+    assert_eq!(code, Some(2), "{stderr}");
+    assert_eq!(
+        stderr,
+        "weibo-relay: invalid configuration: merchants: at least one [[merchants]] entry is required\n"
+    );
 }

@@ -32,7 +32,7 @@ fn sign_prints_the_seed_signature_and_the_signed_string() {
 
 #[test]
 fn bad_configuration_exits_non_zero_with_one_line_naming_the_key() {
-    let config = ConfigFile::with_text("[[merchants]]\nappid = \"1\"\nsign_key = \"k-0123456789abcdef\"\nclient_id = \"c\"\nclient_secret = \"\"\nuid = \"u\"\n").unwrap();
+    let config = ConfigFile::with_text("[[merchants]]\nappid = \"1\"\nsign_key = \"k-0123456789abcdef\"\nclient_id = \"772915\"\nclient_secret = \"\"\nuid = \"1404376560\"\n").unwrap();
     let out = relay()
         .args(["receiver", "--config"])
         .arg(config.path())
@@ -171,4 +171,87 @@ fn dlq_tools_try_every_node_and_name_each_without_the_password() {
         );
     }
     assert!(!stderr.contains("s3cret"), "{stderr}");
+}
+
+/// Runs `weibo-relay ARGS` for at most `within`, then kills it: (exit code, stdout, stderr).
+fn run_for(args: &[&str], within: std::time::Duration) -> (Option<i32>, String, String) {
+    use std::process::Stdio;
+    let started = std::time::Instant::now();
+    let mut child = relay()
+        .args(args)
+        .env_remove("RUST_LOG")
+        .env("WEIBO_RELAY_LOG_FORMAT", "text")
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    while child.try_wait().unwrap().is_none() && started.elapsed() < within {
+        std::thread::sleep(std::time::Duration::from_millis(10));
+    }
+    let _ = child.kill();
+    let out = child.wait_with_output().unwrap();
+    (
+        out.status.code(),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
+/// `amqp.url` pointing at a port that speaks HTTP (the sandbox's): every command says so in
+/// words, naming the address, never the AMQP parser's `ParserErrors { error: Nom(MapOpt) }`.
+#[tokio::test]
+async fn a_port_that_speaks_http_is_named_as_not_amqp_by_every_command() {
+    use crate::helpers::*;
+    let stage = platform_stage(test_settings(AMQP_URL)).await;
+    let http = stage.sandbox().base_url();
+    let at = http.trim_start_matches("http://").to_owned();
+    let mut settings = stage.settings().clone();
+    settings.amqp.url = format!("amqp://guest:guest@{at}/%2f").into();
+    let config = ConfigFile::of(&settings).unwrap();
+    let path = config.path().to_str().unwrap().to_owned();
+    let words = format!(
+        "the peer at {at} does not speak AMQP 0-9-1 (is it RabbitMQ's AMQP port, 5672/5671, and amqps:// exactly when that port wants TLS?)"
+    );
+    let url = format!("amqp://guest:guest@{at}/%2f");
+    let second = std::time::Duration::from_secs(1);
+    let runs: Vec<(&str, Vec<&str>, std::time::Duration)> = vec![
+        ("check", vec!["check", "--config", &path], 10 * second),
+        ("dlq", vec!["dlq", "list", "--config", &path], 10 * second),
+        (
+            "events",
+            vec!["events", "tail", "--config", &path],
+            10 * second,
+        ),
+        ("demo", vec!["demo", "--amqp-url", &url], 10 * second),
+        // serve retries for ever: two seconds of its log.
+        ("serve", vec!["serve", "--config", &path], 2 * second),
+    ];
+    for (name, args, within) in runs {
+        let args: Vec<String> = args.into_iter().map(str::to_owned).collect();
+        let (code, stdout, stderr) = tokio::task::spawn_blocking(move || {
+            let args: Vec<&str> = args.iter().map(String::as_str).collect();
+            run_for(&args, within)
+        })
+        .await
+        .unwrap();
+        let all = format!("{stdout}{stderr}");
+        assert!(all.contains(&words), "{name}: {all}");
+        assert!(
+            !all.contains("Nom(") && !all.contains("ParserErrors"),
+            "{name}: {all}"
+        );
+        match name {
+            "serve" => assert!(
+                stdout
+                    .lines()
+                    .any(|l| l.contains("WARN") && l.contains(&words)),
+                "{stdout}"
+            ),
+            "check" => assert_eq!(code, Some(2), "{all}"),
+            _ => {
+                assert_eq!(code, Some(2), "{name}: {all}");
+                assert_eq!(stderr.lines().count(), 1, "{name}: {stderr}");
+            }
+        }
+    }
 }

@@ -232,6 +232,20 @@ async fn losing_the_node_the_relay_is_on_costs_seconds_and_no_event_or_command()
     let stage = platform_stage(settings).await;
     let (settings, sandbox) = (stage.settings(), stage.sandbox());
     assert_eq!(settings.amqp.urls.len(), 3);
+    // The stage's tap is on this machine's broker; the events go to the cluster: a tap there,
+    // a quorum queue with a member on each node.
+    let tap = tap_queue(settings);
+    let cluster = Connection::connect(&urls[0], Default::default())
+        .await
+        .unwrap();
+    weibo_relay::amqp::Topology::default()
+        .exchange(&settings.amqp.events_exchange)
+        .queue(weibo_relay::amqp::QueueSpec::quorum(&tap))
+        .bind(&tap, &settings.amqp.events_exchange, "order.#")
+        .declare(&cluster)
+        .await
+        .unwrap();
+    let _ = cluster.close(200, "tap declared".into()).await;
     let mut relay = stage.spawn(BIN, "serve", "info");
     relay.wait_ready().await;
 
@@ -248,7 +262,7 @@ async fn losing_the_node_the_relay_is_on_costs_seconds_and_no_event_or_command()
         let on = match (verb, first_lost) {
             ("stop-node", _) => relay_on,
             (_, first) => {
-                let leader = nodes.leader_of(&settings.amqp.events_queue);
+                let leader = nodes.leader_of(&tap);
                 if Some(leader) == first {
                     relay_on
                 } else {
@@ -375,7 +389,7 @@ async fn losing_the_node_the_relay_is_on_costs_seconds_and_no_event_or_command()
     eprintln!("{}", report.join("\n"));
     assert_eq!(outcomes_expected, 40);
 
-    // Every push answered 200 is in the events queue, read from a node still up.
+    // Every push answered 200 is in the tap, read from a node still up.
     let accepted: HashSet<String> = pushes.accepted().into_iter().collect();
     let on = connected_node(relay.history(), &ports).unwrap();
     let conn = Connection::connect(&urls[on - 1], Default::default())
@@ -384,10 +398,7 @@ async fn losing_the_node_the_relay_is_on_costs_seconds_and_no_event_or_command()
     let channel = conn.create_channel().await.unwrap();
     let mut queued = HashSet::new();
     while let Some(m) = channel
-        .basic_get(
-            settings.amqp.events_queue.as_str().into(),
-            BasicGetOptions { no_ack: true },
-        )
+        .basic_get(tap.as_str().into(), BasicGetOptions { no_ack: true })
         .await
         .unwrap()
     {

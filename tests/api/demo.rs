@@ -107,6 +107,14 @@ async fn an_interrupted_demo_stops_at_once_says_how_far_it_got_and_leaves_nothin
     assert_eq!(out.status.code(), Some(2), "{stdout}");
     assert!(took < Duration::from_secs(10), "{took:?}");
     assert!(stdout.contains("result: interrupted with "), "{stdout}");
+    // The first line says what was done of what was asked, not "20000 orders in 5.9 s".
+    let first = stdout.lines().next().unwrap_or_default();
+    assert!(
+        first.starts_with("weibo-relay demo: ")
+            && first.contains(" of 20000 orders final after ")
+            && first.ends_with(" s (interrupted)"),
+        "{stdout}"
+    );
     assert!(
         stdout.contains("of 20000 orders final; queues deleted"),
         "{stdout}"
@@ -145,4 +153,32 @@ fn the_demo_recovers_from_a_push_outage_through_reconciliation() {
     for line in stderr.lines() {
         assert!(!line.contains("ERROR") && !line.contains("WARN"), "{line}");
     }
+}
+
+/// No broker at all: the demo stops at once with one line that names the address, says it
+/// cannot be reached and where to get a RabbitMQ; no warning before it, nothing to clean up.
+#[test]
+fn without_a_broker_the_demo_stops_at_once_saying_where_to_get_one() {
+    let closed = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let started = std::time::Instant::now();
+    let out = demo("200")
+        .args([
+            "--amqp-url",
+            &format!("amqp://guest:guest@127.0.0.1:{closed}/%2f"),
+        ])
+        .output()
+        .unwrap();
+    let took = started.elapsed();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "{stderr}");
+    assert!(took < Duration::from_secs(3), "{took:?}");
+    assert!(out.stdout.is_empty());
+    assert_eq!(
+        stderr,
+        format!("weibo-relay: the broker is unreachable: amqp://guest:[redacted]@127.0.0.1:{closed}/%2f: nothing listens at 127.0.0.1:{closed} (Connection refused (os error 111)). RabbitMQ is needed: `bash .ci/demo` starts one where it can (apt or Docker); otherwise README, \"Get Rust and RabbitMQ\", says how; another broker: --amqp-url URL or amqp.url\n")
+    );
 }

@@ -57,7 +57,7 @@ fn run(what: &str, command: &mut Command, hint: &str) {
 
 /// `<target>/examples-venv/bin/python` with examples/python/requirements.txt installed;
 /// installs again only when the requirements change. Once per test process.
-fn python() -> &'static Path {
+pub(crate) fn python() -> &'static Path {
     static PYTHON: OnceLock<PathBuf> = OnceLock::new();
     PYTHON.get_or_init(|| {
         let venv = target_dir().join("examples-venv");
@@ -108,7 +108,7 @@ fn node_example() -> &'static Path {
 
 /// Deletes the example's own queues when dropped, even when the test panicked.
 /// The example as a child process, its output lines collected; killed when dropped.
-struct Example {
+pub(crate) struct Example {
     child: Option<std::process::Child>,
     kill: Option<KillOnDrop>,
     lines: mpsc::Receiver<String>,
@@ -116,7 +116,7 @@ struct Example {
 }
 
 impl Example {
-    fn start(mut command: Command) -> Self {
+    pub(crate) fn start(mut command: Command) -> Self {
         let mut child = command
             .stdout(Stdio::piped())
             .stderr(Stdio::piped())
@@ -145,12 +145,12 @@ impl Example {
         }
     }
 
-    fn output(&self) -> String {
+    pub(crate) fn output(&self) -> String {
         self.seen.lock().unwrap().join("\n")
     }
 
     /// Waits for a line starting with `prefix`.
-    fn wait_for(&self, prefix: &str, within: Duration) -> String {
+    pub(crate) fn wait_for(&self, prefix: &str, within: Duration) -> String {
         let deadline = Instant::now() + within;
         loop {
             let left = deadline.saturating_duration_since(Instant::now());
@@ -228,6 +228,7 @@ async fn prove(mut command: Command) {
     let relay = stage.spawn(BIN, "serve", "warn,weibo_relay::startup=info");
     relay.wait_ready().await;
     let amqp = &settings.amqp;
+    let tap = tap_queue(settings);
     // The platform pushes every order change to the relay, redelivering 100x faster than
     // the real one when a push is not answered 200.
     let sender = PushSender::start(
@@ -298,7 +299,7 @@ async fn prove(mut command: Command) {
     // ...then its event again, whole (a redelivery), and as another event of the same order
     // state (a reconciliation), and its outcome again. They are ahead of every later order
     // in the example's queues, so it has seen them all before it can finish.
-    let event = next(&channel, &amqp.events_queue).await;
+    let event = next(&channel, &tap).await;
     assert_eq!(event.routing_key.as_str(), "order.sub_order.201");
     let publish = |routing_key: String, body: Vec<u8>, properties: lapin::BasicProperties| {
         let channel = channel.clone();
@@ -371,10 +372,7 @@ async fn prove(mut command: Command) {
     // Each command carried its event's traceparent: every outcome is in a paid event's trace.
     let mut paid_traces = HashSet::new();
     while let Some(got) = channel
-        .basic_get(
-            amqp.events_queue.as_str().into(),
-            BasicGetOptions { no_ack: true },
-        )
+        .basic_get(tap.as_str().into(), BasicGetOptions { no_ack: true })
         .await
         .unwrap()
     {

@@ -102,7 +102,7 @@ async fn a_broker_cut_under_load_loses_no_push_that_got_200() {
         let got = app
             .channel
             .basic_get(
-                app.settings.amqp.events_queue.as_str().into(),
+                tap_queue(&app.settings).as_str().into(),
                 BasicGetOptions { no_ack: true },
             )
             .await

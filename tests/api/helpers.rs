@@ -11,7 +11,8 @@ use weibo_relay::startup::Roles;
 use weibo_relay::tooling::stage;
 
 pub use weibo_relay::tooling::stage::{
-    ConfigFile, KillOnDrop, PlatformOptions, Ready, RelayProcess, Stage, StageOptions, Teardown,
+    tap_queue, ConfigFile, KillOnDrop, PlatformOptions, Ready, RelayProcess, Stage, StageOptions,
+    Teardown,
 };
 
 pub const AMQP_URL: &str = "amqp://guest:guest@127.0.0.1:5672/%2f";
@@ -209,9 +210,9 @@ impl TestApp {
         Answer::read(response).await
     }
 
-    /// Messages now in the events queue.
+    /// Messages now in the stage's tap (every order event the relay published).
     pub async fn queue_depth(&self) -> u32 {
-        self.depth_of(&self.settings.amqp.events_queue).await
+        self.depth_of(&tap_queue(&self.settings)).await
     }
 
     /// Messages now in `queue`, which must exist.
@@ -222,14 +223,14 @@ impl TestApp {
             .unwrap_or_else(|| panic!("queue {queue} exists"))
     }
 
-    /// Takes the next message of the events queue, waiting up to 5 s for one.
+    /// Takes the next message of the stage's tap, waiting up to 5 s for one.
     pub async fn next_event(&self) -> lapin::message::BasicGetMessage {
         let deadline = Instant::now() + Duration::from_secs(5);
         loop {
             let got = self
                 .channel
                 .basic_get(
-                    self.settings.amqp.events_queue.as_str().into(),
+                    tap_queue(&self.settings).as_str().into(),
                     BasicGetOptions { no_ack: true },
                 )
                 .await

@@ -36,9 +36,9 @@ fn family<'a>(name: &'a str, exported: &BTreeSet<String>) -> &'a str {
     name
 }
 
-#[tokio::test]
-async fn the_dashboard_and_the_alerts_name_exactly_the_metrics_the_relay_exports() {
-    // A serve process that holds a token and has swept once: every family has a series.
+/// Every metric family a `serve` process exports once it holds a token and has swept once
+/// (so every family has a series).
+async fn exported() -> BTreeSet<String> {
     let rig = WorkerRig::start_with(RigOptions {
         roles: Roles::Serve,
         adjust: Box::new(|s, _| {
@@ -68,7 +68,12 @@ async fn the_dashboard_and_the_alerts_name_exactly_the_metrics_the_relay_exports
         .map(str::to_owned)
         .collect();
     assert!(exported.len() >= 18, "{exported:?}");
+    exported
+}
 
+#[tokio::test]
+async fn the_dashboard_and_the_alerts_name_exactly_the_metrics_the_relay_exports() {
+    let exported = exported().await;
     let kit = Path::new(env!("CARGO_MANIFEST_DIR")).join("deploy/monitoring");
     let mut on_dashboard = BTreeSet::new();
     for file in [
@@ -91,4 +96,88 @@ async fn the_dashboard_and_the_alerts_name_exactly_the_metrics_the_relay_exports
     }
     let missing: Vec<&String> = exported.difference(&on_dashboard).collect();
     assert!(missing.is_empty(), "exported but on no panel: {missing:?}");
+}
+
+/// deploy/README's metric table lists every metric the relay exports, and nothing else, so an
+/// operator reading it finds every name the dashboard and the alerts use.
+#[tokio::test]
+async fn the_deploy_readme_metric_table_lists_exactly_the_metrics_the_relay_exports() {
+    let exported = exported().await;
+    let readme =
+        std::fs::read_to_string(Path::new(env!("CARGO_MANIFEST_DIR")).join("deploy/README.md"))
+            .unwrap();
+    let table = readme
+        .split("**Metrics**")
+        .nth(1)
+        .expect("deploy/README.md has its **Metrics** table");
+    let listed: BTreeSet<String> = table
+        .lines()
+        .skip_while(|l| !l.starts_with("| metric |"))
+        .take_while(|l| l.starts_with('|'))
+        .filter_map(|l| l.strip_prefix("| `"))
+        .filter_map(|l| l.split(['`', '{']).next())
+        .map(str::to_owned)
+        .collect();
+    let missing: Vec<&String> = exported.difference(&listed).collect();
+    let extra: Vec<&String> = listed.difference(&exported).collect();
+    assert!(
+        missing.is_empty() && extra.is_empty(),
+        "deploy/README.md's metric table lacks {missing:?} and lists {extra:?}, which the relay does not export"
+    );
+}
+
+/// A worker exports how many commands wait: 10 commands behind one slow call (one in
+/// flight, nine ready) and three dead commands read as exactly 9 and 3 within a reading
+/// period (5 s), the numbers WeiboRelayFulfilmentBacklog watches.
+#[tokio::test]
+async fn a_worker_exports_how_many_commands_wait_in_the_work_and_dead_queues() {
+    let rig = WorkerRig::start_with(RigOptions {
+        timeout_ms: 12_000,
+        adjust: Box::new(|s, _| {
+            s.worker.prefetch = 1;
+            s.worker.concurrency = 1;
+        }),
+        ..Default::default()
+    })
+    .await;
+    let reading = |queue: &'static str| {
+        let rig = &rig;
+        async move {
+            rig.metric(&format!("weibo_relay_queue_messages{{queue=\"{queue}\"}} "))
+                .await
+        }
+    };
+    eventually(Duration::from_secs(7), "both queues read empty", || async {
+        reading("fulfilment").await.ends_with(" 0") && reading("dead").await.ends_with(" 0")
+    })
+    .await;
+    // Every call now takes longer than a reading period: the first command stays in flight.
+    rig.faults(serde_json::json!({"latency_ms": 60_000})).await;
+    let ids = rig.create_orders(10).await;
+    for id in &ids {
+        rig.send(serde_json::json!({"appid": APPID, "sub_order_id": id, "action": "finish"}))
+            .await;
+    }
+    let dead = weibo_relay::worker::dead_queue(&rig.app.settings.amqp.fulfilment_queue);
+    for _ in 0..3 {
+        rig.app
+            .channel
+            .basic_publish(
+                "".into(),
+                dead.as_str().into(),
+                Default::default(),
+                b"{}",
+                Default::default(),
+            )
+            .await
+            .unwrap()
+            .await
+            .unwrap();
+    }
+    eventually(Duration::from_secs(11), "9 waiting and 3 dead", || async {
+        reading("fulfilment").await == "weibo_relay_queue_messages{queue=\"fulfilment\"} 9"
+            && reading("dead").await == "weibo_relay_queue_messages{queue=\"dead\"} 3"
+    })
+    .await;
+    rig.faults(serde_json::json!({"latency_ms": 0})).await;
 }

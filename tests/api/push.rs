@@ -290,9 +290,9 @@ async fn oversize_bodies_and_other_content_types_are_refused() {
 async fn an_unroutable_event_is_a_503_not_a_success() {
     let app = spawn_app().await;
     let amqp = &app.settings.amqp;
-    // Nothing bound for order.#: neither the events queue nor the event log.
+    // Nothing bound for order.#: neither the test's tap nor the event log.
     let bound = [
-        amqp.events_queue.clone(),
+        tap_queue(&app.settings),
         weibo_relay::amqp::topology::event_log(&amqp.events_queue),
     ];
     for queue in &bound {

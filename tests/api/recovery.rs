@@ -59,7 +59,7 @@ async fn take(app: &TestApp, queue: &str) -> Option<(String, String, Value)> {
 /// Every event in the events queue now.
 async fn drain(app: &TestApp) -> Vec<(String, String, Value)> {
     let mut out = Vec::new();
-    while let Some(event) = take(app, &app.settings.amqp.events_queue).await {
+    while let Some(event) = take(app, &tap_queue(&app.settings)).await {
         out.push(event);
     }
     out
@@ -250,10 +250,10 @@ async fn two_serve_processes_reconcile_each_missing_state_once() {
         .unwrap();
     let channel = conn.create_channel().await.unwrap();
     let depth = || async {
-        weibo_relay::amqp::topology::queue_depth(&conn, &settings.amqp.events_queue)
+        weibo_relay::amqp::topology::queue_depth(&conn, &tap_queue(settings))
             .await
             .unwrap()
-            .expect("the events queue")
+            .expect("the tap")
     };
     eventually(Duration::from_secs(20), "twelve states", || async {
         depth().await >= 12
@@ -268,7 +268,7 @@ async fn two_serve_processes_reconcile_each_missing_state_once() {
     let mut states = BTreeMap::new();
     while let Some(got) = channel
         .basic_get(
-            settings.amqp.events_queue.as_str().into(),
+            tap_queue(settings).as_str().into(),
             BasicGetOptions { no_ack: true },
         )
         .await
@@ -338,7 +338,7 @@ async fn states_pushed_while_the_relay_was_down_arrive_once_when_it_is_back() {
         assert!(std::time::Instant::now() < settled, "{events:?}");
         match channel
             .basic_get(
-                settings.amqp.events_queue.as_str().into(),
+                tap_queue(settings).as_str().into(),
                 BasicGetOptions { no_ack: true },
             )
             .await

@@ -228,7 +228,7 @@ async fn a_reconciled_event_is_what_the_schemas_describe() {
     })
     .await;
     let id = rig.create_orders(1).await.remove(0);
-    let queue = rig.app.settings.amqp.events_queue.clone();
+    let queue = tap_queue(&rig.app.settings);
     let deadline = std::time::Instant::now() + Duration::from_secs(20);
     let event = loop {
         let got = rig

@@ -1,8 +1,9 @@
 //! `bench broker`: the receiver's publishes without the receiver. The same envelope and
-//! properties, persistent and mandatory, through the same topology the receiver declares (a
-//! topic exchange routing `order.#` to a quorum queue and to the event log stream), on one
-//! confirm channel with C in flight (as the relay has): the ceiling the receiver can approach
-//! on this machine, for the same work asked of the broker.
+//! properties, persistent and mandatory, through the topology the receiver declares (a topic
+//! exchange routing `order.#` to the event log stream) plus the quorum queue `bench push
+//! --verify-queue` binds to count what was stored, on one confirm channel with C in flight (as
+//! the relay has): the ceiling the receiver can approach on this machine, for the same work
+//! asked of the broker as in `bench push`.
 
 use std::sync::Arc;
 use std::time::{Duration, SystemTime};
@@ -37,7 +38,10 @@ pub async fn run(options: BrokerOptions) -> Result<Report, BenchError> {
     let defaults = Settings::load(None, std::iter::empty::<(String, String)>())
         .map_err(|e| BenchError::Setup(e.to_string()))?;
     let names = crate::tooling::stage::isolated(defaults, "weibo-relay-bench-broker");
-    let topology = Topology::events(&names.amqp, &names.event_log.max_age);
+    let verify = &names.amqp.events_queue;
+    let topology = Topology::events(&names.amqp, &names.event_log.max_age)
+        .queue(crate::amqp::QueueSpec::quorum(verify))
+        .bind(verify, &names.amqp.events_exchange, "order.#");
     topology.declare(&conn).await?;
     let (body, target) = (
         Arc::new(body),

@@ -113,6 +113,45 @@ pub async fn queue_depth(amqp_url: &str, queue: &str) -> Result<u64, BenchError>
         .ok_or_else(|| BenchError::Setup(format!("queue {queue} does not exist")))
 }
 
+/// Declares `queue` bound to every order event of `exchange` when it does not exist (the relay
+/// declares no such queue), and returns what deletes it again; `None` for a queue that was
+/// there already (the baseline receiver's own, say).
+pub async fn tap_if_absent(
+    amqp_url: &str,
+    queue: &str,
+    exchange: &str,
+) -> Result<Option<crate::tooling::stage::Teardown>, BenchError> {
+    let conn = crate::amqp::connect_url(amqp_url, "weibo-relay bench")
+        .await
+        .map_err(|e| BenchError::Setup(e.to_string()))?;
+    let result = async {
+        if crate::amqp::topology::queue_depth(&conn, queue)
+            .await?
+            .is_some()
+        {
+            return Ok(None);
+        }
+        let tap = crate::amqp::Topology::default()
+            .exchange(exchange)
+            .queue(crate::amqp::QueueSpec::quorum(queue))
+            .bind(queue, exchange, "order.#");
+        tap.declare(&conn).await?;
+        let mut amqp = crate::config::Settings::load(None, std::iter::empty::<(String, String)>())
+            .map_err(|e| BenchError::Setup(e.to_string()))?
+            .amqp;
+        amqp.url = amqp_url.to_owned().into();
+        let only_the_queue =
+            crate::amqp::Topology::default().queue(crate::amqp::QueueSpec::quorum(queue));
+        Ok(Some(crate::tooling::stage::Teardown::of(
+            only_the_queue,
+            amqp,
+        )))
+    }
+    .await;
+    let _ = conn.close(200, "bench tap".into()).await;
+    result
+}
+
 /// A short id for names unique to one run.
 fn run_id() -> String {
     uuid::Uuid::new_v4().simple().to_string()[..8].to_owned()

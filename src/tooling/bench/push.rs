@@ -23,8 +23,12 @@ pub struct PushOptions {
     pub sign_key: String,
     /// How much load.
     pub load: Load,
-    /// Count this queue afterwards and compare with the 200 answers.
+    /// Count this queue afterwards and compare with the 200 answers. The relay declares no
+    /// queue for events besides its log: a queue that does not exist is declared for the run,
+    /// bound to every order event of `events_exchange`, and deleted afterwards.
     pub verify_queue: Option<String>,
+    /// The receiver's `amqp.events_exchange`, which a verification queue is bound to.
+    pub events_exchange: String,
     /// Broker URL for the queue count.
     pub amqp_url: String,
     /// The receiver's process, to count the CPU it spends per push (Linux `/proc`).
@@ -98,9 +102,13 @@ pub async fn run(options: PushOptions) -> Result<Report, BenchError> {
         .pool_max_idle_per_host(options.load.concurrency)
         .timeout(REQUEST_TIMEOUT)
         .build()?;
-    let before = match &options.verify_queue {
-        Some(queue) => Some(queue_depth(&options.amqp_url, queue).await?),
-        None => None,
+    let (before, tapped) = match &options.verify_queue {
+        Some(queue) => {
+            let tapped =
+                super::tap_if_absent(&options.amqp_url, queue, &options.events_exchange).await?;
+            (Some(queue_depth(&options.amqp_url, queue).await?), tapped)
+        }
+        None => (None, None),
     };
     let cpu_before = options.relay_pid.map(cpu_secs).transpose()?;
     let run = run_id();
@@ -158,6 +166,11 @@ pub async fn run(options: PushOptions) -> Result<Report, BenchError> {
             difference: added as i64 - report.answered("200") as i64,
         });
     }
+    if let Some(tap) = tapped {
+        tap.run()
+            .await
+            .map_err(|e| BenchError::Setup(e.to_string()))?;
+    }
     Ok(report)
 }
 
@@ -169,7 +182,7 @@ mod tests {
 
     fn merchants() -> crate::config::Merchants {
         Settings::from_toml(
-            "[[merchants]]\nappid = \"100023\"\nsign_key = \"k3y-0123456789abcdef\"\nclient_id = \"c\"\nclient_secret = \"s-0123456789abcdef\"\nuid = \"u\"\n",
+            "[[merchants]]\nappid = \"100023\"\nsign_key = \"k3y-0123456789abcdef\"\nclient_id = \"772915\"\nclient_secret = \"s-0123456789abcdef\"\nuid = \"1404376560\"\n",
         )
         .unwrap()
         .merchants

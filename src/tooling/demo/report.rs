@@ -159,12 +159,28 @@ pub fn percentile(sorted: &[Duration], q: f64) -> Duration {
 impl fmt::Display for DemoReport {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         let ms = |d: Duration| format!("{:.1} ms", d.as_secs_f64() * 1000.0);
-        writeln!(
-            f,
-            "weibo-relay demo: {} orders in {:.1} s",
-            self.orders,
-            self.elapsed.as_secs_f64()
-        )?;
+        let done = self.finished + self.closed;
+        if self.complete() {
+            writeln!(
+                f,
+                "weibo-relay demo: {} orders in {:.1} s",
+                self.orders,
+                self.elapsed.as_secs_f64()
+            )?;
+        } else {
+            // What was done of what was asked: a stopped run did not do its whole order count.
+            writeln!(
+                f,
+                "weibo-relay demo: {done} of {} orders final after {:.1} s{}",
+                self.orders,
+                self.elapsed.as_secs_f64(),
+                if self.interrupted {
+                    " (interrupted)"
+                } else {
+                    ""
+                }
+            )?;
+        }
         writeln!(f, "  pushed         {:>6}", self.pushed)?;
         writeln!(f, "  accepted       {:>6}", self.accepted)?;
         writeln!(f, "  duplicates     {:>6}", self.duplicates)?;
@@ -222,6 +238,44 @@ mod tests {
         assert_eq!(percentile(&s, 0.99), Duration::from_millis(99));
         assert_eq!(percentile(&s, 1.0), Duration::from_millis(100));
         assert_eq!(percentile(&[], 0.5), Duration::ZERO);
+    }
+
+    fn report(orders: usize, finished: usize, interrupted: bool) -> DemoReport {
+        let zero = (Duration::ZERO, Duration::ZERO);
+        DemoReport {
+            orders,
+            pushed: 0,
+            accepted: 0,
+            duplicates: 0,
+            given_up: 0,
+            reconciled: 0,
+            finished,
+            closed: 0,
+            retried: 0,
+            dead_lettered: 0,
+            push_latency: zero,
+            consumer_latency: zero,
+            order_latency: zero,
+            elapsed: Duration::from_millis(5900),
+            interrupted,
+        }
+    }
+
+    #[test]
+    fn the_first_line_says_what_was_done_of_what_was_asked() {
+        let first = |r: DemoReport| r.to_string().lines().next().unwrap().to_owned();
+        assert_eq!(
+            first(report(20_000, 836, true)),
+            "weibo-relay demo: 836 of 20000 orders final after 5.9 s (interrupted)"
+        );
+        assert_eq!(
+            first(report(200, 180, false)),
+            "weibo-relay demo: 180 of 200 orders final after 5.9 s"
+        );
+        assert_eq!(
+            first(report(200, 200, false)),
+            "weibo-relay demo: 200 orders in 5.9 s"
+        );
     }
 
     #[test]

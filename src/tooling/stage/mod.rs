@@ -25,6 +25,8 @@ pub use teardown::Teardown;
 
 /// The appid of the one merchant on a demo or bench stage.
 pub const STAGE_APPID: &str = "100023";
+/// What to do when no broker answers: the README section that says how to get one.
+pub const NO_BROKER_HINT: &str = "RabbitMQ is needed: `bash .ci/demo` starts one where it can (apt or Docker); otherwise README, \"Get Rust and RabbitMQ\", says how; another broker: --amqp-url URL or amqp.url";
 /// Broker link and first token: beyond this the set-up, not the relay, is what failed.
 const READY_TIMEOUT: Duration = Duration::from_secs(20);
 
@@ -125,7 +127,18 @@ impl Stage {
         faults: Faults,
         adjust: impl FnOnce(&mut Settings) + Send + 'static,
     ) -> anyhow::Result<Self> {
-        Self::start_with(
+        // One attempt before anything starts: without a broker the run stops at once with one
+        // line saying so, instead of a relay retrying for its whole start-up time.
+        match crate::amqp::connect_once(&base.amqp, "weibo-relay stage probe").await {
+            Ok(connection) => {
+                let _ = connection.close(200, "probed".into()).await;
+            }
+            Err(error) => anyhow::bail!(
+                "the broker is unreachable: {}. {NO_BROKER_HINT}",
+                error.nodes()
+            ),
+        }
+        Self::start_inner(
             settings::staged(base, prefix),
             StageOptions {
                 roles: Some(roles),
@@ -137,12 +150,24 @@ impl Stage {
                 ready: Ready::Full,
                 teardown_through: None,
             },
+            // The demo and the benches read no event back: a tap would only fill.
+            false,
         )
         .await
     }
 
-    /// A stage on `settings` as they are (names from [`isolated`] already), with `options`.
-    pub async fn start_with(mut settings: Settings, options: StageOptions) -> anyhow::Result<Self> {
+    /// A stage on `settings` as they are (names from [`isolated`] already), with `options`,
+    /// and the tests' tap: a queue ([`tap_queue`]) bound to every order event, declared before
+    /// any relay runs, for a test to read what the relay published.
+    pub async fn start_with(settings: Settings, options: StageOptions) -> anyhow::Result<Self> {
+        Self::start_inner(settings, options, true).await
+    }
+
+    async fn start_inner(
+        mut settings: Settings,
+        options: StageOptions,
+        tap: bool,
+    ) -> anyhow::Result<Self> {
         let sandbox = match options.platform {
             Some(platform) => {
                 let mut config = SandboxConfig::new(settings.merchants.clone());
@@ -157,16 +182,19 @@ impl Stage {
         };
         (options.adjust)(&mut settings, sandbox.as_deref());
         // Before anything is declared: whatever fails from here, nothing is left behind.
-        let teardown = match options.teardown_through {
-            Some(amqp) => Teardown::through(&settings, amqp),
-            None => Teardown::new(&settings),
-        };
+        let through = options
+            .teardown_through
+            .unwrap_or_else(|| settings.amqp.clone());
+        let teardown = Teardown::through(&settings, through.clone());
         let mut stage = Self {
             teardown: Some(teardown),
             settings,
             sandbox,
             relay: None,
         };
+        if tap {
+            declare_tap(&through, &stage.settings).await?;
+        }
         if let Some(roles) = options.roles {
             let app = Application::build(stage.settings.clone(), roles).await?;
             let (url, admin_url) = (
@@ -304,6 +332,25 @@ impl Stage {
             }
         }
     }
+}
+
+/// `<events_queue>.tap`: the quorum queue a test stage binds to every order event. The relay
+/// declares no such queue (its event log is a stream); tests read this one instead.
+pub fn tap_queue(settings: &Settings) -> String {
+    format!("{}.tap", settings.amqp.events_queue)
+}
+
+async fn declare_tap(amqp: &AmqpSettings, settings: &Settings) -> anyhow::Result<()> {
+    let tap = tap_queue(settings);
+    let exchange = &settings.amqp.events_exchange;
+    let topology = crate::amqp::Topology::default()
+        .exchange(exchange)
+        .queue(crate::amqp::QueueSpec::quorum(&tap))
+        .bind(&tap, exchange, "order.#");
+    let connection = crate::amqp::connect_once(amqp, "weibo-relay stage tap").await?;
+    let declared = topology.declare(&connection).await;
+    let _ = connection.close(200, "tap declared".into()).await;
+    Ok(declared?)
 }
 
 impl Drop for Stage {

@@ -1,7 +1,7 @@
 //! Deleting everything a stage's relays may have declared, also when whoever ran the stage
 //! panicked half-way: a test that fails must not leave its queues on the broker.
 
-use crate::amqp::Topology;
+use crate::amqp::{QueueSpec, Topology};
 use crate::config::{AmqpSettings, Settings};
 use crate::worker::{worker_topology, RetryPolicy};
 
@@ -22,7 +22,8 @@ impl Teardown {
     pub fn through(settings: &Settings, amqp: AmqpSettings) -> Self {
         let policy = RetryPolicy::from_settings(&settings.weibo);
         let topology = Topology::events(&settings.amqp, &settings.event_log.max_age)
-            .merge(worker_topology(&settings.amqp, &policy));
+            .merge(worker_topology(&settings.amqp, &policy))
+            .queue(QueueSpec::quorum(&super::tap_queue(settings)));
         Self {
             amqp,
             topology: Some(topology),
