@@ -8,9 +8,11 @@
 //! of one token, in any number of processes, cause one refresh.
 
 pub mod cluster;
+pub mod leadership;
 mod metrics;
 mod refresh;
 pub mod sealed;
+pub mod stamp;
 
 use std::collections::HashMap;
 use std::fmt;
@@ -137,6 +139,8 @@ struct Inner {
     metrics: TokenMetrics,
     options: KeeperOptions,
     leading: AtomicBool,
+    // The keeper queue, while its active consumer is not a relay (see `leadership`).
+    foreign_leader: std::sync::Mutex<Option<String>>,
     obtained: mpsc::UnboundedSender<String>,
     rejected: mpsc::UnboundedSender<(String, u64)>,
     wanting: Arc<Notify>,
@@ -199,6 +203,7 @@ impl TokenKeeper {
                 metrics: TokenMetrics::new(receivers),
                 options,
                 leading: AtomicBool::new(false),
+                foreign_leader: std::sync::Mutex::new(None),
                 obtained,
                 rejected,
                 wanting: wanting.clone(),
@@ -255,6 +260,27 @@ impl TokenKeeper {
     /// True while this process leads.
     pub fn is_leading(&self) -> bool {
         self.inner.leading.load(Ordering::SeqCst)
+    }
+
+    /// Records that `queue`'s active consumer is not a relay (`None`: a relay leads, or this
+    /// process no longer stands).
+    pub fn set_foreign_leader(&self, queue: Option<&str>) {
+        let mut held = self
+            .inner
+            .foreign_leader
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        *held = queue.map(str::to_owned);
+        self.inner.metrics.set_foreign_leader(queue.is_some());
+    }
+
+    /// The keeper queue, while its active consumer is not a relay of this deployment.
+    pub fn foreign_leader(&self) -> Option<String> {
+        self.inner
+            .foreign_leader
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .clone()
     }
 
     /// The merchant's current token, waiting (up to `wait_timeout`) while none is usable.

@@ -399,17 +399,25 @@ async fn a_keeper_cut_off_from_the_broker_stops_keeping_at_once_and_another_take
 /// A partition rather than a clean cut: the keeper's connection stays open but nothing
 /// passes. The keeper stands down once its pings stop coming back; the broker gives the lead
 /// to the other process once it misses the keeper's heartbeats; the partitioned one never
-/// asks for a token again.
+/// asks for a token again. (A refresh that falls due before it stands down, 3 to 4 s after
+/// the cut, is the window README describes: the cut comes right after a refresh, so none is.)
 #[tokio::test]
 async fn a_keeper_behind_a_partition_stands_down_and_another_takes_over_within_15_s() {
-    // A 6 s token, refreshed every 4.5 s.
-    let mut d = Deployment::start(Duration::from_secs(6), 1000).await;
+    // An 8 s token, refreshed every 6 s.
+    let mut d = Deployment::start(Duration::from_secs(8), 1000).await;
     let proxy = TcpProxy::start("127.0.0.1:5672".parse().unwrap()).await;
     let held = d.spawn(Some(&proxy.amqp_url())).await;
     d.wait_ready(held).await;
     assert_eq!(d.the_keeper(Duration::from_secs(5)).await, held);
     let other = d.spawn(None).await;
     d.wait_ready(other).await;
+    let refreshed = d.metric(held, "weibo_relay_token_refreshes_total").await;
+    eventually(
+        Duration::from_secs(10),
+        "a refresh by the keeper",
+        || async { d.metric(held, "weibo_relay_token_refreshes_total").await > refreshed },
+    )
+    .await;
 
     proxy.black_hole();
     let partitioned = Instant::now();
@@ -593,6 +601,10 @@ async fn a_token_never_crosses_the_broker_in_clear() {
         let Some(message) = got else { break };
         let body = String::from_utf8_lossy(&message.delivery.data).into_owned();
         assert!(!contains_token(&body), "a token in clear: {body}");
+        if message.delivery.routing_key.as_str() == "keeper.leader" {
+            // The leader's heartbeat: a stamp, no token.
+            continue;
+        }
         let sealed: TokenMessage = serde_json::from_str(&body).unwrap();
         let merchant = d.settings.merchants.get(&sealed.appid).unwrap();
         let plain =
