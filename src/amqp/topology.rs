@@ -340,6 +340,29 @@ pub async fn queue_depth(
     }
 }
 
+/// Consumers of `queue` now, or `None` when it does not exist.
+pub async fn queue_consumers(
+    connection: &Connection,
+    queue: &str,
+) -> Result<Option<u32>, lapin::Error> {
+    let channel = connection.create_channel().await?;
+    let passive = QueueDeclareOptions {
+        passive: true,
+        ..QueueDeclareOptions::default()
+    };
+    match channel
+        .queue_declare(queue.into(), passive, FieldTable::default())
+        .await
+    {
+        Ok(declared) => {
+            let _ = channel.close(200, "queue looked at".into()).await;
+            Ok(Some(declared.consumer_count()))
+        }
+        Err(e) if is_not_found(&e) => Ok(None),
+        Err(e) => Err(e),
+    }
+}
+
 fn is_not_found(error: &lapin::Error) -> bool {
     use lapin::protocol::{AMQPErrorKind, AMQPSoftError};
     matches!(error.kind(), lapin::ErrorKind::ProtocolError(e)

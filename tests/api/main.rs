@@ -12,6 +12,7 @@ mod fixtures;
 mod gateway;
 mod helpers;
 mod keeper;
+mod keeper_stranger;
 mod monitoring;
 mod ops;
 mod process;
