@@ -37,13 +37,14 @@ use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 
 use super::leadership::{Change, LeaderWatch};
-use super::sealed::{Broadcast, Request, HEARTBEAT_KEY};
-use super::stamp::{self, Kind, NoDeploymentKey, Sequence, Stamper, Verifier, Window};
+use super::sealed::{Request, HEARTBEAT_KEY};
+use super::stamp::{Kind, NoDeploymentKey, Sequence, Stamper, Verifier, Window};
 use super::{KeeperEvents, Lead, TokenKeeper};
 use crate::amqp::{Broker, Link};
 use crate::keys::Keyring;
 use crate::permits::PermitIssuer;
 
+mod requests;
 mod wire;
 
 /// How often every process pings the keeper queue, and the leader sends its heartbeat.
@@ -58,6 +59,8 @@ const ANNOUNCE_ALL_EVERY: Duration = Duration::from_secs(1);
 const RESTART_PAUSE: Duration = Duration::from_secs(1);
 /// Keeper queue messages a process holds unacknowledged: what a flood can cost in memory.
 const INBOX_PREFETCH: u16 = 64;
+/// Deliveries acknowledged together (and at least each second): a flood costs half the frames.
+const ACK_EVERY: u16 = INBOX_PREFETCH / 2;
 /// Senders whose last counter a process remembers (processes of the deployment).
 const SENDERS: usize = 1024;
 /// How far a request's or heartbeat's date may be from this process's clock: a copy is
@@ -121,6 +124,8 @@ struct Session {
     last_hello: StdInstant,
     announced_all: Option<StdInstant>,
     announce_pending: bool,
+    // The last delivery not yet acknowledged, and how many are.
+    unacked: Option<(lapin::message::Delivery, u16)>,
 }
 
 impl Agent {
@@ -219,7 +224,10 @@ impl Agent {
             .basic_qos(INBOX_PREFETCH, BasicQosOptions::default())
             .await?;
         let mut announced = self.subscribe(channel).await?;
-        let mut inbox = self.candidate(channel).await?;
+        let mut inbox = self
+            .candidate(channel)
+            .await?
+            .ready_chunks(usize::from(ACK_EVERY));
         self.send(channel, &Request::Hello(self.requests.stamp(Kind::Hello)))
             .await;
         let mut s = Session {
@@ -230,6 +238,7 @@ impl Agent {
             last_hello: StdInstant::now(),
             announced_all: None,
             announce_pending: false,
+            unacked: None,
         };
         let mut ping = tokio::time::interval(PING_EVERY);
         let mut links = self.broker.subscribe();
@@ -238,23 +247,14 @@ impl Agent {
                 _ = stop.cancelled() => return Ok(()),
                 _ = lost(&mut links, link) => return Ok(()),
                 _ = ping.tick() => self.tick(channel, leading, &mut s).await,
-                request = inbox.next() => match request {
-                    Some(Ok(delivery)) => {
-                        s.last_heard = StdInstant::now();
-                        let acked = delivery.ack(BasicAckOptions::default());
-                        let _ = tokio::time::timeout(wire::SEND_TIMEOUT, acked).await;
-                        if leading.is_none() {
-                            // Delivered to us: we are the queue's active consumer.
-                            *leading = Some(self.start_leading(link).await?);
-                            tracing::info!(queue = %self.names.keeper_queue, "this process is the token keeper");
-                            self.heartbeat(channel).await;
-                            self.announce_all(channel, &mut s).await;
-                        }
-                        self.on_request(channel, &delivery.data, &mut s).await;
+                // What has arrived is taken together, up to one batch of acknowledgements: a
+                // flood costs one wake-up per batch.
+                batch = inbox.next() => {
+                    let Some(batch) = batch else { return Ok(()) };
+                    for request in batch {
+                        self.on_delivery(link, channel, leading, request?, &mut s).await?;
                     }
-                    Some(Err(error)) => return Err(error),
-                    None => return Ok(()),
-                },
+                }
                 delivery = announced.next() => match delivery {
                     Some(Ok(delivery)) => {
                         if delivery.routing_key.as_str() == HEARTBEAT_KEY {
@@ -287,9 +287,38 @@ impl Agent {
         }
     }
 
+    /// One message on the keeper queue: whatever it says, it was delivered to this process,
+    /// which is therefore the queue's active consumer and leads.
+    async fn on_delivery(
+        &self,
+        link: &Link,
+        channel: &Channel,
+        leading: &mut Option<Leading>,
+        mut delivery: lapin::message::Delivery,
+        s: &mut Session,
+    ) -> Result<(), lapin::Error> {
+        s.last_heard = StdInstant::now();
+        if leading.is_none() {
+            *leading = Some(self.start_leading(link).await?);
+            tracing::info!(queue = %self.names.keeper_queue, "this process is the token keeper");
+            self.heartbeat(channel).await;
+            self.announce_all(channel, s).await;
+        }
+        self.on_request(channel, &delivery.data, s).await;
+        // Kept for its acknowledgement only.
+        delivery.data = Vec::new();
+        let count = s.unacked.take().map_or(1, |(_, n)| n + 1);
+        s.unacked = Some((delivery, count));
+        if count >= ACK_EVERY {
+            flush_acks(s).await;
+        }
+        Ok(())
+    }
+
     /// Each second: ping, the leader's heartbeat and pending announcements, standing down
     /// when nothing arrives, and whether a relay leads at all.
     async fn tick(&self, channel: &Channel, leading: &mut Option<Leading>, s: &mut Session) {
+        flush_acks(s).await;
         self.send(channel, &Request::Ping(self.requests.stamp(Kind::Ping)))
             .await;
         if leading.is_some() && s.last_heard.elapsed() >= SILENCE {
@@ -345,101 +374,13 @@ impl Agent {
             permits,
         })
     }
+}
 
-    async fn on_request(&self, channel: &Channel, body: &[u8], s: &mut Session) {
-        let request = (body.len() <= stamp::MAX_MESSAGE_BYTES)
-            .then(|| serde_json::from_slice::<Request>(body).ok())
-            .flatten();
-        let now_ms = crate::clock::unix_millis();
-        match request {
-            Some(Request::Ping(stamp)) => {
-                // Any delivery proves this consumer active; a ping's stamp only says whose.
-                self.genuine(Kind::Ping, &stamp, now_ms, s);
-            }
-            Some(Request::Hello(stamp)) => {
-                if !self.genuine(Kind::Hello, &stamp, now_ms, s) {
-                    return;
-                }
-                let due = s
-                    .announced_all
-                    .is_none_or(|at| at.elapsed() >= ANNOUNCE_ALL_EVERY);
-                if due {
-                    self.announce_all(channel, s).await;
-                } else {
-                    s.announce_pending = true;
-                }
-            }
-            Some(Request::Refresh {
-                appid,
-                generation,
-                mac,
-            }) => {
-                let genuine = self.keyring.merchant(&appid).is_some_and(|keys| {
-                    super::sealed::request_is_genuine(keys, &appid, generation, &mac)
-                });
-                if !genuine {
-                    self.keeper.metrics().message_rejected();
-                } else if self.keeper.invalidate_generation(&appid, generation) {
-                    tracing::info!(%appid, generation, "access_token rejected in another process: refreshing");
-                }
-            }
-            None => self.keeper.metrics().message_rejected(),
-        }
-    }
-
-    /// True for a request stamped by the deployment, recent and new; anything else counted.
-    fn genuine(&self, kind: Kind, stamp: &stamp::Stamp, now_ms: u64, s: &mut Session) -> bool {
-        let ok = self
-            .request_check
-            .check(kind, stamp, STAMP_WINDOW, now_ms)
-            .is_ok()
-            && s.requests_seen.advance(stamp);
-        if !ok {
-            self.keeper.metrics().message_rejected();
-        }
-        ok
-    }
-
-    fn on_heartbeat(&self, body: &[u8], s: &mut Session) {
-        let heartbeat = (body.len() <= stamp::MAX_MESSAGE_BYTES)
-            .then(|| serde_json::from_slice::<Broadcast>(body).ok())
-            .flatten();
-        let Some(Broadcast::Leader(stamp)) = heartbeat else {
-            self.keeper.metrics().message_rejected();
-            return;
-        };
-        let now_ms = crate::clock::unix_millis();
-        let genuine = self
-            .heartbeat_check
-            .check(Kind::Leader, &stamp, STAMP_WINDOW, now_ms)
-            .is_ok()
-            && s.heartbeats_seen.advance(&stamp);
-        if genuine {
-            s.watch.heard(StdInstant::now());
-        } else {
-            self.keeper.metrics().message_rejected();
-        }
-    }
-
-    async fn announce_all(&self, channel: &Channel, s: &mut Session) {
-        s.announced_all = Some(StdInstant::now());
-        s.announce_pending = false;
-        for appid in self.keyring.appids() {
-            self.announce(channel, appid).await;
-        }
-    }
-
-    async fn heartbeat(&self, channel: &Channel) {
-        let body = Broadcast::Leader(self.heartbeats.stamp(Kind::Leader));
-        let body = serde_json::to_vec(&body).expect("a heartbeat serializes");
-        self.publish(channel, &self.names.tokens_exchange, HEARTBEAT_KEY, &body)
-            .await;
-    }
-
-    async fn send(&self, channel: &Channel, request: &Request) {
-        let body = serde_json::to_vec(request).expect("a request serializes");
-        self.publish(channel, "", &self.names.keeper_queue, &body)
-            .await;
+/// Acknowledges every delivery so far in one frame.
+async fn flush_acks(s: &mut Session) {
+    if let Some((last, _)) = s.unacked.take() {
+        let acked = last.ack(BasicAckOptions { multiple: true });
+        let _ = tokio::time::timeout(wire::SEND_TIMEOUT, acked).await;
     }
 }
 

@@ -5,6 +5,8 @@
 
 use std::time::{Duration, Instant};
 
+use super::TokenKeeper;
+
 /// Silence after which a connected candidate reports a foreign leader. Longer than a failover
 /// behind a silent network cut (the broker's heartbeat timeout, about 10 s, then the next
 /// ping), so that an ordinary failover is not reported; short enough that a stranger is
@@ -64,6 +66,29 @@ impl LeaderWatch {
     /// True while a foreign leader is reported.
     pub fn is_foreign(&self) -> bool {
         self.foreign
+    }
+}
+
+impl TokenKeeper {
+    /// Records that `queue`'s active consumer is not a relay (`None`: a relay leads, or this
+    /// process no longer stands).
+    pub fn set_foreign_leader(&self, queue: Option<&str>) {
+        let mut held = self
+            .inner
+            .foreign_leader
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        *held = queue.map(str::to_owned);
+        self.inner.metrics.set_foreign_leader(queue.is_some());
+    }
+
+    /// The keeper queue, while its active consumer is not a relay of this deployment.
+    pub fn foreign_leader(&self) -> Option<String> {
+        self.inner
+            .foreign_leader
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .clone()
     }
 }
 

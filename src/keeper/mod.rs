@@ -262,27 +262,6 @@ impl TokenKeeper {
         self.inner.leading.load(Ordering::SeqCst)
     }
 
-    /// Records that `queue`'s active consumer is not a relay (`None`: a relay leads, or this
-    /// process no longer stands).
-    pub fn set_foreign_leader(&self, queue: Option<&str>) {
-        let mut held = self
-            .inner
-            .foreign_leader
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner);
-        *held = queue.map(str::to_owned);
-        self.inner.metrics.set_foreign_leader(queue.is_some());
-    }
-
-    /// The keeper queue, while its active consumer is not a relay of this deployment.
-    pub fn foreign_leader(&self) -> Option<String> {
-        self.inner
-            .foreign_leader
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner)
-            .clone()
-    }
-
     /// The merchant's current token, waiting (up to `wait_timeout`) while none is usable.
     pub async fn get(&self, appid: &str) -> Result<Arc<Token>, KeeperError> {
         let mut rx = self.slot(appid)?.subscribe();

@@ -12,6 +12,8 @@ mod fixtures;
 mod gateway;
 mod helpers;
 mod keeper;
+mod keeper_forgery;
+mod keeper_hellos;
 mod keeper_stranger;
 mod monitoring;
 mod ops;
