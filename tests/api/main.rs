@@ -6,6 +6,7 @@ mod cli;
 mod cluster;
 mod demo;
 mod deploy;
+mod dlq;
 mod examples;
 mod faults;
 mod fixtures;
