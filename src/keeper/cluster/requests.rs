@@ -11,6 +11,7 @@ use super::super::stamp::{self, Kind};
 use super::{Agent, Session, ANNOUNCE_ALL_EVERY, STAMP_WINDOW};
 
 impl Agent {
+    /// A message on the keeper queue, to this process as leader.
     pub(super) async fn on_request(&self, channel: &Channel, body: &[u8], s: &mut Session) {
         let request = (body.len() <= stamp::MAX_MESSAGE_BYTES)
             .then(|| serde_json::from_slice::<Request>(body).ok())
@@ -66,6 +67,7 @@ impl Agent {
         ok
     }
 
+    /// A heartbeat on the tokens exchange: a relay leads, if it verifies.
     pub(super) fn on_heartbeat(&self, body: &[u8], s: &mut Session) {
         let heartbeat = (body.len() <= stamp::MAX_MESSAGE_BYTES)
             .then(|| serde_json::from_slice::<Broadcast>(body).ok())
@@ -87,6 +89,7 @@ impl Agent {
         }
     }
 
+    /// Announces every current token (and so answers every hello so far).
     pub(super) async fn announce_all(&self, channel: &Channel, s: &mut Session) {
         s.announced_all = Some(Instant::now());
         s.announce_pending = false;
@@ -95,6 +98,7 @@ impl Agent {
         }
     }
 
+    /// Says, sealed, that this process leads.
     pub(super) async fn heartbeat(&self, channel: &Channel) {
         let body = Broadcast::Leader(self.heartbeats.stamp(Kind::Leader));
         let body = serde_json::to_vec(&body).expect("a heartbeat serializes");
@@ -102,6 +106,7 @@ impl Agent {
             .await;
     }
 
+    /// A request to whoever leads.
     pub(super) async fn send(&self, channel: &Channel, request: &Request) {
         let body = serde_json::to_vec(request).expect("a request serializes");
         self.publish(channel, "", &self.names.keeper_queue, &body)

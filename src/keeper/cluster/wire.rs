@@ -69,6 +69,7 @@ impl Agent {
             .await
     }
 
+    /// A token announced by the leader: adopted when it opens and is newer.
     pub(super) fn on_announcement(&self, body: &[u8]) {
         let message = (body.len() <= MAX_MESSAGE_BYTES)
             .then(|| serde_json::from_slice::<TokenMessage>(body).ok())
@@ -100,6 +101,7 @@ impl Agent {
         }
     }
 
+    /// Announces `appid`'s current token, sealed.
     pub(super) async fn announce(&self, channel: &Channel, appid: &str) {
         let (Some((token, generation)), Some(keys)) =
             (self.keeper.current(appid), self.keyring.merchant(appid))
