@@ -1,5 +1,7 @@
 //! `weibo-relay check`: whether a configuration will work, before a deploy. One line per
-//! check; nothing is changed on the broker, no token is requested, no secret is printed.
+//! check; nothing is changed on the broker (but for an exclusive queue of its own, gone with
+//! its connection, to listen for the keeper's heartbeat), no token is requested, no secret is
+//! printed.
 
 use std::fmt;
 use std::time::{Duration, Instant};
@@ -8,6 +10,8 @@ use crate::amqp::topology::Found;
 use crate::amqp::Topology;
 use crate::config::{ConfigError, Merchant, Settings};
 use crate::worker::{worker_topology, RetryPolicy};
+
+mod keeper;
 
 /// How long one network check may take.
 const TIMEOUT: Duration = Duration::from_secs(5);
@@ -133,6 +137,7 @@ async fn broker(settings: &Settings) -> Vec<Line> {
         Err(e) => lines.push(line(Verdict::Fail, "topology", e.to_string())),
     }
     lines.extend(leftover_events_queue(&connection, &settings.amqp.events_queue).await);
+    lines.push(keeper::leader(settings, &connection).await);
     let _ = connection.close(200, "checked".into()).await;
     lines
 }

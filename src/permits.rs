@@ -6,7 +6,14 @@
 //! second unused in a worker, so an idle deployment cannot save up a burst: over any 10 s, the
 //! calls of all processes together stay within the rate, plus at most half a second's worth
 //! and a few held by workers. Without a keeper there are no permits, and calls wait.
+//!
+//! Anyone allowed to publish to the default exchange can put messages in the permits queue,
+//! so a permit is stamped by its issuer ([`crate::keeper::stamp`]): a worker drops, and counts
+//! by reason, a message that does not verify, is older than a permit's life (allowing the
+//! processes' clocks [`MAX_CLOCK_SKEW`] apart), or repeats one it already took.
 
+use std::collections::VecDeque;
+use std::sync::Arc;
 use std::time::Duration;
 
 use futures_util::StreamExt;
@@ -14,20 +21,96 @@ use lapin::message::Delivery;
 use lapin::options::{BasicAckOptions, BasicConsumeOptions, BasicPublishOptions, BasicQosOptions};
 use lapin::types::FieldTable;
 use lapin::{BasicProperties, Channel};
-use std::collections::VecDeque;
-
+use prometheus::{IntCounterVec, Opts, Registry};
 use tokio::sync::{mpsc, oneshot};
 use tokio::time::Instant;
 use tokio_util::sync::{CancellationToken, DropGuard};
 
 use crate::amqp::{Broker, Link};
+use crate::keeper::stamp::{Kind, Rejected, Seen, Stamp, Stamper, Verifier, Window};
+use crate::keys::Keyring;
 
 /// How long a permit lives, in the queue and then in a worker.
 const PERMIT_LIFE: Duration = Duration::from_millis(500);
+/// How far apart the issuer's and a worker's clocks may be for its permits to pass.
+pub const MAX_CLOCK_SKEW: Duration = Duration::from_secs(1);
+/// The dates a permit may carry, by the taking worker's clock.
+const PERMIT_WINDOW: Window = Window {
+    max_age: PERMIT_LIFE.saturating_add(MAX_CLOCK_SKEW),
+    max_ahead: MAX_CLOCK_SKEW,
+};
+/// Permits a worker remembers having taken (a second's worth at 40,000 a second).
+const REMEMBERED: usize = 100_000;
 /// How often the issuer tops the queue up.
 const ISSUE_EVERY: Duration = Duration::from_millis(100);
 /// Permits a worker holds ahead (unacknowledged), so a call rarely waits for a round trip.
 const HELD_AHEAD: u16 = 2;
+
+/// Permits a worker refused, by reason (`weibo_relay_permits_rejected_total{reason}`).
+#[derive(Clone)]
+pub struct PermitMetrics {
+    rejected: IntCounterVec,
+}
+
+impl PermitMetrics {
+    /// The counters, registered in `registry`, every reason at 0.
+    pub fn register(registry: &Registry) -> prometheus::Result<Self> {
+        let rejected = IntCounterVec::new(
+            Opts::new(
+                "weibo_relay_permits_rejected_total",
+                "Messages in the permits queue a worker dropped: forged (not stamped by the \
+                 deployment), stale (older than a permit's life) or repeated (a copy)",
+            ),
+            &["reason"],
+        )?;
+        for reason in Rejected::all() {
+            rejected.with_label_values(&[reason.as_str()]);
+        }
+        registry.register(Box::new(rejected.clone()))?;
+        Ok(Self { rejected })
+    }
+
+    /// Refused so far for `reason`.
+    pub fn rejected(&self, reason: Rejected) -> u64 {
+        self.rejected.with_label_values(&[reason.as_str()]).get()
+    }
+}
+
+/// What a worker checks each permit with.
+struct PermitCheck {
+    verifier: Verifier,
+    seen: Seen,
+    metrics: PermitMetrics,
+}
+
+impl PermitCheck {
+    /// `Ok` for a permit this worker may spend; anything else is counted.
+    fn check(&mut self, body: &[u8]) -> Result<(), Rejected> {
+        let checked = self.read(body);
+        if let Err(reason) = checked {
+            self.metrics
+                .rejected
+                .with_label_values(&[reason.as_str()])
+                .inc();
+        }
+        checked
+    }
+
+    fn read(&mut self, body: &[u8]) -> Result<(), Rejected> {
+        if body.len() > crate::keeper::stamp::MAX_MESSAGE_BYTES {
+            return Err(Rejected::Forged);
+        }
+        let stamp: Stamp = serde_json::from_slice(body).map_err(|_| Rejected::Forged)?;
+        let now_ms = crate::clock::unix_millis();
+        self.verifier
+            .check(Kind::Permit, &stamp, PERMIT_WINDOW, now_ms)?;
+        if self.seen.first(&stamp, now_ms) {
+            Ok(())
+        } else {
+            Err(Rejected::Repeated)
+        }
+    }
+}
 
 /// Issues permits while it lives (the keeper holds one while it leads).
 pub struct PermitIssuer {
@@ -36,8 +119,9 @@ pub struct PermitIssuer {
 }
 
 impl PermitIssuer {
-    /// Publishes `per_sec` permits a second to `queue` on `channel` until dropped.
-    pub fn start(channel: Channel, queue: String, per_sec: u32) -> Self {
+    /// Publishes `per_sec` permits a second to `queue` on `channel`, each stamped by
+    /// `stamper`, until dropped.
+    pub fn start(channel: Channel, queue: String, per_sec: u32, stamper: Arc<Stamper>) -> Self {
         let stop = CancellationToken::new();
         let task_stop = stop.clone();
         let task = tokio::spawn(async move {
@@ -54,23 +138,32 @@ impl PermitIssuer {
                 credit += per_tick;
                 while credit >= 1.0 {
                     credit -= 1.0;
+                    let permit = serde_json::to_vec(&stamper.stamp(Kind::Permit))
+                        .expect("a stamp serializes");
                     // Not confirmed: a lost permit only slows calls down, never speeds them up.
-                    let sent = channel
-                        .basic_publish(
-                            "".into(),
-                            queue.as_str().into(),
-                            BasicPublishOptions::default(),
-                            b"",
-                            BasicProperties::default().with_expiration(expiration.as_str().into()),
-                        )
-                        .await;
-                    if let Err(error) = sent {
-                        tracing::warn!(%error, "permits not issued");
-                        return;
+                    let sent = channel.basic_publish(
+                        "".into(),
+                        queue.as_str().into(),
+                        BasicPublishOptions::default(),
+                        &permit,
+                        BasicProperties::default().with_expiration(expiration.as_str().into()),
+                    );
+                    // Bounded, so that stopping never waits on a link that died.
+                    match tokio::time::timeout(ISSUE_EVERY * 10, sent).await {
+                        Ok(Ok(_)) => {}
+                        Ok(Err(error)) => {
+                            tracing::warn!(%error, "permits not issued");
+                            return;
+                        }
+                        Err(_) => {
+                            tracing::warn!("permits not issued: the broker took none for 1 s");
+                            return;
+                        }
                     }
                 }
             }
-            let _ = channel.close(200, "no longer the keeper".into()).await;
+            let closing = channel.close(200, "no longer the keeper".into());
+            let _ = tokio::time::timeout(ISSUE_EVERY * 10, closing).await;
         });
         Self {
             stop: stop.drop_guard(),
@@ -99,9 +192,26 @@ pub struct Permits {
 }
 
 impl Permits {
-    /// Takes permits from `queue` on every broker link in turn; [`take`](Self::take) waits up
+    /// Takes permits from `queue` on every broker link in turn, spending only those stamped
+    /// with a key of `keyring` (the rest counted in `metrics`); [`take`](Self::take) waits up
     /// to `wait` for one.
-    pub fn start(broker: Broker, queue: String, wait: Duration) -> Self {
+    pub fn start(
+        broker: Broker,
+        queue: String,
+        wait: Duration,
+        keyring: Keyring,
+        metrics: PermitMetrics,
+    ) -> Self {
+        let mut check = PermitCheck {
+            verifier: Verifier::new(keyring, &queue),
+            seen: Seen::new(
+                PERMIT_WINDOW
+                    .max_age
+                    .saturating_add(PERMIT_WINDOW.max_ahead),
+                REMEMBERED,
+            ),
+            metrics,
+        };
         let (takers, mut waiting) = mpsc::unbounded_channel();
         let stop = CancellationToken::new();
         let task_stop = stop.clone();
@@ -116,7 +226,9 @@ impl Permits {
                     },
                 };
                 let Some(link) = link else { continue };
-                if let Err(error) = supply(&link, &queue, &mut waiting, &task_stop).await {
+                if let Err(error) =
+                    supply(&link, &queue, &mut waiting, &mut check, &task_stop).await
+                {
                     tracing::warn!(%error, "permit supply failed; starting again");
                 }
                 tokio::select! {
@@ -156,6 +268,7 @@ async fn supply(
     link: &Link,
     queue: &str,
     takers: &mut mpsc::UnboundedReceiver<oneshot::Sender<Delivery>>,
+    check: &mut PermitCheck,
     stop: &CancellationToken,
 ) -> Result<(), lapin::Error> {
     let channel = link.connection().create_channel().await?;
@@ -180,7 +293,15 @@ async fn supply(
                 return Ok(());
             }
             delivery = consumer.next() => match delivery {
-                Some(delivery) => held.push_back((Instant::now(), delivery?)),
+                Some(delivery) => {
+                    let delivery = delivery?;
+                    if check.check(&delivery.data).is_ok() {
+                        held.push_back((Instant::now(), delivery));
+                    } else {
+                        // Taken off the queue, never spent.
+                        let _ = delivery.ack(BasicAckOptions::default()).await;
+                    }
+                }
                 None => return Ok(()),
             },
             Some(taker) = takers.recv() => waiting.push_back(taker),

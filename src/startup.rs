@@ -14,8 +14,9 @@ use crate::config::Settings;
 use crate::http::{ops_routes, push_routes, OpsState, ReceiverState};
 use crate::keeper::cluster::{Agent, ClusterNames};
 use crate::keeper::{KeeperOptions, TokenKeeper};
+use crate::keys::Keyring;
 use crate::metrics::Metrics;
-use crate::permits::Permits;
+use crate::permits::{PermitMetrics, Permits};
 use crate::push::PushRelay;
 use crate::reconcile::{ReconcileMetrics, Sweeper};
 use crate::telemetry::LogLimit;
@@ -118,9 +119,15 @@ impl Application {
                 keeper.clone(),
                 names.clone(),
                 settings.weibo.rate_limit_per_sec,
-            )
+            )?
             .spawn(events, shutdown.child_token());
-            let permits = Permits::start(broker.clone(), names.permits_queue, wait);
+            let permits = Permits::start(
+                broker.clone(),
+                names.permits_queue,
+                wait,
+                Keyring::derive(&settings.merchants),
+                PermitMetrics::register(metrics.registry())?,
+            );
             // Reconciliation runs in every worker process and sweeps only while it leads.
             let sweeper = Sweeper::new(
                 &settings,

@@ -2,8 +2,10 @@
 //! lines about bad input.
 
 mod log_limit;
+mod printable;
 
 pub use log_limit::LogLimit;
+pub use printable::printable;
 
 use tracing_subscriber::layer::SubscriberExt;
 use tracing_subscriber::util::SubscriberInitExt;

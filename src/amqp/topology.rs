@@ -379,6 +379,14 @@ pub async fn warn_if_events_queue_left_over(connection: &Connection, queue: &str
     }
 }
 
+/// Consumers of `queue` now, or `None` when it does not exist.
+pub async fn queue_consumers(
+    connection: &Connection,
+    queue: &str,
+) -> Result<Option<u32>, lapin::Error> {
+    Ok(queue_stats(connection, queue).await?.map(|s| s.consumers))
+}
+
 fn is_not_found(error: &lapin::Error) -> bool {
     use lapin::protocol::{AMQPErrorKind, AMQPSoftError};
     matches!(error.kind(), lapin::ErrorKind::ProtocolError(e)

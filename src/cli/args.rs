@@ -14,7 +14,8 @@ pub enum DlqAction {
         #[arg(long)]
         json: bool,
     },
-    /// Move dead commands back to the work queue with the attempt count reset.
+    /// Move dead commands back to the work queue with the attempt count reset, each once: at
+    /// most those the dead queue holds when it starts (one that fails again stays dead).
     Redrive {
         /// At most this many (all of them when absent).
         #[arg(long)]

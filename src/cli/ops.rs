@@ -36,13 +36,16 @@ pub(super) fn dlq(config: Option<PathBuf>, action: DlqAction) -> anyhow::Result<
                     if json {
                         println!("{}", serde_json::to_string(d)?);
                     } else {
+                        // Id, reason and body are whatever was published to the queue: escaped,
+                        // so that none can move the cursor, colour the screen or fake a line.
                         println!(
                             "id={} attempts={} last_code={} reason={:?} command={}",
-                            d.id,
+                            crate::worker::dlq::shown_id(&d.id),
                             d.attempts,
-                            d.last_code.as_deref().unwrap_or("null"),
+                            d.last_code
+                                .map_or_else(|| "null".to_owned(), |c| c.to_string()),
                             d.reason.as_deref().unwrap_or(""),
-                            d.body
+                            crate::telemetry::printable(&d.body)
                         );
                     }
                 }
@@ -56,8 +59,18 @@ pub(super) fn dlq(config: Option<PathBuf>, action: DlqAction) -> anyhow::Result<
                 }
             }
             DlqAction::Redrive { limit } => {
-                let moved = crate::worker::dlq::redrive(amqp, limit.unwrap_or(usize::MAX)).await?;
-                println!("{moved} command(s) moved back to {}", amqp.fulfilment_queue);
+                let dead = crate::worker::retry::dead_queue(&amqp.fulfilment_queue);
+                let done = crate::worker::dlq::redrive(amqp, limit.unwrap_or(usize::MAX)).await?;
+                println!(
+                    "{} command(s) moved back to {}, each once ({} in {dead} when it started)",
+                    done.moved, amqp.fulfilment_queue, done.held
+                );
+                if done.returned > 0 {
+                    println!(
+                        "{} of them failed again meanwhile and are back in {dead}: not moved twice",
+                        done.returned
+                    );
+                }
             }
             DlqAction::Drop { id } => {
                 let queue = crate::worker::retry::dead_queue(&amqp.fulfilment_queue);

@@ -70,12 +70,22 @@ async fn healthz() -> HttpResponse {
 
 impl OpsState {
     /// Ready, or the code and reason `/readyz` answers.
-    fn readiness(&self) -> Result<(), (u32, &'static str)> {
+    fn readiness(&self) -> Result<(), (u32, String)> {
         if !self.broker.is_ready() {
-            return Err((50300, "broker not connected"));
+            return Err((50300, "broker not connected".into()));
+        }
+        // Before the token: with a stranger leading, no token comes, and this is why.
+        if let Some(queue) = self.keeper.as_ref().and_then(|k| k.foreign_leader()) {
+            return Err((
+                50302,
+                format!(
+                    "no relay leads: the active consumer of {queue} is not a weibo-relay \
+                     (no sealed leader heartbeat); no token refresh, no call permits"
+                ),
+            ));
         }
         if self.keeper.as_ref().is_some_and(|k| !k.is_ready()) {
-            return Err((50301, "no access_token yet for every merchant"));
+            return Err((50301, "no access_token yet for every merchant".into()));
         }
         Ok(())
     }

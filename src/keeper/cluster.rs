@@ -5,51 +5,70 @@
 //! `<fulfilment_queue>.keeper`, declared with `x-single-active-consumer`: RabbitMQ delivers to
 //! exactly one of its consumers at a time and hands over to the next when that consumer's
 //! channel or connection goes (closed, or silent past the heartbeat timeout). Every process
-//! also publishes a ping there each second, so the active consumer learns that it is active
-//! from the first message it receives: from then on it leads. It stops leading at once when
-//! its broker link goes, when its consumer ends, or when it has received nothing, not even its
-//! own pings, for three seconds (then it may no longer be the active consumer).
+//! also publishes a stamped ping there each second, so the active consumer learns that it is
+//! active from the first message it receives: from then on it leads. It stops leading at once
+//! when its broker link goes, when its consumer ends, or when it has received nothing, not
+//! even its own pings, for three seconds (then it may no longer be the active consumer).
+//!
+//! **A leader that is not ours.** The queue's active consumer may be anything allowed to read
+//! it. So the leader says each second, with a stamped heartbeat on the tokens exchange, that a
+//! relay leads; a connected candidate that hears none for a while reports a foreign leader
+//! ([`super::leadership`]): log, metric, `/readyz`.
 //!
 //! **Tokens.** The leader announces each token it obtains, sealed (see [`super::sealed`]),
 //! on the topic exchange `<fulfilment_queue>.tokens`; every process reads it through an
 //! exclusive queue of its own and adopts newer generations. A process that joins, or finds no
-//! usable token, sends `hello` to the leader's queue, and the leader announces every current
-//! token again. A process whose call was refused for its token sends an authenticated refresh
-//! request for that token's generation; the leader refreshes only if it is still current.
+//! usable token, sends a stamped `hello` to the leader's queue, and the leader announces every
+//! current token again, at most once a second however many hellos arrive. A process whose
+//! call was refused for its token sends an authenticated refresh request for that token's
+//! generation; the leader refreshes only if it is still current. Requests that are not
+//! stamped (or sealed) by the deployment are counted and ignored.
 //!
 //! **Rate.** The leader also issues the deployment's platform call permits ([`crate::permits`]).
 
-use std::collections::HashMap;
+use std::sync::Arc;
 use std::time::{Duration, Instant as StdInstant};
 
 use futures_util::StreamExt;
-use lapin::options::{
-    BasicConsumeOptions, BasicPublishOptions, QueueBindOptions, QueueDeclareOptions,
-};
-use lapin::types::FieldTable;
-use lapin::{BasicProperties, Channel, Consumer};
-use secrecy::ExposeSecret;
+use lapin::options::{BasicAckOptions, BasicQosOptions};
+use lapin::Channel;
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
-use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
-use super::sealed::{self, MerchantKeys, Request, TokenMessage, TokenPlain};
+use super::leadership::{Change, LeaderWatch};
+use super::sealed::{Request, HEARTBEAT_KEY};
+use super::stamp::{Kind, NoDeploymentKey, Sequence, Stamper, Verifier, Window};
 use super::{KeeperEvents, Lead, TokenKeeper};
 use crate::amqp::{Broker, Link};
+use crate::keys::Keyring;
 use crate::permits::PermitIssuer;
-use crate::weibo::Token;
 
-/// How often every process pings the keeper queue.
+mod requests;
+mod wire;
+
+/// How often every process pings the keeper queue, and the leader sends its heartbeat.
 const PING_EVERY: Duration = Duration::from_secs(1);
 /// A leader that receives nothing for this long stands down.
 const SILENCE: Duration = Duration::from_secs(3);
-/// Pings live this long in the queue, so none pile up while nobody consumes.
-const PING_LIFE: &str = "3000";
 /// A process asks the leader for its tokens at most this often.
 const HELLO_EVERY: Duration = Duration::from_secs(1);
+/// The leader announces every token at most this often, however many hellos arrive.
+const ANNOUNCE_ALL_EVERY: Duration = Duration::from_secs(1);
 /// Pause after the broker side failed, before it starts again on the current link.
 const RESTART_PAUSE: Duration = Duration::from_secs(1);
+/// Keeper queue messages a process holds unacknowledged: what a flood can cost in memory.
+const INBOX_PREFETCH: u16 = 64;
+/// Deliveries acknowledged together (and at least each second): a flood costs half the frames.
+const ACK_EVERY: u16 = INBOX_PREFETCH / 2;
+/// Senders whose last counter a process remembers (processes of the deployment).
+const SENDERS: usize = 1024;
+/// How far a request's or heartbeat's date may be from this process's clock: a copy is
+/// refused after this long, and the processes' clocks must agree within it.
+pub const STAMP_WINDOW: Window = Window {
+    max_age: Duration::from_secs(10),
+    max_ahead: Duration::from_secs(10),
+};
 
 /// The names the keeper's broker side uses, all derived from the fulfilment queue's.
 #[derive(Debug, Clone)]
@@ -57,7 +76,7 @@ pub struct ClusterNames {
     /// The single-active-consumer queue whose active consumer leads; requests to the leader
     /// go there too.
     pub keeper_queue: String,
-    /// The topic exchange tokens are announced on.
+    /// The topic exchange tokens and the leader's heartbeats are announced on.
     pub tokens_exchange: String,
     /// The queue of platform call permits.
     pub permits_queue: String,
@@ -78,10 +97,16 @@ impl ClusterNames {
 pub struct Agent {
     broker: Broker,
     keeper: TokenKeeper,
-    keys: HashMap<String, MerchantKeys>,
+    keyring: Keyring,
     names: ClusterNames,
     permit_rate: u32,
     process: String,
+    requests: Stamper,
+    heartbeats: Stamper,
+    // One sequence across every stint as leader: a worker takes no counter twice.
+    permit_stamps: Arc<Stamper>,
+    request_check: Verifier,
+    heartbeat_check: Verifier,
 }
 
 /// What a process holds while it leads; dropping it stops leading.
@@ -90,23 +115,43 @@ struct Leading {
     permits: PermitIssuer,
 }
 
+/// What one stint on one broker link remembers.
+struct Session {
+    requests_seen: Sequence,
+    heartbeats_seen: Sequence,
+    watch: LeaderWatch,
+    last_heard: StdInstant,
+    last_hello: StdInstant,
+    announced_all: Option<StdInstant>,
+    announce_pending: bool,
+    // The last delivery not yet acknowledged, and how many are.
+    unacked: Option<(lapin::message::Delivery, u16)>,
+}
+
 impl Agent {
     /// The agent for `keeper`'s process, issuing `permit_rate` platform calls per second while
     /// it leads.
-    pub fn new(broker: Broker, keeper: TokenKeeper, names: ClusterNames, permit_rate: u32) -> Self {
-        let keys = keeper
-            .merchants()
-            .iter()
-            .map(|m| (m.appid.clone(), MerchantKeys::derive(m)))
-            .collect();
-        Self {
+    pub fn new(
+        broker: Broker,
+        keeper: TokenKeeper,
+        names: ClusterNames,
+        permit_rate: u32,
+    ) -> Result<Self, NoDeploymentKey> {
+        let keyring = Keyring::derive(keeper.merchants());
+        let process = uuid::Uuid::new_v4().simple().to_string();
+        Ok(Self {
+            requests: Stamper::new(&keyring, &process, &names.keeper_queue)?,
+            heartbeats: Stamper::new(&keyring, &process, &names.tokens_exchange)?,
+            permit_stamps: Arc::new(Stamper::new(&keyring, &process, &names.permits_queue)?),
+            request_check: Verifier::new(keyring.clone(), &names.keeper_queue),
+            heartbeat_check: Verifier::new(keyring.clone(), &names.tokens_exchange),
             broker,
             keeper,
-            keys,
+            keyring,
             names,
             permit_rate,
-            process: uuid::Uuid::new_v4().simple().to_string(),
-        }
+            process,
+        })
     }
 
     /// Runs until `stop` is cancelled, on every broker link in turn.
@@ -144,8 +189,16 @@ impl Agent {
         let served = self
             .serve_on(link, &channel, &mut leading, events, stop)
             .await;
-        if let Some(leading) = leading.take() {
-            leading.permits.stop().await;
+        // Not a connected candidate any more: whoever leads is no longer this process's call.
+        self.keeper.set_foreign_leader(None);
+        if let Some(Leading {
+            _lead: lead,
+            permits,
+        }) = leading.take()
+        {
+            // No refresh from here on, whatever stopping the permits takes.
+            drop(lead);
+            permits.stop().await;
             if stop.is_cancelled() {
                 tracing::info!("token keeper stopped with the process");
             } else {
@@ -154,7 +207,8 @@ impl Agent {
         }
         // The channel closes before the connection may: lapin logs an error for a channel
         // dropped while its connection closes.
-        let _ = channel.close(200, "token keeper stopping".into()).await;
+        let closing = channel.close(200, "token keeper stopping".into());
+        let _ = tokio::time::timeout(wire::SEND_TIMEOUT, closing).await;
         served
     }
 
@@ -166,41 +220,49 @@ impl Agent {
         events: &mut KeeperEvents,
         stop: &CancellationToken,
     ) -> Result<(), lapin::Error> {
+        channel
+            .basic_qos(INBOX_PREFETCH, BasicQosOptions::default())
+            .await?;
         let mut announced = self.subscribe(channel).await?;
-        let mut inbox = self.candidate(channel).await?;
-        self.send(channel, &Request::Hello).await;
-        let mut last_hello = StdInstant::now();
-        let mut last_heard = StdInstant::now();
+        let mut inbox = self
+            .candidate(channel)
+            .await?
+            .ready_chunks(usize::from(ACK_EVERY));
+        self.send(channel, &Request::Hello(self.requests.stamp(Kind::Hello)))
+            .await;
+        let mut s = Session {
+            requests_seen: Sequence::new(SENDERS),
+            heartbeats_seen: Sequence::new(SENDERS),
+            watch: LeaderWatch::new(StdInstant::now()),
+            last_heard: StdInstant::now(),
+            last_hello: StdInstant::now(),
+            announced_all: None,
+            announce_pending: false,
+            unacked: None,
+        };
         let mut ping = tokio::time::interval(PING_EVERY);
         let mut links = self.broker.subscribe();
         loop {
             tokio::select! {
                 _ = stop.cancelled() => return Ok(()),
                 _ = lost(&mut links, link) => return Ok(()),
-                _ = ping.tick() => {
-                    self.send(channel, &Request::Ping).await;
-                    if leading.is_some() && last_heard.elapsed() >= SILENCE {
-                        // Not even our own pings arrive: another consumer may be active now.
-                        *leading = None;
-                        tracing::warn!(silent = ?last_heard.elapsed(), "token keeper heard nothing: standing down");
+                _ = ping.tick() => self.tick(channel, leading, &mut s).await,
+                // What has arrived is taken together, up to one batch of acknowledgements: a
+                // flood costs one wake-up per batch.
+                batch = inbox.next() => {
+                    let Some(batch) = batch else { return Ok(()) };
+                    for request in batch {
+                        self.on_delivery(link, channel, leading, request?, &mut s).await?;
                     }
                 }
-                request = inbox.next() => match request {
-                    Some(Ok(delivery)) => {
-                        last_heard = StdInstant::now();
-                        let _ = delivery.ack(lapin::options::BasicAckOptions::default()).await;
-                        if leading.is_none() {
-                            *leading = Some(self.start_leading(link).await?);
-                            tracing::info!(queue = %self.names.keeper_queue, "this process is the token keeper");
-                            self.announce_all(channel).await;
-                        }
-                        self.on_request(channel, &delivery.data).await;
-                    }
-                    Some(Err(error)) => return Err(error),
-                    None => return Ok(()),
-                },
                 delivery = announced.next() => match delivery {
-                    Some(Ok(delivery)) => self.on_announcement(&delivery.data),
+                    Some(Ok(delivery)) => {
+                        if delivery.routing_key.as_str() == HEARTBEAT_KEY {
+                            self.on_heartbeat(&delivery.data, &mut s);
+                        } else {
+                            self.on_announcement(&delivery.data);
+                        }
+                    }
                     Some(Err(error)) => return Err(error),
                     None => return Ok(()),
                 },
@@ -210,179 +272,115 @@ impl Agent {
                     }
                 }
                 Some((appid, generation)) = events.rejected.recv() => {
-                    if let Some(keys) = self.keys.get(&appid) {
-                        let request = sealed::refresh_request(keys, &appid, generation);
+                    if let Some(keys) = self.keyring.merchant(&appid) {
+                        let request = super::sealed::refresh_request(keys, &appid, generation);
                         self.send(channel, &request).await;
                     }
                 }
                 _ = events.wanting.notified() => {
-                    if last_hello.elapsed() >= HELLO_EVERY {
-                        last_hello = StdInstant::now();
-                        self.send(channel, &Request::Hello).await;
+                    if s.last_hello.elapsed() >= HELLO_EVERY {
+                        s.last_hello = StdInstant::now();
+                        self.send(channel, &Request::Hello(self.requests.stamp(Kind::Hello))).await;
                     }
                 }
             }
         }
     }
 
-    /// This process's own queue on the tokens exchange, gone with its connection.
-    async fn subscribe(&self, channel: &Channel) -> Result<Consumer, lapin::Error> {
-        let queue = format!("{}.{}", self.names.tokens_exchange, self.process);
-        let options = QueueDeclareOptions {
-            exclusive: true,
-            auto_delete: true,
-            ..QueueDeclareOptions::default()
-        };
-        channel
-            .queue_declare(queue.as_str().into(), options, FieldTable::default())
-            .await?;
-        channel
-            .queue_bind(
-                queue.as_str().into(),
-                self.names.tokens_exchange.as_str().into(),
-                "#".into(),
-                QueueBindOptions::default(),
-                FieldTable::default(),
-            )
-            .await?;
-        channel
-            .basic_consume(
-                queue.as_str().into(),
-                "weibo-relay-tokens".into(),
-                BasicConsumeOptions {
-                    no_ack: true,
-                    ..BasicConsumeOptions::default()
-                },
-                FieldTable::default(),
-            )
-            .await
+    /// One message on the keeper queue: whatever it says, it was delivered to this process,
+    /// which is therefore the queue's active consumer and leads.
+    async fn on_delivery(
+        &self,
+        link: &Link,
+        channel: &Channel,
+        leading: &mut Option<Leading>,
+        mut delivery: lapin::message::Delivery,
+        s: &mut Session,
+    ) -> Result<(), lapin::Error> {
+        s.last_heard = StdInstant::now();
+        if leading.is_none() {
+            *leading = Some(self.start_leading(link).await?);
+            tracing::info!(queue = %self.names.keeper_queue, "this process is the token keeper");
+            self.heartbeat(channel).await;
+            self.announce_all(channel, s).await;
+        }
+        self.on_request(channel, &delivery.data, s).await;
+        // Kept for its acknowledgement only.
+        delivery.data = Vec::new();
+        let count = s.unacked.take().map_or(1, |(_, n)| n + 1);
+        s.unacked = Some((delivery, count));
+        if count >= ACK_EVERY {
+            flush_acks(s).await;
+        }
+        Ok(())
     }
 
-    /// Joins the election: a consumer of the single-active-consumer queue.
-    async fn candidate(&self, channel: &Channel) -> Result<Consumer, lapin::Error> {
-        channel
-            .basic_consume(
-                self.names.keeper_queue.as_str().into(),
-                format!("weibo-relay-keeper-{}", self.process)
-                    .as_str()
-                    .into(),
-                BasicConsumeOptions::default(),
-                FieldTable::default(),
-            )
-            .await
+    /// Each second: ping, the leader's heartbeat and pending announcements, standing down
+    /// when nothing arrives, and whether a relay leads at all.
+    async fn tick(&self, channel: &Channel, leading: &mut Option<Leading>, s: &mut Session) {
+        flush_acks(s).await;
+        self.send(channel, &Request::Ping(self.requests.stamp(Kind::Ping)))
+            .await;
+        if leading.is_some() && s.last_heard.elapsed() >= SILENCE {
+            // Not even our own pings arrive: another consumer may be active now.
+            *leading = None;
+            tracing::warn!(silent = ?s.last_heard.elapsed(), "token keeper heard nothing: standing down");
+        }
+        if leading.is_some() {
+            self.heartbeat(channel).await;
+            if s.announce_pending {
+                self.announce_all(channel, s).await;
+            }
+        }
+        match s.watch.check(leading.is_some(), StdInstant::now()) {
+            Some(Change::Foreign(silent)) => {
+                let queue = &self.names.keeper_queue;
+                self.keeper.set_foreign_leader(Some(queue));
+                tracing::warn!(
+                    %queue,
+                    silent_secs = silent.as_secs(),
+                    "no relay leads: the active consumer of the keeper queue sends no sealed \
+                     leader heartbeat, so it is not a weibo-relay of this deployment (or its \
+                     clock is over 10 s off). No token is refreshed and no call permit issued \
+                     until it goes: find it (weibo-relay check; rabbitmqctl list_consumers), \
+                     close its connection, and grant read on this queue to the relay's user only"
+                );
+            }
+            Some(Change::Cleared) => {
+                self.keeper.set_foreign_leader(None);
+                tracing::info!(queue = %self.names.keeper_queue, "a relay leads the keeper queue again");
+            }
+            None => {}
+        }
     }
 
     async fn start_leading(&self, link: &Link) -> Result<Leading, lapin::Error> {
+        let channel = tokio::time::timeout(wire::SEND_TIMEOUT, link.connection().create_channel())
+            .await
+            .map_err(|_| {
+                lapin::Error::from(std::io::Error::new(
+                    std::io::ErrorKind::TimedOut,
+                    "no channel for the permits within 1 s",
+                ))
+            })??;
         let permits = PermitIssuer::start(
-            link.connection().create_channel().await?,
+            channel,
             self.names.permits_queue.clone(),
             self.permit_rate,
+            self.permit_stamps.clone(),
         );
         Ok(Leading {
             _lead: self.keeper.lead(),
             permits,
         })
     }
+}
 
-    fn on_announcement(&self, body: &[u8]) {
-        let Ok(message) = serde_json::from_slice::<TokenMessage>(body) else {
-            self.keeper.metrics().message_rejected();
-            return;
-        };
-        let Some(plain) = self
-            .keys
-            .get(&message.appid)
-            .and_then(|keys| sealed::open(keys, &message))
-        else {
-            self.keeper.metrics().message_rejected();
-            return;
-        };
-        // Its age by the leader's clock, counted back from now on ours.
-        let age =
-            Duration::from_millis(crate::clock::unix_millis().saturating_sub(plain.obtained_at_ms));
-        let obtained_at = Instant::now().checked_sub(age).unwrap_or_else(Instant::now);
-        let token = Token::new(
-            plain.access_token,
-            plain.issued_at,
-            Duration::from_secs(plain.expires_in),
-            obtained_at,
-        );
-        if self.keeper.adopt(&message.appid, token, message.generation) {
-            tracing::info!(appid = %message.appid, generation = message.generation, "access_token adopted from the token keeper");
-        }
-    }
-
-    async fn on_request(&self, channel: &Channel, body: &[u8]) {
-        match serde_json::from_slice::<Request>(body) {
-            Ok(Request::Ping) => {}
-            Ok(Request::Hello) => self.announce_all(channel).await,
-            Ok(Request::Refresh {
-                appid,
-                generation,
-                mac,
-            }) => {
-                let genuine = self
-                    .keys
-                    .get(&appid)
-                    .is_some_and(|keys| sealed::request_is_genuine(keys, &appid, generation, &mac));
-                if !genuine {
-                    self.keeper.metrics().message_rejected();
-                } else if self.keeper.invalidate_generation(&appid, generation) {
-                    tracing::info!(%appid, generation, "access_token rejected in another process: refreshing");
-                }
-            }
-            Err(_) => self.keeper.metrics().message_rejected(),
-        }
-    }
-
-    async fn announce_all(&self, channel: &Channel) {
-        for appid in self.keys.keys() {
-            self.announce(channel, appid).await;
-        }
-    }
-
-    async fn announce(&self, channel: &Channel, appid: &str) {
-        let (Some((token, generation)), Some(keys)) =
-            (self.keeper.current(appid), self.keys.get(appid))
-        else {
-            return;
-        };
-        let age = Instant::now().saturating_duration_since(token.obtained_at());
-        let plain = TokenPlain {
-            access_token: token.secret().expose_secret().to_owned().into(),
-            issued_at: token.issued_at(),
-            expires_in: token.expires_in().as_secs(),
-            obtained_at_ms: crate::clock::unix_millis().saturating_sub(age.as_millis() as u64),
-        };
-        let message = sealed::seal(keys, appid, generation, &plain);
-        let body = serde_json::to_vec(&message).expect("a sealed token serializes");
-        self.publish(channel, &self.names.tokens_exchange, appid, &body)
-            .await;
-    }
-
-    async fn send(&self, channel: &Channel, request: &Request) {
-        let body = serde_json::to_vec(request).expect("a request serializes");
-        self.publish(channel, "", &self.names.keeper_queue, &body)
-            .await;
-    }
-
-    /// Fire and forget: a lost announcement or request is made good by the next `hello`.
-    /// Nothing here outlives a few seconds: no request piles up while no process consumes.
-    async fn publish(&self, channel: &Channel, exchange: &str, routing_key: &str, body: &[u8]) {
-        let published = channel
-            .basic_publish(
-                exchange.into(),
-                routing_key.into(),
-                BasicPublishOptions::default(),
-                body,
-                BasicProperties::default()
-                    .with_content_type("application/json".into())
-                    .with_expiration(PING_LIFE.into()),
-            )
-            .await;
-        if let Err(error) = published {
-            tracing::warn!(%error, exchange, "token keeper message not sent");
-        }
+/// Acknowledges every delivery so far in one frame.
+async fn flush_acks(s: &mut Session) {
+    if let Some((last, _)) = s.unacked.take() {
+        let acked = last.ack(BasicAckOptions { multiple: true });
+        let _ = tokio::time::timeout(wire::SEND_TIMEOUT, acked).await;
     }
 }
 

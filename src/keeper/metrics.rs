@@ -15,6 +15,7 @@ pub struct TokenMetrics {
     failures: IntCounterVec,
     age: TokenAge,
     keeper_active: IntGauge,
+    foreign_leader: IntGauge,
     rejected_messages: IntCounter,
 }
 
@@ -60,9 +61,16 @@ impl TokenMetrics {
             "1 while this process is the deployment's token keeper, else 0",
         )
         .expect("static metric definition is valid");
+        let foreign_leader = IntGauge::new(
+            "weibo_relay_token_keeper_foreign_leader",
+            "1 while this process stands for keeper, is connected, and has heard no sealed \
+             leader heartbeat for 12 s: the keeper queue's active consumer is not a relay",
+        )
+        .expect("static metric definition is valid");
         let rejected_messages = IntCounter::new(
             "weibo_relay_token_messages_rejected_total",
-            "Token keeper messages from the broker that did not decrypt or authenticate",
+            "Token keeper messages from the broker (announcements, heartbeats, pings, hellos, \
+             refresh requests) that did not decrypt or authenticate, were stale or repeated",
         )
         .expect("static metric definition is valid");
         Self {
@@ -70,6 +78,7 @@ impl TokenMetrics {
             failures,
             age: TokenAge { gauge, slots },
             keeper_active,
+            foreign_leader,
             rejected_messages,
         }
     }
@@ -79,6 +88,7 @@ impl TokenMetrics {
         registry.register(Box::new(self.refreshes.clone()))?;
         registry.register(Box::new(self.failures.clone()))?;
         registry.register(Box::new(self.keeper_active.clone()))?;
+        registry.register(Box::new(self.foreign_leader.clone()))?;
         registry.register(Box::new(self.rejected_messages.clone()))?;
         registry.register(Box::new(self.age.clone()))
     }
@@ -95,6 +105,10 @@ impl TokenMetrics {
 
     pub(super) fn set_leading(&self, leading: bool) {
         self.keeper_active.set(i64::from(leading));
+    }
+
+    pub(super) fn set_foreign_leader(&self, foreign: bool) {
+        self.foreign_leader.set(i64::from(foreign));
     }
 
     /// Counts a broker message that did not decrypt or authenticate.

@@ -8,9 +8,11 @@
 //! of one token, in any number of processes, cause one refresh.
 
 pub mod cluster;
+pub mod leadership;
 mod metrics;
 mod refresh;
 pub mod sealed;
+pub mod stamp;
 
 use std::collections::HashMap;
 use std::fmt;
@@ -137,6 +139,8 @@ struct Inner {
     metrics: TokenMetrics,
     options: KeeperOptions,
     leading: AtomicBool,
+    // The keeper queue, while its active consumer is not a relay (see `leadership`).
+    foreign_leader: std::sync::Mutex<Option<String>>,
     obtained: mpsc::UnboundedSender<String>,
     rejected: mpsc::UnboundedSender<(String, u64)>,
     wanting: Arc<Notify>,
@@ -199,6 +203,7 @@ impl TokenKeeper {
                 metrics: TokenMetrics::new(receivers),
                 options,
                 leading: AtomicBool::new(false),
+                foreign_leader: std::sync::Mutex::new(None),
                 obtained,
                 rejected,
                 wanting: wanting.clone(),

@@ -12,6 +12,7 @@ use chacha20poly1305::{ChaCha20Poly1305, Nonce};
 use secrecy::{ExposeSecret, SecretString};
 use serde::{Deserialize, Serialize};
 
+use super::stamp::Stamp;
 pub use crate::keys::MerchantKeys;
 use crate::keys::Purpose;
 
@@ -47,9 +48,9 @@ pub struct TokenPlain {
 pub enum Request {
     /// Sent by every process each second: whoever receives it is the active consumer of the
     /// keeper queue, and leads.
-    Ping,
+    Ping(Stamp),
     /// Announce every current token (a process joined, or holds no usable token).
-    Hello,
+    Hello(Stamp),
     /// The platform rejected this generation of the merchant's token: replace it, if it is
     /// still the current one.
     Refresh {
@@ -61,6 +62,17 @@ pub enum Request {
         mac: String,
     },
 }
+
+/// What the leader broadcasts on the tokens exchange besides tokens.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+#[serde(tag = "kind", rename_all = "snake_case")]
+pub enum Broadcast {
+    /// Sent by the leader each second: a relay leads (and which process).
+    Leader(Stamp),
+}
+
+/// The routing key of the leader's heartbeat on the tokens exchange (tokens go by appid).
+pub const HEARTBEAT_KEY: &str = "keeper.leader";
 
 fn aad(appid: &str, generation: u64) -> Vec<u8> {
     format!("{appid}\n{generation}").into_bytes()
@@ -223,7 +235,7 @@ mod tests {
         assert!(!request_is_genuine(&keys, "100023", 42, "not hex"));
         let other = MerchantKeys::derive(&merchant("another-secret-0123456789"));
         assert!(!request_is_genuine(&other, "100023", 42, &mac));
-        let wire = serde_json::to_string(&Request::Hello).unwrap();
-        assert_eq!(wire, r#"{"kind":"hello"}"#);
+        // The old, unstamped hello no longer reads as a request.
+        assert!(serde_json::from_str::<Request>(r#"{"kind":"hello"}"#).is_err());
     }
 }

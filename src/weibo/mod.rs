@@ -113,7 +113,7 @@ impl WeiboClient {
             }
             Err(e) => transport(&e),
         };
-        tracing::debug!(?outcome, "platform answered");
+        tracing::debug!(%outcome, "platform answered");
         outcome
     }
 

@@ -69,20 +69,27 @@ pub enum CallOutcome {
     },
 }
 
+/// Longest piece of the platform's message a log line repeats.
+const SHOWN_MSG_CHARS: usize = 200;
+
 impl std::fmt::Display for CallOutcome {
-    /// One line for a log: what happened, and the platform's reason.
+    /// One line for a log: what happened, and the platform's reason, escaped and cut to 200
+    /// characters (the platform's text could hold a newline, an escape sequence, 4 MiB).
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let shown = |text: &str| crate::telemetry::clip(text, SHOWN_MSG_CHARS);
         match self {
             Self::Succeeded { code } => write!(f, "succeeded (code {code})"),
             Self::TokenRejected { code } => write!(f, "access_token rejected (code {code})"),
-            Self::Transient { reason, .. } => write!(f, "transient failure: {reason}"),
+            Self::Transient { reason, .. } => write!(f, "transient failure: {}", shown(reason)),
             Self::Permanent {
                 code: Some(code),
                 msg,
             } => {
-                write!(f, "permanent failure (code {code}): {msg}")
+                write!(f, "permanent failure (code {code}): {}", shown(msg))
             }
-            Self::Permanent { code: None, msg } => write!(f, "permanent failure: {msg}"),
+            Self::Permanent { code: None, msg } => {
+                write!(f, "permanent failure: {}", shown(msg))
+            }
         }
     }
 }

@@ -222,7 +222,7 @@ impl Worker {
         }
         match outcome {
             Ok(outcome) => {
-                tracing::info!(?outcome, "platform answered");
+                tracing::info!(%outcome, "platform answered");
                 next_after(max, command, attempt, outcome)
             }
             Err(error) => {

@@ -16,19 +16,19 @@ use crate::proxy::TcpProxy;
 use crate::rig::finish;
 
 /// A sandbox and the configuration every worker process of one deployment shares.
-struct Deployment {
-    stage: Stage,
-    sandbox: Arc<SandboxHandle>,
-    settings: Settings,
-    workers: Vec<Option<RelayProcess>>,
-    connection: Connection,
-    channel: Channel,
-    outcomes: String,
-    http: reqwest::Client,
+pub(crate) struct Deployment {
+    pub(crate) stage: Stage,
+    pub(crate) sandbox: Arc<SandboxHandle>,
+    pub(crate) settings: Settings,
+    pub(crate) workers: Vec<Option<RelayProcess>>,
+    pub(crate) connection: Connection,
+    pub(crate) channel: Channel,
+    pub(crate) outcomes: String,
+    pub(crate) http: reqwest::Client,
 }
 
 impl Deployment {
-    async fn start(token_ttl: Duration, rate_limit_per_sec: u32) -> Self {
+    pub(crate) async fn start(token_ttl: Duration, rate_limit_per_sec: u32) -> Self {
         let stage = start_stage(
             test_settings(AMQP_URL),
             StageOptions {
@@ -80,7 +80,7 @@ impl Deployment {
     }
 
     /// Starts a worker process (through `amqp_url` when given); returns its index.
-    async fn spawn(&mut self, amqp_url: Option<&str>) -> usize {
+    pub(crate) async fn spawn(&mut self, amqp_url: Option<&str>) -> usize {
         let worker = self.stage.spawn_with(BIN, "worker", "info", |settings| {
             if let Some(url) = amqp_url {
                 settings.amqp.url = url.to_owned().into();
@@ -105,16 +105,16 @@ impl Deployment {
         i
     }
 
-    async fn wait_ready(&self, i: usize) {
+    pub(crate) async fn wait_ready(&self, i: usize) {
         self.worker(i).wait_ready().await;
     }
 
-    fn worker(&self, i: usize) -> &RelayProcess {
+    pub(crate) fn worker(&self, i: usize) -> &RelayProcess {
         self.workers[i].as_ref().expect("a running worker")
     }
 
     /// One sample of a worker's metric, 0 when absent.
-    async fn metric(&self, i: usize, name: &str) -> f64 {
+    pub(crate) async fn metric(&self, i: usize, name: &str) -> f64 {
         let body = self
             .http
             .get(format!("http://{}/metrics", self.worker(i).address))
@@ -131,7 +131,7 @@ impl Deployment {
     }
 
     /// The indexes of running workers that say they keep the token.
-    async fn keepers(&self) -> Vec<usize> {
+    pub(crate) async fn keepers(&self) -> Vec<usize> {
         let mut out = Vec::new();
         for (i, w) in self.workers.iter().enumerate() {
             if w.is_some() && self.metric(i, "weibo_relay_token_keeper_active").await == 1.0 {
@@ -141,7 +141,7 @@ impl Deployment {
         out
     }
 
-    async fn the_keeper(&self, within: Duration) -> usize {
+    pub(crate) async fn the_keeper(&self, within: Duration) -> usize {
         let deadline = Instant::now() + within;
         loop {
             let keepers = self.keepers().await;
@@ -154,13 +154,13 @@ impl Deployment {
         }
     }
 
-    async fn kill(&mut self, i: usize) {
+    pub(crate) async fn kill(&mut self, i: usize) {
         let worker = self.workers[i].take().unwrap();
         let (status, _) = worker.signal("KILL").await;
         assert!(!status.success());
     }
 
-    async fn counters(&self) -> Value {
+    pub(crate) async fn counters(&self) -> Value {
         self.http
             .get(format!("{}/admin/counters", self.sandbox.base_url()))
             .send()
@@ -171,13 +171,13 @@ impl Deployment {
             .unwrap()
     }
 
-    async fn tokens_issued(&self) -> u64 {
+    pub(crate) async fn tokens_issued(&self) -> u64 {
         self.counters().await["tokens_issued"][APPID]
             .as_u64()
             .unwrap_or(0)
     }
 
-    async fn send_finishes(&self, ids: &[String]) {
+    pub(crate) async fn send_finishes(&self, ids: &[String]) {
         for id in ids {
             self.channel
                 .basic_publish(
@@ -195,7 +195,7 @@ impl Deployment {
     /// Takes exactly `n` outcomes, waiting up to `within`; returns (succeeded, failed). One
     /// message at a time (`basic_get`): a consumer would be handed more than `n`, and those
     /// beyond would be lost with its channel.
-    async fn outcomes(&self, n: usize, within: Duration) -> (usize, usize) {
+    pub(crate) async fn outcomes(&self, n: usize, within: Duration) -> (usize, usize) {
         let (mut ok, mut failed) = (0, 0);
         let deadline = Instant::now() + within;
         while ok + failed < n {
@@ -225,7 +225,7 @@ impl Deployment {
     }
 
     /// Platform finish calls refused for a superseded or expired token, and all of them.
-    async fn token_refusals(&self) -> (u64, u64) {
+    pub(crate) async fn token_refusals(&self) -> (u64, u64) {
         let calls = &self.counters().await["calls"]["retailerFinishSub"];
         let count = |code: &str| calls[code].as_u64().unwrap_or(0);
         let all = calls
@@ -399,17 +399,25 @@ async fn a_keeper_cut_off_from_the_broker_stops_keeping_at_once_and_another_take
 /// A partition rather than a clean cut: the keeper's connection stays open but nothing
 /// passes. The keeper stands down once its pings stop coming back; the broker gives the lead
 /// to the other process once it misses the keeper's heartbeats; the partitioned one never
-/// asks for a token again.
+/// asks for a token again. (A refresh that falls due before it stands down, 3 to 4 s after
+/// the cut, is the window README describes: the cut comes right after a refresh, so none is.)
 #[tokio::test]
 async fn a_keeper_behind_a_partition_stands_down_and_another_takes_over_within_15_s() {
-    // A 6 s token, refreshed every 4.5 s.
-    let mut d = Deployment::start(Duration::from_secs(6), 1000).await;
+    // An 8 s token, refreshed every 6 s.
+    let mut d = Deployment::start(Duration::from_secs(8), 1000).await;
     let proxy = TcpProxy::start("127.0.0.1:5672".parse().unwrap()).await;
     let held = d.spawn(Some(&proxy.amqp_url())).await;
     d.wait_ready(held).await;
     assert_eq!(d.the_keeper(Duration::from_secs(5)).await, held);
     let other = d.spawn(None).await;
     d.wait_ready(other).await;
+    let refreshed = d.metric(held, "weibo_relay_token_refreshes_total").await;
+    eventually(
+        Duration::from_secs(10),
+        "a refresh by the keeper",
+        || async { d.metric(held, "weibo_relay_token_refreshes_total").await > refreshed },
+    )
+    .await;
 
     proxy.black_hole();
     let partitioned = Instant::now();
@@ -515,7 +523,7 @@ async fn a_token_never_crosses_the_broker_in_clear() {
     // And everything any process of this deployment publishes anywhere, through RabbitMQ's
     // firehose: the events exchange (outcomes), the tokens exchange, and the default exchange
     // (keeper requests, permits, delay and dead queues).
-    let _firehose = Firehose::on();
+    let firehose = Firehose::on();
     let all = format!("{}.firehose", d.settings.amqp.fulfilment_queue);
     d.channel
         .queue_declare(all.as_str().into(), exclusive, FieldTable::default())
@@ -593,6 +601,10 @@ async fn a_token_never_crosses_the_broker_in_clear() {
         let Some(message) = got else { break };
         let body = String::from_utf8_lossy(&message.delivery.data).into_owned();
         assert!(!contains_token(&body), "a token in clear: {body}");
+        if message.delivery.routing_key.as_str() == "keeper.leader" {
+            // The leader's heartbeat: a stamp, no token.
+            continue;
+        }
         let sealed: TokenMessage = serde_json::from_str(&body).unwrap();
         let merchant = d.settings.merchants.get(&sealed.appid).unwrap();
         let plain =
@@ -611,7 +623,10 @@ async fn a_token_never_crosses_the_broker_in_clear() {
         "{generations:?}"
     );
 
-    // Every message this deployment published, body and headers: no token in clear.
+    // Every message this deployment published, body and headers: no token in clear. The
+    // trace stops first: on a shared broker, with permits issued all the while, the copies
+    // could otherwise come faster than they are read here.
+    drop(firehose);
     let prefix = d
         .settings
         .amqp

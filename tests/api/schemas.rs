@@ -420,10 +420,10 @@ async fn a_command_waiting_in_a_delay_queue_is_what_the_schemas_describe() {
 // HTTP answers
 
 /// `docs/openapi.yaml` with `./schemas/*.json` references read from their files.
-struct OpenApi(Value);
+pub(crate) struct OpenApi(Value);
 
 impl OpenApi {
-    fn load() -> Self {
+    pub(crate) fn load() -> Self {
         let path = docs().join("openapi.yaml");
         let text = std::fs::read_to_string(&path).unwrap();
         Self(serde_yaml_ng::from_str(&text).unwrap())
@@ -489,7 +489,7 @@ impl OpenApi {
 
 /// Checks one answer against answer.json and against what openapi.yaml lists for
 /// `method path` at its status (or, with `component`, that component schema).
-fn assert_answer(
+pub(crate) fn assert_answer(
     api: &OpenApi,
     method: &str,
     path: &str,

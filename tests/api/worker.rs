@@ -220,7 +220,10 @@ async fn a_command_that_never_succeeds_is_dead_lettered_after_max_attempts_and_c
 
     rig.faults(json!({})).await;
     assert_eq!(
-        weibo_relay::worker::dlq::redrive(amqp, 10).await.unwrap(),
+        weibo_relay::worker::dlq::redrive(amqp, 10)
+            .await
+            .unwrap()
+            .moved,
         1
     );
     let ok = rig.outcomes(1).await;

@@ -196,3 +196,33 @@ fn unreadable_and_odd_answers() {
         })
     );
 }
+
+#[test]
+fn an_outcome_reads_as_one_line_with_the_platforms_text_escaped_and_cut() {
+    let permanent = CallOutcome::Permanent {
+        code: Some(70101),
+        msg: "no such sub order".into(),
+    };
+    assert_eq!(
+        permanent.to_string(),
+        "permanent failure (code 70101): no such sub order"
+    );
+    let hostile = CallOutcome::Transient {
+        code: Some(10023),
+        reason: format!(
+            "code 10023: busy\n2026-01-01 INFO forged\u{1b}[31m{}",
+            "x".repeat(500)
+        ),
+    };
+    let line = hostile.to_string();
+    assert!(
+        line.starts_with("transient failure: code 10023: busy\\n2026-01-01 INFO forged\\u{1b}[31m"),
+        "{line}"
+    );
+    assert!(!line.contains('\n') && !line.contains('\u{1b}'), "{line}");
+    assert!(line.ends_with('…') && line.chars().count() < 260, "{line}");
+    assert_eq!(
+        CallOutcome::Succeeded { code: 70102 }.to_string(),
+        "succeeded (code 70102)"
+    );
+}
