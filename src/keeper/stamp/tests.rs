@@ -5,7 +5,7 @@ fn keyring(list: &[(&str, &str)]) -> Keyring {
         .iter()
         .map(|(appid, secret)| {
             format!(
-                "[[merchants]]\nappid = \"{appid}\"\nsign_key = \"sign-key-0123456789\"\nclient_id = \"c\"\nclient_secret = \"{secret}\"\nuid = \"u\"\n"
+                "[[merchants]]\nappid = \"{appid}\"\nsign_key = \"sign-key-0123456789\"\nclient_id = \"772915\"\nclient_secret = \"{secret}\"\nuid = \"1404376560\"\n"
             )
         })
         .collect();
