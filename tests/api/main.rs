@@ -6,6 +6,7 @@ mod cli;
 mod cluster;
 mod demo;
 mod deploy;
+mod event_log;
 mod examples;
 mod faults;
 mod fixtures;

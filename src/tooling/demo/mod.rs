@@ -5,6 +5,7 @@
 mod consumer;
 mod report;
 
+use crate::clock::Later;
 use std::collections::HashMap;
 use std::io::IsTerminal;
 use std::sync::atomic::Ordering;
@@ -122,7 +123,7 @@ async fn drive(
     let created: HashMap<String, Instant> = ids.iter().map(|id| (id.clone(), started)).collect();
     let mut finals: HashMap<String, (u16, Duration)> = HashMap::new();
     let progress = report::Progress::new(options.orders, options.progress_bar);
-    let deadline = started + options.timeout;
+    let deadline = started.later(options.timeout);
 
     while finals.len() < created.len() && Instant::now() < deadline {
         let change = tokio::select! {
@@ -154,7 +155,7 @@ async fn drive(
     let settle_until = if options.interrupt.is_cancelled() {
         Instant::now()
     } else {
-        Instant::now() + Duration::from_secs(5)
+        Instant::now().later(Duration::from_secs(5))
     };
     // Each order is pushed twice: paid, then finished or closed.
     let expected = 2 * options.orders as u64;

@@ -36,7 +36,10 @@ impl PushSchedule {
         Self {
             delays: [60u64, 300, 900]
                 .iter()
-                .map(|s| Duration::from_secs(*s).mul_f64(scale))
+                // A scale too large for a Duration: the platform never redelivers in practice.
+                .map(|s| {
+                    crate::clock::scaled(Duration::from_secs(*s), scale).unwrap_or(Duration::MAX)
+                })
                 .collect(),
         }
     }
