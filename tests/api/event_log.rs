@@ -100,12 +100,22 @@ impl Entry {
 /// Appends `entry` to `app`'s event log, confirmed: through the events exchange with
 /// `routing_key` (so the events queue gets it too), or straight into the log.
 pub async fn append(app: &TestApp, routing_key: Option<&str>, entry: &Entry) {
-    let log = weibo_relay::amqp::topology::event_log(&app.settings.amqp.events_queue);
+    append_to(app.connection(), &app.settings, routing_key, entry).await;
+}
+
+/// [`append`] to the log of the stage `settings` name, on `connection`.
+pub async fn append_to(
+    connection: &lapin::Connection,
+    settings: &Settings,
+    routing_key: Option<&str>,
+    entry: &Entry,
+) {
+    let log = weibo_relay::amqp::topology::event_log(&settings.amqp.events_queue);
     let (exchange, key) = match routing_key {
-        Some(key) => (app.settings.amqp.events_exchange.as_str(), key),
+        Some(key) => (settings.amqp.events_exchange.as_str(), key),
         None => ("", log.as_str()),
     };
-    let channel = weibo_relay::amqp::confirm_channel(app.connection())
+    let channel = weibo_relay::amqp::confirm_channel(connection)
         .await
         .unwrap();
     let confirm = channel
