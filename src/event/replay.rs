@@ -66,7 +66,7 @@ pub enum ReplayError {
     #[error("queue {0:?} does not exist: declare it (and bind nothing: replay binds it to an exchange of its own for the time of the replay), then replay again")]
     NoSuchQueue(String),
     /// The temporary exchange could not be declared or bound to the queue.
-    #[error("cannot route replayed events to {queue:?} through {exchange:?} (this user needs configure and write on the exchange and write on the queue): {source}")]
+    #[error("cannot route replayed events to {queue:?} through {exchange:?} (this user needs configure, write and read on the exchange, and write on the queue): {source}")]
     Route {
         /// The queue.
         queue: String,

@@ -13,6 +13,7 @@ mod fixtures;
 mod gateway;
 mod helpers;
 mod keeper;
+mod log_entry;
 mod monitoring;
 mod ops;
 mod process;

@@ -678,7 +678,7 @@ async fn a_long_replay_says_how_far_it_got_and_keeps_its_memory_bounded() {
     for i in 0..EVENTS {
         let body = json!({"event_id": format!("e{i}"), "appid": APPID, "sub_order_id": i.to_string(), "pad": pad});
         // As the relay writes them: sealed, or a replay would skip them.
-        let entry = crate::event_log::Entry::sealed(&app.settings, &format!("e{i}"), now)
+        let entry = crate::log_entry::Entry::sealed(&app.settings, &format!("e{i}"), now)
             .body(body.to_string().into_bytes());
         confirms.push(
             channel
