@@ -73,6 +73,10 @@ pub enum SweepError {
     /// The process is stopping.
     #[error("stopping")]
     Stopping,
+    /// No keys to seal an event of this merchant with (merchants and keys both come from
+    /// the settings, so never expected).
+    #[error("no keys for appid {0}")]
+    NoKeys(String),
 }
 
 /// How a sweep of one merchant ended when it did not fail.
@@ -129,7 +133,13 @@ impl Sweeper {
     /// Sweeps every `interval_secs` while this process leads, until `stop`. Run it under
     /// [`crate::supervise`], which restarts it should it ever panic.
     pub async fn run(self, stop: CancellationToken) {
-        let mut tick = tokio::time::interval(self.settings.interval());
+        // tokio's interval panics on a zero period, and on the first tick past what its
+        // clock can add: a setting out of range costs sweeps, never the task.
+        let period = self
+            .settings
+            .interval()
+            .clamp(Duration::from_secs(1), Duration::from_secs(365 * 24 * 3600));
+        let mut tick = tokio::time::interval(period);
         tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         loop {
             tokio::select! {
@@ -345,7 +355,10 @@ impl Sweeper {
         now: SystemTime,
     ) -> Result<(), SweepError> {
         // The keys of every merchant swept are in the ring: both come from the settings.
-        let keys = self.keys.merchant(appid).ok_or(SweepError::NotLeading)?;
+        let keys = self
+            .keys
+            .merchant(appid)
+            .ok_or_else(|| SweepError::NoKeys(appid.to_owned()))?;
         let no_params = BTreeMap::new();
         let event = Event {
             id: EventId::reconciled(appid, &listed.sub_order_id, &listed.state_code),
