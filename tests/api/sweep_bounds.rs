@@ -155,6 +155,42 @@ async fn a_platform_repeating_one_page_is_asked_for_two_pages_a_sweep() {
     stage.stop().await;
 }
 
+/// More missing states than one sweep may publish: 10,000 a merchant the first sweep (it is
+/// counted as cut short), the other 100 the next, each state once.
+#[tokio::test]
+async fn a_sweep_publishes_at_most_ten_thousand_events_and_the_next_goes_on() {
+    let (stage, relay) = sweeping(BIN).await;
+    faults(
+        &stage,
+        json!({"list_junk": {"rows": 100, "total": 10_100, "id": "5", "state_code": 201}}),
+    )
+    .await;
+    let limited = "weibo_relay_reconcile_sweeps_truncated_total{reason=\"event_limit\"}";
+    eventually(
+        Duration::from_secs(120),
+        "every state reconciled",
+        || async { metric(&relay, "weibo_relay_reconciled_events_total").await >= 20_200.0 },
+    )
+    .await;
+    let sweeps = metric(&relay, SUCCEEDED).await;
+    eventually(Duration::from_secs(60), "two more sweeps", || async {
+        metric(&relay, SUCCEEDED).await >= sweeps + 4.0
+    })
+    .await;
+    assert_eq!(
+        metric(&relay, limited).await,
+        2.0,
+        "one cut-short sweep per merchant"
+    );
+    assert_eq!(
+        metric(&relay, "weibo_relay_reconciled_events_total").await,
+        20_200.0
+    );
+    assert_eq!(depth(&stage).await, 20_200);
+    relay.signal("TERM").await;
+    stage.stop().await;
+}
+
 /// The two floods, against the keeper's memory: a platform listing 1 MB sub order
 /// ids (before: 24 MB to 240 MB, and 2 MB events published), and 40 entries of 4 MB of
 /// junk in the log (before: 222 MB). `RELAY_UNDER_TEST` runs it against another build.
