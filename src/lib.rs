@@ -5,6 +5,10 @@
 //! simulated platform, the demo, the load generators and the harness they share with the
 //! tests) is behind the default `tooling` feature; the image builds without it.
 
+// Operators on times and durations panic on overflow; with clippy.toml this leaves plain
+// integer arithmetic alone and catches those (see `clock`).
+#![warn(clippy::arithmetic_side_effects)]
+
 pub mod amqp;
 pub mod check;
 pub mod cli;
@@ -20,6 +24,7 @@ pub mod push;
 pub mod reconcile;
 pub mod signature;
 pub mod startup;
+pub mod supervise;
 pub mod telemetry;
 #[cfg(feature = "tooling")]
 pub mod tooling;

@@ -43,6 +43,9 @@ const PERMIT_WINDOW: Window = Window {
 const REMEMBERED: usize = 100_000;
 /// How often the issuer tops the queue up.
 const ISSUE_EVERY: Duration = Duration::from_millis(100);
+/// A permit publish (or the channel's close) that takes longer than this is given up: the
+/// broker is not taking them, and a missing permit only slows calls down.
+const SEND_TIMEOUT: Duration = Duration::from_secs(1);
 /// Permits a worker holds ahead (unacknowledged), so a call rarely waits for a round trip.
 const HELD_AHEAD: u16 = 2;
 
@@ -149,7 +152,7 @@ impl PermitIssuer {
                         BasicProperties::default().with_expiration(expiration.as_str().into()),
                     );
                     // Bounded, so that stopping never waits on a link that died.
-                    match tokio::time::timeout(ISSUE_EVERY * 10, sent).await {
+                    match tokio::time::timeout(SEND_TIMEOUT, sent).await {
                         Ok(Ok(_)) => {}
                         Ok(Err(error)) => {
                             tracing::warn!(%error, "permits not issued");
@@ -163,7 +166,7 @@ impl PermitIssuer {
                 }
             }
             let closing = channel.close(200, "no longer the keeper".into());
-            let _ = tokio::time::timeout(ISSUE_EVERY * 10, closing).await;
+            let _ = tokio::time::timeout(SEND_TIMEOUT, closing).await;
         });
         Self {
             stop: stop.drop_guard(),

@@ -19,6 +19,7 @@ use crate::metrics::Metrics;
 use crate::permits::{PermitMetrics, Permits};
 use crate::push::PushRelay;
 use crate::reconcile::{ReconcileMetrics, Sweeper};
+use crate::supervise::{supervise, Task, TaskMetrics};
 use crate::telemetry::LogLimit;
 use crate::weibo::WeiboClient;
 use crate::worker::{worker_topology, RetryPolicy, Worker, WorkerMetrics};
@@ -99,6 +100,7 @@ impl Application {
         }
         let broker = Broker::start(&settings.amqp, topology);
         let metrics = Arc::new(Metrics::new(roles.as_str()));
+        let task_metrics = TaskMetrics::register(metrics.registry())?;
         let shutdown = CancellationToken::new();
 
         let (worker, keeper, tasks) = if roles.runs_worker() {
@@ -128,7 +130,8 @@ impl Application {
                 Keyring::derive(&settings.merchants),
                 PermitMetrics::register(metrics.registry())?,
             );
-            // Reconciliation runs in every worker process and sweeps only while it leads.
+            // Reconciliation runs in every worker process and sweeps only while it leads;
+            // should it ever panic, it is restarted rather than silently gone.
             let sweeper = Sweeper::new(
                 &settings,
                 broker.clone(),
@@ -136,8 +139,11 @@ impl Application {
                 client.clone(),
                 permits.clone(),
                 ReconcileMetrics::register(metrics.registry())?,
-            )
-            .spawn(shutdown.child_token());
+            );
+            let stop = shutdown.child_token();
+            let sweeper = supervise(Task::Sweeper, task_metrics, stop.clone(), move || {
+                sweeper.clone().run(stop.clone())
+            });
             let worker_metrics = WorkerMetrics::register(metrics.registry())?;
             let worker = Worker::new(
                 &settings,
@@ -176,6 +182,7 @@ impl Application {
                     settings.amqp.events_exchange.clone(),
                     settings.push.dedup_capacity,
                     metrics.clone(),
+                    crate::keys::Keyring::derive(&settings.merchants),
                 ),
                 metrics: metrics.clone(),
                 max_body_bytes: settings.http.max_body_bytes,

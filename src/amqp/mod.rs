@@ -179,7 +179,7 @@ impl Supervisor {
                 _ = tokio::time::sleep(delay) => {}
                 _ = self.stop.cancelled() => return,
             }
-            delay = (delay * 2).min(self.max_delay);
+            delay = delay.saturating_mul(2).min(self.max_delay);
         }
     }
 
@@ -220,7 +220,7 @@ impl Supervisor {
         let mut events = std::pin::pin!(link.connection.events_listener());
         let mut tick = tokio::time::interval(HEALTH_TICK);
         let mut redeclare = tokio::time::interval_at(
-            tokio::time::Instant::now() + REDECLARE_EVERY,
+            crate::clock::Later::later(tokio::time::Instant::now(), REDECLARE_EVERY),
             REDECLARE_EVERY,
         );
         loop {

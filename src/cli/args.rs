@@ -47,7 +47,11 @@ pub enum EventsAction {
         /// Only this sub order's events.
         #[arg(long)]
         sub_order_id: Option<String>,
-        /// The queue to publish them to, through the default exchange.
+        /// Only events whose routing key matches, as a topic binding would (`*` one word,
+        /// `#` zero or more), e.g. `order.sub_order.201` or `order.*.30*`.
+        #[arg(long, value_name = "PATTERN")]
+        routing_key: Option<crate::event::topic::TopicPattern>,
+        /// The queue to publish them to (it must exist), each with its own routing key.
         #[arg(long, value_name = "QUEUE")]
         to_queue: String,
     },

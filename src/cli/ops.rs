@@ -87,50 +87,81 @@ pub(super) fn dlq(config: Option<PathBuf>, action: DlqAction) -> anyhow::Result<
 }
 
 pub(super) fn events(config: Option<PathBuf>, action: EventsAction) -> anyhow::Result<()> {
-    use crate::event::replay::{replay, tail, ReplayOptions};
+    use crate::event::replay::{replay, ReplayOptions};
     let settings = load(config)?;
     let runtime = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()?;
+    let stop = tokio_util::sync::CancellationToken::new();
     runtime.block_on(async move {
+        let on_signal = stop.clone();
+        let signal = stop_signal();
+        tokio::spawn(async move {
+            signal.await;
+            on_signal.cancel();
+        });
         match action {
             EventsAction::Replay {
                 since,
                 until,
                 appid,
                 sub_order_id,
+                routing_key,
                 to_queue,
             } => {
                 let now = std::time::SystemTime::now();
+                let ago = |flag: &str, d: std::time::Duration| {
+                    now.checked_sub(d).ok_or_else(|| {
+                        anyhow::anyhow!(
+                            "--{flag} {} reaches back before any time this machine can name: give a shorter duration",
+                            humantime::format_duration(d)
+                        )
+                    })
+                };
                 let options = ReplayOptions {
-                    since: now - since,
-                    until: now - until.unwrap_or_default(),
+                    since: ago("since", since)?,
+                    until: ago("until", until.unwrap_or_default())?,
                     appid,
                     sub_order_id,
+                    routing_key,
                     to_queue,
                 };
-                let report = replay(&settings, &options, |so_far| {
+                let progress = |so_far: crate::event::replay::ReplayReport| {
                     eprintln!(
                         "replay: {} published, {} read so far",
                         so_far.published, so_far.read
                     );
-                })
-                .await?;
+                };
+                let report = replay(&settings, &options, progress, &stop).await?;
+                let skipped = report.skipped.total();
+                let skipped = if skipped > 0 {
+                    format!("; {skipped} entries skipped: not sealed by this deployment")
+                } else {
+                    String::new()
+                };
                 println!(
-                    "{} event(s) replayed to {} ({} read from the log)",
+                    "{} event(s) replayed to {} ({} read from the log{skipped})",
                     report.published, options.to_queue, report.read
                 );
+                anyhow::ensure!(!report.interrupted, "replay interrupted");
             }
             EventsAction::Tail { appid } => {
-                let stop = tokio_util::sync::CancellationToken::new();
-                let on_signal = stop.clone();
-                let signal = stop_signal();
-                tokio::spawn(async move {
-                    signal.await;
-                    on_signal.cancel();
-                });
                 let mut out = std::io::stdout().lock();
-                tail(&settings, appid.as_deref(), &mut out, stop).await?;
+                let mut notices = std::io::stderr();
+                let report = crate::event::tail::tail(
+                    &settings,
+                    appid.as_deref(),
+                    &mut out,
+                    &mut notices,
+                    stop,
+                )
+                .await?;
+                if report.skipped > 0 {
+                    eprintln!(
+                        "tail: {} event(s) shown; {} entries skipped: not sealed by this deployment",
+                        report.shown, report.skipped
+                    );
+                }
             }
         }
         Ok(())

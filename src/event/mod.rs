@@ -5,6 +5,9 @@
 mod id;
 pub mod log;
 pub mod replay;
+pub mod seal;
+pub mod tail;
+pub mod topic;
 
 use std::collections::BTreeMap;
 use std::fmt;
@@ -17,6 +20,7 @@ use serde_json::Value;
 
 pub use id::EventId;
 
+use crate::keys::MerchantKeys;
 use crate::trace::TraceContext;
 
 /// Header naming where an event came from.
@@ -121,19 +125,7 @@ impl Event<'_> {
     /// `order.<kind>.<state_code>`; a state code that is not an integer or a plain token
     /// becomes `none`, so a value from the platform can never add routing-key words.
     pub fn routing_key(&self) -> String {
-        let state = match self.state_code {
-            // Integers only: 201.5 or 1e2 would print with a dot, another routing-key word.
-            Value::Number(n) if n.is_i64() || n.is_u64() => n.to_string(),
-            Value::String(s)
-                if !s.is_empty()
-                    && s.len() <= 32
-                    && s.bytes()
-                        .all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-') =>
-            {
-                s.clone()
-            }
-            _ => "none".to_owned(),
-        };
+        let state = state_word(self.state_code).unwrap_or_else(|| "none".to_owned());
         format!("order.{}.{state}", self.kind)
     }
 
@@ -147,17 +139,28 @@ impl Event<'_> {
             sub_order_id: self.sub_order_id.as_deref(),
             state_code: self.state_code,
             timestamp: self.timestamp,
-            received_at: humantime::format_rfc3339_seconds(received_at).to_string(),
+            // Now, always writable; the epoch rather than a panic should the clock be broken.
+            received_at: crate::clock::rfc3339(received_at)
+                .unwrap_or_else(|| "1970-01-01T00:00:00Z".to_owned()),
             params: self.params,
             data: self.data,
         };
         serde_json::to_vec(&envelope).expect("an envelope of strings and JSON values serializes")
     }
 
-    /// The AMQP properties: persistent, JSON, `message_id` the event id, `type` the kind,
-    /// `timestamp` when it was received, headers naming the merchant and the source, and the
-    /// W3C trace context naming the relay's hop as the parent.
-    pub fn properties(&self, received_at: SystemTime, trace: &TraceContext) -> BasicProperties {
+    /// Everything published for this event: routing key, envelope and properties, sealed
+    /// under `keys` (the event appid's) over exactly what goes out (see [`seal`]).
+    pub fn publication(
+        &self,
+        received_at: SystemTime,
+        trace: &TraceContext,
+        keys: &MerchantKeys,
+    ) -> Publication {
+        let routing_key = self.routing_key();
+        let body = self.envelope(received_at);
+        let message_id = self.id.to_string();
+        let timestamp = crate::clock::secs_of(received_at);
+        let source = self.source.as_str();
         let mut headers = FieldTable::default();
         trace.write(&mut headers);
         headers.insert(
@@ -166,15 +169,80 @@ impl Event<'_> {
         );
         headers.insert(
             SOURCE_HEADER.into(),
-            AMQPValue::LongString(LongString::from(self.source.as_str())),
+            AMQPValue::LongString(LongString::from(source)),
         );
-        let seconds = crate::clock::secs_of(received_at);
-        BasicProperties::default()
+        seal::Sealed {
+            message_id: &message_id,
+            routing_key: &routing_key,
+            timestamp,
+            appid: self.appid,
+            source,
+            body: &body,
+        }
+        .write(keys, &mut headers);
+        let properties = BasicProperties::default()
             .with_delivery_mode(2)
             .with_content_type("application/json".into())
-            .with_message_id(self.id.to_string().as_str().into())
+            .with_message_id(message_id.into())
             .with_type(self.kind.to_string().as_str().into())
-            .with_timestamp(seconds)
-            .with_headers(headers)
+            .with_timestamp(timestamp)
+            .with_headers(headers);
+        Publication {
+            routing_key,
+            body,
+            properties,
+        }
+    }
+}
+
+/// An event ready to publish: persistent, JSON, `message_id` the event id, `type` the kind,
+/// `timestamp` when it was received, headers naming the merchant and the source, the W3C
+/// trace context naming the relay's hop as the parent, and the seal.
+#[derive(Debug, Clone)]
+pub struct Publication {
+    /// `order.<kind>.<state_code>`.
+    pub routing_key: String,
+    /// The envelope.
+    pub body: Vec<u8>,
+    /// The AMQP properties and headers.
+    pub properties: BasicProperties,
+}
+
+impl Publication {
+    /// The message for `exchange`.
+    pub fn outgoing<'a>(&'a self, exchange: &'a str) -> crate::amqp::Outgoing<'a> {
+        crate::amqp::Outgoing {
+            exchange,
+            routing_key: &self.routing_key,
+            body: &self.body,
+            properties: self.properties.clone(),
+        }
+    }
+}
+
+/// The largest envelope a push body of `max_body_bytes` can become, with room to spare:
+/// JSON escaping makes at most six bytes of one (a raw control character in a form value),
+/// and numbers re-written from `data` at most four (`1E15` as `1000000000000000.0`).
+/// A reader of the log skips anything larger unread.
+pub fn max_envelope_bytes(max_body_bytes: usize) -> usize {
+    max_body_bytes.saturating_mul(16).saturating_add(64 * 1024)
+}
+
+/// A state code as one routing-key word: an integer, or a plain token of at most 32
+/// letters, digits, `_` and `-`; `None` for anything else (null, 201.5, text with dots,
+/// spaces or control characters).
+pub fn state_word(state_code: &Value) -> Option<String> {
+    match state_code {
+        // Integers only: 201.5 or 1e2 would print with a dot, another routing-key word.
+        Value::Number(n) if n.is_i64() || n.is_u64() => Some(n.to_string()),
+        Value::String(s)
+            if !s.is_empty()
+                && s.len() <= 32
+                && s.bytes()
+                    .all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-') =>
+        {
+            Some(s.clone())
+        }
+        _ => None,
     }
 }

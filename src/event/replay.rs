@@ -1,16 +1,24 @@
-//! `weibo-relay events replay` and `events tail`: the event log re-fed to a queue, or shown.
+//! `weibo-relay events replay`: the event log re-fed to a queue, each event with its own
+//! routing key, properties and headers.
+//!
+//! A queue keeps no routing key of its own, so the events go through a temporary topic
+//! exchange of the relay's (`<events_exchange>.replay.<id>`, named from the configured names
+//! like everything the relay declares), bound to the target queue with `#`, and published
+//! there with the routing key each was logged with. The exchange is deleted at the end,
+//! also when the replay fails or is interrupted.
 
-use std::io::Write;
 use std::time::{Duration, Instant, SystemTime};
 
-use lapin::message::Delivery;
+use lapin::options::{ExchangeDeclareOptions, ExchangeDeleteOptions, QueueBindOptions};
 use lapin::types::{AMQPValue, FieldTable};
-use lapin::BasicProperties;
+use lapin::{BasicProperties, Connection, ExchangeKind};
+use tokio_util::sync::CancellationToken;
 
-use super::log::{received_at, LogError, LogReader, Offset};
-use super::{APPID_HEADER, SOURCE_HEADER};
+use super::log::{Accept, LogEntry, LogError, LogReader, Skipped};
+use super::topic::TopicPattern;
 use crate::amqp::{topology::event_log, Broker, Outgoing, Topology};
 use crate::config::Settings;
+use crate::keys::Keyring;
 
 /// How often a long replay says how far it got.
 const PROGRESS_EVERY: Duration = Duration::from_secs(2);
@@ -26,28 +34,47 @@ pub struct ReplayOptions {
     pub appid: Option<String>,
     /// Only this sub order's.
     pub sub_order_id: Option<String>,
-    /// The queue to publish them to (through the default exchange; it must exist).
+    /// Only events whose routing key matches, as a topic binding would.
+    pub routing_key: Option<TopicPattern>,
+    /// The queue to publish them to (it must exist).
     pub to_queue: String,
 }
 
 /// What a replay did.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct ReplayReport {
-    /// Events read from the log.
+    /// Events of this deployment read from the log.
     pub read: u64,
     /// Events published to the queue (and confirmed).
     pub published: u64,
+    /// Entries of the log the relay did not seal: skipped, never published.
+    pub skipped: Skipped,
+    /// Stopped early by the caller.
+    pub interrupted: bool,
 }
 
-/// Why a replay stopped.
+/// Why a replay or a tail stopped.
 #[derive(Debug, thiserror::Error)]
 pub enum ReplayError {
     /// No broker: which node was tried and why it failed.
     #[error("{0}")]
     Broker(String),
+    /// No merchant configured: no entry of the log could be told genuine.
+    #[error("no [[merchants]] in the configuration: the event log's entries are sealed with the merchants' keys, so none could be read")]
+    NoMerchants,
     /// The target queue is not there.
-    #[error("queue {0:?} does not exist: declare it (and bind nothing: replay publishes to it directly), then replay again")]
+    #[error("queue {0:?} does not exist: declare it (and bind nothing: replay binds it to an exchange of its own for the time of the replay), then replay again")]
     NoSuchQueue(String),
+    /// The temporary exchange could not be declared or bound to the queue.
+    #[error("cannot route replayed events to {queue:?} through {exchange:?} (this user needs configure, write and read on the exchange, and write on the queue): {source}")]
+    Route {
+        /// The queue.
+        queue: String,
+        /// The temporary exchange.
+        exchange: String,
+        /// The broker's refusal.
+        source: Box<lapin::Error>,
+    },
     /// The log could not be read.
     #[error("event log {log:?} not read: {source}")]
     Log {
@@ -69,7 +96,7 @@ pub enum ReplayError {
 }
 
 /// A connection of its own, for the duration of one command.
-async fn connect(settings: &Settings) -> Result<Broker, ReplayError> {
+pub(super) async fn connect(settings: &Settings) -> Result<Broker, ReplayError> {
     // One attempt first: an operator learns at once, in words, why no node took it.
     let probe = crate::amqp::connect_once(&settings.amqp, "weibo-relay events")
         .await
@@ -84,23 +111,33 @@ async fn connect(settings: &Settings) -> Result<Broker, ReplayError> {
     }
 }
 
-fn not_connected(settings: &Settings) -> ReplayError {
+pub(super) fn not_connected(settings: &Settings) -> ReplayError {
     ReplayError::Broker(format!(
         "cannot connect to the broker at {}",
         settings.amqp.redacted_url()
     ))
 }
 
+/// The keys an operator command checks the log's seals with.
+pub(super) fn keys(settings: &Settings) -> Result<Keyring, ReplayError> {
+    if settings.merchants.is_empty() {
+        return Err(ReplayError::NoMerchants);
+    }
+    Ok(Keyring::derive(&settings.merchants))
+}
+
 /// Re-publishes the matching events of the log to `options.to_queue`, each with its own
-/// properties and headers, confirmed one by one; calls `progress` now and then on long
-/// replays.
+/// routing key, properties and headers, confirmed one by one; calls `progress` now and then
+/// on long replays; stops early, cleaning up, when `stop` is cancelled.
 pub async fn replay(
     settings: &Settings,
     options: &ReplayOptions,
     mut progress: impl FnMut(ReplayReport),
+    stop: &CancellationToken,
 ) -> Result<ReplayReport, ReplayError> {
+    let keys = keys(settings)?;
     let broker = connect(settings).await?;
-    let result = replay_on(&broker, settings, options, &mut progress).await;
+    let result = replay_on(&broker, settings, keys, options, &mut progress, stop).await;
     broker.shutdown().await;
     result
 }
@@ -108,66 +145,168 @@ pub async fn replay(
 async fn replay_on(
     broker: &Broker,
     settings: &Settings,
+    keys: Keyring,
     options: &ReplayOptions,
     progress: &mut impl FnMut(ReplayReport),
+    stop: &CancellationToken,
 ) -> Result<ReplayReport, ReplayError> {
     let link = broker.current().ok_or_else(|| not_connected(settings))?;
+    let connection = link.connection();
     let log = event_log(&settings.amqp.events_queue);
     let log_error = |source: LogError| ReplayError::Log {
         log: log.clone(),
         source,
     };
-    let target = crate::amqp::topology::queue_depth(link.connection(), &options.to_queue)
+    let target = crate::amqp::topology::queue_depth(connection, &options.to_queue)
         .await
         .map_err(|e| log_error(e.into()))?;
     if target.is_none() {
         return Err(ReplayError::NoSuchQueue(options.to_queue.clone()));
     }
+    let exchange = format!(
+        "{}.replay.{}",
+        settings.amqp.events_exchange,
+        uuid::Uuid::new_v4().simple()
+    );
+    let result =
+        match route(connection, &exchange, &options.to_queue).await {
+            Ok(()) => {
+                let accept = Accept {
+                    keys,
+                    max_entry_bytes: None,
+                };
+                let publisher = broker.publisher();
+                let copied =
+                    match LogReader::to_end(connection, &publisher, &log, options.since, accept)
+                        .await
+                    {
+                        Ok(reader) => {
+                            copy(reader, &publisher, &exchange, options, progress, stop).await
+                        }
+                        Err(source) => Err(Copy::Log(source)),
+                    };
+                publisher.close().await;
+                copied.map_err(|e| match e {
+                    Copy::Log(source) => log_error(source),
+                    Copy::Publish(e) => e,
+                })
+            }
+            Err(source) => Err(ReplayError::Route {
+                queue: options.to_queue.clone(),
+                exchange: exchange.clone(),
+                source: Box::new(source),
+            }),
+        };
+    unroute(connection, &exchange).await;
+    result
+}
 
-    let publisher = broker.publisher();
-    let mut reader = LogReader::to_end(link.connection(), &publisher, &log, options.since)
+/// Declares the temporary exchange and binds the target queue to it for every key.
+async fn route(connection: &Connection, exchange: &str, queue: &str) -> Result<(), lapin::Error> {
+    let channel = connection.create_channel().await?;
+    channel
+        .exchange_declare(
+            exchange.into(),
+            ExchangeKind::Topic,
+            // Deleted by the broker too should the queue go away first.
+            ExchangeDeclareOptions {
+                auto_delete: true,
+                ..ExchangeDeclareOptions::default()
+            },
+            FieldTable::default(),
+        )
+        .await?;
+    channel
+        .queue_bind(
+            queue.into(),
+            exchange.into(),
+            "#".into(),
+            QueueBindOptions::default(),
+            FieldTable::default(),
+        )
+        .await?;
+    let _ = channel.close(200, "replay routed".into()).await;
+    Ok(())
+}
+
+/// Deletes the temporary exchange (and with it its binding), on a channel of its own: the
+/// one that failed may be closed.
+async fn unroute(connection: &Connection, exchange: &str) {
+    let Ok(channel) = connection.create_channel().await else {
+        return;
+    };
+    if let Err(error) = channel
+        .exchange_delete(exchange.into(), ExchangeDeleteOptions::default())
         .await
-        .map_err(log_error)?;
+    {
+        tracing::warn!(%exchange, %error, "replay exchange not deleted");
+        return;
+    }
+    let _ = channel.close(200, "replay done".into()).await;
+}
+
+enum Copy {
+    Log(LogError),
+    Publish(ReplayError),
+}
+
+/// Publishes what `reader` returns that `options` select to `exchange`; closes `reader`.
+async fn copy(
+    mut reader: LogReader,
+    publisher: &crate::amqp::Publisher,
+    exchange: &str,
+    options: &ReplayOptions,
+    progress: &mut impl FnMut(ReplayReport),
+    stop: &CancellationToken,
+) -> Result<ReplayReport, Copy> {
     let mut report = ReplayReport::default();
     let mut last_progress = Instant::now();
     let result = loop {
-        let delivery = match reader.next().await {
-            Ok(Some(delivery)) => delivery,
-            Ok(None) => break Ok(report),
-            Err(source) => break Err(log_error(source)),
+        let entry = tokio::select! {
+            () = stop.cancelled() => {
+                report.interrupted = true;
+                break Ok(());
+            }
+            entry = reader.next() => entry,
         };
-        let at = received_at(&delivery);
-        if at.is_some_and(|at| at > options.until) {
-            break Ok(report);
+        report.skipped = reader.skipped();
+        let entry = match entry {
+            Ok(Some(entry)) => entry,
+            Ok(None) => break Ok(()),
+            Err(source) => break Err(Copy::Log(source)),
+        };
+        // Sealed, so the time is the relay's own: a stranger's entry cannot end a replay.
+        if entry.received_at > options.until {
+            break Ok(());
         }
-        report.read += 1;
-        if at.is_some_and(|at| at < options.since) || !matches(&delivery, options) {
+        report.read = report.read.saturating_add(1);
+        if entry.received_at < options.since || !matches(&entry, options) {
             continue;
         }
+        let delivery = &entry.delivery;
         let published = publisher
             .publish(Outgoing {
-                exchange: "",
-                routing_key: &options.to_queue,
+                exchange,
+                routing_key: delivery.routing_key.as_str(),
                 body: &delivery.data,
                 properties: as_logged(&delivery.properties),
             })
             .await;
         if let Err(source) = published {
-            break Err(ReplayError::Publish {
+            break Err(Copy::Publish(ReplayError::Publish {
                 queue: options.to_queue.clone(),
                 published_so_far: report.published,
                 source,
-            });
+            }));
         }
-        report.published += 1;
+        report.published = report.published.saturating_add(1);
         if last_progress.elapsed() >= PROGRESS_EVERY {
             last_progress = Instant::now();
             progress(report);
         }
     };
     reader.close().await;
-    publisher.close().await;
-    result
+    result.map(|()| report)
 }
 
 /// The properties an event was published with: the stream's own `x-stream-offset` removed.
@@ -185,88 +324,38 @@ fn as_logged(properties: &BasicProperties) -> BasicProperties {
     out
 }
 
-fn header(delivery: &Delivery, name: &str) -> Option<String> {
-    match delivery.properties.headers().as_ref()?.inner().get(name)? {
-        AMQPValue::LongString(s) => Some(String::from_utf8_lossy(s.as_bytes()).into_owned()),
+/// A header's text, when it is a long string.
+pub(super) fn header<'a>(entry: &'a LogEntry, name: &str) -> Option<&'a [u8]> {
+    match entry
+        .delivery
+        .properties
+        .headers()
+        .as_ref()?
+        .inner()
+        .get(name)?
+    {
+        AMQPValue::LongString(s) => Some(s.as_bytes()),
         _ => None,
     }
 }
 
-fn matches(delivery: &Delivery, options: &ReplayOptions) -> bool {
-    if let Some(appid) = &options.appid {
-        if header(delivery, APPID_HEADER).as_deref() != Some(appid.as_str()) {
-            return false;
-        }
+/// The envelope's `sub_order_id`, read without building the whole body.
+fn sub_order_id(body: &[u8]) -> Option<String> {
+    #[derive(serde::Deserialize)]
+    struct Envelope {
+        sub_order_id: Option<String>,
     }
-    if let Some(id) = &options.sub_order_id {
-        let envelope: serde_json::Value =
-            serde_json::from_slice(&delivery.data).unwrap_or_default();
-        if envelope["sub_order_id"].as_str() != Some(id.as_str()) {
-            return false;
-        }
-    }
-    true
+    serde_json::from_slice::<Envelope>(body).ok()?.sub_order_id
 }
 
-/// Prints each event published from now on, one line each, until `stop` or a closed output.
-pub async fn tail(
-    settings: &Settings,
-    appid: Option<&str>,
-    out: &mut impl Write,
-    stop: tokio_util::sync::CancellationToken,
-) -> Result<u64, ReplayError> {
-    let broker = connect(settings).await?;
-    let log = event_log(&settings.amqp.events_queue);
-    let link = broker.current().ok_or_else(|| not_connected(settings))?;
-    let log_error = |source: LogError| ReplayError::Log {
-        log: log.clone(),
-        source,
-    };
-    let mut reader = LogReader::open(link.connection(), &log, Offset::Next)
-        .await
-        .map_err(|e| log_error(e.into()))?;
-    let mut shown = 0;
-    let result = loop {
-        let delivery = tokio::select! {
-            _ = stop.cancelled() => break Ok(shown),
-            delivery = reader.next() => match delivery {
-                Ok(Some(delivery)) => delivery,
-                Ok(None) => break Ok(shown),
-                Err(source) => break Err(log_error(source)),
-            },
-        };
-        if appid.is_some_and(|a| header(&delivery, APPID_HEADER).as_deref() != Some(a)) {
-            continue;
-        }
-        if writeln!(out, "{}", line(&delivery)).is_err() {
-            break Ok(shown);
-        }
-        shown += 1;
-    };
-    reader.close().await;
-    broker.shutdown().await;
-    result
-}
-
-/// One event for an operator's eyes: no personal data, only what identifies it.
-fn line(delivery: &Delivery) -> String {
-    let envelope: serde_json::Value = serde_json::from_slice(&delivery.data).unwrap_or_default();
-    let at = received_at(delivery).map_or_else(
-        || "-".to_owned(),
-        |at| humantime::format_rfc3339_seconds(at).to_string(),
-    );
-    let field = |v: &serde_json::Value| match v {
-        serde_json::Value::String(s) => crate::telemetry::shown(s),
-        serde_json::Value::Null => "null".to_owned(),
-        other => other.to_string(),
-    };
-    format!(
-        "{at} {} appid={} sub_order_id={} state_code={} source={} event_id={}",
-        delivery.routing_key,
-        field(&envelope["appid"]),
-        field(&envelope["sub_order_id"]),
-        field(&envelope["state_code"]),
-        header(delivery, SOURCE_HEADER).unwrap_or_else(|| "-".into()),
-        field(&envelope["event_id"]),
-    )
+fn matches(entry: &LogEntry, options: &ReplayOptions) -> bool {
+    options.appid.as_ref().is_none_or(|a| *a == entry.appid)
+        && options
+            .routing_key
+            .as_ref()
+            .is_none_or(|p| p.matches(entry.delivery.routing_key.as_str()))
+        && options
+            .sub_order_id
+            .as_ref()
+            .is_none_or(|id| sub_order_id(&entry.delivery.data).as_ref() == Some(id))
 }

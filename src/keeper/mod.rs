@@ -50,12 +50,17 @@ impl TokenSource for WeiboClient {
 /// When the keeper replaces `token`: at 75 % of its life, never later than 1.5 h.
 pub fn refresh_due(token: &Token) -> Instant {
     let life = token.expires_in().min(MAX_LIFETIME);
-    token.obtained_at() + (life * 3 / 4).min(MAX_REFRESH_AFTER)
+    let after = life
+        .checked_div(4)
+        .unwrap_or_default()
+        .saturating_mul(3)
+        .min(MAX_REFRESH_AFTER);
+    crate::clock::Later::later(token.obtained_at(), after)
 }
 
 /// When `token` stops being usable, by the local clock.
 pub fn valid_until(token: &Token) -> Instant {
-    token.obtained_at() + token.expires_in().min(MAX_LIFETIME)
+    crate::clock::Later::later(token.obtained_at(), token.expires_in().min(MAX_LIFETIME))
 }
 
 /// Tuning of the keeper; the defaults suit production.

@@ -109,7 +109,7 @@ impl Refresher {
                         _ = self.stop.cancelled() => return None,
                         _ = sleep(delay) => {}
                     }
-                    delay = (delay * 2).min(self.options.retry_max);
+                    delay = delay.saturating_mul(2).min(self.options.retry_max);
                 }
             }
         }

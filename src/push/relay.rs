@@ -6,7 +6,8 @@ use std::time::SystemTime;
 
 use super::dedup::Dedup;
 use super::{PushError, VerifiedPush};
-use crate::amqp::{Broker, Outgoing, Publisher};
+use crate::amqp::{Broker, Publisher};
+use crate::keys::Keyring;
 use crate::metrics::Metrics;
 use crate::metrics::PushOutcome;
 
@@ -29,21 +30,24 @@ impl Stored {
     }
 }
 
-/// Publishes verified pushes to the events exchange.
+/// Publishes verified pushes to the events exchange, sealed (see [`crate::event::seal`]).
 pub struct PushRelay {
     publisher: Publisher,
     exchange: String,
     dedup: Dedup,
     metrics: Arc<Metrics>,
+    keys: Keyring,
 }
 
 impl PushRelay {
-    /// A relay publishing to `exchange`, remembering `dedup_capacity` ids.
+    /// A relay publishing to `exchange`, remembering `dedup_capacity` ids, sealing with
+    /// `keys`.
     pub fn new(
         broker: Broker,
         exchange: String,
         dedup_capacity: usize,
         metrics: Arc<Metrics>,
+        keys: Keyring,
     ) -> Self {
         Self {
             // A channel of the receiver's own: nothing the worker does on its channels can
@@ -52,6 +56,7 @@ impl PushRelay {
             exchange,
             dedup: Dedup::new(dedup_capacity),
             metrics,
+            keys,
         }
     }
 
@@ -70,18 +75,15 @@ impl PushRelay {
         if self.dedup.contains(id) {
             return Ok(Stored::Duplicate);
         }
-        let received_at = SystemTime::now();
-        let event = push.event();
-        let body = event.envelope(received_at);
-        let routing_key = event.routing_key();
+        // A verified push names a configured merchant, whose keys the ring holds.
+        let keys = self
+            .keys
+            .merchant(push.appid().as_str())
+            .ok_or_else(|| PushError::UnknownMerchant(push.appid().to_string()))?;
+        let publication = push.event().publication(SystemTime::now(), trace, keys);
         let elapsed = self
             .publisher
-            .publish(Outgoing {
-                exchange: &self.exchange,
-                routing_key: &routing_key,
-                body: &body,
-                properties: event.properties(received_at, trace),
-            })
+            .publish(publication.outgoing(&self.exchange))
             .await?;
         self.metrics.publish_confirmed(elapsed);
         self.dedup.remember(id);

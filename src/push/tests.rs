@@ -286,3 +286,36 @@ fn published_params_are_exactly_the_signed_pairs() {
         .windows(8)
         .any(|w| w == b"attacker"));
 }
+
+#[test]
+fn the_largest_envelope_a_body_can_become_is_within_what_log_readers_accept() {
+    // Raw control characters (six bytes each once JSON-escaped) and numbers that grow when
+    // re-written: as bad as a body gets.
+    let data = format!("[{}1]", "1E15,".repeat(4000));
+    let remark = "\u{1}".repeat(20_000);
+    let ts = "1700000000";
+    let params = [
+        ("appid", "100023"),
+        ("type", "2"),
+        ("data", data.as_str()),
+        ("remark", remark.as_str()),
+        ("timestamp", ts),
+        ("sign_type", "md5"),
+    ];
+    let sign = signature::sign(params, KEY);
+    let mut body: Vec<String> = params.iter().map(|(k, v)| format!("{k}={v}")).collect();
+    body.push(format!("sign={sign}"));
+    let body = body.join("&");
+    let push = parse(ContentKind::Form, &body)
+        .unwrap()
+        .verify(&merchants(), 1_700_000_000, 300)
+        .unwrap();
+    let envelope = push.envelope(std::time::SystemTime::UNIX_EPOCH);
+    assert!(
+        envelope.len() > 5 * body.len(),
+        "{} of {}",
+        envelope.len(),
+        body.len()
+    );
+    assert!(envelope.len() <= crate::event::max_envelope_bytes(body.len()));
+}

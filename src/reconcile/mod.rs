@@ -2,41 +2,49 @@
 //! still reaches the queue (contract, "Recovery").
 //!
 //! While its process is the token keeper, the sweeper reads, every `reconcile.interval_secs`,
-//! the event log from a little before the window to now, noting each (appid, sub_order_id,
-//! state_code) it holds; then, per merchant, it pages through `retailerGetSubList` for the
-//! window `[now - lookback_secs, now - settle_secs]` and publishes, with confirms, an event
-//! for every state the log does not hold. Those events go to the log too, so the next sweep
-//! finds them: a sweep that finds nothing missing publishes nothing.
+//! the event log from a little before the window to the read mark it appends, noting each
+//! (appid, sub_order_id, state_code) the relay sealed; then, per merchant, it pages through
+//! `retailerGetSubList` for the window `[now - lookback_secs, now - settle_secs]` and
+//! publishes, with confirms, an event for every state the log does not hold. Those events go
+//! to the log too, so the next sweep finds them: a sweep that finds nothing missing publishes
+//! nothing.
+//!
+//! Neither the list nor the log is trusted: entries of the log the relay did not seal are
+//! skipped (they can neither hide a state nor end the reading), rows are checked before
+//! anything is published, and every sweep is bounded in pages, rows and events.
 
 mod metrics;
+mod rows;
 
 use crate::trace::TraceContext;
 use std::collections::{BTreeMap, HashSet};
 use std::time::{Duration, SystemTime};
 
 use serde_json::Value;
-use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 
-use crate::amqp::{topology::event_log, Broker, Outgoing, PublishError, Publisher};
+use crate::amqp::{topology::event_log, Broker, PublishError, Publisher};
+use crate::clock::earlier;
 use crate::config::{Merchant, ReconcileSettings, Settings};
-use crate::event::log::{received_at, LogError, LogReader};
+use crate::event::log::{Accept, LogError, LogReader};
 use crate::event::{Event, EventId, EventKind, Source};
 use crate::keeper::{KeeperError, TokenKeeper};
+use crate::keys::Keyring;
 use crate::permits::{NoPermit, Permits};
 use crate::weibo::{CallOutcome, SubListPage, WeiboClient};
 
-pub use metrics::ReconcileMetrics;
+pub use metrics::{LogSkip, ReconcileMetrics, RowRefusal, Truncation};
+use rows::{fingerprint, Listed, Refused, StateKey};
 
-/// Rows asked for per page (the model's maximum; the platform may send fewer).
+/// Rows asked for per page (the model's maximum; the platform may send fewer, and what it
+/// sends beyond this is refused).
 const PAGE_SIZE: u32 = 100;
-/// A sweep stops paging after this many pages, whatever `total` says.
+/// A sweep of one merchant stops paging after this many pages, whatever `total` says.
 const MAX_PAGES: u32 = 10_000;
+/// A sweep of one merchant publishes at most this many events; the next sweep goes on.
+const MAX_EVENTS: u64 = 10_000;
 /// The log is read from this long before the window, for events received a little late.
 pub(crate) const LOG_MARGIN: Duration = Duration::from_secs(600);
-
-/// An order state: (appid, sub_order_id, state_code as text).
-type State = (String, String, String);
 
 /// Why a merchant's sweep stopped; it is tried again at the next interval.
 #[derive(Debug, thiserror::Error)]
@@ -65,9 +73,24 @@ pub enum SweepError {
     /// The process is stopping.
     #[error("stopping")]
     Stopping,
+    /// No keys to seal an event of this merchant with (merchants and keys both come from
+    /// the settings, so never expected).
+    #[error("no keys for appid {0}")]
+    NoKeys(String),
+}
+
+/// How a sweep of one merchant ended when it did not fail.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+struct Swept {
+    /// Events published.
+    published: u64,
+    /// Why it stopped before the end of the list, if it did.
+    truncated: Option<Truncation>,
 }
 
 /// The reconciliation sweeper of one process; it sweeps only while the process leads.
+/// Clones share the broker link, keeper, client and permits.
+#[derive(Clone)]
 pub struct Sweeper {
     broker: Broker,
     publisher: Publisher,
@@ -77,6 +100,8 @@ pub struct Sweeper {
     settings: ReconcileSettings,
     events_exchange: String,
     log: String,
+    keys: Keyring,
+    max_entry_bytes: usize,
     metrics: ReconcileMetrics,
 }
 
@@ -99,35 +124,42 @@ impl Sweeper {
             settings: settings.reconcile.clone(),
             events_exchange: settings.amqp.events_exchange.clone(),
             log: event_log(&settings.amqp.events_queue),
+            keys: Keyring::derive(&settings.merchants),
+            max_entry_bytes: crate::event::max_envelope_bytes(settings.http.max_body_bytes),
             metrics,
         }
     }
 
-    /// Sweeps every `interval_secs` while this process leads, until `stop`.
-    pub fn spawn(self, stop: CancellationToken) -> JoinHandle<()> {
-        tokio::spawn(async move {
-            let mut tick = tokio::time::interval(self.settings.interval());
-            tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-            loop {
-                tokio::select! {
-                    _ = stop.cancelled() => break,
-                    _ = tick.tick() => {}
-                }
-                if self.settings.enabled && self.keeper.is_leading() {
-                    self.sweep_all(&stop).await;
-                }
+    /// Sweeps every `interval_secs` while this process leads, until `stop`. Run it under
+    /// [`crate::supervise`], which restarts it should it ever panic.
+    pub async fn run(self, stop: CancellationToken) {
+        // tokio's interval panics on a zero period, and on the first tick past what its
+        // clock can add: a setting out of range costs sweeps, never the task.
+        let period = self
+            .settings
+            .interval()
+            .clamp(Duration::from_secs(1), Duration::from_secs(365 * 24 * 3600));
+        let mut tick = tokio::time::interval(period);
+        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        loop {
+            tokio::select! {
+                _ = stop.cancelled() => break,
+                _ = tick.tick() => {}
             }
-            self.publisher.close().await;
-        })
+            if self.settings.enabled && self.keeper.is_leading() {
+                self.sweep_all(&stop).await;
+            }
+        }
+        self.publisher.close().await;
     }
 
     /// One sweep of every merchant.
     #[tracing::instrument(name = "reconcile", skip_all)]
     pub async fn sweep_all(&self, stop: &CancellationToken) {
         let now = SystemTime::now();
-        let start = now - Duration::from_secs(self.settings.lookback_secs);
-        let end = now - Duration::from_secs(self.settings.settle_secs);
-        let mut logged = match self.logged_since(start - LOG_MARGIN, now, stop).await {
+        let start = earlier(now, Duration::from_secs(self.settings.lookback_secs));
+        let end = earlier(now, Duration::from_secs(self.settings.settle_secs));
+        let mut logged = match self.logged_since(earlier(start, LOG_MARGIN), stop).await {
             Err(SweepError::Stopping) => return,
             Ok(logged) => logged,
             Err(error) => {
@@ -140,58 +172,72 @@ impl Sweeper {
         };
         let merchants: Vec<Merchant> = self.keeper.merchants().iter().cloned().collect();
         for merchant in &merchants {
+            let appid = &merchant.appid;
             match self
                 .sweep(merchant, start, end, now, &mut logged, stop)
                 .await
             {
-                Ok(published) => {
-                    self.metrics.succeeded(&merchant.appid, now);
-                    if published > 0 {
-                        tracing::info!(appid = %merchant.appid, published, "reconciled order states the pushes never brought");
+                Ok(swept) => {
+                    self.metrics.succeeded(appid, now);
+                    if swept.published > 0 {
+                        tracing::info!(%appid, published = swept.published, "reconciled order states the pushes never brought");
+                    }
+                    if let Some(reason) = swept.truncated {
+                        self.metrics.truncated(reason);
+                        tracing::warn!(%appid, reason = reason.as_str(), published = swept.published, "reconciliation sweep stopped before the end of the order list; the next sweep goes on");
                     }
                 }
                 Err(SweepError::Stopping) => return,
                 Err(SweepError::NotLeading) => {
                     // Another process leads now and sweeps from where the log stands.
-                    tracing::info!(appid = %merchant.appid, "reconciliation sweep handed over");
+                    tracing::info!(%appid, "reconciliation sweep handed over");
                     return;
                 }
                 Err(error) => {
                     self.metrics.failed();
-                    tracing::warn!(appid = %merchant.appid, %error, "reconciliation sweep failed; retried next interval");
+                    tracing::warn!(%appid, %error, "reconciliation sweep failed; retried next interval");
                 }
             }
         }
     }
 
-    /// Every order state the event log holds, read from `since` to the first event received
-    /// after `until` or the end of the log as it stood when the reading began.
+    /// Every order state the relay sealed into the log from `since` up to the read mark it
+    /// appends first: that mark alone ends the reading, whatever times entries claim.
     async fn logged_since(
         &self,
         since: SystemTime,
-        until: SystemTime,
         stop: &CancellationToken,
-    ) -> Result<HashSet<State>, SweepError> {
+    ) -> Result<HashSet<StateKey>, SweepError> {
         let link = self.broker.current().ok_or(SweepError::NotConnected)?;
+        let accept = Accept {
+            keys: self.keys.clone(),
+            max_entry_bytes: Some(self.max_entry_bytes),
+        };
         let mut reader =
-            LogReader::to_end(link.connection(), &self.publisher, &self.log, since).await?;
+            LogReader::to_end(link.connection(), &self.publisher, &self.log, since, accept).await?;
         let mut logged = HashSet::new();
         let read = async {
-            while let Some(delivery) = reader.next().await? {
+            while let Some(entry) = reader.next().await? {
                 if stop.is_cancelled() {
                     return Err(SweepError::Stopping);
                 }
-                if received_at(&delivery).is_some_and(|at| at > until) {
-                    break;
-                }
-                if let Some(state) = logged_state(&delivery.data) {
+                if let Some(state) = rows::logged(&entry.appid, &entry.delivery.data) {
                     logged.insert(state);
                 }
             }
             Ok::<_, SweepError>(())
         };
         let result = read.await;
+        let skipped = reader.skipped();
         reader.close().await;
+        self.metrics.skipped(skipped);
+        if skipped.total() > 0 {
+            tracing::warn!(
+                unsealed = skipped.unsealed,
+                oversized = skipped.oversized,
+                "skipped entries of the event log this deployment did not write; someone else publishes to it"
+            );
+        }
         result.map(|()| logged)
     }
 
@@ -202,39 +248,74 @@ impl Sweeper {
         start: SystemTime,
         end: SystemTime,
         now: SystemTime,
-        logged: &mut HashSet<State>,
+        logged: &mut HashSet<StateKey>,
         stop: &CancellationToken,
-    ) -> Result<u64, SweepError> {
-        let mut published = 0;
+    ) -> Result<Swept, SweepError> {
+        let appid = merchant.appid.as_str();
+        let mut swept = Swept {
+            published: 0,
+            truncated: Some(Truncation::PageLimit),
+        };
         let mut seen = 0u64;
-        for page in 1..=MAX_PAGES {
-            if stop.is_cancelled() {
-                return Err(SweepError::Stopping);
-            }
-            let rows = self.page(merchant, start, end, page).await?;
-            if rows.list.is_empty() {
-                break;
-            }
-            seen += rows.list.len() as u64;
-            for row in &rows.list {
-                let Some(state) = row_state(&merchant.appid, row) else {
-                    continue;
-                };
-                if logged.contains(&state) {
-                    continue;
+        let mut pages = HashSet::new();
+        let mut refused = Refused::default();
+        let result = async {
+            for page in 1..=MAX_PAGES {
+                if stop.is_cancelled() {
+                    return Err(SweepError::Stopping);
                 }
-                if !self.keeper.is_leading() {
-                    return Err(SweepError::NotLeading);
+                let rows = self.page(merchant, start, end, page).await?;
+                if rows.list.is_empty() {
+                    swept.truncated = None;
+                    break;
                 }
-                self.publish(&state, row, now).await?;
-                logged.insert(state);
-                published += 1;
+                if !pages.insert(fingerprint(&rows.list)) {
+                    swept.truncated = Some(Truncation::RepeatedPage);
+                    break;
+                }
+                seen = seen.saturating_add(rows.list.len() as u64);
+                for (i, raw) in rows.list.iter().enumerate() {
+                    if i >= PAGE_SIZE as usize {
+                        refused.note(RowRefusal::ExcessRows, format!("page {page}, row {i}"));
+                        continue;
+                    }
+                    let listed = match rows::listed(raw) {
+                        Ok(listed) => listed,
+                        Err((reason, example)) => {
+                            refused.note(reason, example);
+                            continue;
+                        }
+                    };
+                    let key = listed.key(appid);
+                    if logged.contains(&key) {
+                        continue;
+                    }
+                    if swept.published >= MAX_EVENTS {
+                        swept.truncated = Some(Truncation::EventLimit);
+                        return Ok(());
+                    }
+                    if !self.keeper.is_leading() {
+                        return Err(SweepError::NotLeading);
+                    }
+                    self.publish(appid, &listed, now).await?;
+                    logged.insert(key);
+                    swept.published = swept.published.saturating_add(1);
+                }
+                if seen >= rows.total {
+                    swept.truncated = None;
+                    break;
+                }
             }
-            if seen >= rows.total {
-                break;
-            }
+            Ok(())
         }
-        Ok(published)
+        .await;
+        if !refused.is_empty() {
+            for (reason, n) in refused.counts() {
+                self.metrics.refused(reason, n);
+            }
+            tracing::warn!(%appid, refused = %refused.summary(), "refused rows of the order list; none of them published");
+        }
+        result.map(|()| swept)
     }
 
     /// One page, with the token keeper's compensation path: a rejected token is reported and
@@ -267,80 +348,43 @@ impl Sweeper {
         }))
     }
 
-    async fn publish(&self, state: &State, row: &Value, now: SystemTime) -> Result<(), SweepError> {
-        let (appid, sub_order_id, state_code) = state;
+    async fn publish(
+        &self,
+        appid: &str,
+        listed: &Listed,
+        now: SystemTime,
+    ) -> Result<(), SweepError> {
+        // The keys of every merchant swept are in the ring: both come from the settings.
+        let keys = self
+            .keys
+            .merchant(appid)
+            .ok_or_else(|| SweepError::NoKeys(appid.to_owned()))?;
         let no_params = BTreeMap::new();
         let event = Event {
-            id: EventId::reconciled(appid, sub_order_id, state_code),
+            id: EventId::reconciled(appid, &listed.sub_order_id, &listed.state_code),
             appid,
             type_code: 2,
             kind: EventKind::SubOrder,
-            sub_order_id: Some(sub_order_id.clone()),
-            state_code: row.get("state_code").unwrap_or(&Value::Null),
+            sub_order_id: Some(listed.sub_order_id.clone()),
+            state_code: listed.row.get("state_code").unwrap_or(&Value::Null),
             timestamp: i64::try_from(crate::clock::secs_of(now)).unwrap_or(i64::MAX),
             params: &no_params,
-            data: row,
+            data: &listed.row,
             source: Source::Reconcile,
         };
-        let received_at = SystemTime::now();
+        // A state learnt by reading the list back starts a trace of its own.
+        let publication = event.publication(SystemTime::now(), &TraceContext::next_hop(None), keys);
         self.publisher
-            .publish(Outgoing {
-                exchange: &self.events_exchange,
-                routing_key: &event.routing_key(),
-                body: &event.envelope(received_at),
-                // A state learnt by reading the list back starts a trace of its own.
-                properties: event.properties(received_at, &TraceContext::next_hop(None)),
-            })
+            .publish(publication.outgoing(&self.events_exchange))
             .await?;
         self.metrics.reconciled();
         Ok(())
     }
 }
 
-/// Text of a state code or id, number or string alike.
-fn text(value: &Value) -> Option<String> {
-    match value {
-        Value::String(s) if !s.is_empty() => Some(s.clone()),
-        Value::Number(n) => Some(n.to_string()),
-        _ => None,
-    }
-}
-
-/// The state an event of the log tells of, from its envelope.
-fn logged_state(envelope: &[u8]) -> Option<State> {
-    let v: Value = serde_json::from_slice(envelope).ok()?;
-    Some((
-        v.get("appid")?.as_str()?.to_owned(),
-        text(v.get("sub_order_id")?)?,
-        text(v.get("state_code")?)?,
-    ))
-}
-
-/// The state a row of the order list tells of.
-fn row_state(appid: &str, row: &Value) -> Option<State> {
-    Some((
-        appid.to_owned(),
-        text(row.get("sub_order_id")?)?,
-        text(row.get("state_code")?)?,
-    ))
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn a_state_is_the_same_whether_pushed_or_listed_as_number_or_text() {
-        let pushed = br#"{"event_id":"x","appid":"100023","type":2,"kind":"sub_order","sub_order_id":"366383890000352","state_code":201,"data":{}}"#;
-        let listed = serde_json::json!({"sub_order_id": 366383890000352u64, "state_code": "201"});
-        assert_eq!(logged_state(pushed), row_state("100023", &listed));
-        assert_eq!(logged_state(b"not json"), None);
-        assert_eq!(
-            logged_state(br#"{"appid":"1","sub_order_id":null,"state_code":1}"#),
-            None
-        );
-        assert_eq!(row_state("1", &serde_json::json!({"state_code": 1})), None);
-    }
 
     #[test]
     fn a_reconciled_event_id_is_the_contracts() {

@@ -334,29 +334,47 @@ fn transport(e: &reqwest::Error) -> CallOutcome {
 }
 
 /// A page of `retailerGetSubList`.
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug)]
 pub struct SubListPage {
     /// Rows in the whole range.
     pub total: u64,
-    /// This page's rows: the fields of a type 2 push's content, plus `update_time`.
-    pub list: Vec<serde_json::Value>,
+    /// This page's rows as the platform wrote them (the fields of a type 2 push's content,
+    /// plus `update_time`), unparsed: the reader decides how large a row it opens.
+    pub list: Vec<Box<serde_json::value::RawValue>>,
 }
 
 impl SubListPage {
     fn parse(body: &[u8]) -> Option<Self> {
-        let answer: serde_json::Value = serde_json::from_slice(body).ok()?;
-        let data = answer.get("data")?;
+        #[derive(serde::Deserialize)]
+        struct Answer {
+            data: Data,
+        }
+        #[derive(serde::Deserialize)]
+        struct Data {
+            total: u64,
+            list: Vec<Box<serde_json::value::RawValue>>,
+        }
+        let data = serde_json::from_slice::<Answer>(body).ok()?.data;
         Some(Self {
-            total: data.get("total")?.as_u64()?,
-            list: data.get("list")?.as_array()?.clone(),
+            total: data.total,
+            list: data.list,
         })
     }
 }
 
-/// `YYYY-MM-DD HH:MM:SS` in Beijing time (UTC+8, no daylight saving), as the platform writes it.
+/// `YYYY-MM-DD HH:MM:SS` in Beijing time (UTC+8, no daylight saving), as the platform writes it;
+/// a time the format cannot hold is written as its first or last second.
 pub fn beijing_time(at: SystemTime) -> String {
-    let shifted = at + Duration::from_secs(8 * 3600);
-    let utc = humantime::format_rfc3339_seconds(shifted).to_string();
+    let shifted = crate::clock::Later::later(at, Duration::from_secs(8 * 3600));
+    let utc = crate::clock::rfc3339(shifted).unwrap_or_else(|| {
+        let past_9999 = shifted > std::time::UNIX_EPOCH;
+        if past_9999 {
+            "9999-12-31T23:59:59Z"
+        } else {
+            "1970-01-01T00:00:00Z"
+        }
+        .to_owned()
+    });
     // "2026-11-25T08:00:00Z" -> "2026-11-25 08:00:00"
     utc.trim_end_matches('Z').replacen('T', " ", 1)
 }

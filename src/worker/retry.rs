@@ -63,7 +63,8 @@ impl RetryPolicy {
     /// a message never outlives its queue's TTL and no command waits behind a longer delay.
     pub fn jittered_delay(&self, attempt: u32) -> Duration {
         let full = self.delay(attempt);
-        full.mul_f64(rand::rng().random_range(0.8..=1.0))
+        // A factor of at most 1 cannot overflow; `full` is the fallback all the same.
+        crate::clock::scaled(full, rand::rng().random_range(0.8..=1.0)).unwrap_or(full)
     }
 
     /// The distinct delays of the schedule: after attempts 1 ..= max_attempts - 1, and always
@@ -121,7 +122,7 @@ pub fn worker_topology(amqp: &AmqpSettings, policy: &RetryPolicy) -> Topology {
                 .with_argument("x-overflow", long_string("reject-publish"))
                 .with_argument(
                     "x-expires",
-                    AMQPValue::LongLongInt(ms(delay + DELAY_QUEUE_GRACE)),
+                    AMQPValue::LongLongInt(ms(delay.saturating_add(DELAY_QUEUE_GRACE))),
                 ),
         );
     }
@@ -169,7 +170,7 @@ mod tests {
             for _ in 0..100 {
                 let d = p.jittered_delay(step);
                 assert!(
-                    d <= p.delay(step) && d >= p.delay(step).mul_f64(0.8),
+                    d <= p.delay(step) && Some(d) >= crate::clock::scaled(p.delay(step), 0.8),
                     "{d:?}"
                 );
             }

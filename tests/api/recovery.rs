@@ -471,12 +471,13 @@ async fn the_log_replays_by_window_appid_and_sub_order_into_a_queue_that_exists(
         until,
         appid: appid.map(str::to_owned),
         sub_order_id: id.map(str::to_owned),
+        routing_key: None,
         to_queue: target.clone(),
     };
     let far = SystemTime::now() + Duration::from_secs(60);
     let run = |o: ReplayOptions| {
         let settings = app.settings.clone();
-        async move { replay(&settings, &o, |_| {}).await }
+        async move { replay(&settings, &o, |_| {}, &Default::default()).await }
     };
     let states = |events: Vec<(String, String, Value)>| -> Vec<(String, i64)> {
         events
@@ -676,19 +677,17 @@ async fn a_long_replay_says_how_far_it_got_and_keeps_its_memory_bounded() {
     let mut confirms = Vec::with_capacity(EVENTS);
     for i in 0..EVENTS {
         let body = json!({"event_id": format!("e{i}"), "appid": APPID, "sub_order_id": i.to_string(), "pad": pad});
-        let mut headers = FieldTable::default();
-        headers.insert("x-weibo-appid".into(), AMQPValue::LongString(APPID.into()));
+        // As the relay writes them: sealed, or a replay would skip them.
+        let entry = crate::log_entry::Entry::sealed(&app.settings, &format!("e{i}"), now)
+            .body(body.to_string().into_bytes());
         confirms.push(
             channel
                 .basic_publish(
                     "".into(),
                     log.as_str().into(),
                     Default::default(),
-                    body.to_string().as_bytes(),
-                    lapin::BasicProperties::default()
-                        .with_delivery_mode(2)
-                        .with_timestamp(now)
-                        .with_headers(headers),
+                    &entry.body,
+                    entry.properties(&log),
                 )
                 .await
                 .unwrap(),

@@ -686,6 +686,38 @@ async fn the_relay_needs_no_more_than_the_permissions_readme_grants_it() {
     );
     assert!(rig.app.queue_depth().await >= 3);
     assert_eq!(rig.counters().await["tokens_issued"][APPID], 1);
+
+    // An operator's replay as this user, into a queue named from the configured names: its
+    // exchange of the time being is named from them too, so these permissions suffice.
+    let target = format!("{}.replayed", rig.app.settings.amqp.events_queue);
+    rig.app
+        .channel
+        .queue_declare(
+            target.as_str().into(),
+            Default::default(),
+            Default::default(),
+        )
+        .await
+        .unwrap();
+    let _target = queues_deleted_after(&[&target]);
+    let options = weibo_relay::event::replay::ReplayOptions {
+        since: std::time::SystemTime::now() - Duration::from_secs(3600),
+        until: std::time::SystemTime::now(),
+        appid: None,
+        sub_order_id: None,
+        routing_key: Some("order.sub_order.*".parse().unwrap()),
+        to_queue: target.clone(),
+    };
+    let replayed = weibo_relay::event::replay::replay(
+        &rig.app.settings,
+        &options,
+        |_| {},
+        &Default::default(),
+    )
+    .await
+    .unwrap();
+    assert!(replayed.published >= 3, "{replayed:?}");
+    assert_eq!(rig.app.depth_of(&target).await as u64, replayed.published);
 }
 
 /// Anyone who can publish commands can publish bad ones: 300 of them are all dead-lettered

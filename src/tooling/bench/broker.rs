@@ -92,25 +92,29 @@ pub async fn run(options: BrokerOptions) -> Result<Report, BenchError> {
 /// The envelope, properties and routing key the receiver would publish for one bench push.
 fn sample_event() -> Result<(Vec<u8>, lapin::BasicProperties, String), BenchError> {
     let (appid, key, now) = ("100023", "bench-sign-key", 1_700_000_000);
-    let merchants = Merchants::new(vec![Merchant {
+    let merchant = Merchant {
         appid: appid.into(),
         sign_key: SecretString::from(key),
         client_id: "bench".into(),
         client_secret: SecretString::from("bench"),
         uid: "bench".into(),
-    }]);
+    };
+    let keys = crate::keys::MerchantKeys::derive(&merchant);
+    let merchants = Merchants::new(vec![merchant]);
     let body = signed_push(appid, key, &run_id(), 0, now);
     let push = Body::parse(ContentKind::Form, body.as_bytes())
         .and_then(UnverifiedPush::parse)
         .and_then(|p| p.verify(&merchants, now, 300))
         .map_err(|e| BenchError::Setup(format!("sample push: {e}")))?;
+    let publication = push.event().publication(
+        SystemTime::now(),
+        &crate::trace::TraceContext::next_hop(None),
+        &keys,
+    );
     Ok((
-        push.envelope(SystemTime::now()),
-        push.event().properties(
-            SystemTime::now(),
-            &crate::trace::TraceContext::next_hop(None),
-        ),
-        push.routing_key(),
+        publication.body,
+        publication.properties,
+        publication.routing_key,
     ))
 }
 

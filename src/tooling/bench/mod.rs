@@ -6,6 +6,7 @@ mod push;
 mod report;
 mod worker;
 
+use crate::clock::Later;
 use std::future::Future;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
@@ -71,7 +72,7 @@ where
 {
     let next = Arc::new(AtomicU64::new(0));
     let started = Instant::now();
-    let deadline = started + load.max_time;
+    let deadline = started.later(load.max_time);
     let tasks: Vec<_> = (0..load.concurrency)
         .map(|_| {
             let (next, one) = (next.clone(), one.clone());

@@ -1,6 +1,7 @@
 //! `bench worker`: N finish commands through a worker process against the sandbox with a set
 //! latency; reports calls per second against `weibo.rate_limit_per_sec`.
 
+use crate::clock::Later;
 use std::collections::{HashMap, HashSet};
 use std::time::{Duration, Instant};
 
@@ -74,7 +75,7 @@ async fn drive(
     let channel = crate::amqp::confirm_channel(&conn).await?;
 
     let started = Instant::now();
-    let deadline = started + options.load.max_time;
+    let deadline = started.later(options.load.max_time);
     let bodies: Vec<String> = ids
         .iter()
         .map(|id| json!({"appid": APPID, "sub_order_id": id, "action": "finish"}).to_string())

@@ -21,6 +21,9 @@ pub struct ConsumerStats {
     pub events: u64,
     /// Events skipped because their `message_id` was seen before.
     pub duplicates: u64,
+    /// Events skipped because another event (another `message_id`) brought the same order
+    /// state before: a state reconciled and pushed too.
+    pub repeated_states: u64,
     /// Finish commands sent.
     pub finishes: u64,
     /// Close commands sent.
@@ -75,6 +78,7 @@ impl SampleConsumer {
         let (task_stats, work_queue) = (stats.clone(), amqp.fulfilment_queue.clone());
         let task = tokio::spawn(async move {
             let mut seen = HashSet::new();
+            let mut states = HashSet::new();
             while let Some(Ok(delivery)) = consumer.next().await {
                 let started = Instant::now();
                 let id = delivery
@@ -82,9 +86,11 @@ impl SampleConsumer {
                     .message_id()
                     .clone()
                     .map(|m| m.to_string());
-                // Consumers dedupe on message_id: the relay delivers at least once.
+                // Consumers dedupe on message_id (the relay delivers at least once), and on
+                // the state (a reconciled state has an event id of its own).
                 let fresh = id.is_none_or(|id| seen.insert(id));
-                let command = fresh
+                let new_state = !fresh || state_of(&delivery.data).is_none_or(|s| states.insert(s));
+                let command = (fresh && new_state)
                     .then(|| command_for(&delivery.data, close_every))
                     .flatten();
                 if let Some(command) = &command {
@@ -99,7 +105,8 @@ impl SampleConsumer {
                 match command.as_ref().and_then(|c| c["action"].as_str()) {
                     Some("finish") => s.finishes += 1,
                     Some("close") => s.closes += 1,
-                    _ => s.duplicates += u64::from(!fresh),
+                    _ if !fresh => s.duplicates += 1,
+                    _ => s.repeated_states += u64::from(!new_state),
                 }
                 s.latencies.push(started.elapsed());
             }
@@ -121,6 +128,16 @@ impl SampleConsumer {
         let _ = self.connection.close(200, "demo done".into()).await;
         self.task.abort();
     }
+}
+
+/// (appid, sub_order_id, state_code) of an event.
+fn state_of(event: &[u8]) -> Option<(String, String, String)> {
+    let event: Value = serde_json::from_slice(event).ok()?;
+    Some((
+        event["appid"].as_str()?.to_owned(),
+        event["sub_order_id"].as_str()?.to_owned(),
+        event["state_code"].to_string(),
+    ))
 }
 
 fn command_for(event: &[u8], close_every: u64) -> Option<Value> {

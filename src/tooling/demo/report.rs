@@ -75,8 +75,15 @@ pub struct DemoReport {
     pub duplicates: u64,
     /// Order changes the platform gave up pushing.
     pub given_up: u64,
-    /// Events published by reconciliation (order states no push brought).
+    /// Events published by reconciliation: order states no push brought within the settle
+    /// time (with no outage, none).
     pub reconciled: u64,
+    /// Events the sample consumer skipped because another event had brought the same state
+    /// (a state reconciled although its push came): zero unless a push took longer than the
+    /// settle time.
+    pub repeated_states: u64,
+    /// The longest time from an order change to its push's 200.
+    pub slowest_push: Duration,
     /// Orders finished on the sandbox.
     pub finished: usize,
     /// Orders closed on the sandbox.
@@ -116,6 +123,8 @@ impl DemoReport {
             duplicates: metric(metrics, "weibo_relay_pushes_total{outcome=\"duplicate\"}"),
             given_up: pushes.gave_up.load(Ordering::Relaxed),
             reconciled: metric(metrics, "weibo_relay_reconciled_events_total"),
+            repeated_states: consumer.repeated_states,
+            slowest_push: pushes.slowest(),
             finished: count(FINISHED),
             closed: count(CLOSED),
             retried: metric(metrics, "weibo_relay_retries_total"),
@@ -186,6 +195,7 @@ impl fmt::Display for DemoReport {
         writeln!(f, "  duplicates     {:>6}", self.duplicates)?;
         writeln!(f, "  not pushed     {:>6}", self.given_up)?;
         writeln!(f, "  reconciled     {:>6}", self.reconciled)?;
+        writeln!(f, "  states twice   {:>6}", self.repeated_states)?;
         writeln!(f, "  finished       {:>6}", self.finished)?;
         writeln!(f, "  closed         {:>6}", self.closed)?;
         writeln!(f, "  retried        {:>6}", self.retried)?;
@@ -208,6 +218,12 @@ impl fmt::Display for DemoReport {
             "    paid to final on platform    {} / {}",
             ms(self.order_latency.0),
             ms(self.order_latency.1)
+        )?;
+        writeln!(
+            f,
+            "    slowest push after its change {} (reconciliation leaves {} s to pushes)",
+            ms(self.slowest_push),
+            super::SETTLE.as_secs()
         )?;
         let verdict = if self.interrupted {
             format!(
@@ -249,6 +265,8 @@ mod tests {
             duplicates: 0,
             given_up: 0,
             reconciled: 0,
+            repeated_states: 0,
+            slowest_push: Duration::ZERO,
             finished,
             closed: 0,
             retried: 0,

@@ -1,6 +1,7 @@
 //! The sandbox's admin API: orders, counters, recorded requests, faults, token revocation.
 //! Unauthenticated: the sandbox is a test tool bound to loopback.
 
+use crate::clock::Later;
 use actix_web::web::{Data, Json, Path};
 use actix_web::HttpResponse;
 use serde::Deserialize;
@@ -82,7 +83,7 @@ pub struct Outage {
 /// `POST /admin/outage {"secs":N}`: every push is given up for N seconds from now (0 ends an
 /// outage).
 pub async fn outage(state: Data<SandboxState>, body: Json<Outage>) -> HttpResponse {
-    let until = std::time::Instant::now() + std::time::Duration::from_secs(body.secs);
+    let until = std::time::Instant::now().later(std::time::Duration::from_secs(body.secs));
     state.lock().outage_until = (body.secs > 0).then_some(until);
     HttpResponse::Ok().json(json!({"secs": body.secs}))
 }

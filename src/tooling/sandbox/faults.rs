@@ -46,6 +46,47 @@ pub struct Faults {
     pub error_envelope: ErrorEnvelope,
     /// `retailerGetSubList` pages hold at most this many rows, whatever is asked.
     pub list_page_cap: Option<u32>,
+    /// `retailerGetSubList` answers these made-up rows instead of the orders.
+    pub list_junk: Option<ListJunk>,
+}
+
+/// Rows a hostile or broken platform could list: ids of any length and content, states that
+/// are no routing-key word, one page over and over.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ListJunk {
+    /// Rows on each page.
+    pub rows: u32,
+    /// The `total` every answer claims.
+    pub total: u64,
+    /// Each row's `sub_order_id`: this text, then `-<page>-<row>` (unless
+    /// `same_every_page`), then `9`s up to `id_bytes` bytes.
+    pub id: String,
+    /// The length ids are padded to (no padding when shorter than the id).
+    #[serde(default)]
+    pub id_bytes: usize,
+    /// Each row's `state_code`.
+    pub state_code: serde_json::Value,
+    /// Every page holds page 1's rows, whatever page is asked for.
+    #[serde(default)]
+    pub same_every_page: bool,
+}
+
+impl ListJunk {
+    /// The rows of `page`.
+    pub fn page(&self, page: usize) -> Vec<serde_json::Value> {
+        (0..self.rows)
+            .map(|row| {
+                let mut id = self.id.clone();
+                if !self.same_every_page {
+                    id.push_str(&format!("-{page}-{row}"));
+                }
+                let pad = self.id_bytes.saturating_sub(id.len());
+                id.extend(std::iter::repeat_n('9', pad));
+                serde_json::json!({"sub_order_id": id, "state_code": self.state_code, "update_time": "2026-01-01 00:00:00"})
+            })
+            .collect()
+    }
 }
 
 impl Default for Faults {
@@ -64,6 +105,7 @@ impl Default for Faults {
             code: 40002,
             error_envelope: ErrorEnvelope::Ecommerce,
             list_page_cap: None,
+            list_junk: None,
         }
     }
 }

@@ -10,6 +10,7 @@ mod pusher;
 mod state;
 mod token_book;
 
+use crate::clock::Later;
 use std::net::{SocketAddr, TcpListener};
 use std::time::Duration;
 
@@ -20,7 +21,7 @@ use tokio::sync::mpsc;
 use crate::config::Merchants;
 use state::SandboxState;
 
-pub use faults::{ErrorEnvelope, Faults};
+pub use faults::{ErrorEnvelope, Faults, ListJunk};
 pub use orders::{Order, OrderEvent, CLOSED, FINISHED, PAID, TIMED_OUT};
 pub use pusher::{PushSchedule, PushSender, PushStats};
 
@@ -152,7 +153,7 @@ impl SandboxHandle {
     /// Makes the platform give up on every push for `length` from now, as after a long
     /// outage of the merchant's URL: those order changes are never delivered.
     pub fn start_outage(&self, length: Duration) {
-        self.state.lock().outage_until = Some(std::time::Instant::now() + length);
+        self.state.lock().outage_until = Some(std::time::Instant::now().later(length));
     }
 
     /// True while pushes are being given up.

@@ -227,6 +227,9 @@ fn list_page(
         .ok()
         .filter(|s| (1..=100).contains(s))
         .ok_or((BAD_PARAMETER, "page_size must be 1 to 100".to_owned()))?;
+    if let Some(junk) = &world.faults.faults.list_junk {
+        return Ok(json!({"total": junk.total, "list": junk.page(page)}));
+    }
     let size = world
         .faults
         .faults

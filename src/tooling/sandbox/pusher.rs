@@ -36,7 +36,10 @@ impl PushSchedule {
         Self {
             delays: [60u64, 300, 900]
                 .iter()
-                .map(|s| Duration::from_secs(*s).mul_f64(scale))
+                // A scale too large for a Duration: the platform never redelivers in practice.
+                .map(|s| {
+                    crate::clock::scaled(Duration::from_secs(*s), scale).unwrap_or(Duration::MAX)
+                })
                 .collect(),
         }
     }
@@ -56,6 +59,8 @@ pub struct PushStats {
     /// Events given up after the last redelivery.
     pub gave_up: AtomicU64,
     latencies: Mutex<Vec<Duration>>,
+    /// The longest time from an order change to its push's 200, in milliseconds.
+    slowest_ms: AtomicU64,
 }
 
 impl PushStats {
@@ -66,6 +71,12 @@ impl PushStats {
 
     fn get(counter: &AtomicU64) -> u64 {
         counter.load(Ordering::Relaxed)
+    }
+
+    /// The longest time from an order change to the 200 of its push so far: how late a
+    /// push can come, which reconciliation's `settle_secs` must exceed.
+    pub fn slowest(&self) -> Duration {
+        Duration::from_millis(Self::get(&self.slowest_ms))
     }
 
     /// Events not yet accepted nor given up.
@@ -110,6 +121,7 @@ impl PushSender {
                 };
                 task_stats.events.fetch_add(1, Ordering::Relaxed);
                 let delivery = Delivery {
+                    changed_at: Instant::now(),
                     http: http.clone(),
                     target: target.clone(),
                     appid: event.appid.clone(),
@@ -140,6 +152,7 @@ impl PushSender {
 }
 
 struct Delivery {
+    changed_at: Instant,
     http: reqwest::Client,
     target: String,
     appid: String,
@@ -177,6 +190,8 @@ impl Delivery {
             let started = Instant::now();
             if self.deliver_once().await {
                 self.stats.accepted.fetch_add(1, Ordering::Relaxed);
+                let late = u64::try_from(self.changed_at.elapsed().as_millis()).unwrap_or(u64::MAX);
+                self.stats.slowest_ms.fetch_max(late, Ordering::Relaxed);
                 if let Ok(mut l) = self.stats.latencies.lock() {
                     l.push(started.elapsed());
                 }

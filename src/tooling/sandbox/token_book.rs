@@ -1,5 +1,6 @@
 //! The sandbox's token book: each issue supersedes the merchant's previous token.
 
+use crate::clock::Later;
 use std::collections::HashMap;
 use std::time::{Duration, Instant};
 
@@ -45,13 +46,13 @@ impl TokenBook {
         }
         // Forget tokens long dead, so a long-running sandbox does not grow without bound.
         let ttl = self.ttl;
-        self.tokens.retain(|_, t| t.expires_at + ttl > now);
+        self.tokens.retain(|_, t| t.expires_at.later(ttl) > now);
         let value = format!("2.00{}", Alphanumeric.sample_string(&mut rand::rng(), 30));
         self.tokens.insert(
             value.clone(),
             Issued {
                 appid: appid.to_owned(),
-                expires_at: now + self.ttl,
+                expires_at: now.later(self.ttl),
                 revoked: None,
             },
         );

@@ -7,6 +7,7 @@ mod process;
 mod settings;
 mod teardown;
 
+use crate::clock::Later;
 use std::path::Path;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -314,7 +315,7 @@ impl Stage {
             }
             Ready::Full => {
                 let url = format!("{}/readyz", relay.admin_url.as_ref().unwrap_or(&relay.url));
-                let deadline = Instant::now() + READY_TIMEOUT;
+                let deadline = Instant::now().later(READY_TIMEOUT);
                 let mut last = String::from("no answer");
                 while Instant::now() < deadline {
                     if let Ok(answer) = reqwest::get(&url).await {

@@ -3,6 +3,7 @@
 //! run several, or read what it logs. It panics, showing what the process logged, where a test
 //! harness should: a relay that never comes up, or never becomes ready.
 
+use crate::clock::Later;
 use std::path::Path;
 use std::time::{Duration, Instant};
 
@@ -117,7 +118,7 @@ impl RelayProcess {
     /// panic shows what the process logged.
     pub async fn wait_ready(&self) {
         let url = format!("http://{}/readyz", self.address);
-        let deadline = Instant::now() + Duration::from_secs(10);
+        let deadline = Instant::now().later(Duration::from_secs(10));
         while !reqwest::get(&url).await.is_ok_and(|r| r.status() == 200) {
             if Instant::now() >= deadline {
                 let logged: Vec<String> = self.lines.try_iter().collect();
