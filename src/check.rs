@@ -6,12 +6,14 @@
 use std::fmt;
 use std::time::{Duration, Instant};
 
-use crate::amqp::topology::Found;
-use crate::amqp::Topology;
+use crate::amqp::{Names, Topology};
 use crate::config::{ConfigError, Merchant, Settings};
-use crate::worker::{worker_topology, RetryPolicy};
+use crate::startup::Roles;
 
 mod keeper;
+mod topology;
+
+use topology::Found;
 
 /// How long one network check may take.
 const TIMEOUT: Duration = Duration::from_secs(5);
@@ -95,7 +97,7 @@ async fn broker(settings: &Settings) -> Vec<Line> {
         (Err(e), _) | (_, Err(e)) => return vec![line(Verdict::Fail, "broker", e.to_string())],
     };
     let mut reached = None;
-    for (uri, node) in endpoints {
+    for crate::config::Endpoint { uri, shown: node } in endpoints {
         let started = Instant::now();
         match crate::amqp::connect_node(&uri, &tls, "weibo-relay check").await {
             Ok(connection) => {
@@ -116,10 +118,9 @@ async fn broker(settings: &Settings) -> Vec<Line> {
     let Some(connection) = reached else {
         return lines;
     };
-    let topology = Topology::events(&settings.amqp, &settings.event_log.max_age).merge(
-        worker_topology(&settings.amqp, &RetryPolicy::from_settings(&settings.weibo)),
-    );
-    match topology.verify(&connection).await {
+    let names = Names::new(&settings.amqp);
+    let topology = Topology::for_roles(&names, settings, Roles::Serve);
+    match topology::verify(&topology, &connection).await {
         Ok(found) => lines.extend(found.into_iter().map(|(what, found)| match found {
             Found::Matches => line(Verdict::Ok, what, "exists as the relay declares it"),
             Found::Absent => line(Verdict::Ok, what, "absent; the relay declares it at start"),
@@ -136,8 +137,8 @@ async fn broker(settings: &Settings) -> Vec<Line> {
         })),
         Err(e) => lines.push(line(Verdict::Fail, "topology", e.to_string())),
     }
-    lines.extend(leftover_events_queue(&connection, &settings.amqp.events_queue).await);
-    lines.push(keeper::leader(settings, &connection).await);
+    lines.extend(leftover_events_queue(&connection, &names).await);
+    lines.push(keeper::leader(settings, &names, &connection).await);
     let _ = connection.close(200, "checked".into()).await;
     lines
 }
@@ -198,9 +199,9 @@ fn merchant_shape(m: &Merchant) -> Line {
 /// `amqp.events_queue` as releases before this one declared it: a queue bound to every event
 /// that nothing in the relay reads. Left alone it fills until RabbitMQ's memory or disk alarm
 /// stops every publish (and every push gets 503); the event log stream keeps the events.
-async fn leftover_events_queue(connection: &lapin::Connection, queue: &str) -> Option<Line> {
+async fn leftover_events_queue(connection: &lapin::Connection, names: &Names) -> Option<Line> {
+    let (queue, log) = (names.events_queue(), names.event_log());
     let what = format!("queue {queue}");
-    let log = crate::amqp::topology::event_log(queue);
     match crate::amqp::topology::queue_stats(connection, queue).await {
         Ok(None) => None,
         Ok(Some(stats)) if stats.consumers == 0 => Some(line(

@@ -5,6 +5,24 @@ use prometheus::{
     TextEncoder,
 };
 
+/// A metric label enum: its variants' names in snake_case are the label values (strum), so a
+/// new variant brings its label along, and [`all`](Label::all) gives every series from the
+/// start. Derive `strum::EnumIter` and `strum::IntoStaticStr` with
+/// `#[strum(serialize_all = "snake_case")]` and it is one.
+pub trait Label: strum::IntoEnumIterator + Into<&'static str> + Copy {
+    /// Every variant, in declaration order.
+    fn all() -> impl Iterator<Item = Self> {
+        Self::iter()
+    }
+
+    /// The label value: the variant's name in snake_case.
+    fn as_str(self) -> &'static str {
+        self.into()
+    }
+}
+
+impl<T: strum::IntoEnumIterator + Into<&'static str> + Copy> Label for T {}
+
 /// What became of a push: the `outcome` label of `weibo_relay_pushes_total`. Adding a
 /// refusal is adding a variant here; the compiler then asks for its label.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, strum::EnumIter, strum::IntoStaticStr)]

@@ -10,6 +10,15 @@ use super::{is_placeholder, AmqpSettings, ConfigError};
 /// store is about 200 KiB, and a path such as `/dev/zero` must not be read without end.
 const MAX_PEM_BYTES: u64 = 1 << 20;
 
+/// One broker node: its address, and how logs and errors show it (password hidden).
+#[derive(Debug, Clone)]
+pub struct Endpoint {
+    /// The node's address, heartbeat set.
+    pub uri: lapin::uri::AMQPUri,
+    /// The URL with its password replaced.
+    pub shown: String,
+}
+
 impl AmqpSettings {
     /// Deadline for a publisher confirm.
     pub fn confirm_timeout(&self) -> Duration {
@@ -23,7 +32,7 @@ impl AmqpSettings {
 
     /// The nodes to connect to (`urls`, or `url` alone), each with `heartbeat_secs` unless its
     /// URL sets its own, and how it is shown in logs (password hidden).
-    pub fn endpoints(&self) -> Result<Vec<(lapin::uri::AMQPUri, String)>, ConfigError> {
+    pub fn endpoints(&self) -> Result<Vec<Endpoint>, ConfigError> {
         let (key, urls) = if self.urls.is_empty() {
             ("amqp.url", std::slice::from_ref(&self.url))
         } else {
@@ -65,7 +74,10 @@ impl AmqpSettings {
                 if uri.query.heartbeat.is_none() {
                     uri.query.heartbeat = Some(self.heartbeat_secs);
                 }
-                Ok((uri, redacted(text)))
+                Ok(Endpoint {
+                    uri,
+                    shown: redacted(text),
+                })
             })
             .collect()
     }
@@ -73,7 +85,7 @@ impl AmqpSettings {
     /// The first node's address (tests and tools that need one).
     pub fn uri(&self) -> Result<lapin::uri::AMQPUri, String> {
         self.endpoints()
-            .map(|mut e| e.remove(0).0)
+            .map(|mut e| e.remove(0).uri)
             .map_err(|e| e.to_string())
     }
 

@@ -13,7 +13,7 @@ mod files;
 mod merchant;
 mod validate;
 
-pub use amqp::redacted;
+pub use amqp::{redacted, Endpoint};
 pub(crate) use files::read_capped;
 pub use files::MAX_CONFIG_BYTES;
 pub use merchant::{is_placeholder, AppId, Merchant, Merchants, MIN_SECRET_BYTES};

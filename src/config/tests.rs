@@ -326,7 +326,7 @@ fn amqp_urls_replace_url_from_a_file_or_a_comma_list_and_each_is_checked() {
         .endpoints()
         .unwrap()
         .into_iter()
-        .map(|(_, shown)| shown)
+        .map(|e| e.shown)
         .collect();
     assert_eq!(
         nodes,
@@ -336,7 +336,7 @@ fn amqp_urls_replace_url_from_a_file_or_a_comma_list_and_each_is_checked() {
         ]
     );
     let endpoints = s.amqp.endpoints().unwrap();
-    assert!(endpoints.iter().all(|(u, _)| u.query.heartbeat == Some(5)));
+    assert!(endpoints.iter().all(|e| e.uri.query.heartbeat == Some(5)));
     let err = Settings::from_toml(&format!(
         "[amqp]\nurls = [\"amqp://a:s3cret-pass-0123@rmq-0:5672/%2f\", \"amqp://a:s3cret-pass-0123@rmq-1:port/%2f\"]\n{MERCHANT}"
     ))

@@ -12,7 +12,7 @@ use serde_json::Value;
 use super::log::{Accept, LogEntry, LogError, LogReader, Offset};
 use super::replay::{connect, header, keys, ReplayError};
 use super::SOURCE_HEADER;
-use crate::amqp::topology::event_log;
+use crate::amqp::Names;
 use crate::config::Settings;
 use crate::telemetry::shown;
 
@@ -39,7 +39,7 @@ pub async fn tail(
         max_entry_bytes: None,
     };
     let broker = connect(settings).await?;
-    let log = event_log(&settings.amqp.events_queue);
+    let log = Names::new(&settings.amqp).event_log().to_owned();
     let link = broker
         .current()
         .ok_or_else(|| super::replay::not_connected(settings))?;

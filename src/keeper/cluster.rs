@@ -33,16 +33,16 @@ use futures_util::StreamExt;
 use lapin::options::{BasicAckOptions, BasicQosOptions};
 use lapin::Channel;
 use tokio::sync::watch;
-use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 
 use super::leadership::{Change, LeaderWatch};
 use super::sealed::{Request, HEARTBEAT_KEY};
 use super::stamp::{Kind, NoDeploymentKey, Sequence, Stamper, Verifier, Window};
 use super::{KeeperEvents, Lead, TokenKeeper};
-use crate::amqp::{Broker, Link};
+use crate::amqp::{Broker, Link, Names};
 use crate::keys::Keyring;
 use crate::permits::PermitIssuer;
+use crate::supervise::{Task, Tasks};
 
 mod requests;
 mod wire;
@@ -55,8 +55,6 @@ const SILENCE: Duration = Duration::from_secs(3);
 const HELLO_EVERY: Duration = Duration::from_secs(1);
 /// The leader announces every token at most this often, however many hellos arrive.
 const ANNOUNCE_ALL_EVERY: Duration = Duration::from_secs(1);
-/// Pause after the broker side failed, before it starts again on the current link.
-const RESTART_PAUSE: Duration = Duration::from_secs(1);
 /// Keeper queue messages a process holds unacknowledged: what a flood can cost in memory.
 const INBOX_PREFETCH: u16 = 64;
 /// Deliveries acknowledged together (and at least each second): a flood costs half the frames.
@@ -70,35 +68,12 @@ pub const STAMP_WINDOW: Window = Window {
     max_ahead: Duration::from_secs(10),
 };
 
-/// The names the keeper's broker side uses, all derived from the fulfilment queue's.
-#[derive(Debug, Clone)]
-pub struct ClusterNames {
-    /// The single-active-consumer queue whose active consumer leads; requests to the leader
-    /// go there too.
-    pub keeper_queue: String,
-    /// The topic exchange tokens and the leader's heartbeats are announced on.
-    pub tokens_exchange: String,
-    /// The queue of platform call permits.
-    pub permits_queue: String,
-}
-
-impl ClusterNames {
-    /// The names for `fulfilment_queue`.
-    pub fn new(fulfilment_queue: &str) -> Self {
-        Self {
-            keeper_queue: format!("{fulfilment_queue}.keeper"),
-            tokens_exchange: format!("{fulfilment_queue}.tokens"),
-            permits_queue: format!("{fulfilment_queue}.permits"),
-        }
-    }
-}
-
 /// Runs a process's part in the election and in passing tokens around.
 pub struct Agent {
     broker: Broker,
     keeper: TokenKeeper,
     keyring: Keyring,
-    names: ClusterNames,
+    names: Names,
     permit_rate: u32,
     process: String,
     requests: Stamper,
@@ -107,6 +82,8 @@ pub struct Agent {
     permit_stamps: Arc<Stamper>,
     request_check: Verifier,
     heartbeat_check: Verifier,
+    /// Where the permit issuer runs while this process leads.
+    tasks: Tasks,
 }
 
 /// What a process holds while it leads; dropping it stops leading.
@@ -134,48 +111,48 @@ impl Agent {
     pub fn new(
         broker: Broker,
         keeper: TokenKeeper,
-        names: ClusterNames,
+        names: Names,
         permit_rate: u32,
+        tasks: &Tasks,
     ) -> Result<Self, NoDeploymentKey> {
         let keyring = Keyring::derive(keeper.merchants());
         let process = uuid::Uuid::new_v4().simple().to_string();
         Ok(Self {
-            requests: Stamper::new(&keyring, &process, &names.keeper_queue)?,
-            heartbeats: Stamper::new(&keyring, &process, &names.tokens_exchange)?,
-            permit_stamps: Arc::new(Stamper::new(&keyring, &process, &names.permits_queue)?),
-            request_check: Verifier::new(keyring.clone(), &names.keeper_queue),
-            heartbeat_check: Verifier::new(keyring.clone(), &names.tokens_exchange),
+            requests: Stamper::new(&keyring, &process, names.keeper())?,
+            heartbeats: Stamper::new(&keyring, &process, names.tokens())?,
+            permit_stamps: Arc::new(Stamper::new(&keyring, &process, names.permits())?),
+            request_check: Verifier::new(keyring.clone(), names.keeper()),
+            heartbeat_check: Verifier::new(keyring.clone(), names.tokens()),
             broker,
             keeper,
             keyring,
             names,
             permit_rate,
             process,
+            tasks: tasks.clone(),
         })
     }
 
-    /// Runs until `stop` is cancelled, on every broker link in turn.
-    pub fn spawn(self, mut events: KeeperEvents, stop: CancellationToken) -> JoinHandle<()> {
-        tokio::spawn(async move {
-            let mut links = self.broker.subscribe();
-            loop {
-                let link = tokio::select! {
-                    _ = stop.cancelled() => return,
-                    link = links.wait_for(Option::is_some) => match link {
-                        Ok(link) => link.clone(),
-                        Err(_) => return,
-                    },
+    /// Runs as a task of `tasks` until they stop, on every broker link in turn.
+    pub fn start(self, events: KeeperEvents, tasks: &Tasks) {
+        let agent = Arc::new(self);
+        // Kept across a restart after a panic: what the keeper has still to say.
+        let events = Arc::new(tokio::sync::Mutex::new(events));
+        tasks.spawn(Task::Keeper, move |stop| {
+            let (agent, events) = (agent.clone(), events.clone());
+            async move {
+                let each = |link: Link| {
+                    let (agent, events, stop) = (agent.clone(), events.clone(), stop.clone());
+                    async move {
+                        let mut events = events.lock().await;
+                        if let Err(error) = agent.serve(&link, &mut events, &stop).await {
+                            tracing::warn!(%error, "token keeper's broker side failed; starting again");
+                        }
+                    }
                 };
-                let Some(link) = link else { continue };
-                if let Err(error) = self.serve(&link, &mut events, &stop).await {
-                    tracing::warn!(%error, "token keeper's broker side failed; starting again");
-                }
-                tokio::select! {
-                    _ = stop.cancelled() => return,
-                    _ = tokio::time::sleep(RESTART_PAUSE) => {}
-                }
+                agent.broker.on_each_link(&stop, each).await;
             }
-        })
+        });
     }
 
     async fn serve(
@@ -300,7 +277,7 @@ impl Agent {
         s.last_heard = StdInstant::now();
         if leading.is_none() {
             *leading = Some(self.start_leading(link).await?);
-            tracing::info!(queue = %self.names.keeper_queue, "this process is the token keeper");
+            tracing::info!(queue = %self.names.keeper(), "this process is the token keeper");
             self.heartbeat(channel).await;
             self.announce_all(channel, s).await;
         }
@@ -334,7 +311,7 @@ impl Agent {
         }
         match s.watch.check(leading.is_some(), StdInstant::now()) {
             Some(Change::Foreign(silent)) => {
-                let queue = &self.names.keeper_queue;
+                let queue = self.names.keeper();
                 self.keeper.set_foreign_leader(Some(queue));
                 tracing::warn!(
                     %queue,
@@ -348,7 +325,7 @@ impl Agent {
             }
             Some(Change::Cleared) => {
                 self.keeper.set_foreign_leader(None);
-                tracing::info!(queue = %self.names.keeper_queue, "a relay leads the keeper queue again");
+                tracing::info!(queue = %self.names.keeper(), "a relay leads the keeper queue again");
             }
             None => {}
         }
@@ -365,9 +342,10 @@ impl Agent {
             })??;
         let permits = PermitIssuer::start(
             channel,
-            self.names.permits_queue.clone(),
+            self.names.permits().to_owned(),
             self.permit_rate,
             self.permit_stamps.clone(),
+            &self.tasks,
         );
         Ok(Leading {
             _lead: self.keeper.lead(),

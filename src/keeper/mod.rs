@@ -23,9 +23,9 @@ use std::time::Duration;
 use futures_util::future::BoxFuture;
 use tokio::sync::{mpsc, watch, Notify};
 use tokio::time::{timeout, Instant};
-use tokio_util::sync::{CancellationToken, DropGuard};
 
 use crate::config::{Merchant, Merchants};
+use crate::supervise::{Task, TaskMetrics, Tasks};
 use crate::weibo::{Token, TokenError, WeiboClient};
 
 pub use metrics::TokenMetrics;
@@ -149,9 +149,14 @@ struct Inner {
     obtained: mpsc::UnboundedSender<String>,
     rejected: mpsc::UnboundedSender<(String, u64)>,
     wanting: Arc<Notify>,
-    // Dropping the last keeper handle stops a lead still running.
-    stop: CancellationToken,
-    _stop: DropGuard,
+    // The refresh tasks' group; dropping the last keeper handle stops a lead still running.
+    tasks: Tasks,
+}
+
+impl Drop for Inner {
+    fn drop(&mut self) {
+        self.tasks.stop();
+    }
 }
 
 impl fmt::Debug for TokenKeeper {
@@ -169,12 +174,12 @@ impl fmt::Debug for TokenKeeper {
 /// once (a refresh in flight is abandoned).
 pub struct Lead {
     keeper: Weak<Inner>,
-    stop: CancellationToken,
+    refresh: Tasks,
 }
 
 impl Drop for Lead {
     fn drop(&mut self) {
-        self.stop.cancel();
+        self.refresh.stop();
         if let Some(inner) = self.keeper.upgrade() {
             inner.leading.store(false, Ordering::SeqCst);
             inner.metrics.set_leading(false);
@@ -183,11 +188,13 @@ impl Drop for Lead {
 }
 
 impl TokenKeeper {
-    /// A keeper holding no token, leading nothing yet; the events go to the broker side.
+    /// A keeper holding no token, leading nothing yet; the events go to the broker side,
+    /// and the refresh tasks run in a group of their own under `tasks`.
     pub fn new(
         source: Arc<dyn TokenSource>,
         merchants: &Merchants,
         options: KeeperOptions,
+        tasks: &Tasks,
     ) -> (Self, KeeperEvents) {
         let mut slots = HashMap::new();
         let mut receivers = Vec::new();
@@ -199,7 +206,6 @@ impl TokenKeeper {
         let (obtained, obtained_rx) = mpsc::unbounded_channel();
         let (rejected, rejected_rx) = mpsc::unbounded_channel();
         let wanting = Arc::new(Notify::new());
-        let stop = CancellationToken::new();
         let keeper = Self {
             inner: Arc::new(Inner {
                 slots,
@@ -212,8 +218,7 @@ impl TokenKeeper {
                 obtained,
                 rejected,
                 wanting: wanting.clone(),
-                stop: stop.clone(),
-                _stop: stop.drop_guard(),
+                tasks: tasks.child(),
             }),
         };
         let events = KeeperEvents {
@@ -231,7 +236,8 @@ impl TokenKeeper {
         merchants: &Merchants,
         options: KeeperOptions,
     ) -> Self {
-        let (keeper, _events) = Self::new(source, merchants, options);
+        let tasks = Tasks::new(TaskMetrics::unregistered());
+        let (keeper, _events) = Self::new(source, merchants, options, &tasks);
         // Leads until the last handle is dropped, which stops the refresh tasks.
         std::mem::forget(keeper.lead());
         keeper
@@ -241,7 +247,7 @@ impl TokenKeeper {
     /// (adopted from the previous leader) until that token is due, and fetching one at once
     /// otherwise.
     pub fn lead(&self) -> Lead {
-        let stop = self.inner.stop.child_token();
+        let refresh = self.inner.tasks.child();
         self.inner.leading.store(true, Ordering::SeqCst);
         self.inner.metrics.set_leading(true);
         for merchant in self.inner.merchants.iter() {
@@ -252,13 +258,12 @@ impl TokenKeeper {
                 metrics: self.inner.metrics.clone(),
                 options: self.inner.options.clone(),
                 obtained: self.inner.obtained.clone(),
-                stop: stop.clone(),
             };
-            tokio::spawn(refresher.run());
+            refresh.spawn(Task::Refresh, move |stop| refresher.clone().run(stop));
         }
         Lead {
             keeper: Arc::downgrade(&self.inner),
-            stop,
+            refresh,
         }
     }
 

@@ -11,6 +11,7 @@ use super::{refresh_due, KeeperOptions, SlotState, TokenMetrics, TokenSource};
 use crate::config::Merchant;
 use crate::weibo::Token;
 
+#[derive(Clone)]
 pub(super) struct Refresher {
     pub(super) merchant: Merchant,
     pub(super) source: Arc<dyn TokenSource>,
@@ -18,11 +19,11 @@ pub(super) struct Refresher {
     pub(super) metrics: TokenMetrics,
     pub(super) options: KeeperOptions,
     pub(super) obtained: mpsc::UnboundedSender<String>,
-    pub(super) stop: CancellationToken,
 }
 
 impl Refresher {
-    pub(super) async fn run(self) {
+    /// Keeps the merchant's slot holding a token until `stop` (the process stops leading).
+    pub(super) async fn run(self, stop: CancellationToken) {
         let mut rx = self.tx.subscribe();
         let mut due_passed = false;
         loop {
@@ -42,7 +43,7 @@ impl Refresher {
             let (due, generation) = match held {
                 Some(held) => held,
                 None => {
-                    let Some(token) = self.obtain().await else {
+                    let Some(token) = self.obtain(&stop).await else {
                         return;
                     };
                     let due = refresh_due(&token);
@@ -52,7 +53,7 @@ impl Refresher {
             // Sleep until the token is due, or until a caller reports it rejected.
             loop {
                 tokio::select! {
-                    _ = self.stop.cancelled() => return,
+                    _ = stop.cancelled() => return,
                     _ = sleep_until(due) => {
                         due_passed = true;
                         break;
@@ -88,12 +89,12 @@ impl Refresher {
     /// Asks until a token comes, backing off; the old token stays in use meanwhile.
     /// `None` when leading stops.
     #[tracing::instrument(skip_all, fields(appid = %self.merchant.appid))]
-    async fn obtain(&self) -> Option<Token> {
+    async fn obtain(&self, stop: &CancellationToken) -> Option<Token> {
         let appid = self.merchant.appid.as_str();
         let mut delay = self.options.retry_min;
         loop {
             let result = tokio::select! {
-                _ = self.stop.cancelled() => return None,
+                _ = stop.cancelled() => return None,
                 result = self.source.fetch(&self.merchant) => result,
             };
             match result {
@@ -106,7 +107,7 @@ impl Refresher {
                     self.metrics.refresh_failed(appid);
                     tracing::warn!(%error, retry_in = ?delay, "access_token refresh failed");
                     tokio::select! {
-                        _ = self.stop.cancelled() => return None,
+                        _ = stop.cancelled() => return None,
                         _ = sleep(delay) => {}
                     }
                     delay = delay.saturating_mul(2).min(self.options.retry_max);

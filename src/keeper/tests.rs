@@ -72,6 +72,10 @@ fn options() -> KeeperOptions {
     }
 }
 
+fn tasks() -> Tasks {
+    Tasks::new(TaskMetrics::unregistered())
+}
+
 fn start(script: &Arc<Script>) -> TokenKeeper {
     TokenKeeper::start(script.clone(), &merchants(), options())
 }
@@ -239,7 +243,7 @@ fn token(value: &str, expires_in: Duration) -> Token {
 #[tokio::test(start_paused = true)]
 async fn a_follower_uses_adopted_tokens_and_reports_rejections_with_their_generation() {
     let script = Script::new(Duration::from_secs(7200));
-    let (keeper, mut events) = TokenKeeper::new(script.clone(), &merchants(), options());
+    let (keeper, mut events) = TokenKeeper::new(script.clone(), &merchants(), options(), &tasks());
     assert!(!keeper.is_leading());
     assert!(keeper.adopt(APPID, token("a1", Duration::from_secs(7200)), 100));
     assert!(
@@ -279,7 +283,7 @@ async fn a_follower_uses_adopted_tokens_and_reports_rejections_with_their_genera
 #[tokio::test(start_paused = true)]
 async fn a_new_leader_keeps_an_adopted_token_until_it_is_due_and_refreshes_each_generation_once() {
     let script = Script::new(Duration::from_secs(100));
-    let (keeper, mut events) = TokenKeeper::new(script.clone(), &merchants(), options());
+    let (keeper, mut events) = TokenKeeper::new(script.clone(), &merchants(), options(), &tasks());
     // Adopted from the previous leader, 100 s life, obtained now.
     keeper.adopt(APPID, token("inherited", Duration::from_secs(100)), 500);
     let lead = keeper.lead();

@@ -23,7 +23,7 @@ use std::time::{Duration, SystemTime};
 use serde_json::Value;
 use tokio_util::sync::CancellationToken;
 
-use crate::amqp::{topology::event_log, Broker, PublishError, Publisher};
+use crate::amqp::{Broker, Names, PublishError, Publisher};
 use crate::clock::earlier;
 use crate::config::{Merchant, ReconcileSettings, Settings};
 use crate::event::log::{Accept, LogError, LogReader};
@@ -109,6 +109,7 @@ impl Sweeper {
     /// A sweeper for `settings`, sharing the process's broker link, keeper, client and permits.
     pub fn new(
         settings: &Settings,
+        names: &Names,
         broker: Broker,
         keeper: TokenKeeper,
         client: WeiboClient,
@@ -122,8 +123,8 @@ impl Sweeper {
             client,
             permits,
             settings: settings.reconcile.clone(),
-            events_exchange: settings.amqp.events_exchange.clone(),
-            log: event_log(&settings.amqp.events_queue),
+            events_exchange: names.events_exchange().to_owned(),
+            log: names.event_log().to_owned(),
             keys: Keyring::derive(&settings.merchants),
             max_entry_bytes: crate::event::max_envelope_bytes(settings.http.max_body_bytes),
             metrics,

@@ -10,7 +10,6 @@ use serde_json::json;
 use super::command::Command;
 use super::decide::Next;
 use super::headers::{self, ATTEMPTS, DEATH_REASON, LAST_CODE, SEALED_ATTEMPTS};
-use super::retry::{dead_queue, delay_queue};
 use super::Worker;
 use crate::amqp::{Outgoing, PublishError};
 use crate::trace::TraceContext;
@@ -58,7 +57,6 @@ impl Worker {
         next: &Next,
         trace: &TraceContext,
     ) -> Result<(), PublishError> {
-        let fq = &self.queues.fulfilment;
         match next {
             Next::Succeeded {
                 command,
@@ -106,7 +104,7 @@ impl Worker {
                 self.publisher
                     .publish(Outgoing {
                         exchange: "",
-                        routing_key: &delay_queue(fq, self.policy.delay(*step)),
+                        routing_key: &self.names.retry(self.policy.delay(*step)),
                         body: &delivery.data,
                         properties,
                     })
@@ -135,7 +133,7 @@ impl Worker {
                 self.publisher
                     .publish(Outgoing {
                         exchange: "",
-                        routing_key: &dead_queue(fq),
+                        routing_key: self.names.dead(),
                         body: &delivery.data,
                         properties,
                     })
@@ -180,7 +178,7 @@ impl Worker {
         // Not mandatory: outcomes are for whoever binds a queue; none bound is not a failure.
         self.publisher
             .publish_optional(Outgoing {
-                exchange: &self.queues.events_exchange,
+                exchange: self.names.events_exchange(),
                 routing_key,
                 body: &body,
                 properties,

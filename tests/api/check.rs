@@ -60,7 +60,7 @@ async fn check_passes_a_working_configuration_and_names_each_thing_that_would_fa
     let toml = relay_toml(&settings);
     let amqp = &settings.amqp;
 
-    let log = weibo_relay::amqp::topology::event_log(&amqp.events_queue);
+    let log = weibo_relay::amqp::Names::new(amqp).event_log().to_owned();
     // Before any relay ran: every queue absent, which is fine.
     let (code, lines, stderr) = check(&toml).await;
     assert_eq!(code, Some(0), "{lines:#?}\n{stderr}");

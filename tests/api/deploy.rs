@@ -11,9 +11,10 @@ use secrecy::ExposeSecret;
 use serde::Deserialize;
 use serde_json::{json, Value as Json};
 use serde_yaml_ng::Value as Yaml;
+use weibo_relay::amqp::Names;
 use weibo_relay::amqp::Topology;
 use weibo_relay::config::{is_placeholder, Settings};
-use weibo_relay::worker::{worker_topology, RetryPolicy};
+use weibo_relay::startup::Roles;
 
 fn repo() -> &'static Path {
     Path::new(env!("CARGO_MANIFEST_DIR"))
@@ -403,7 +404,7 @@ fn deploy_compose_cluster_override_gives_three_nodes_to_every_relay() {
             .endpoints()
             .unwrap()
             .into_iter()
-            .map(|(uri, _)| uri.authority.host)
+            .map(|e| e.uri.authority.host)
             .collect();
         assert_eq!(hosts, ["rabbitmq", "rabbitmq-2", "rabbitmq-3"], "{role}");
         let waits: BTreeSet<&str> = services[role]["depends_on"]
@@ -651,10 +652,7 @@ fn arguments_json(table: &FieldTable) -> Json {
 
 fn declared_topology() -> Topology {
     let s = Settings::load(None, std::iter::empty()).unwrap();
-    Topology::events(&s.amqp, &s.event_log.max_age).merge(worker_topology(
-        &s.amqp,
-        &RetryPolicy::from_settings(&s.weibo),
-    ))
+    Topology::for_roles(&Names::new(&s.amqp), &s, Roles::Serve)
 }
 
 fn keys(v: &Json) -> BTreeSet<&str> {

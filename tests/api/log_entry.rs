@@ -104,7 +104,9 @@ pub async fn append_to(
     routing_key: Option<&str>,
     entry: &Entry,
 ) {
-    let log = weibo_relay::amqp::topology::event_log(&settings.amqp.events_queue);
+    let log = weibo_relay::amqp::Names::new(&settings.amqp)
+        .event_log()
+        .to_owned();
     let (exchange, key) = match routing_key {
         Some(key) => (settings.amqp.events_exchange.as_str(), key),
         None => ("", log.as_str()),

@@ -158,7 +158,9 @@ async fn a_worker_exports_how_many_commands_wait_in_the_work_and_dead_queues() {
         rig.send(serde_json::json!({"appid": APPID, "sub_order_id": id, "action": "finish"}))
             .await;
     }
-    let dead = weibo_relay::worker::dead_queue(&rig.app.settings.amqp.fulfilment_queue);
+    let dead = weibo_relay::amqp::Names::new(&rig.app.settings.amqp)
+        .dead()
+        .to_owned();
     for _ in 0..3 {
         rig.app
             .channel

@@ -387,7 +387,9 @@ async fn the_event_log_is_a_stream_kept_for_event_log_max_age() {
     let mut settings = test_settings(AMQP_URL);
     settings.event_log.max_age = "3D".into();
     let app = spawn_app_with(settings, true).await;
-    let log = weibo_relay::amqp::topology::event_log(&app.settings.amqp.events_queue);
+    let log = weibo_relay::amqp::Names::new(&app.settings.amqp)
+        .event_log()
+        .to_owned();
     let app = &app;
     let declare = |max_age: &'static str| {
         let log = log.clone();
@@ -666,7 +668,9 @@ async fn a_long_replay_says_how_far_it_got_and_keeps_its_memory_bounded() {
     use std::io::Read;
     const EVENTS: usize = 9000;
     let app = spawn_app().await;
-    let log = weibo_relay::amqp::topology::event_log(&app.settings.amqp.events_queue);
+    let log = weibo_relay::amqp::Names::new(&app.settings.amqp)
+        .event_log()
+        .to_owned();
     let channel = app.connection().create_channel().await.unwrap();
     channel.confirm_select(Default::default()).await.unwrap();
     let pad = "x".repeat(8 * 1024);

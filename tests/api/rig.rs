@@ -264,7 +264,9 @@ impl WorkerRig {
 
     /// Takes the next dead command: (body, headers).
     pub async fn next_dead(&self) -> (Value, FieldTable) {
-        let dead = weibo_relay::worker::dead_queue(&self.app.settings.amqp.fulfilment_queue);
+        let dead = weibo_relay::amqp::Names::new(&self.app.settings.amqp)
+            .dead()
+            .to_owned();
         let deadline = std::time::Instant::now() + Duration::from_secs(20);
         loop {
             let got = self
@@ -289,7 +291,9 @@ impl WorkerRig {
     }
 
     pub async fn dead_depth(&self) -> u32 {
-        let dead = weibo_relay::worker::dead_queue(&self.app.settings.amqp.fulfilment_queue);
+        let dead = weibo_relay::amqp::Names::new(&self.app.settings.amqp)
+            .dead()
+            .to_owned();
         self.app.depth_of(&dead).await
     }
 

@@ -336,7 +336,9 @@ async fn succeeded_and_failed_outcomes_are_what_the_schemas_describe() {
 #[tokio::test]
 async fn dead_commands_are_what_the_schemas_describe() {
     let rig = WorkerRig::start().await;
-    let dead = weibo_relay::worker::dead_queue(&rig.app.settings.amqp.fulfilment_queue);
+    let dead = weibo_relay::amqp::Names::new(&rig.app.settings.amqp)
+        .dead()
+        .to_owned();
 
     // Poison: not JSON, with a producer's own headers and properties. Only a well-formed
     // trace context travels on; the producer's other header does not.

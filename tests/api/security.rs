@@ -210,7 +210,7 @@ async fn queues_deleted_under_the_worker_cost_neither_the_receiver_nor_a_command
     })
     .await;
     let fq = rig.app.settings.amqp.fulfilment_queue.clone();
-    let dead = weibo_relay::worker::dead_queue(&fq);
+    let dead = format!("{fq}.dead");
     let chaos = async {
         // The dead queue goes: a poison command's next home is refused (NO_ROUTE).
         rig.app

@@ -164,7 +164,9 @@ async fn a_worker_killed_mid_batch_and_restarted_loses_no_command() {
     .await;
     let dead = channel
         .queue_declare(
-            weibo_relay::worker::dead_queue(&settings.amqp.fulfilment_queue)
+            weibo_relay::amqp::Names::new(&settings.amqp)
+                .dead()
+                .to_owned()
                 .as_str()
                 .into(),
             QueueDeclareOptions {

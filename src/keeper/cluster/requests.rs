@@ -102,14 +102,13 @@ impl Agent {
     pub(super) async fn heartbeat(&self, channel: &Channel) {
         let body = Broadcast::Leader(self.heartbeats.stamp(Kind::Leader));
         let body = serde_json::to_vec(&body).expect("a heartbeat serializes");
-        self.publish(channel, &self.names.tokens_exchange, HEARTBEAT_KEY, &body)
+        self.publish(channel, self.names.tokens(), HEARTBEAT_KEY, &body)
             .await;
     }
 
     /// A request to whoever leads.
     pub(super) async fn send(&self, channel: &Channel, request: &Request) {
         let body = serde_json::to_vec(request).expect("a request serializes");
-        self.publish(channel, "", &self.names.keeper_queue, &body)
-            .await;
+        self.publish(channel, "", self.names.keeper(), &body).await;
     }
 }

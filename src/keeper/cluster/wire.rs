@@ -24,7 +24,7 @@ pub(super) const SEND_TIMEOUT: Duration = Duration::from_secs(1);
 impl Agent {
     /// This process's own queue on the tokens exchange, gone with its connection.
     pub(super) async fn subscribe(&self, channel: &Channel) -> Result<Consumer, lapin::Error> {
-        let queue = format!("{}.{}", self.names.tokens_exchange, self.process);
+        let queue = self.names.token_inbox(&self.process);
         let options = QueueDeclareOptions {
             exclusive: true,
             auto_delete: true,
@@ -36,7 +36,7 @@ impl Agent {
         channel
             .queue_bind(
                 queue.as_str().into(),
-                self.names.tokens_exchange.as_str().into(),
+                self.names.tokens().into(),
                 "#".into(),
                 QueueBindOptions::default(),
                 FieldTable::default(),
@@ -59,7 +59,7 @@ impl Agent {
     pub(super) async fn candidate(&self, channel: &Channel) -> Result<Consumer, lapin::Error> {
         channel
             .basic_consume(
-                self.names.keeper_queue.as_str().into(),
+                self.names.keeper().into(),
                 format!("weibo-relay-keeper-{}", self.process)
                     .as_str()
                     .into(),
@@ -118,7 +118,7 @@ impl Agent {
         };
         let message = sealed::seal(keys, appid, generation, &plain);
         let body = serde_json::to_vec(&message).expect("a sealed token serializes");
-        self.publish(channel, &self.names.tokens_exchange, appid, &body)
+        self.publish(channel, self.names.tokens(), appid, &body)
             .await;
     }
 

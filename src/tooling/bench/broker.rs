@@ -11,9 +11,10 @@ use std::time::{Duration, SystemTime};
 use secrecy::SecretString;
 
 use super::{drive, push::signed_push, run_id, BenchError, Load, Report};
-use crate::amqp::{Outgoing, PublishError, Topology};
+use crate::amqp::{Names, Outgoing, PublishError, Topology};
 use crate::config::{Merchant, Merchants, Settings};
 use crate::push::{Body, ContentKind, UnverifiedPush};
+use crate::startup::Roles;
 
 /// Beyond this a confirm counts as lost (the relay's default is 3 s; this only bounds a run).
 const CONFIRM_TIMEOUT: Duration = Duration::from_secs(10);
@@ -31,15 +32,15 @@ pub struct BrokerOptions {
 pub async fn run(options: BrokerOptions) -> Result<Report, BenchError> {
     options.load.validate()?;
     let (body, properties, routing_key) = sample_event()?;
-    let conn = crate::amqp::connect_url(&options.amqp_url, "weibo-relay bench broker")
+    let conn = crate::tooling::stage::connect_url(&options.amqp_url, "weibo-relay bench broker")
         .await
-        .map_err(|e| BenchError::Setup(e.to_string()))?;
+        .map_err(BenchError::Setup)?;
     let channel = crate::amqp::confirm_channel(&conn).await?;
     let defaults = Settings::load(None, std::iter::empty::<(String, String)>())
         .map_err(|e| BenchError::Setup(e.to_string()))?;
     let names = crate::tooling::stage::isolated(defaults, "weibo-relay-bench-broker");
     let verify = &names.amqp.events_queue;
-    let topology = Topology::events(&names.amqp, &names.event_log.max_age)
+    let topology = Topology::for_roles(&Names::new(&names.amqp), &names, Roles::Receiver)
         .queue(crate::amqp::QueueSpec::quorum(verify))
         .bind(verify, &names.amqp.events_exchange, "order.#");
     topology.declare(&conn).await?;
@@ -77,7 +78,7 @@ pub async fn run(options: BrokerOptions) -> Result<Report, BenchError> {
         }
     })
     .await;
-    let deleted = topology.delete(&channel).await;
+    let deleted = crate::tooling::stage::delete_on(&channel, &topology).await;
     let _ = conn.close(200, "bench done".into()).await;
     deleted?;
     Ok(Report::new(

@@ -104,9 +104,9 @@ where
 
 /// Messages in `queue` now, by passive declaration (exact for quorum queues once confirmed).
 pub async fn queue_depth(amqp_url: &str, queue: &str) -> Result<u64, BenchError> {
-    let conn = crate::amqp::connect_url(amqp_url, "weibo-relay bench")
+    let conn = crate::tooling::stage::connect_url(amqp_url, "weibo-relay bench")
         .await
-        .map_err(|e| BenchError::Setup(e.to_string()))?;
+        .map_err(BenchError::Setup)?;
     let depth = crate::amqp::topology::queue_depth(&conn, queue).await;
     let _ = conn.close(200, "bench done".into()).await;
     depth?
@@ -122,9 +122,9 @@ pub async fn tap_if_absent(
     queue: &str,
     exchange: &str,
 ) -> Result<Option<crate::tooling::stage::Teardown>, BenchError> {
-    let conn = crate::amqp::connect_url(amqp_url, "weibo-relay bench")
+    let conn = crate::tooling::stage::connect_url(amqp_url, "weibo-relay bench")
         .await
-        .map_err(|e| BenchError::Setup(e.to_string()))?;
+        .map_err(BenchError::Setup)?;
     let result = async {
         if crate::amqp::topology::queue_depth(&conn, queue)
             .await?

@@ -22,7 +22,7 @@ use crate::tooling::sandbox::{Faults, Sandbox, SandboxConfig, SandboxHandle};
 
 pub use process::{KillOnDrop, RelayProcess};
 pub use settings::{isolated, merchant, to_toml, ConfigFile};
-pub use teardown::Teardown;
+pub use teardown::{delete_on, Teardown};
 
 /// The appid of the one merchant on a demo or bench stage.
 pub const STAGE_APPID: &str = "100023";
@@ -338,7 +338,19 @@ impl Stage {
 /// `<events_queue>.tap`: the quorum queue a test stage binds to every order event. The relay
 /// declares no such queue (its event log is a stream); tests read this one instead.
 pub fn tap_queue(settings: &Settings) -> String {
-    format!("{}.tap", settings.amqp.events_queue)
+    crate::amqp::Names::new(&settings.amqp).tap()
+}
+
+/// A plain connection to one URL given on a command line (the load generators), without
+/// TLS files; the error says why, password hidden.
+pub async fn connect_url(url: &str, name: &str) -> Result<lapin::Connection, String> {
+    let shown = crate::config::redacted(url);
+    let uri: lapin::uri::AMQPUri = url
+        .parse()
+        .map_err(|_| format!("cannot connect to the broker: {shown}: not an AMQP URL"))?;
+    crate::amqp::connect_node(&uri, &Default::default(), name)
+        .await
+        .map_err(|error| format!("cannot connect to the broker: {shown}: {error}"))
 }
 
 async fn declare_tap(amqp: &AmqpSettings, settings: &Settings) -> anyhow::Result<()> {

@@ -1,0 +1,110 @@
+//! Each role's start: what it builds on the process's broker link and metrics, and the tasks
+//! it runs.
+
+use std::num::NonZeroU32;
+use std::sync::Arc;
+use std::time::Duration;
+
+use actix_web::web;
+
+use crate::amqp::{Broker, Names};
+use crate::config::Settings;
+use crate::http::ReceiverState;
+use crate::keeper::cluster::Agent;
+use crate::keeper::{KeeperOptions, TokenKeeper};
+use crate::keys::Keyring;
+use crate::metrics::Metrics;
+use crate::permits::{PermitMetrics, Permits};
+use crate::push::PushRelay;
+use crate::reconcile::{ReconcileMetrics, Sweeper};
+use crate::supervise::{Task, Tasks};
+use crate::telemetry::LogLimit;
+use crate::weibo::WeiboClient;
+use crate::worker::backlog::Backlog;
+use crate::worker::{Worker, WorkerMetrics};
+
+/// Refusal log lines per second (and burst); the metrics count every refusal regardless.
+const REFUSAL_LOG_PER_SEC: NonZeroU32 = NonZeroU32::new(10).unwrap();
+
+/// The fulfilment worker and what it needs: the token keeper (one for the deployment,
+/// elected through the broker), the platform's rate limit shared by every process through
+/// the permits the keeper issues, reconciliation (which sweeps only while this process
+/// leads), and the backlog alert's numbers. Returns the keeper, for readiness.
+pub(super) fn worker(
+    settings: &Settings,
+    names: &Names,
+    broker: &Broker,
+    metrics: &Metrics,
+    tasks: &Tasks,
+) -> anyhow::Result<TokenKeeper> {
+    let registry = metrics.registry();
+    let client = WeiboClient::new(&settings.weibo)?;
+    let wait = Duration::from_millis(settings.worker.token_wait_ms);
+    let options = KeeperOptions {
+        wait_timeout: wait,
+        ..KeeperOptions::default()
+    };
+    let merchants = &settings.merchants;
+    let (keeper, events) = TokenKeeper::new(Arc::new(client.clone()), merchants, options, tasks);
+    keeper.metrics().register(registry)?;
+    let rate = settings.weibo.rate_limit_per_sec;
+    Agent::new(broker.clone(), keeper.clone(), names.clone(), rate, tasks)?.start(events, tasks);
+    let permits = Permits::start(
+        broker.clone(),
+        names.permits().to_owned(),
+        wait,
+        Keyring::derive(merchants),
+        PermitMetrics::register(registry)?,
+        tasks,
+    );
+    let sweeper = Sweeper::new(
+        settings,
+        names,
+        broker.clone(),
+        keeper.clone(),
+        client.clone(),
+        permits.clone(),
+        ReconcileMetrics::register(registry)?,
+    );
+    tasks.spawn(Task::Sweeper, move |stop| sweeper.clone().run(stop));
+    let worker_metrics = WorkerMetrics::register(registry)?;
+    Worker::new(
+        settings,
+        names,
+        broker.clone(),
+        keeper.clone(),
+        permits,
+        client,
+        worker_metrics,
+    )
+    .start(tasks);
+    Backlog::register(registry, broker.clone(), names)?.start(tasks);
+    Ok(keeper)
+}
+
+/// The push receiver's state: verification, dedup, and its own publisher to the events
+/// exchange.
+pub(super) fn receiver(
+    settings: &Settings,
+    names: &Names,
+    broker: &Broker,
+    metrics: &Arc<Metrics>,
+) -> web::Data<ReceiverState> {
+    web::Data::new(ReceiverState {
+        merchants: settings.merchants.clone(),
+        relay: PushRelay::new(
+            broker.clone(),
+            names.events_exchange().to_owned(),
+            settings.push.dedup_capacity,
+            metrics.clone(),
+            Keyring::derive(&settings.merchants),
+        ),
+        metrics: metrics.clone(),
+        max_body_bytes: settings.http.max_body_bytes,
+        body_timeout: settings.http.body_timeout(),
+        max_skew_secs: settings.push.max_skew_secs,
+        refusal_log: LogLimit::per_second(REFUSAL_LOG_PER_SEC),
+        success_body: settings.push.success_body.clone().into(),
+        success_content_type: settings.push.success_content_type.clone(),
+    })
+}
