@@ -7,7 +7,7 @@ use std::fmt;
 use std::time::{Duration, Instant};
 
 use crate::amqp::{Names, Topology};
-use crate::config::{ConfigError, Merchant, Settings};
+use crate::settings::{ConfigError, Merchant, Settings};
 use crate::startup::Roles;
 
 mod keeper;
@@ -97,7 +97,7 @@ async fn broker(settings: &Settings) -> Vec<Line> {
         (Err(e), _) | (_, Err(e)) => return vec![line(Verdict::Fail, "broker", e.to_string())],
     };
     let mut reached = None;
-    for crate::config::Endpoint { uri, shown: node } in endpoints {
+    for crate::settings::Endpoint { uri, shown: node } in endpoints {
         let started = Instant::now();
         match crate::amqp::connect_node(&uri, &tls, "weibo-relay check").await {
             Ok(connection) => {

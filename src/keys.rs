@@ -12,7 +12,7 @@ use hmac::{Hmac, Mac};
 use secrecy::ExposeSecret;
 use sha2::Sha256;
 
-use crate::config::{Merchant, Merchants};
+use crate::settings::{Merchant, Merchants};
 
 /// What a key is for; a key never serves two purposes.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -161,7 +161,9 @@ mod tests {
                 )
             })
             .collect();
-        crate::config::Settings::from_toml(&toml).unwrap().merchants
+        crate::settings::Settings::from_toml(&toml)
+            .unwrap()
+            .merchants
     }
 
     #[test]

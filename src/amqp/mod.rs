@@ -13,7 +13,7 @@ use lapin::{Connection, ConnectionProperties, Event};
 use tokio::sync::watch;
 use tokio_util::sync::CancellationToken;
 
-use crate::config::{AmqpSettings, Endpoint};
+use crate::settings::{AmqpSettings, Endpoint};
 use crate::supervise::{Task, Tasks};
 
 pub use names::Names;

@@ -4,7 +4,7 @@
 
 use std::time::Duration;
 
-use crate::config::AmqpSettings;
+use crate::settings::AmqpSettings;
 
 /// The names of one deployment's queues and exchanges.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -112,7 +112,7 @@ mod tests {
 
     #[test]
     fn every_name_starts_with_a_configured_one() {
-        let settings = crate::config::Settings::from_toml("").unwrap();
+        let settings = crate::settings::Settings::from_toml("").unwrap();
         let names = Names::new(&settings.amqp);
         assert_eq!(names.events_exchange(), "weibo.events");
         assert_eq!(names.events_queue(), "weibo.orders");

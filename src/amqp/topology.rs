@@ -7,8 +7,8 @@ use lapin::types::{AMQPValue, FieldTable, LongString};
 use lapin::{Connection, ExchangeKind};
 
 use super::Names;
-use crate::config::Settings;
 use crate::permits::PERMIT_LIFE;
+use crate::settings::Settings;
 use crate::startup::Roles;
 use crate::worker::retry::{RetryPolicy, DELAY_QUEUE_GRACE};
 

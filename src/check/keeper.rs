@@ -11,11 +11,11 @@ use lapin::Connection;
 
 use super::{line, Line, Verdict};
 use crate::amqp::Names;
-use crate::config::Settings;
 use crate::keeper::cluster::STAMP_WINDOW;
 use crate::keeper::sealed::{Broadcast, HEARTBEAT_KEY};
 use crate::keeper::stamp::{Kind, Verifier, MAX_MESSAGE_BYTES};
 use crate::keys::Keyring;
+use crate::settings::Settings;
 
 /// How long to listen: a leader sends a heartbeat each second.
 const LISTEN: Duration = Duration::from_secs(3);

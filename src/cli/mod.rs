@@ -5,7 +5,7 @@ use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
 
-use crate::config::Settings;
+use crate::settings::Settings;
 use crate::startup::{Application, Roles};
 
 mod args;

@@ -187,7 +187,7 @@ pub(super) fn demo(config: Option<PathBuf>, args: DemoArgs) -> anyhow::Result<()
         .amqp_url
         .clone()
         .map(|url| ("WEIBO_RELAY__AMQP__URL".to_owned(), url));
-    let settings = crate::config::Settings::load(config.as_deref(), std::env::vars().chain(url))?;
+    let settings = crate::settings::Settings::load(config.as_deref(), std::env::vars().chain(url))?;
     let _telemetry = if std::env::var_os("RUST_LOG").is_none() {
         // The summary is the demo's output; only warnings and errors interleave with it.
         crate::telemetry::init_with_default(false, "warn")

@@ -257,7 +257,9 @@ mod tests {
 
     fn accept(max_entry_bytes: Option<usize>) -> Accept {
         let toml = "[[merchants]]\nappid = \"100023\"\nsign_key = \"sign-key-0123456789\"\nclient_id = \"772915\"\nclient_secret = \"client-secret-0123456789\"\nuid = \"1404376560\"\n";
-        let merchants = crate::config::Settings::from_toml(toml).unwrap().merchants;
+        let merchants = crate::settings::Settings::from_toml(toml)
+            .unwrap()
+            .merchants;
         Accept {
             keys: Keyring::derive(&merchants),
             max_entry_bytes,

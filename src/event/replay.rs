@@ -17,8 +17,8 @@ use tokio_util::sync::CancellationToken;
 use super::log::{Accept, LogEntry, LogError, LogReader, Skipped};
 use super::topic::TopicPattern;
 use crate::amqp::{Broker, Names, Outgoing, Topology};
-use crate::config::Settings;
 use crate::keys::Keyring;
+use crate::settings::Settings;
 use crate::supervise::{TaskMetrics, Tasks};
 
 /// How often a long replay says how far it got.

@@ -116,7 +116,11 @@ mod tests {
 
     fn keyring() -> Keyring {
         let toml = "[[merchants]]\nappid = \"100023\"\nsign_key = \"sign-key-0123456789\"\nclient_id = \"772915\"\nclient_secret = \"client-secret-0123456789\"\nuid = \"1404376560\"\n";
-        Keyring::derive(&crate::config::Settings::from_toml(toml).unwrap().merchants)
+        Keyring::derive(
+            &crate::settings::Settings::from_toml(toml)
+                .unwrap()
+                .merchants,
+        )
     }
 
     fn delivery(routing_key: &str, properties: BasicProperties, body: &[u8]) -> Delivery {

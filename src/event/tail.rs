@@ -13,7 +13,7 @@ use super::log::{Accept, LogEntry, LogError, LogReader, Offset};
 use super::replay::{connect, header, keys, ReplayError};
 use super::SOURCE_HEADER;
 use crate::amqp::Names;
-use crate::config::Settings;
+use crate::settings::Settings;
 use crate::telemetry::shown;
 
 /// What a tail showed and skipped.

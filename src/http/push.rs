@@ -10,10 +10,10 @@ use futures_util::StreamExt;
 use serde_json::json;
 use tracing::field::Empty;
 
-use crate::config::Merchants;
 use crate::event::EventId;
 use crate::metrics::Metrics;
 use crate::push::{Body, ContentKind, PushError, PushRelay, Stored, UnverifiedPush};
+use crate::settings::Merchants;
 use crate::telemetry::LogLimit;
 use crate::trace::{TraceContext, TRACEPARENT, TRACESTATE};
 

@@ -24,7 +24,7 @@ use futures_util::future::BoxFuture;
 use tokio::sync::{mpsc, watch, Notify};
 use tokio::time::{timeout, Instant};
 
-use crate::config::{Merchant, Merchants};
+use crate::settings::{Merchant, Merchants};
 use crate::supervise::{Task, TaskMetrics, Tasks};
 use crate::weibo::{Token, TokenError, WeiboClient};
 

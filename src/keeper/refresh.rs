@@ -8,7 +8,7 @@ use tokio::time::{sleep, sleep_until};
 use tokio_util::sync::CancellationToken;
 
 use super::{refresh_due, KeeperOptions, SlotState, TokenMetrics, TokenSource};
-use crate::config::Merchant;
+use crate::settings::Merchant;
 use crate::weibo::Token;
 
 #[derive(Clone)]

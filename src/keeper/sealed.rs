@@ -164,11 +164,11 @@ pub fn request_is_genuine(keys: &MerchantKeys, appid: &str, generation: u64, mac
 mod tests {
     use super::*;
 
-    fn merchant(secret: &str) -> crate::config::Merchant {
+    fn merchant(secret: &str) -> crate::settings::Merchant {
         let toml = format!(
             "[[merchants]]\nappid = \"100023\"\nsign_key = \"sign-key-0123456789\"\nclient_id = \"772915\"\nclient_secret = \"{secret}\"\nuid = \"1404376560\"\n"
         );
-        crate::config::Settings::from_toml(&toml)
+        crate::settings::Settings::from_toml(&toml)
             .unwrap()
             .merchants
             .get("100023")

@@ -61,7 +61,9 @@ client_secret = "s-0123456789abcdef"
 uid = "1"
 "#
     );
-    crate::config::Settings::from_toml(&toml).unwrap().merchants
+    crate::settings::Settings::from_toml(&toml)
+        .unwrap()
+        .merchants
 }
 
 fn options() -> KeeperOptions {

@@ -12,8 +12,8 @@ use std::collections::BTreeMap;
 
 use serde_json::Value;
 
-use crate::config::{AppId, Merchants};
 use crate::event::{Event, Source};
+use crate::settings::{AppId, Merchants};
 use crate::signature;
 use crate::telemetry::clip;
 

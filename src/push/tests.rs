@@ -1,5 +1,5 @@
 use super::*;
-use crate::config::Settings;
+use crate::settings::Settings;
 
 const KEY: &str = "k3y-0123456789abcdef";
 

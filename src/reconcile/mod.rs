@@ -25,12 +25,12 @@ use tokio_util::sync::CancellationToken;
 
 use crate::amqp::{Broker, Names, PublishError, Publisher};
 use crate::clock::earlier;
-use crate::config::{Merchant, ReconcileSettings, Settings};
 use crate::event::log::{Accept, LogError, LogReader};
 use crate::event::{Event, EventId, EventKind, Source};
 use crate::keeper::{KeeperError, TokenKeeper};
 use crate::keys::Keyring;
 use crate::permits::{NoPermit, Permits};
+use crate::settings::{Merchant, ReconcileSettings, Settings};
 use crate::weibo::{CallOutcome, SubListPage, WeiboClient};
 
 pub use metrics::{LogSkip, ReconcileMetrics, RowRefusal, Truncation};

@@ -9,9 +9,9 @@ use std::sync::Arc;
 use tokio_util::sync::CancellationToken;
 
 use crate::amqp::{Broker, Names, Publisher, Topology};
-use crate::config::Settings;
 use crate::http::OpsState;
 use crate::metrics::Metrics;
+use crate::settings::Settings;
 use crate::supervise::{TaskMetrics, Tasks};
 
 use servers::{Listeners, Servers};

@@ -8,7 +8,6 @@ use std::time::Duration;
 use actix_web::web;
 
 use crate::amqp::{Broker, Names};
-use crate::config::Settings;
 use crate::http::ReceiverState;
 use crate::keeper::cluster::Agent;
 use crate::keeper::{KeeperOptions, TokenKeeper};
@@ -17,6 +16,7 @@ use crate::metrics::Metrics;
 use crate::permits::{PermitMetrics, Permits};
 use crate::push::PushRelay;
 use crate::reconcile::{ReconcileMetrics, Sweeper};
+use crate::settings::Settings;
 use crate::supervise::{Task, Tasks};
 use crate::telemetry::LogLimit;
 use crate::weibo::WeiboClient;

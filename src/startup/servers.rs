@@ -9,8 +9,8 @@ use actix_web::{web, App, HttpServer};
 use tokio_util::sync::CancellationToken;
 
 use super::Roles;
-use crate::config::{HttpSettings, Settings};
 use crate::http::{ops_routes, push_routes, OpsState, ReceiverState};
+use crate::settings::{HttpSettings, Settings};
 
 /// How long a client may take to send a request's head.
 const CLIENT_REQUEST_TIMEOUT: Duration = Duration::from_secs(5);
@@ -66,7 +66,7 @@ impl Servers {
         let workers = match http.workers {
             0 => std::thread::available_parallelism()
                 .map_or(1, |n| n.get())
-                .min(crate::config::MAX_HTTP_WORKERS),
+                .min(crate::settings::MAX_HTTP_WORKERS),
             n => n,
         };
         let main = HttpServer::new(move || {

@@ -10,7 +10,7 @@ use rand::distr::{Alphanumeric, SampleString};
 use secrecy::ExposeSecret;
 use tokio::time::Instant;
 
-use crate::config::{Merchant, WeiboSettings};
+use crate::settings::{Merchant, WeiboSettings};
 use crate::signature;
 
 pub use access_token::{Token, TokenError};

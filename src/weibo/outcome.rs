@@ -7,7 +7,7 @@ use std::collections::HashSet;
 use reqwest::StatusCode;
 use serde_json::Value;
 
-use crate::config::CodeSettings;
+use crate::settings::CodeSettings;
 
 /// The two order actions the relay reports back.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -132,7 +132,7 @@ mod tests {
     fn the_labels_dashboards_and_alerts_match_on() {
         let labels: Vec<&str> = Watched::all().map(Watched::as_str).collect();
         assert_eq!(labels, ["fulfilment", "dead"]);
-        let names = Names::new(&crate::config::Settings::from_toml("").unwrap().amqp);
+        let names = Names::new(&crate::settings::Settings::from_toml("").unwrap().amqp);
         assert_eq!(Watched::Dead.name(&names), "weibo.fulfilment.dead");
         assert_eq!(Watched::Fulfilment.name(&names), "weibo.fulfilment");
     }

@@ -9,9 +9,9 @@ use secrecy::ExposeSecret;
 use super::command::{Command, Verdict};
 use super::metrics::CallResult;
 use super::{headers, Worker};
-use crate::config::{Merchant, Merchants};
 use crate::keeper::KeeperError;
 use crate::permits::NoPermit;
+use crate::settings::{Merchant, Merchants};
 use crate::weibo::CallOutcome;
 
 /// Why a command was dead-lettered: the `cause` label of `weibo_relay_dead_letters_total`.

@@ -7,7 +7,7 @@ use serde::Serialize;
 
 use super::headers::{self, ATTEMPTS, DEATH_REASON, LAST_CODE};
 use crate::amqp::Names;
-use crate::config::AmqpSettings;
+use crate::settings::AmqpSettings;
 
 /// One dead command as `dlq list` shows it.
 #[derive(Debug, Serialize)]

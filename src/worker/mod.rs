@@ -23,9 +23,9 @@ use tokio::sync::Semaphore;
 use tokio_util::sync::CancellationToken;
 
 use crate::amqp::{Broker, Link, Names, Publisher};
-use crate::config::{Merchants, Settings};
 use crate::keeper::TokenKeeper;
 use crate::permits::Permits;
+use crate::settings::{Merchants, Settings};
 use crate::supervise::{Task, Tasks};
 use crate::telemetry::LogLimit;
 use crate::weibo::WeiboClient;

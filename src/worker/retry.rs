@@ -10,7 +10,7 @@ use std::time::Duration;
 
 use rand::Rng;
 
-use crate::config::WeiboSettings;
+use crate::settings::WeiboSettings;
 
 /// How long a delay queue outlives its last declaration beyond its own delay: long enough that
 /// everything published to it has expired into the work queue before it goes.

@@ -199,11 +199,11 @@ fn run_role(role: &str, toml: &str) -> (Option<i32>, String) {
 async fn check_and_serve_refuse_the_same_merchants() {
     let stage = platform_stage(test_settings(AMQP_URL)).await;
     let mut letters = stage.settings().clone();
-    letters.merchants = weibo_relay::config::Merchants::new(
+    letters.merchants = weibo_relay::settings::Merchants::new(
         letters
             .merchants
             .iter()
-            .map(|m| weibo_relay::config::Merchant {
+            .map(|m| weibo_relay::settings::Merchant {
                 uid: if m.appid == OTHER_APPID {
                     "abc".into()
                 } else {
@@ -224,7 +224,7 @@ async fn check_and_serve_refuse_the_same_merchants() {
     }
 
     let mut none = stage.settings().clone();
-    none.merchants = weibo_relay::config::Merchants::default();
+    none.merchants = weibo_relay::settings::Merchants::default();
     let toml = relay_toml(&none);
     let (code, lines, stderr) = check(&toml).await;
     assert_eq!(code, Some(2), "{lines:#?}");

@@ -13,7 +13,7 @@ use lapin::options::{BasicGetOptions, BasicPublishOptions, QueueBindOptions, Que
 use lapin::types::{AMQPValue, FieldTable};
 use lapin::{BasicProperties, Connection};
 use serde_json::Value;
-use weibo_relay::config::Settings;
+use weibo_relay::settings::Settings;
 
 use crate::helpers::*;
 use crate::rig::finish;

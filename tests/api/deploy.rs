@@ -13,7 +13,7 @@ use serde_json::{json, Value as Json};
 use serde_yaml_ng::Value as Yaml;
 use weibo_relay::amqp::Names;
 use weibo_relay::amqp::Topology;
-use weibo_relay::config::{is_placeholder, Settings};
+use weibo_relay::settings::{is_placeholder, Settings};
 use weibo_relay::startup::Roles;
 
 fn repo() -> &'static Path {

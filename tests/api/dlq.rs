@@ -15,7 +15,7 @@ use crate::keeper::Deployment;
 use crate::rig::{finish, WorkerRig};
 
 /// Runs `weibo-relay dlq ARGS` with `settings` off the test's runtime: (exit code, stdout).
-async fn dlq(settings: &weibo_relay::config::Settings, args: &[&str]) -> (Option<i32>, String) {
+async fn dlq(settings: &weibo_relay::settings::Settings, args: &[&str]) -> (Option<i32>, String) {
     let config = ConfigFile::of(settings).unwrap();
     let args: Vec<String> = args.iter().map(|a| (*a).to_owned()).collect();
     let out = tokio::task::spawn_blocking(move || {

@@ -1,6 +1,6 @@
 //! The shipped sample pushes are accepted by a relay configured with the shipped merchant.
 
-use weibo_relay::config::Settings;
+use weibo_relay::settings::Settings;
 
 use crate::helpers::*;
 

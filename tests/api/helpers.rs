@@ -5,7 +5,7 @@ use std::time::{Duration, Instant};
 
 use lapin::options::BasicGetOptions;
 use lapin::{Channel, Connection, ConnectionProperties};
-use weibo_relay::config::{Merchants, Settings};
+use weibo_relay::settings::{Merchants, Settings};
 use weibo_relay::signature;
 use weibo_relay::startup::Roles;
 use weibo_relay::tooling::stage;

@@ -8,7 +8,7 @@ use lapin::types::FieldTable;
 use lapin::{BasicProperties, Channel, Connection};
 use serde_json::{json, Value};
 use std::sync::Arc;
-use weibo_relay::config::Settings;
+use weibo_relay::settings::Settings;
 use weibo_relay::tooling::sandbox::SandboxHandle;
 
 use crate::helpers::*;

@@ -16,11 +16,11 @@ use crate::keeper::Deployment;
 /// The deployment's keys, and the same merchants with someone else's `client_secret`.
 pub(crate) fn keyrings(d: &Deployment) -> (Keyring, Keyring) {
     let genuine = Keyring::derive(&d.settings.merchants);
-    let strangers = weibo_relay::config::Merchants::new(
+    let strangers = weibo_relay::settings::Merchants::new(
         d.settings
             .merchants
             .iter()
-            .map(|m| weibo_relay::config::Merchant {
+            .map(|m| weibo_relay::settings::Merchant {
                 client_secret: "somebody-else-0123456789".to_owned().into(),
                 ..m.clone()
             })

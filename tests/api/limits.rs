@@ -7,7 +7,7 @@ use std::time::{Duration, Instant};
 
 use lapin::options::QueueDeclareOptions;
 use lapin::types::{AMQPValue, FieldTable};
-use weibo_relay::config::{BROKER_MAX_EXPIRY_MS, MAX_RETRY_MS};
+use weibo_relay::settings::{BROKER_MAX_EXPIRY_MS, MAX_RETRY_MS};
 use weibo_relay::startup::Roles;
 
 use crate::helpers::*;

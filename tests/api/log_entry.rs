@@ -4,9 +4,9 @@
 use lapin::options::BasicPublishOptions;
 use lapin::types::{AMQPValue, FieldTable};
 use lapin::BasicProperties;
-use weibo_relay::config::{Merchants, Settings};
 use weibo_relay::event::seal::Sealed;
 use weibo_relay::keys::{Keyring, MerchantKeys};
+use weibo_relay::settings::{Merchants, Settings};
 
 use crate::helpers::*;
 

@@ -7,7 +7,7 @@ use lapin::types::{AMQPValue, FieldTable};
 use lapin::BasicProperties;
 use serde_json::{json, Value};
 use std::sync::Arc;
-use weibo_relay::config::Settings;
+use weibo_relay::settings::Settings;
 use weibo_relay::startup::Roles;
 use weibo_relay::tooling::sandbox::{Faults, SandboxHandle};
 

@@ -277,7 +277,7 @@ async fn token_request_errors() {
             m
         })
         .collect();
-    wrong.merchants = weibo_relay::config::Merchants::new(merchants);
+    wrong.merchants = weibo_relay::settings::Merchants::new(merchants);
     let err = p
         .client
         .fetch_token(wrong.merchants.get(APPID).unwrap())

@@ -3,7 +3,7 @@
 use std::time::Duration;
 
 use serde_json::{json, Value};
-use weibo_relay::config::{Merchant, Merchants, Settings};
+use weibo_relay::settings::{Merchant, Merchants, Settings};
 use weibo_relay::tooling::sandbox::{Sandbox, SandboxConfig, SandboxHandle};
 use weibo_relay::tooling::stage;
 use weibo_relay::weibo::WeiboClient;

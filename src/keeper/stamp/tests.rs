@@ -9,7 +9,11 @@ fn keyring(list: &[(&str, &str)]) -> Keyring {
             )
         })
         .collect();
-    Keyring::derive(&crate::config::Settings::from_toml(&toml).unwrap().merchants)
+    Keyring::derive(
+        &crate::settings::Settings::from_toml(&toml)
+            .unwrap()
+            .merchants,
+    )
 }
 
 const WINDOW: Window = Window {

@@ -12,8 +12,8 @@ use secrecy::SecretString;
 
 use super::{drive, push::signed_push, run_id, BenchError, Load, Report};
 use crate::amqp::{Names, Outgoing, PublishError, Topology};
-use crate::config::{Merchant, Merchants, Settings};
 use crate::push::{Body, ContentKind, UnverifiedPush};
+use crate::settings::{Merchant, Merchants, Settings};
 use crate::startup::Roles;
 
 /// Beyond this a confirm counts as lost (the relay's default is 3 s; this only bounds a run).

@@ -137,9 +137,10 @@ pub async fn tap_if_absent(
             .queue(crate::amqp::QueueSpec::quorum(queue))
             .bind(queue, exchange, "order.#");
         tap.declare(&conn).await?;
-        let mut amqp = crate::config::Settings::load(None, std::iter::empty::<(String, String)>())
-            .map_err(|e| BenchError::Setup(e.to_string()))?
-            .amqp;
+        let mut amqp =
+            crate::settings::Settings::load(None, std::iter::empty::<(String, String)>())
+                .map_err(|e| BenchError::Setup(e.to_string()))?
+                .amqp;
         amqp.url = amqp_url.to_owned().into();
         let only_the_queue =
             crate::amqp::Topology::default().queue(crate::amqp::QueueSpec::quorum(queue));

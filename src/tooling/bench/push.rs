@@ -177,10 +177,10 @@ pub async fn run(options: PushOptions) -> Result<Report, BenchError> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::config::Settings;
     use crate::push::{Body, ContentKind, UnverifiedPush};
+    use crate::settings::Settings;
 
-    fn merchants() -> crate::config::Merchants {
+    fn merchants() -> crate::settings::Merchants {
         Settings::from_toml(
             "[[merchants]]\nappid = \"100023\"\nsign_key = \"k3y-0123456789abcdef\"\nclient_id = \"772915\"\nclient_secret = \"s-0123456789abcdef\"\nuid = \"1404376560\"\n",
         )

@@ -9,7 +9,7 @@ use lapin::BasicProperties;
 use serde_json::json;
 
 use super::{BenchError, Load, RateCheck, Report, Samples};
-use crate::config::Settings;
+use crate::settings::Settings;
 use crate::startup::Roles;
 use crate::tooling::sandbox::{Faults, SandboxHandle, FINISHED};
 use crate::tooling::stage::{Stage, STAGE_APPID};

@@ -12,7 +12,7 @@ use lapin::{BasicProperties, Channel, Connection};
 use serde_json::{json, Value};
 use tokio::task::JoinHandle;
 
-use crate::config::AmqpSettings;
+use crate::settings::AmqpSettings;
 
 /// What the consumer did.
 #[derive(Debug, Default)]

@@ -14,7 +14,7 @@ use std::time::{Duration, Instant};
 
 use tokio_util::sync::CancellationToken;
 
-use crate::config::Settings;
+use crate::settings::Settings;
 use crate::startup::Roles;
 use crate::tooling::sandbox::{Faults, PushSchedule, PushSender, CLOSED, FINISHED};
 use crate::tooling::stage::{Stage, STAGE_APPID};

@@ -9,7 +9,7 @@ use serde::Serialize;
 use super::faults::{FaultState, Faults};
 use super::orders::OrderStore;
 use super::token_book::TokenBook;
-use crate::config::{Merchant, Merchants};
+use crate::settings::{Merchant, Merchants};
 
 /// Requests kept for `GET /admin/requests`.
 const RECORDED: usize = 100;

@@ -16,7 +16,7 @@ use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 
 use crate::amqp::Broker;
-use crate::config::{AmqpSettings, Settings};
+use crate::settings::{AmqpSettings, Settings};
 use crate::startup::{Application, Roles};
 use crate::tooling::sandbox::{Faults, Sandbox, SandboxConfig, SandboxHandle};
 
@@ -344,7 +344,7 @@ pub fn tap_queue(settings: &Settings) -> String {
 /// A plain connection to one URL given on a command line (the load generators), without
 /// TLS files; the error says why, password hidden.
 pub async fn connect_url(url: &str, name: &str) -> Result<lapin::Connection, String> {
-    let shown = crate::config::redacted(url);
+    let shown = crate::settings::redacted(url);
     let uri: lapin::uri::AMQPUri = url
         .parse()
         .map_err(|_| format!("cannot connect to the broker: {shown}: not an AMQP URL"))?;

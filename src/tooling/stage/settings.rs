@@ -6,7 +6,7 @@ use std::path::{Path, PathBuf};
 use secrecy::{ExposeSecret, SecretString};
 
 use super::STAGE_APPID;
-use crate::config::{Merchant, Merchants, Settings};
+use crate::settings::{Merchant, Merchants, Settings};
 
 /// `settings` with exchange and queue names unique to one run (`<prefix>.<run>.*`) and a
 /// loopback listener on a free port: what the demo, the benches and every test start from,

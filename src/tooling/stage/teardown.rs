@@ -5,7 +5,7 @@ use lapin::options::{ExchangeDeleteOptions, QueueDeleteOptions};
 use lapin::Channel;
 
 use crate::amqp::{Names, QueueSpec, Topology};
-use crate::config::{AmqpSettings, Settings};
+use crate::settings::{AmqpSettings, Settings};
 use crate::startup::Roles;
 
 /// Deletes a stage's exchanges and queues when run, or when dropped without being run.

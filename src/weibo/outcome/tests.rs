@@ -1,5 +1,5 @@
 use super::*;
-use crate::config::Settings;
+use crate::settings::Settings;
 
 fn defaults() -> CodeTable {
     let settings = Settings::load(None, Vec::<(String, String)>::new()).unwrap();

@@ -124,7 +124,7 @@ mod refused {
     #[test]
     fn files_are_read_up_to_a_cap_whatever_they_are() {
         let why =
-            crate::config::read_capped(std::path::Path::new("/dev/zero"), 1 << 20).unwrap_err();
+            crate::settings::read_capped(std::path::Path::new("/dev/zero"), 1 << 20).unwrap_err();
         assert_eq!(
             why,
             "/dev/zero is larger than 1024 KiB: not a configuration or PEM file"
