@@ -92,12 +92,9 @@ pub async fn run(settings: &Settings) -> Vec<Line> {
 /// Every node of `amqp.url(s)`, then the topology on the first node reached.
 async fn broker(settings: &Settings) -> Vec<Line> {
     let mut lines = Vec::new();
-    let (endpoints, tls) = match (settings.amqp.endpoints(), settings.amqp.tls()) {
-        (Ok(e), Ok(t)) => (e, t),
-        (Err(e), _) | (_, Err(e)) => return vec![line(Verdict::Fail, "broker", e.to_string())],
-    };
+    let tls = settings.amqp.tls();
     let mut reached = None;
-    for crate::settings::Endpoint { uri, shown: node } in endpoints {
+    for crate::settings::Endpoint { uri, shown: node } in settings.amqp.endpoints() {
         let started = Instant::now();
         match crate::amqp::connect_node(&uri, &tls, "weibo-relay check").await {
             Ok(connection) => {
@@ -144,10 +141,7 @@ async fn broker(settings: &Settings) -> Vec<Line> {
 }
 
 /// The host of `base` resolves and answers HTTPS (any status: nothing is called).
-async fn platform_host(key: &str, base: &str) -> Line {
-    let Ok(url) = url::Url::parse(base) else {
-        return line(Verdict::Fail, key, "not a URL");
-    };
+async fn platform_host(key: &str, url: &url::Url) -> Line {
     let host = url.host_str().unwrap_or_default().to_owned();
     let port = url.port_or_known_default().unwrap_or(443);
     let what = format!("{key} {host}");
@@ -166,7 +160,7 @@ async fn platform_host(key: &str, base: &str) -> Line {
         Err(e) => return line(Verdict::Fail, what, e.to_string()),
     };
     let started = Instant::now();
-    match client.get(url).send().await {
+    match client.get(url.clone()).send().await {
         Ok(answer) => line(
             Verdict::Ok,
             what,
@@ -190,7 +184,7 @@ async fn platform_host(key: &str, base: &str) -> Line {
 fn merchant_shape(m: &Merchant) -> Line {
     line(
         Verdict::Ok,
-        format!("merchant {}", m.appid),
+        format!("merchant {}", m.appid()),
         "appid, client_id and uid are numbers, secrets are set; no token requested \
          (a new token would end the one the running relay holds)",
     )

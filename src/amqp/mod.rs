@@ -74,20 +74,19 @@ impl Broker {
         let tasks = tasks.child();
         let topology = Arc::new(topology);
         let supervisor = Supervisor {
-            // Both were checked when the settings were loaded.
-            endpoints: Arc::new(settings.endpoints().unwrap_or_default()),
-            tls: settings.tls().unwrap_or_default(),
+            endpoints: Arc::new(settings.endpoints()),
+            tls: settings.tls(),
             topology: topology.clone(),
             events_queue: settings.events_queue.clone(),
-            min_delay: Duration::from_millis(settings.reconnect_min_ms),
-            max_delay: Duration::from_millis(settings.reconnect_max_ms),
+            min_delay: settings.reconnect_min_ms.get(),
+            max_delay: settings.reconnect_max_ms.get(),
             link: tx,
         };
         tasks.spawn(Task::Broker, move |stop| supervisor.clone().run(stop));
         Self {
             link: rx,
             topology,
-            confirm_timeout: settings.confirm_timeout(),
+            confirm_timeout: settings.confirm_timeout_ms.get(),
             tasks,
         }
     }
@@ -337,12 +336,9 @@ fn in_words(error: &lapin::Error, at: &str) -> String {
 /// A plain connection for a short operator command (`dlq`, clean-up): the same nodes and
 /// TLS files as the relay, tried in order; the error names every node tried, password hidden.
 pub async fn connect_once(settings: &AmqpSettings, name: &str) -> Result<Connection, ConnectError> {
-    let endpoints = settings
-        .endpoints()
-        .map_err(|e| ConnectError(e.to_string()))?;
-    let tls = settings.tls().map_err(|e| ConnectError(e.to_string()))?;
+    let tls = settings.tls();
     let mut failures = Vec::new();
-    for Endpoint { uri, shown } in endpoints {
+    for Endpoint { uri, shown } in settings.endpoints() {
         match connect_node(&uri, &tls, name).await {
             Ok(connection) => return Ok(connection),
             Err(error) => failures.push(format!("{shown}: {error}")),

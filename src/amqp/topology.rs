@@ -88,7 +88,7 @@ impl Topology {
         let (exchange, log) = (names.events_exchange(), names.event_log());
         let topology = Self::default()
             .exchange(exchange)
-            .queue(QueueSpec::stream(log, &settings.event_log.max_age))
+            .queue(QueueSpec::stream(log, settings.event_log.max_age.as_str()))
             .bind(log, exchange, "order.#");
         if !roles.runs_worker() {
             return topology;

@@ -150,7 +150,7 @@ pub(super) fn events(config: Option<PathBuf>, action: EventsAction) -> anyhow::R
                 let mut notices = std::io::stderr();
                 let report = crate::event::tail::tail(
                     &settings,
-                    appid.as_deref(),
+                    appid.as_ref(),
                     &mut out,
                     &mut notices,
                     stop,

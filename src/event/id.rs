@@ -4,6 +4,8 @@ use std::fmt;
 
 use sha2::{Digest, Sha256};
 
+use crate::ids::{AppId, SubOrderId};
+
 /// 128 bits of a sha256, shown as 32 lowercase hex digits.
 #[derive(Clone, Copy, PartialEq, Eq, Hash)]
 pub struct EventId([u8; 16]);
@@ -18,8 +20,13 @@ impl EventId {
 
     /// A reconciled event: `sha256(appid \n "reconcile" \n sub_order_id \n state_code)`, the
     /// same for every sweep that finds that state.
-    pub fn reconciled(appid: &str, sub_order_id: &str, state_code: &str) -> Self {
-        Self::of(&[appid, "reconcile", sub_order_id, state_code])
+    pub fn reconciled(appid: &AppId, sub_order_id: &SubOrderId, state_code: &str) -> Self {
+        Self::of(&[
+            appid.as_str(),
+            "reconcile",
+            sub_order_id.as_str(),
+            state_code,
+        ])
     }
 
     fn of(parts: &[&str]) -> Self {

@@ -20,6 +20,7 @@ use serde_json::Value;
 
 pub use id::EventId;
 
+use crate::ids::AppId;
 use crate::keys::MerchantKeys;
 use crate::trace::TraceContext;
 
@@ -87,7 +88,7 @@ pub struct Event<'a> {
     /// The event's identity (`message_id`).
     pub id: EventId,
     /// The merchant.
-    pub appid: &'a str,
+    pub appid: &'a AppId,
     /// The platform's `type`.
     pub type_code: i64,
     /// `sub_order` or `type_<N>`.
@@ -109,7 +110,7 @@ pub struct Event<'a> {
 #[derive(Serialize)]
 struct Envelope<'a> {
     event_id: String,
-    appid: &'a str,
+    appid: &'a AppId,
     #[serde(rename = "type")]
     type_code: i64,
     kind: String,
@@ -165,7 +166,7 @@ impl Event<'_> {
         trace.write(&mut headers);
         headers.insert(
             APPID_HEADER.into(),
-            AMQPValue::LongString(LongString::from(self.appid)),
+            AMQPValue::LongString(LongString::from(self.appid.as_str())),
         );
         headers.insert(
             SOURCE_HEADER.into(),
@@ -175,7 +176,7 @@ impl Event<'_> {
             message_id: &message_id,
             routing_key: &routing_key,
             timestamp,
-            appid: self.appid,
+            appid: self.appid.as_str(),
             source,
             body: &body,
         }

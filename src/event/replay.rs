@@ -17,6 +17,7 @@ use tokio_util::sync::CancellationToken;
 use super::log::{Accept, LogEntry, LogError, LogReader, Skipped};
 use super::topic::TopicPattern;
 use crate::amqp::{Broker, Names, Outgoing, Topology};
+use crate::ids::AppId;
 use crate::keys::Keyring;
 use crate::settings::Settings;
 use crate::supervise::{TaskMetrics, Tasks};
@@ -32,7 +33,7 @@ pub struct ReplayOptions {
     /// ... up to this time.
     pub until: SystemTime,
     /// Only this merchant's.
-    pub appid: Option<String>,
+    pub appid: Option<AppId>,
     /// Only this sub order's.
     pub sub_order_id: Option<String>,
     /// Only events whose routing key matches, as a topic binding would.

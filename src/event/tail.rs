@@ -13,6 +13,7 @@ use super::log::{Accept, LogEntry, LogError, LogReader, Offset};
 use super::replay::{connect, header, keys, ReplayError};
 use super::SOURCE_HEADER;
 use crate::amqp::Names;
+use crate::ids::AppId;
 use crate::settings::Settings;
 use crate::telemetry::shown;
 
@@ -29,7 +30,7 @@ pub struct TailReport {
 /// closed output; says on `notices` when it first skips an entry it cannot trust.
 pub async fn tail(
     settings: &Settings,
-    appid: Option<&str>,
+    appid: Option<&AppId>,
     out: &mut impl Write,
     notices: &mut impl Write,
     stop: tokio_util::sync::CancellationToken,
@@ -69,7 +70,7 @@ pub async fn tail(
             Ok(None) => break Ok(()),
             Err(source) => break Err(log_error(source)),
         };
-        if appid.is_some_and(|a| a != entry.appid) {
+        if appid.is_some_and(|a| *a != entry.appid) {
             continue;
         }
         if writeln!(out, "{}", line(&entry)).is_err() {
@@ -133,7 +134,7 @@ mod tests {
         delivery.properties = BasicProperties::default().with_headers(headers);
         LogEntry {
             delivery,
-            appid: "100023".into(),
+            appid: AppId::parse("100023").unwrap(),
             received_at: crate::clock::from_unix_secs(1_700_000_000).unwrap(),
         }
     }

@@ -24,6 +24,7 @@ use futures_util::future::BoxFuture;
 use tokio::sync::{mpsc, watch, Notify};
 use tokio::time::{timeout, Instant};
 
+use crate::ids::AppId;
 use crate::settings::{Merchant, Merchants};
 use crate::supervise::{Task, TaskMetrics, Tasks};
 use crate::weibo::{Token, TokenError, WeiboClient};
@@ -89,13 +90,13 @@ impl Default for KeeperOptions {
 pub enum KeeperError {
     /// The appid is not a configured merchant.
     #[error("unknown appid {0}")]
-    UnknownMerchant(String),
+    UnknownMerchant(AppId),
     /// No usable token arrived in time (the platform refuses or is unreachable, or no process
     /// leads right now).
     #[error("no usable access_token for {appid} within {waited:?}")]
     Unavailable {
         /// The merchant.
-        appid: String,
+        appid: AppId,
         /// How long the caller waited.
         waited: Duration,
     },
@@ -124,9 +125,9 @@ impl SlotState {
 /// What the keeper tells the broker side ([`cluster`]) of its process.
 pub struct KeeperEvents {
     /// The appid of every token this process obtained while leading, to announce.
-    pub obtained: mpsc::UnboundedReceiver<String>,
+    pub obtained: mpsc::UnboundedReceiver<AppId>,
     /// Rejected tokens to report to the leader: (appid, generation).
-    pub rejected: mpsc::UnboundedReceiver<(String, u64)>,
+    pub rejected: mpsc::UnboundedReceiver<(AppId, u64)>,
     /// Signalled when a caller found no usable token (ask the leader to announce its tokens).
     pub wanting: Arc<Notify>,
 }
@@ -138,7 +139,7 @@ pub struct TokenKeeper {
 }
 
 struct Inner {
-    slots: HashMap<String, watch::Sender<SlotState>>,
+    slots: HashMap<AppId, watch::Sender<SlotState>>,
     merchants: Merchants,
     source: Arc<dyn TokenSource>,
     metrics: TokenMetrics,
@@ -146,8 +147,8 @@ struct Inner {
     leading: AtomicBool,
     // The keeper queue, while its active consumer is not a relay (see `leadership`).
     foreign_leader: std::sync::Mutex<Option<String>>,
-    obtained: mpsc::UnboundedSender<String>,
-    rejected: mpsc::UnboundedSender<(String, u64)>,
+    obtained: mpsc::UnboundedSender<AppId>,
+    rejected: mpsc::UnboundedSender<(AppId, u64)>,
     wanting: Arc<Notify>,
     // The refresh tasks' group; dropping the last keeper handle stops a lead still running.
     tasks: Tasks,
@@ -161,7 +162,7 @@ impl Drop for Inner {
 
 impl fmt::Debug for TokenKeeper {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        let mut appids: Vec<&String> = self.inner.slots.keys().collect();
+        let mut appids: Vec<&AppId> = self.inner.slots.keys().collect();
         appids.sort();
         f.debug_struct("TokenKeeper")
             .field("merchants", &appids)
@@ -200,8 +201,8 @@ impl TokenKeeper {
         let mut receivers = Vec::new();
         for merchant in merchants.iter() {
             let (tx, rx) = watch::channel(SlotState::default());
-            receivers.push((merchant.appid.clone(), rx));
-            slots.insert(merchant.appid.clone(), tx);
+            receivers.push((merchant.appid().clone(), rx));
+            slots.insert(merchant.appid().clone(), tx);
         }
         let (obtained, obtained_rx) = mpsc::unbounded_channel();
         let (rejected, rejected_rx) = mpsc::unbounded_channel();
@@ -254,7 +255,7 @@ impl TokenKeeper {
             let refresher = refresh::Refresher {
                 merchant: merchant.clone(),
                 source: self.inner.source.clone(),
-                tx: self.inner.slots[&merchant.appid].clone(),
+                tx: self.inner.slots[merchant.appid()].clone(),
                 metrics: self.inner.metrics.clone(),
                 options: self.inner.options.clone(),
                 obtained: self.inner.obtained.clone(),
@@ -273,7 +274,7 @@ impl TokenKeeper {
     }
 
     /// The merchant's current token, waiting (up to `wait_timeout`) while none is usable.
-    pub async fn get(&self, appid: &str) -> Result<Arc<Token>, KeeperError> {
+    pub async fn get(&self, appid: &AppId) -> Result<Arc<Token>, KeeperError> {
         let mut rx = self.slot(appid)?.subscribe();
         if rx.borrow().usable(Instant::now()).is_none() && !self.is_leading() {
             // A process that joined late or missed an announcement asks the leader.
@@ -290,7 +291,7 @@ impl TokenKeeper {
         let waited = self.inner.options.wait_timeout;
         timeout(waited, wait).await.unwrap_or_else(|_| {
             Err(KeeperError::Unavailable {
-                appid: appid.to_owned(),
+                appid: appid.clone(),
                 waited,
             })
         })
@@ -300,7 +301,7 @@ impl TokenKeeper {
     /// token, it is no longer handed out, and it is replaced: by this process's refresh task
     /// when it leads, else by the leader, asked through the broker. Reports about a token
     /// already replaced, and further reports about the same one, change nothing.
-    pub fn invalidate(&self, appid: &str, stale: &Token) -> Result<(), KeeperError> {
+    pub fn invalidate(&self, appid: &AppId, stale: &Token) -> Result<(), KeeperError> {
         let mut rejected = None;
         self.slot(appid)?.send_if_modified(|s| match &s.token {
             Some(current) if current.same_token(stale) && s.invalidated < s.generation => {
@@ -312,12 +313,12 @@ impl TokenKeeper {
         });
         if let Some(generation) = rejected {
             tracing::info!(
-                appid,
+                %appid,
                 generation,
                 "access_token rejected by the platform: refreshing"
             );
             if !self.is_leading() {
-                let _ = self.inner.rejected.send((appid.to_owned(), generation));
+                let _ = self.inner.rejected.send((appid.clone(), generation));
             }
         }
         Ok(())
@@ -325,7 +326,7 @@ impl TokenKeeper {
 
     /// A leader's handling of another process's report: replaces the token when `generation`
     /// is still the current one (true), else nothing.
-    pub fn invalidate_generation(&self, appid: &str, generation: u64) -> bool {
+    pub fn invalidate_generation(&self, appid: &AppId, generation: u64) -> bool {
         let Ok(slot) = self.slot(appid) else {
             return false;
         };
@@ -340,7 +341,7 @@ impl TokenKeeper {
     }
 
     /// Takes a token announced by the leader, unless one as new or newer is already held.
-    pub fn adopt(&self, appid: &str, token: Token, generation: u64) -> bool {
+    pub fn adopt(&self, appid: &AppId, token: Token, generation: u64) -> bool {
         let Ok(slot) = self.slot(appid) else {
             return false;
         };
@@ -356,7 +357,7 @@ impl TokenKeeper {
     }
 
     /// The merchant's current token and its generation, rejected or not (to announce it).
-    pub fn current(&self, appid: &str) -> Option<(Arc<Token>, u64)> {
+    pub fn current(&self, appid: &AppId) -> Option<(Arc<Token>, u64)> {
         let slot = self.slot(appid).ok()?.borrow();
         Some((slot.token.clone()?, slot.generation))
     }
@@ -383,11 +384,11 @@ impl TokenKeeper {
         &self.inner.metrics
     }
 
-    fn slot(&self, appid: &str) -> Result<&watch::Sender<SlotState>, KeeperError> {
+    fn slot(&self, appid: &AppId) -> Result<&watch::Sender<SlotState>, KeeperError> {
         self.inner
             .slots
             .get(appid)
-            .ok_or_else(|| KeeperError::UnknownMerchant(appid.to_owned()))
+            .ok_or_else(|| KeeperError::UnknownMerchant(appid.clone()))
     }
 }
 

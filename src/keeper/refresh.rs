@@ -8,6 +8,7 @@ use tokio::time::{sleep, sleep_until};
 use tokio_util::sync::CancellationToken;
 
 use super::{refresh_due, KeeperOptions, SlotState, TokenMetrics, TokenSource};
+use crate::ids::AppId;
 use crate::settings::Merchant;
 use crate::weibo::Token;
 
@@ -18,7 +19,7 @@ pub(super) struct Refresher {
     pub(super) tx: watch::Sender<SlotState>,
     pub(super) metrics: TokenMetrics,
     pub(super) options: KeeperOptions,
-    pub(super) obtained: mpsc::UnboundedSender<String>,
+    pub(super) obtained: mpsc::UnboundedSender<AppId>,
 }
 
 impl Refresher {
@@ -82,15 +83,15 @@ impl Refresher {
             s.generation = generation;
             s.token = Some(Arc::new(token));
         });
-        let _ = self.obtained.send(self.merchant.appid.clone());
+        let _ = self.obtained.send(self.merchant.appid().clone());
         generation
     }
 
     /// Asks until a token comes, backing off; the old token stays in use meanwhile.
     /// `None` when leading stops.
-    #[tracing::instrument(skip_all, fields(appid = %self.merchant.appid))]
+    #[tracing::instrument(skip_all, fields(appid = %self.merchant.appid()))]
     async fn obtain(&self, stop: &CancellationToken) -> Option<Token> {
-        let appid = self.merchant.appid.as_str();
+        let appid = self.merchant.appid();
         let mut delay = self.options.retry_min;
         loop {
             let result = tokio::select! {

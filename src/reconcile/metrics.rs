@@ -5,6 +5,7 @@ use std::time::{SystemTime, UNIX_EPOCH};
 use prometheus::{GaugeVec, IntCounter, IntCounterVec, Opts, Registry};
 
 use crate::event::log::Skipped;
+use crate::ids::AppId;
 
 /// How a sweep of one merchant ended: the `outcome` label.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, strum::EnumIter, strum::IntoStaticStr)]
@@ -168,14 +169,16 @@ impl ReconcileMetrics {
         })
     }
 
-    pub(super) fn succeeded(&self, appid: &str, started: SystemTime) {
+    pub(super) fn succeeded(&self, appid: &AppId, started: SystemTime) {
         self.sweeps
             .with_label_values(&[SweepOutcome::Succeeded.as_str()])
             .inc();
         let secs = started
             .duration_since(UNIX_EPOCH)
             .map_or(0.0, |d| d.as_secs_f64());
-        self.last_success.with_label_values(&[appid]).set(secs);
+        self.last_success
+            .with_label_values(&[appid.as_str()])
+            .set(secs);
     }
 
     pub(super) fn failed(&self) {

@@ -1,65 +1,79 @@
 //! Merchant credentials, checked once at load time so the rest of the code can trust them.
 
 use std::collections::HashMap;
-use std::fmt;
 
 use secrecy::{ExposeSecret, SecretString};
-use serde::{Deserialize, Deserializer};
+use serde::de::{self, Deserializer};
+use serde::{Deserialize, Serialize, Serializer};
+use subtle::ConstantTimeEq;
 
 use super::ConfigError;
+use crate::ids::{AppId, StringOrNumber};
 
-/// A merchant's e-commerce appid: non-empty, printable, no whitespace.
-#[derive(Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
-pub struct AppId(String);
-
-impl AppId {
-    /// Parses an appid as the platform sends it.
-    pub fn parse(s: &str) -> Option<Self> {
-        let ok = !s.is_empty() && s.len() <= 64 && s.chars().all(|c| c.is_ascii_graphic());
-        ok.then(|| Self(s.to_owned()))
-    }
-
-    /// The appid as text.
-    pub fn as_str(&self) -> &str {
-        &self.0
-    }
-}
-
-impl fmt::Display for AppId {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(&self.0)
-    }
-}
-
-impl fmt::Debug for AppId {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        fmt::Debug::fmt(&self.0, f)
-    }
-}
-
-/// One merchant's credentials (section 1 of the platform spec). Debug never shows secrets.
-#[derive(Debug, Clone, Deserialize)]
+/// One merchant's credentials (section 1 of the platform spec), each checked as it is read:
+/// ids are the platform's numbers, secrets long enough and no placeholders. Debug never shows
+/// secrets.
+#[derive(Debug, Clone, Deserialize, Serialize)]
 #[serde(deny_unknown_fields)]
 pub struct Merchant {
     /// E-commerce identity; selects the sign key of a push.
-    #[serde(deserialize_with = "string_or_number")]
-    pub appid: String,
+    #[serde(deserialize_with = "platform_appid")]
+    appid: AppId,
     /// md5 signing key of calls and pushes.
-    pub sign_key: SecretString,
+    #[serde(deserialize_with = "secret", serialize_with = "expose")]
+    sign_key: SecretString,
     /// Open-platform appkey used to obtain the access_token.
-    #[serde(deserialize_with = "string_or_number")]
-    pub client_id: String,
+    #[serde(deserialize_with = "platform_id")]
+    client_id: String,
     /// Open-platform appsecret signing the token request.
-    pub client_secret: SecretString,
+    #[serde(deserialize_with = "secret", serialize_with = "expose")]
+    client_secret: SecretString,
     /// The merchant's Weibo uid.
-    #[serde(deserialize_with = "string_or_number")]
-    pub uid: String,
+    #[serde(deserialize_with = "platform_id")]
+    uid: String,
 }
 
 impl Merchant {
-    /// The validated appid.
-    pub fn app_id(&self) -> AppId {
-        AppId(self.appid.clone())
+    /// The merchant's appid.
+    pub fn appid(&self) -> &AppId {
+        &self.appid
+    }
+
+    /// The md5 signing key of calls and pushes.
+    pub fn sign_key(&self) -> &SecretString {
+        &self.sign_key
+    }
+
+    /// The open-platform appkey.
+    pub fn client_id(&self) -> &str {
+        &self.client_id
+    }
+
+    /// The open-platform appsecret.
+    pub fn client_secret(&self) -> &SecretString {
+        &self.client_secret
+    }
+
+    /// The merchant's Weibo uid.
+    pub fn uid(&self) -> &str {
+        &self.uid
+    }
+}
+
+/// Equal when every field is, secrets compared in constant time.
+impl PartialEq for Merchant {
+    fn eq(&self, other: &Self) -> bool {
+        let same = |a: &SecretString, b: &SecretString| -> bool {
+            a.expose_secret()
+                .as_bytes()
+                .ct_eq(b.expose_secret().as_bytes())
+                .into()
+        };
+        self.appid == other.appid
+            && self.client_id == other.client_id
+            && self.uid == other.uid
+            && same(&self.sign_key, &other.sign_key)
+            && same(&self.client_secret, &other.client_secret)
     }
 }
 
@@ -67,7 +81,7 @@ impl Merchant {
 #[derive(Debug, Clone, Default)]
 pub struct Merchants {
     list: Vec<Merchant>,
-    by_appid: HashMap<String, usize>,
+    by_appid: HashMap<AppId, usize>,
 }
 
 impl Merchants {
@@ -81,8 +95,12 @@ impl Merchants {
         Self { list, by_appid }
     }
 
-    /// The merchant with this appid, if configured.
-    pub fn get(&self, appid: &str) -> Option<&Merchant> {
+    /// The merchant with this appid (an [`AppId`], or its text), if configured.
+    pub fn get<Q>(&self, appid: &Q) -> Option<&Merchant>
+    where
+        AppId: std::borrow::Borrow<Q>,
+        Q: std::hash::Hash + Eq + ?Sized,
+    {
         self.by_appid.get(appid).map(|&i| &self.list[i])
     }
 
@@ -101,38 +119,23 @@ impl Merchants {
         self.list.is_empty()
     }
 
+    /// No appid twice: which merchant a push or a command names must be clear.
     pub(super) fn validate(&self) -> Result<(), ConfigError> {
         for (i, m) in self.list.iter().enumerate() {
-            let key = |field: &str| format!("merchants[{i}].{field}");
-            // The platform's ids are numbers (its spec, section 1): anything else could only
-            // be refused by the token endpoint, over and over, after the start.
-            for (field, value) in [
-                ("appid", &m.appid),
-                ("client_id", &m.client_id),
-                ("uid", &m.uid),
-            ] {
-                if !is_platform_id(value) {
-                    return Err(ConfigError::invalid(
-                        key(field),
-                        "must be a number of 1 to 20 digits, as the platform gives it",
-                    ));
-                }
-            }
-            for (field, secret) in [
-                ("sign_key", &m.sign_key),
-                ("client_secret", &m.client_secret),
-            ] {
-                check_secret(secret.expose_secret())
-                    .map_err(|why| ConfigError::invalid(key(field), why))?;
-            }
             if self.by_appid.get(&m.appid) != Some(&i) {
                 return Err(ConfigError::invalid(
-                    key("appid"),
+                    format!("merchants[{i}].appid"),
                     format!("appid {} is configured twice", m.appid),
                 ));
             }
         }
         Ok(())
+    }
+}
+
+impl PartialEq for Merchants {
+    fn eq(&self, other: &Self) -> bool {
+        self.list == other.list
     }
 }
 
@@ -156,11 +159,6 @@ const PLACEHOLDER_MARKERS: [&str; 7] = [
 pub fn is_placeholder(value: &str) -> bool {
     let lower = value.to_ascii_lowercase();
     PLACEHOLDER_MARKERS.iter().any(|m| lower.contains(m))
-}
-
-/// An appid, client_id or uid as the platform issues them: 1 to 20 ASCII digits.
-fn is_platform_id(value: &str) -> bool {
-    (1..=20).contains(&value.len()) && value.bytes().all(|b| b.is_ascii_digit())
 }
 
 /// Refuses a secret that is too short, a shipped placeholder, or one with spaces at either end
@@ -187,17 +185,40 @@ impl<'de> Deserialize<'de> for Merchants {
     }
 }
 
-fn string_or_number<'de, D: Deserializer<'de>>(d: D) -> Result<String, D::Error> {
-    #[derive(Deserialize)]
-    #[serde(untagged)]
-    enum Raw {
-        S(String),
-        I(i64),
-        U(u64),
+impl Serialize for Merchants {
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        self.list.serialize(s)
     }
-    Ok(match Raw::deserialize(d)? {
-        Raw::S(s) => s,
-        Raw::I(i) => i.to_string(),
-        Raw::U(u) => u.to_string(),
-    })
+}
+
+/// An id as the platform issues appids, client ids and uids: 1 to 20 ASCII digits, as text
+/// or a number. Anything else could only be refused by the token endpoint, over and over,
+/// after the start.
+fn platform_id<'de, D: Deserializer<'de>>(d: D) -> Result<String, D::Error> {
+    let id = StringOrNumber::deserialize(d)?.into_text();
+    if (1..=20).contains(&id.len()) && id.bytes().all(|b| b.is_ascii_digit()) {
+        Ok(id)
+    } else {
+        Err(de::Error::custom(
+            "must be a number of 1 to 20 digits, as the platform gives it",
+        ))
+    }
+}
+
+/// The appid of a configured merchant: a platform id.
+fn platform_appid<'de, D: Deserializer<'de>>(d: D) -> Result<AppId, D::Error> {
+    let id = platform_id(d)?;
+    AppId::parse(&id).ok_or_else(|| de::Error::custom(AppId::RULE))
+}
+
+/// A secret, refused when it is too short, a shipped placeholder, or has spaces at either end.
+fn secret<'de, D: Deserializer<'de>>(d: D) -> Result<SecretString, D::Error> {
+    let secret = SecretString::deserialize(d)?;
+    check_secret(secret.expose_secret()).map_err(de::Error::custom)?;
+    Ok(secret)
+}
+
+/// Writes a secret in clear: only for a configuration file (see [`super::Settings`]).
+fn expose<S: Serializer>(secret: &SecretString, s: S) -> Result<S::Ok, S::Error> {
+    s.serialize_str(secret.expose_secret())
 }

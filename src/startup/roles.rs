@@ -3,7 +3,6 @@
 
 use std::num::NonZeroU32;
 use std::sync::Arc;
-use std::time::Duration;
 
 use actix_web::web;
 
@@ -39,7 +38,7 @@ pub(super) fn worker(
 ) -> anyhow::Result<TokenKeeper> {
     let registry = metrics.registry();
     let client = WeiboClient::new(&settings.weibo)?;
-    let wait = Duration::from_millis(settings.worker.token_wait_ms);
+    let wait = settings.worker.token_wait_ms.get();
     let options = KeeperOptions {
         wait_timeout: wait,
         ..KeeperOptions::default()
@@ -47,7 +46,7 @@ pub(super) fn worker(
     let merchants = &settings.merchants;
     let (keeper, events) = TokenKeeper::new(Arc::new(client.clone()), merchants, options, tasks);
     keeper.metrics().register(registry)?;
-    let rate = settings.weibo.rate_limit_per_sec;
+    let rate = settings.weibo.rate_limit_per_sec.as_u32();
     Agent::new(broker.clone(), keeper.clone(), names.clone(), rate, tasks)?.start(events, tasks);
     let permits = Permits::start(
         broker.clone(),
@@ -95,14 +94,14 @@ pub(super) fn receiver(
         relay: PushRelay::new(
             broker.clone(),
             names.events_exchange().to_owned(),
-            settings.push.dedup_capacity,
+            settings.push.dedup_capacity.as_usize(),
             metrics.clone(),
             Keyring::derive(&settings.merchants),
         ),
         metrics: metrics.clone(),
-        max_body_bytes: settings.http.max_body_bytes,
-        body_timeout: settings.http.body_timeout(),
-        max_skew_secs: settings.push.max_skew_secs,
+        max_body_bytes: settings.http.max_body_bytes.as_usize(),
+        body_timeout: settings.http.body_timeout_ms.get(),
+        max_skew: settings.push.max_skew_secs.get(),
         refusal_log: LogLimit::per_second(REFUSAL_LOG_PER_SEC),
         success_body: settings.push.success_body.clone().into(),
         success_content_type: settings.push.success_content_type.clone(),

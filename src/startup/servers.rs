@@ -63,12 +63,13 @@ impl Servers {
         let ops = web::Data::new(ops);
         let ops_on_main = listeners.admin.is_none().then(|| ops.clone());
         let push_path = settings.push.path.clone();
-        let workers = match http.workers {
+        let workers = match http.workers.as_usize() {
             0 => std::thread::available_parallelism()
                 .map_or(1, |n| n.get())
                 .min(crate::settings::MAX_HTTP_WORKERS),
             n => n,
         };
+        let shutdown_timeout = http.shutdown_timeout_secs.get().as_secs();
         let main = HttpServer::new(move || {
             let mut app = App::new()
                 .wrap_fn(|mut req, srv| {
@@ -90,10 +91,10 @@ impl Servers {
         })
         .workers(workers)
         // actix counts connections per listener thread; the setting is for the whole process.
-        .max_connections(http.max_connections.div_ceil(workers))
+        .max_connections(http.max_connections.as_usize().div_ceil(workers))
         .listen(listeners.main)?
         .disable_signals()
-        .shutdown_timeout(http.shutdown_timeout_secs)
+        .shutdown_timeout(shutdown_timeout)
         .client_request_timeout(CLIENT_REQUEST_TIMEOUT)
         .run();
         // Health checks and scrapes on their own listener and thread: a flood on the push
@@ -109,7 +110,7 @@ impl Servers {
                 .workers(1)
                 .listen(listener)?
                 .disable_signals()
-                .shutdown_timeout(http.shutdown_timeout_secs)
+                .shutdown_timeout(shutdown_timeout)
                 .client_request_timeout(CLIENT_REQUEST_TIMEOUT)
                 .run(),
             ),

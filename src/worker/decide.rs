@@ -201,15 +201,15 @@ impl Worker {
             headers::sealed_attempts(
                 &delivery.properties,
                 &delivery.data,
-                m.sign_key.expose_secret().as_bytes(),
+                m.sign_key().expose_secret().as_bytes(),
             )
         }) {
             Ok(admitted) => admitted,
             Err(dead) => return dead,
         };
         let span = tracing::Span::current();
-        span.record("appid", command.appid());
-        span.record("sub_order_id", command.sub_order_id());
+        span.record("appid", command.appid().as_str());
+        span.record("sub_order_id", command.sub_order_id().as_str());
         span.record("action", command.action_name());
         let attempt = before + 1;
         span.record("attempt", attempt);
@@ -359,13 +359,11 @@ mod tests {
     }
 
     fn merchants() -> Merchants {
-        Merchants::new(vec![Merchant {
-            appid: "100023".into(),
-            sign_key: "sign-key-0123456789abcdef".to_owned().into(),
-            client_id: "772915".into(),
-            client_secret: "client-secret-0123456789".to_owned().into(),
-            uid: "1404376560".into(),
-        }])
+        crate::settings::Settings::from_toml(
+            "[[merchants]]\nappid = \"100023\"\nsign_key = \"sign-key-0123456789abcdef\"\nclient_id = \"772915\"\nclient_secret = \"client-secret-0123456789\"\nuid = \"1404376560\"\n",
+        )
+        .unwrap()
+        .merchants
     }
 
     #[test]
@@ -406,8 +404,8 @@ mod tests {
             match (admit(body, &merchants, max, |_| sealed), expected) {
                 (Ok((command, merchant, before)), Ok(made)) => {
                     assert_eq!(before, made, "{shown}");
-                    assert_eq!(merchant.appid, "100023");
-                    assert_eq!(command.sub_order_id(), "42");
+                    assert_eq!(merchant.appid().as_str(), "100023");
+                    assert_eq!(command.sub_order_id().as_str(), "42");
                 }
                 (
                     Err(Next::Dead {

@@ -82,8 +82,8 @@ impl Worker {
             permits,
             metrics,
             names: names.clone(),
-            prefetch: settings.worker.prefetch,
-            concurrency: settings.worker.concurrency,
+            prefetch: settings.worker.prefetch.as_u16(),
+            concurrency: settings.worker.concurrency.as_usize(),
             dead_log: LogLimit::per_second(DEAD_LOG_PER_SEC),
         }
     }

@@ -28,9 +28,9 @@ impl RetryPolicy {
     /// From `weibo.retry_base_ms`, `retry_max_ms`, `max_attempts`.
     pub fn from_settings(weibo: &WeiboSettings) -> Self {
         Self::new(
-            Duration::from_millis(weibo.retry_base_ms),
-            Duration::from_millis(weibo.retry_max_ms),
-            weibo.max_attempts,
+            weibo.retry_base_ms.get(),
+            weibo.retry_max_ms.get(),
+            weibo.max_attempts.as_u32(),
         )
     }
 

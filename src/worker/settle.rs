@@ -87,7 +87,7 @@ impl Worker {
                 let key = self
                     .merchants
                     .get(command.appid())
-                    .map(|m| m.sign_key.expose_secret().as_bytes().to_vec())
+                    .map(|m| m.sign_key().expose_secret().as_bytes().to_vec())
                     .unwrap_or_default();
                 let properties = republished(
                     delivery,
@@ -196,8 +196,8 @@ fn outcome_id(command: &Command, routing_key: &str) -> String {
     let mut hash = Sha256::new();
     for part in [
         "outcome",
-        command.appid(),
-        command.sub_order_id(),
+        command.appid().as_str(),
+        command.sub_order_id().as_str(),
         command.action_name(),
         routing_key,
     ] {

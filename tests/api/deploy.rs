@@ -335,11 +335,7 @@ fn deploy_compose_wires_broker_roles_config_and_readiness() {
             "{role}: the health check's port"
         );
         assert!(
-            settings
-                .amqp
-                .url
-                .expose_secret()
-                .contains("@rabbitmq:5672/"),
+            settings.amqp.url.shown().contains("@rabbitmq:5672/"),
             "{role}"
         );
     }
@@ -402,7 +398,6 @@ fn deploy_compose_cluster_override_gives_three_nodes_to_every_relay() {
         let hosts: Vec<String> = settings
             .amqp
             .endpoints()
-            .unwrap()
             .into_iter()
             .map(|e| e.uri.authority.host)
             .collect();
@@ -499,7 +494,10 @@ fn deploy_k8s_pod_config_assembles_from_configmap_and_secret() {
             settings.http.admin_bind.map(|a| a.to_string()).as_deref(),
             Some("0.0.0.0:9090")
         );
-        assert_eq!(settings.amqp.url.expose_secret(), url.trim_matches('"'));
+        assert_eq!(
+            settings.amqp.url,
+            weibo_relay::settings::AmqpUrl::parse(url.trim_matches('"')).unwrap()
+        );
         assert_eq!(settings.merchants.len(), 1);
     }
 }
@@ -598,8 +596,8 @@ fn deploy_no_secret_value_appears_in_a_configmap() {
         secrets.push(m["client_secret"].as_str().unwrap().to_owned());
     }
     for m in load_filled(toml, Vec::new()).merchants.iter() {
-        secrets.push(m.sign_key.expose_secret().to_owned());
-        secrets.push(m.client_secret.expose_secret().to_owned());
+        secrets.push(m.sign_key().expose_secret().to_owned());
+        secrets.push(m.client_secret().expose_secret().to_owned());
     }
     let url = s(&secret["stringData"]["amqp-url"]);
     let password = url

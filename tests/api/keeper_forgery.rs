@@ -20,9 +20,14 @@ pub(crate) fn keyrings(d: &Deployment) -> (Keyring, Keyring) {
         d.settings
             .merchants
             .iter()
-            .map(|m| weibo_relay::settings::Merchant {
-                client_secret: "somebody-else-0123456789".to_owned().into(),
-                ..m.clone()
+            .map(|m| {
+                weibo_relay::tooling::stage::merchant(
+                    m.appid().as_str(),
+                    secrecy::ExposeSecret::expose_secret(m.sign_key()),
+                    m.client_id(),
+                    "somebody-else-0123456789",
+                    m.uid(),
+                )
             })
             .collect(),
     );

@@ -137,7 +137,7 @@ async fn a_flood_of_hellos_costs_the_keeper_bounded_announcements_and_little_cpu
     .await;
     let forged_refresh = refresh_request(
         strangers.merchant(APPID).unwrap(),
-        APPID,
+        &weibo_relay::ids::AppId::parse(APPID).unwrap(),
         generation.unwrap(),
     );
 

@@ -72,12 +72,12 @@ impl WorkerRig {
                     token_ttl: options.token_ttl,
                 }),
                 adjust: Box::new(move |settings, sandbox| {
-                    settings.weibo.timeout_ms = timeout_ms;
-                    settings.weibo.max_attempts = max_attempts;
-                    settings.weibo.retry_base_ms = 100;
-                    settings.weibo.retry_max_ms = 400;
-                    settings.weibo.rate_limit_per_sec = 1000;
-                    settings.worker.token_wait_ms = 2000;
+                    settings.weibo.timeout_ms = timeout_ms.try_into().unwrap();
+                    settings.weibo.max_attempts = u64::from(max_attempts).try_into().unwrap();
+                    settings.weibo.retry_base_ms = 100.try_into().unwrap();
+                    settings.weibo.retry_max_ms = 400.try_into().unwrap();
+                    settings.weibo.rate_limit_per_sec = 1000.try_into().unwrap();
+                    settings.worker.token_wait_ms = 2000.try_into().unwrap();
                     adjust(settings, sandbox.expect("a rig has a platform"));
                 }),
                 ready: Ready::Broker,

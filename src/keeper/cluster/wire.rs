@@ -102,7 +102,7 @@ impl Agent {
     }
 
     /// Announces `appid`'s current token, sealed.
-    pub(super) async fn announce(&self, channel: &Channel, appid: &str) {
+    pub(super) async fn announce(&self, channel: &Channel, appid: &crate::ids::AppId) {
         let (Some((token, generation)), Some(keys)) =
             (self.keeper.current(appid), self.keyring.merchant(appid))
         else {
@@ -118,7 +118,7 @@ impl Agent {
         };
         let message = sealed::seal(keys, appid, generation, &plain);
         let body = serde_json::to_vec(&message).expect("a sealed token serializes");
-        self.publish(channel, self.names.tokens(), appid, &body)
+        self.publish(channel, self.names.tokens(), appid.as_str(), &body)
             .await;
     }
 

@@ -8,12 +8,10 @@
 use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
-use secrecy::SecretString;
-
 use super::{drive, push::signed_push, run_id, BenchError, Load, Report};
 use crate::amqp::{Names, Outgoing, PublishError, Topology};
 use crate::push::{Body, ContentKind, UnverifiedPush};
-use crate::settings::{Merchant, Merchants, Settings};
+use crate::settings::{Merchants, Settings};
 use crate::startup::Roles;
 
 /// Beyond this a confirm counts as lost (the relay's default is 3 s; this only bounds a run).
@@ -23,7 +21,7 @@ const CONFIRM_TIMEOUT: Duration = Duration::from_secs(10);
 #[derive(Debug, Clone)]
 pub struct BrokerOptions {
     /// Broker URL.
-    pub amqp_url: String,
+    pub amqp_url: crate::settings::AmqpUrl,
     /// How much load.
     pub load: Load,
 }
@@ -92,20 +90,20 @@ pub async fn run(options: BrokerOptions) -> Result<Report, BenchError> {
 
 /// The envelope, properties and routing key the receiver would publish for one bench push.
 fn sample_event() -> Result<(Vec<u8>, lapin::BasicProperties, String), BenchError> {
-    let (appid, key, now) = ("100023", "bench-sign-key", 1_700_000_000);
-    let merchant = Merchant {
-        appid: appid.into(),
-        sign_key: SecretString::from(key),
-        client_id: "bench".into(),
-        client_secret: SecretString::from("bench"),
-        uid: "bench".into(),
-    };
+    let (appid, key, now) = ("100023", "bench-sign-key-0123456789", 1_700_000_000);
+    let merchant = crate::tooling::stage::merchant(
+        appid,
+        key,
+        "772915",
+        "bench-client-secret-0123",
+        "1404376560",
+    );
     let keys = crate::keys::MerchantKeys::derive(&merchant);
     let merchants = Merchants::new(vec![merchant]);
     let body = signed_push(appid, key, &run_id(), 0, now);
     let push = Body::parse(ContentKind::Form, body.as_bytes())
         .and_then(UnverifiedPush::parse)
-        .and_then(|p| p.verify(&merchants, now, 300))
+        .and_then(|p| p.verify(&merchants, now, std::time::Duration::from_secs(300)))
         .map_err(|e| BenchError::Setup(format!("sample push: {e}")))?;
     let publication = push.event().publication(
         SystemTime::now(),

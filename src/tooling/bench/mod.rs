@@ -7,6 +7,7 @@ mod report;
 mod worker;
 
 use crate::clock::Later;
+use crate::settings::AmqpUrl;
 use std::future::Future;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
@@ -103,7 +104,7 @@ where
 }
 
 /// Messages in `queue` now, by passive declaration (exact for quorum queues once confirmed).
-pub async fn queue_depth(amqp_url: &str, queue: &str) -> Result<u64, BenchError> {
+pub async fn queue_depth(amqp_url: &AmqpUrl, queue: &str) -> Result<u64, BenchError> {
     let conn = crate::tooling::stage::connect_url(amqp_url, "weibo-relay bench")
         .await
         .map_err(BenchError::Setup)?;
@@ -118,7 +119,7 @@ pub async fn queue_depth(amqp_url: &str, queue: &str) -> Result<u64, BenchError>
 /// declares no such queue), and returns what deletes it again; `None` for a queue that was
 /// there already (the baseline receiver's own, say).
 pub async fn tap_if_absent(
-    amqp_url: &str,
+    amqp_url: &AmqpUrl,
     queue: &str,
     exchange: &str,
 ) -> Result<Option<crate::tooling::stage::Teardown>, BenchError> {
@@ -141,7 +142,7 @@ pub async fn tap_if_absent(
             crate::settings::Settings::load(None, std::iter::empty::<(String, String)>())
                 .map_err(|e| BenchError::Setup(e.to_string()))?
                 .amqp;
-        amqp.url = amqp_url.to_owned().into();
+        amqp.url = amqp_url.clone();
         let only_the_queue =
             crate::amqp::Topology::default().queue(crate::amqp::QueueSpec::quorum(queue));
         Ok(Some(crate::tooling::stage::Teardown::of(

@@ -112,10 +112,10 @@ fn issue(state: &SandboxState, params: &BTreeMap<String, String>) -> Result<Valu
         .ok_or_else(|| (BAD_PARAMETER, format!("unknown client_id {client_id}")))?;
     let expected = signature::token_sign(
         client_id,
-        &merchant.uid,
+        merchant.uid(),
         timestamp,
         nonce,
-        merchant.client_secret.expose_secret(),
+        merchant.client_secret().expose_secret(),
     );
     let same: bool = expected
         .as_bytes()
@@ -124,12 +124,15 @@ fn issue(state: &SandboxState, params: &BTreeMap<String, String>) -> Result<Valu
     if !same {
         return Err((BAD_SIGNATURE, "bad signature".into()));
     }
-    let (token, ttl) = state.lock().tokens.issue(&merchant.appid, Instant::now());
+    let (token, ttl) = state
+        .lock()
+        .tokens
+        .issue(merchant.appid().as_str(), Instant::now());
     // The platform sends uid as a number when it is one.
     let uid = merchant
-        .uid
+        .uid()
         .parse::<u64>()
-        .map_or_else(|_| json!(merchant.uid), |n| json!(n));
+        .map_or_else(|_| json!(merchant.uid()), |n| json!(n));
     Ok(json!({
         "client_id": client_id,
         "uid": uid,
@@ -266,7 +269,7 @@ fn process(
         .merchant(appid)
         .ok_or_else(|| (BAD_PARAMETER, format!("unknown appid {appid}")))?;
     let pairs = params.iter().map(|(k, v)| (k.as_str(), v.as_str()));
-    if !signature::verify(pairs, merchant.sign_key.expose_secret(), get("sign")) {
+    if !signature::verify(pairs, merchant.sign_key().expose_secret(), get("sign")) {
         return Err((BAD_SIGNATURE, "bad signature".into()));
     }
     let mut world = state.lock();

@@ -120,6 +120,6 @@ impl SandboxState {
 
     /// The merchant with this open-platform client_id.
     pub fn merchant_by_client_id(&self, client_id: &str) -> Option<&Merchant> {
-        self.merchants.iter().find(|m| m.client_id == client_id)
+        self.merchants.iter().find(|m| m.client_id() == client_id)
     }
 }

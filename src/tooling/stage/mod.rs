@@ -175,8 +175,8 @@ impl Stage {
                 config.faults = platform.faults;
                 config.token_ttl = platform.token_ttl;
                 let sandbox = Sandbox::start(config)?;
-                settings.weibo.api_base = sandbox.api_base();
-                settings.weibo.oauth_base = sandbox.base_url();
+                settings.weibo.api_base = url::Url::parse(&sandbox.api_base())?;
+                settings.weibo.oauth_base = url::Url::parse(&sandbox.base_url())?;
                 Some(Arc::new(sandbox))
             }
             None => None,
@@ -343,14 +343,13 @@ pub fn tap_queue(settings: &Settings) -> String {
 
 /// A plain connection to one URL given on a command line (the load generators), without
 /// TLS files; the error says why, password hidden.
-pub async fn connect_url(url: &str, name: &str) -> Result<lapin::Connection, String> {
-    let shown = crate::settings::redacted(url);
-    let uri: lapin::uri::AMQPUri = url
-        .parse()
-        .map_err(|_| format!("cannot connect to the broker: {shown}: not an AMQP URL"))?;
-    crate::amqp::connect_node(&uri, &Default::default(), name)
+pub async fn connect_url(
+    url: &crate::settings::AmqpUrl,
+    name: &str,
+) -> Result<lapin::Connection, String> {
+    crate::amqp::connect_node(url.uri(), &Default::default(), name)
         .await
-        .map_err(|error| format!("cannot connect to the broker: {shown}: {error}"))
+        .map_err(|error| format!("cannot connect to the broker: {}: {error}", url.shown()))
 }
 
 async fn declare_tap(amqp: &AmqpSettings, settings: &Settings) -> anyhow::Result<()> {
