@@ -1,6 +1,6 @@
 //! The platform's rate limit, held by the whole deployment rather than by each process.
 //!
-//! The token keeper ([`crate::keeper::cluster`]) issues `weibo.rate_limit_per_sec` permits a
+//! The token keeper ([`crate::keeper::election`]) issues `weibo.rate_limit_per_sec` permits a
 //! second into the queue `<fulfilment_queue>.permits`; every worker takes one before each
 //! platform call. Permits expire after half a second in the queue and are dropped after half a
 //! second unused in a worker, so an idle deployment cannot save up a burst: over any 10 s, the

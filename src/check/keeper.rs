@@ -11,9 +11,9 @@ use lapin::Connection;
 
 use super::{line, Line, Verdict};
 use crate::amqp::Names;
-use crate::keeper::cluster::STAMP_WINDOW;
-use crate::keeper::sealed::{Broadcast, HEARTBEAT_KEY};
+use crate::keeper::election::STAMP_WINDOW;
 use crate::keeper::stamp::{Kind, Verifier, MAX_MESSAGE_BYTES};
+use crate::keeper::wire::{Broadcast, HEARTBEAT_KEY};
 use crate::keys::Keyring;
 use crate::settings::Settings;
 

@@ -6,7 +6,7 @@ use prometheus::{GaugeVec, IntCounter, IntCounterVec, IntGauge, Opts, Registry};
 use tokio::sync::watch;
 use tokio::time::Instant;
 
-use super::SlotState;
+use super::store::SlotState;
 use crate::ids::AppId;
 
 /// Counters and gauges of the token keeper, labelled by `appid`.

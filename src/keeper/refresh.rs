@@ -7,8 +7,8 @@ use tokio::sync::{mpsc, watch};
 use tokio::time::{sleep, sleep_until};
 use tokio_util::sync::CancellationToken;
 
-use super::{refresh_due, KeeperOptions, SlotState, TokenMetrics, TokenSource};
-use crate::ids::AppId;
+use super::store::{self, refresh_due, SlotState};
+use super::{KeeperEvent, KeeperOptions, TokenMetrics, TokenSource};
 use crate::settings::Merchant;
 use crate::weibo::Token;
 
@@ -16,16 +16,16 @@ use crate::weibo::Token;
 pub(super) struct Refresher {
     pub(super) merchant: Merchant,
     pub(super) source: Arc<dyn TokenSource>,
-    pub(super) tx: watch::Sender<SlotState>,
+    pub(super) slot: watch::Sender<SlotState>,
     pub(super) metrics: TokenMetrics,
     pub(super) options: KeeperOptions,
-    pub(super) obtained: mpsc::UnboundedSender<AppId>,
+    pub(super) events: mpsc::UnboundedSender<KeeperEvent>,
 }
 
 impl Refresher {
     /// Keeps the merchant's slot holding a token until `stop` (the process stops leading).
     pub(super) async fn run(self, stop: CancellationToken) {
-        let mut rx = self.tx.subscribe();
+        let mut rx = self.slot.subscribe();
         let mut due_passed = false;
         loop {
             // A token held and not rejected (obtained by an earlier leader, or by this one)
@@ -34,7 +34,7 @@ impl Refresher {
             let held = {
                 let slot = rx.borrow_and_update();
                 match &slot.token {
-                    Some(token) if slot.generation > slot.invalidated && !due_passed => {
+                    Some(token) if slot.held() && !due_passed => {
                         Some((refresh_due(token), slot.generation))
                     }
                     _ => None,
@@ -75,15 +75,8 @@ impl Refresher {
 
     /// Puts a new token in the slot with a generation above every earlier one, and says so.
     fn install(&self, token: Token) -> u64 {
-        let mut generation = 0;
-        self.tx.send_modify(|s| {
-            // Milliseconds since the epoch: increasing across leaders too, as long as their
-            // clocks are within the time between two refreshes of each other.
-            generation = crate::clock::unix_millis().max(s.generation + 1);
-            s.generation = generation;
-            s.token = Some(Arc::new(token));
-        });
-        let _ = self.obtained.send(self.merchant.appid().clone());
+        let generation = store::install(&self.slot, token);
+        let _ = (self.events).send(KeeperEvent::Obtained(self.merchant.appid().clone()));
         generation
     }
 

@@ -3,6 +3,7 @@ use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
 use secrecy::{ExposeSecret, SecretString};
 
 use super::*;
+use crate::supervise::TaskMetrics;
 
 const APPID: &str = "100023";
 
@@ -82,8 +83,12 @@ fn tasks() -> Tasks {
     Tasks::new(TaskMetrics::unregistered())
 }
 
-fn start(script: &Arc<Script>) -> TokenKeeper {
-    TokenKeeper::start(script.clone(), &merchants(), options())
+/// A keeper that leads from the start, as the only process: the keeper and what keeps it
+/// leading.
+fn start(script: &Arc<Script>) -> (TokenKeeper, Leading) {
+    let (keeper, _events) = TokenKeeper::new(script.clone(), &merchants(), options(), &tasks());
+    let leading = keeper.lead();
+    (keeper, leading)
 }
 
 /// Lets the refresh task run after the clock moved, without letting time auto-advance.
@@ -110,7 +115,7 @@ async fn current(keeper: &TokenKeeper) -> String {
 #[tokio::test(start_paused = true)]
 async fn refreshes_at_three_quarters_of_the_life() {
     let script = Script::new(Duration::from_secs(100));
-    let keeper = start(&script);
+    let (keeper, _leading) = start(&script);
     assert_eq!(current(&keeper).await, "t1");
     advance(74.9).await;
     assert_eq!(script.calls(), 1);
@@ -127,7 +132,7 @@ async fn refreshes_at_three_quarters_of_the_life() {
 async fn never_later_than_ninety_minutes() {
     // The platform says 4 h; the keeper does not believe more than 2 h, and refreshes by 1.5 h.
     let script = Script::new(Duration::from_secs(4 * 3600));
-    let keeper = start(&script);
+    let (keeper, _leading) = start(&script);
     assert_eq!(current(&keeper).await, "t1");
     advance(90.0 * 60.0 - 1.0).await;
     assert_eq!(script.calls(), 1);
@@ -139,7 +144,7 @@ async fn never_later_than_ninety_minutes() {
 #[tokio::test(start_paused = true)]
 async fn failed_refresh_backs_off_and_keeps_the_old_token() {
     let script = Script::new(Duration::from_secs(100));
-    let keeper = start(&script);
+    let (keeper, _leading) = start(&script);
     assert_eq!(current(&keeper).await, "t1");
     script.fail_next.store(3, Ordering::SeqCst);
     advance(75.0).await; // due: fails
@@ -167,7 +172,7 @@ async fn failed_refresh_backs_off_and_keeps_the_old_token() {
 async fn backoff_is_capped_and_expiry_makes_the_keeper_unready() {
     let script = Script::new(Duration::from_secs(100));
     script.fail_next.store(u32::MAX, Ordering::SeqCst);
-    let keeper = start(&script);
+    let (keeper, _leading) = start(&script);
     settle().await;
     assert!(!keeper.is_ready());
     // 1 + 2 + 4 + 8 + 8 + 8 s: the delay stops doubling at retry_max.
@@ -185,7 +190,7 @@ async fn backoff_is_capped_and_expiry_makes_the_keeper_unready() {
 #[tokio::test(start_paused = true)]
 async fn concurrent_invalidations_cause_one_refresh() {
     let script = Script::new(Duration::from_secs(7200));
-    let keeper = start(&script);
+    let (keeper, _leading) = start(&script);
     let stale = keeper.get(&appid()).await.unwrap();
     let mut callers = Vec::new();
     for _ in 0..50 {
@@ -211,7 +216,7 @@ async fn concurrent_invalidations_cause_one_refresh() {
 #[tokio::test(start_paused = true)]
 async fn readiness_unknown_merchants_and_metrics() {
     let script = Script::new(Duration::from_secs(100));
-    let keeper = start(&script);
+    let (keeper, _leading) = start(&script);
     settle().await;
     assert!(keeper.is_ready());
     assert!(matches!(
@@ -266,22 +271,36 @@ async fn a_follower_uses_adopted_tokens_and_reports_rejections_with_their_genera
     for _ in 0..20 {
         keeper.invalidate(&appid(), &held).unwrap();
     }
-    assert_eq!(events.rejected.recv().await, Some((appid(), 100)));
-    assert!(events.rejected.try_recv().is_err());
-    // Until the leader's next token arrives, callers wait (and the leader is asked).
-    let waiting = tokio::spawn({
+    let rejected = KeeperEvent::Rejected {
+        appid: appid(),
+        generation: 100,
+    };
+    assert_eq!(events.recv().await, Some(rejected));
+    assert!(events.try_recv().is_err());
+    // Until the leader's next token arrives, callers wait, and the leader is asked once
+    // however many wait, until the broker side took the request.
+    let wait = || {
         let keeper = keeper.clone();
-        async move {
+        tokio::spawn(async move {
             keeper
                 .get(&appid())
                 .await
                 .map(|t| t.secret().expose_secret().to_owned())
-        }
-    });
+        })
+    };
+    let waiting = [wait(), wait()];
     settle().await;
-    assert!(!waiting.is_finished());
+    assert!(waiting.iter().all(|w| !w.is_finished()));
+    assert_eq!(events.try_recv().ok(), Some(KeeperEvent::Wanting));
+    assert!(events.try_recv().is_err(), "one request for both");
+    keeper.wanting_heard();
+    let third = wait();
+    settle().await;
+    assert_eq!(events.try_recv().ok(), Some(KeeperEvent::Wanting));
     assert!(keeper.adopt(&appid(), token("a2", Duration::from_secs(7200)), 101));
-    assert_eq!(waiting.await.unwrap().unwrap(), "a2");
+    for waiting in waiting.into_iter().chain([third]) {
+        assert_eq!(waiting.await.unwrap().unwrap(), "a2");
+    }
     // A follower never asks the platform.
     assert_eq!(script.calls(), 0);
 }
@@ -308,7 +327,7 @@ async fn a_new_leader_keeps_an_adopted_token_until_it_is_due_and_refreshes_each_
     settle().await;
     assert_eq!(script.calls(), 1);
     assert_eq!(current(&keeper).await, "t1");
-    assert_eq!(events.obtained.recv().await, Some(appid()));
+    assert_eq!(events.recv().await, Some(KeeperEvent::Obtained(appid())));
     let (_, generation) = keeper.current(&appid()).unwrap();
     assert!(generation > 500, "{generation}");
     // Leading stops at once when the lead is dropped: no refresh when the token falls due.

@@ -8,7 +8,7 @@ use actix_web::web;
 
 use crate::amqp::{Broker, Names};
 use crate::http::ReceiverState;
-use crate::keeper::cluster::Agent;
+use crate::keeper::election::Agent;
 use crate::keeper::{KeeperOptions, TokenKeeper};
 use crate::keys::Keyring;
 use crate::metrics::Metrics;

@@ -513,7 +513,7 @@ async fn three_workers_together_stay_within_the_platform_rate() {
 
 #[tokio::test]
 async fn a_token_never_crosses_the_broker_in_clear() {
-    use weibo_relay::keeper::sealed::{open, MerchantKeys, TokenMessage};
+    use weibo_relay::keeper::wire::{open, MerchantKeys, TokenMessage};
     let mut d = Deployment::start(Duration::from_secs(7200), 1000).await;
     // Everything announced on the tokens exchange, as any user of the vhost could read it.
     let tap = format!("{}.tap", d.settings.amqp.fulfilment_queue);
@@ -737,7 +737,7 @@ fn contains_token(text: &str) -> bool {
 /// keeps its token, asks for no other, and every command succeeds with it.
 #[tokio::test]
 async fn announcements_that_do_not_open_are_counted_and_ignored() {
-    use weibo_relay::keeper::sealed::{seal, MerchantKeys, TokenMessage, TokenPlain};
+    use weibo_relay::keeper::wire::{seal, MerchantKeys, TokenMessage, TokenPlain};
     let mut d = Deployment::start(Duration::from_secs(7200), 1000).await;
     let only = d.spawn(None).await;
     d.wait_ready(only).await;

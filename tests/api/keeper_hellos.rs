@@ -7,8 +7,8 @@ use std::time::{Duration, Instant};
 use futures_util::StreamExt;
 use lapin::options::{BasicConsumeOptions, QueueBindOptions, QueueDeclareOptions};
 use lapin::types::FieldTable;
-use weibo_relay::keeper::sealed::{refresh_request, Request, TokenMessage};
 use weibo_relay::keeper::stamp::{Kind, Stamper};
+use weibo_relay::keeper::wire::{refresh_request, Request, TokenMessage};
 
 use crate::helpers::*;
 use crate::keeper::Deployment;

@@ -5,7 +5,8 @@ use std::time::Duration;
 
 use serde_json::json;
 use tokio::sync::Barrier;
-use weibo_relay::keeper::{KeeperOptions, TokenKeeper};
+use weibo_relay::keeper::{KeeperOptions, Leading, TokenKeeper};
+use weibo_relay::supervise::{TaskMetrics, Tasks};
 use weibo_relay::tooling::sandbox::PAID;
 use weibo_relay::weibo::{CallOutcome, Token};
 
@@ -14,13 +15,23 @@ use crate::support::{appid, eventually, sub, Platform};
 const HOUR: Duration = Duration::from_secs(3600);
 const CALLERS: usize = 20;
 
-fn keeper(p: &Platform) -> TokenKeeper {
+/// A keeper that leads from the start, as the only process: the keeper and what keeps it
+/// leading.
+fn keeper(p: &Platform) -> (TokenKeeper, Leading) {
     let options = KeeperOptions {
         retry_min: Duration::from_millis(50),
         retry_max: Duration::from_millis(200),
         wait_timeout: Duration::from_secs(5),
     };
-    TokenKeeper::start(Arc::new(p.client.clone()), &p.settings.merchants, options)
+    let tasks = Tasks::new(TaskMetrics::unregistered());
+    let (keeper, _events) = TokenKeeper::new(
+        Arc::new(p.client.clone()),
+        &p.settings.merchants,
+        options,
+        &tasks,
+    );
+    let leading = keeper.lead();
+    (keeper, leading)
 }
 
 async fn ready(keeper: &TokenKeeper) {
@@ -70,7 +81,7 @@ async fn concurrent_finishes(p: &Arc<Platform>, keeper: &TokenKeeper, ids: Vec<S
 #[tokio::test]
 async fn expiry_seen_by_many_callers_causes_one_refresh() {
     let p = Arc::new(Platform::start(HOUR).await);
-    let keeper = keeper(&p);
+    let (keeper, _leading) = keeper(&p);
     ready(&keeper).await;
     let ids = p.orders(CALLERS, PAID).await;
     p.revoke(21327).await;
@@ -84,7 +95,7 @@ async fn expiry_seen_by_many_callers_causes_one_refresh() {
 #[tokio::test]
 async fn supersession_by_a_second_issue_causes_one_refresh() {
     let p = Arc::new(Platform::start(HOUR).await);
-    let keeper = keeper(&p);
+    let (keeper, _leading) = keeper(&p);
     ready(&keeper).await;
     let ids = p.orders(CALLERS, PAID).await;
     // Someone else obtains a token for the same merchant: the keeper's is now invalid.
@@ -98,7 +109,7 @@ async fn supersession_by_a_second_issue_causes_one_refresh() {
 #[tokio::test]
 async fn short_lived_tokens_are_replaced_before_they_expire() {
     let p = Platform::start(Duration::from_secs(2)).await;
-    let keeper = keeper(&p);
+    let (keeper, _leading) = keeper(&p);
     ready(&keeper).await;
     let ids = p.orders(500, PAID).await;
     // Keep calling across three token lives (refresh every 1.5 s), polling between calls.
@@ -134,7 +145,7 @@ async fn short_lived_tokens_are_replaced_before_they_expire() {
 async fn failed_token_requests_are_retried() {
     let p = Platform::start(HOUR).await;
     p.faults(json!({"token_fail_next": 2})).await;
-    let keeper = keeper(&p);
+    let (keeper, _leading) = keeper(&p);
     ready(&keeper).await;
     assert_eq!(keeper.metrics().refresh_failures(&appid()), 2);
     assert_eq!(keeper.metrics().refreshes(&appid()), 1);

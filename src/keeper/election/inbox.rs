@@ -6,8 +6,8 @@ use std::time::Instant;
 
 use lapin::Channel;
 
-use super::super::sealed::{self, Broadcast, Request, HEARTBEAT_KEY};
 use super::super::stamp::{self, Kind};
+use super::super::wire::{self, Broadcast, Request, HEARTBEAT_KEY};
 use super::{Agent, Session, ANNOUNCE_ALL_EVERY, STAMP_WINDOW};
 
 impl Agent {
@@ -43,7 +43,7 @@ impl Agent {
                 let genuine = self
                     .keyring
                     .merchant(&appid)
-                    .is_some_and(|keys| sealed::request_is_genuine(keys, &appid, generation, &mac));
+                    .is_some_and(|keys| wire::request_is_genuine(keys, &appid, generation, &mac));
                 if !genuine {
                     self.keeper.metrics().message_rejected();
                 } else if self.keeper.invalidate_generation(&appid, generation) {

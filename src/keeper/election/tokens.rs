@@ -11,8 +11,8 @@ use lapin::{BasicProperties, Channel, Consumer};
 use secrecy::ExposeSecret;
 use tokio::time::Instant;
 
-use super::super::sealed::{self, TokenMessage, TokenPlain};
 use super::super::stamp::MAX_MESSAGE_BYTES;
+use super::super::wire::{self, TokenMessage, TokenPlain};
 use super::Agent;
 use crate::weibo::Token;
 
@@ -81,7 +81,7 @@ impl Agent {
         let Some(plain) = self
             .keyring
             .merchant(&message.appid)
-            .and_then(|keys| sealed::open(keys, &message))
+            .and_then(|keys| wire::open(keys, &message))
         else {
             self.keeper.metrics().message_rejected();
             return;
@@ -116,7 +116,7 @@ impl Agent {
             obtained_at_ms: crate::clock::unix_millis()
                 .saturating_sub(u64::try_from(age.as_millis()).unwrap_or(u64::MAX)),
         };
-        let message = sealed::seal(keys, appid, generation, &plain);
+        let message = wire::seal(keys, appid, generation, &plain);
         let body = serde_json::to_vec(&message).expect("a sealed token serializes");
         self.publish(channel, self.names.tokens(), appid.as_str(), &body)
             .await;

@@ -15,7 +15,7 @@
 //! relay leads; a connected candidate that hears none for a while reports a foreign leader
 //! ([`super::leadership`]): log, metric, `/readyz`.
 //!
-//! **Tokens.** The leader announces each token it obtains, sealed (see [`super::sealed`]),
+//! **Tokens.** The leader announces each token it obtains, sealed (see [`super::wire`]),
 //! on the topic exchange `<fulfilment_queue>.tokens`; every process reads it through an
 //! exclusive queue of its own and adopts newer generations. A process that joins, or finds no
 //! usable token, sends a stamped `hello` to the leader's queue, and the leader announces every
@@ -35,17 +35,22 @@ use lapin::Channel;
 use tokio::sync::watch;
 use tokio_util::sync::CancellationToken;
 
+use tokio::sync::mpsc;
+
 use super::leadership::{Change, LeaderWatch};
-use super::sealed::{Request, HEARTBEAT_KEY};
 use super::stamp::{Kind, NoDeploymentKey, Sequence, Stamper, Verifier, Window};
-use super::{KeeperEvents, Lead, TokenKeeper};
+use super::wire::{Request, HEARTBEAT_KEY};
+use super::{KeeperEvent, Leading, TokenKeeper};
 use crate::amqp::{Broker, Link, Names};
 use crate::keys::Keyring;
 use crate::permits::PermitIssuer;
 use crate::supervise::{Task, Tasks};
 
-mod requests;
-mod wire;
+mod inbox;
+mod tokens;
+
+/// What the keeper asks of its broker side.
+type Events = mpsc::UnboundedReceiver<KeeperEvent>;
 
 /// How often every process pings the keeper queue, and the leader sends its heartbeat.
 const PING_EVERY: Duration = Duration::from_secs(1);
@@ -84,12 +89,6 @@ pub struct Agent {
     heartbeat_check: Verifier,
     /// Where the permit issuer runs while this process leads.
     tasks: Tasks,
-}
-
-/// What a process holds while it leads; dropping it stops leading.
-struct Leading {
-    _lead: Lead,
-    permits: PermitIssuer,
 }
 
 /// What one stint on one broker link remembers.
@@ -134,7 +133,7 @@ impl Agent {
     }
 
     /// Runs as a task of `tasks` until they stop, on every broker link in turn.
-    pub fn start(self, events: KeeperEvents, tasks: &Tasks) {
+    pub fn start(self, events: Events, tasks: &Tasks) {
         let agent = Arc::new(self);
         // Kept across a restart after a panic: what the keeper has still to say.
         let events = Arc::new(tokio::sync::Mutex::new(events));
@@ -158,7 +157,7 @@ impl Agent {
     async fn serve(
         &self,
         link: &Link,
-        events: &mut KeeperEvents,
+        events: &mut Events,
         stop: &CancellationToken,
     ) -> Result<(), lapin::Error> {
         let channel = link.connection().create_channel().await?;
@@ -168,14 +167,8 @@ impl Agent {
             .await;
         // Not a connected candidate any more: whoever leads is no longer this process's call.
         self.keeper.set_foreign_leader(None);
-        if let Some(Leading {
-            _lead: lead,
-            permits,
-        }) = leading.take()
-        {
-            // No refresh from here on, whatever stopping the permits takes.
-            drop(lead);
-            permits.stop().await;
+        if let Some(leading) = leading.take() {
+            leading.stand_down().await;
             if stop.is_cancelled() {
                 tracing::info!("token keeper stopped with the process");
             } else {
@@ -185,7 +178,7 @@ impl Agent {
         // The channel closes before the connection may: lapin logs an error for a channel
         // dropped while its connection closes.
         let closing = channel.close(200, "token keeper stopping".into());
-        let _ = tokio::time::timeout(wire::SEND_TIMEOUT, closing).await;
+        let _ = tokio::time::timeout(tokens::SEND_TIMEOUT, closing).await;
         served
     }
 
@@ -194,7 +187,7 @@ impl Agent {
         link: &Link,
         channel: &Channel,
         leading: &mut Option<Leading>,
-        events: &mut KeeperEvents,
+        events: &mut Events,
         stop: &CancellationToken,
     ) -> Result<(), lapin::Error> {
         channel
@@ -243,22 +236,33 @@ impl Agent {
                     Some(Err(error)) => return Err(error),
                     None => return Ok(()),
                 },
-                Some(appid) = events.obtained.recv() => {
-                    if leading.is_some() {
-                        self.announce(channel, &appid).await;
-                    }
+                Some(event) = events.recv() => {
+                    self.on_event(channel, leading.is_some(), event, &mut s).await;
                 }
-                Some((appid, generation)) = events.rejected.recv() => {
-                    if let Some(keys) = self.keyring.merchant(&appid) {
-                        let request = super::sealed::refresh_request(keys, &appid, generation);
-                        self.send(channel, &request).await;
-                    }
+            }
+        }
+    }
+
+    /// What the keeper asks of this side.
+    async fn on_event(&self, channel: &Channel, leads: bool, event: KeeperEvent, s: &mut Session) {
+        match event {
+            KeeperEvent::Obtained(appid) => {
+                if leads {
+                    self.announce(channel, &appid).await;
                 }
-                _ = events.wanting.notified() => {
-                    if s.last_hello.elapsed() >= HELLO_EVERY {
-                        s.last_hello = StdInstant::now();
-                        self.send(channel, &Request::Hello(self.requests.stamp(Kind::Hello))).await;
-                    }
+            }
+            KeeperEvent::Rejected { appid, generation } => {
+                if let Some(keys) = self.keyring.merchant(&appid) {
+                    let request = super::wire::refresh_request(keys, &appid, generation);
+                    self.send(channel, &request).await;
+                }
+            }
+            KeeperEvent::Wanting => {
+                self.keeper.wanting_heard();
+                if s.last_hello.elapsed() >= HELLO_EVERY {
+                    s.last_hello = StdInstant::now();
+                    let hello = Request::Hello(self.requests.stamp(Kind::Hello));
+                    self.send(channel, &hello).await;
                 }
             }
         }
@@ -332,14 +336,15 @@ impl Agent {
     }
 
     async fn start_leading(&self, link: &Link) -> Result<Leading, lapin::Error> {
-        let channel = tokio::time::timeout(wire::SEND_TIMEOUT, link.connection().create_channel())
-            .await
-            .map_err(|_| {
-                lapin::Error::from(std::io::Error::new(
-                    std::io::ErrorKind::TimedOut,
-                    "no channel for the permits within 1 s",
-                ))
-            })??;
+        let channel =
+            tokio::time::timeout(tokens::SEND_TIMEOUT, link.connection().create_channel())
+                .await
+                .map_err(|_| {
+                    lapin::Error::from(std::io::Error::new(
+                        std::io::ErrorKind::TimedOut,
+                        "no channel for the permits within 1 s",
+                    ))
+                })??;
         let permits = PermitIssuer::start(
             channel,
             self.names.permits().to_owned(),
@@ -347,10 +352,7 @@ impl Agent {
             self.permit_stamps.clone(),
             &self.tasks,
         );
-        Ok(Leading {
-            _lead: self.keeper.lead(),
-            permits,
-        })
+        Ok(self.keeper.lead().with_permits(permits))
     }
 }
 
@@ -358,7 +360,7 @@ impl Agent {
 async fn flush_acks(s: &mut Session) {
     if let Some((last, _)) = s.unacked.take() {
         let acked = last.ack(BasicAckOptions { multiple: true });
-        let _ = tokio::time::timeout(wire::SEND_TIMEOUT, acked).await;
+        let _ = tokio::time::timeout(tokens::SEND_TIMEOUT, acked).await;
     }
 }
 
