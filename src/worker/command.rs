@@ -1,7 +1,6 @@
 //! A fulfilment command as the merchant's consumers put it on the queue (contract, AMQP).
 
-use serde::Deserialize;
-use serde_json::{json, Value};
+use serde::{Deserialize, Serialize, Serializer};
 
 use crate::ids::{AppId, StringOrNumber, SubOrderId};
 use crate::telemetry::clip;
@@ -123,24 +122,37 @@ impl Command {
     pub fn action_name(&self) -> &'static str {
         self.action().label()
     }
+}
 
-    /// The command in its queue shape.
-    pub fn to_json(&self) -> Value {
-        match &self.verdict {
-            Verdict::Finish => json!({
-                "appid": self.appid, "sub_order_id": self.sub_order_id, "action": "finish"
-            }),
-            Verdict::Close { reason } => json!({
-                "appid": self.appid, "sub_order_id": self.sub_order_id,
-                "action": "close", "reason": reason
-            }),
+/// The command in its queue shape (as an outcome carries it).
+impl Serialize for Command {
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        #[derive(Serialize)]
+        struct Shape<'a> {
+            appid: &'a AppId,
+            sub_order_id: &'a SubOrderId,
+            action: &'static str,
+            #[serde(skip_serializing_if = "Option::is_none")]
+            reason: Option<&'a str>,
         }
+        let reason = match &self.verdict {
+            Verdict::Finish => None,
+            Verdict::Close { reason } => Some(reason.as_str()),
+        };
+        Shape {
+            appid: &self.appid,
+            sub_order_id: &self.sub_order_id,
+            action: self.action_name(),
+            reason,
+        }
+        .serialize(s)
     }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use serde_json::Value;
 
     #[test]
     fn both_shapes_of_the_contract_parse_and_round_trip() {
@@ -148,7 +160,7 @@ mod tests {
         let c = Command::parse(finish).unwrap();
         assert_eq!(c.verdict(), &Verdict::Finish);
         assert_eq!(
-            c.to_json(),
+            serde_json::to_value(&c).unwrap(),
             serde_json::from_slice::<Value>(finish).unwrap()
         );
         let close =
@@ -160,7 +172,10 @@ mod tests {
                 reason: "out of stock".into()
             }
         );
-        assert_eq!(c.to_json(), serde_json::from_slice::<Value>(close).unwrap());
+        assert_eq!(
+            serde_json::to_value(&c).unwrap(),
+            serde_json::from_slice::<Value>(close).unwrap()
+        );
         let numeric =
             Command::parse(br#"{"appid":100023,"sub_order_id":366383890000352,"action":"finish"}"#)
                 .unwrap();

@@ -1,6 +1,7 @@
 //! The worker's metrics, registered into the process registry.
 
 use super::decide::DeadCause;
+use crate::metrics::Label;
 use crate::weibo::{Action, CallOutcome};
 use prometheus::{HistogramOpts, HistogramVec, IntCounter, IntCounterVec, Opts, Registry};
 
@@ -123,6 +124,7 @@ impl WorkerMetrics {
 #[cfg(test)]
 mod tests {
     use super::{CallResult, DeadCause};
+    use crate::metrics::Label;
 
     /// The labels dashboards and alerts match on: renaming a variant must not move them.
     #[test]

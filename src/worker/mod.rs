@@ -1,12 +1,14 @@
 //! The fulfilment worker: consumes commands, calls the order interfaces, and gives every
 //! command a confirmed next home (outcome, delay queue, or dead queue) before acking it.
 
+mod attempt;
 pub mod backlog;
 mod command;
 mod decide;
 pub mod dlq;
 mod headers;
 mod metrics;
+mod outcome;
 pub mod retry;
 mod settle;
 
@@ -30,10 +32,12 @@ use crate::supervise::{Task, Tasks};
 use crate::telemetry::LogLimit;
 use crate::weibo::WeiboClient;
 
+pub use attempt::Attempt;
 pub use command::{Command, Verdict};
-pub use decide::{next_after, DeadCause, Next};
+pub use decide::{admit, next_after, Admitted, DeadCause, Next};
 pub use headers::{seal as seal_attempts, ATTEMPTS, DEATH_REASON, LAST_CODE, SEALED_ATTEMPTS};
 pub use metrics::WorkerMetrics;
+pub use outcome::{Outcome, OutcomeBody};
 pub use retry::RetryPolicy;
 
 /// How long a stopping worker waits at most for in-flight commands, in all.
