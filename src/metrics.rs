@@ -50,20 +50,6 @@ pub enum PushOutcome {
     BrokerUnavailable,
 }
 
-impl PushOutcome {
-    /// Every variant, in declaration order; a new variant is in it without a word (strum),
-    /// so every series exists from the start.
-    pub fn all() -> impl Iterator<Item = Self> {
-        <Self as strum::IntoEnumIterator>::iter()
-    }
-
-    /// The metric label.
-    pub fn as_str(self) -> &'static str {
-        // The variant's name in snake_case (strum): a new variant brings its label along.
-        self.into()
-    }
-}
-
 /// Every metric the process exports.
 pub struct Metrics {
     registry: Registry,
@@ -197,7 +183,7 @@ impl Metrics {
 
 #[cfg(test)]
 mod tests {
-    use super::PushOutcome;
+    use super::{Label, PushOutcome};
 
     /// The labels dashboards and alerts match on: renaming a variant must not move them.
     #[test]

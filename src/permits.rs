@@ -29,6 +29,7 @@ use tokio_util::sync::CancellationToken;
 use crate::amqp::{Broker, Link};
 use crate::keeper::stamp::{Kind, Rejected, Seen, Stamp, Stamper, Verifier, Window};
 use crate::keys::Keyring;
+use crate::metrics::Label;
 use crate::supervise::{Task, Tasks};
 
 /// How long a permit lives, in the queue (its `x-message-ttl`) and then in a worker.

@@ -9,7 +9,7 @@ use lapin::options::{BasicConsumeOptions, QueueBindOptions, QueueDeclareOptions}
 use lapin::types::FieldTable;
 use lapin::Connection;
 
-use super::{line, Line, Verdict};
+use super::{line, Line, Status};
 use crate::amqp::Names;
 use crate::keeper::election::STAMP_WINDOW;
 use crate::keeper::stamp::{Kind, Verifier, MAX_MESSAGE_BYTES};
@@ -33,19 +33,19 @@ pub(super) async fn leader(settings: &Settings, names: &Names, connection: &Conn
     let what = format!("keeper queue {}", names.keeper());
     let consumers = match crate::amqp::topology::queue_consumers(connection, names.keeper()).await {
         Ok(Some(n)) => n,
-        Ok(None) => return line(Verdict::Ok, what, "absent; the first worker declares it"),
-        Err(e) => return line(Verdict::Fail, what, format!("cannot look at it: {e}")),
+        Ok(None) => return line(Status::Ok, what, "absent; the first worker declares it"),
+        Err(e) => return line(Status::Fail, what, format!("cannot look at it: {e}")),
     };
     if consumers == 0 {
         return line(
-            Verdict::Ok,
+            Status::Ok,
             what,
             "no consumer: no worker runs now (the first one to start leads)",
         );
     }
     match listen(settings, connection, names).await {
         Ok(Heard::Leader(after)) => line(
-            Verdict::Ok,
+            Status::Ok,
             what,
             format!(
                 "{consumers} consumer(s); a relay leads (its sealed heartbeat heard in {} ms)",
@@ -53,7 +53,7 @@ pub(super) async fn leader(settings: &Settings, names: &Names, connection: &Conn
             ),
         ),
         Ok(Heard::Nothing(forged)) => line(
-            Verdict::Fail,
+            Status::Fail,
             what,
             format!(
                 "{consumers} consumer(s), none announces itself as a relay leader (no sealed \\
@@ -72,7 +72,7 @@ pub(super) async fn leader(settings: &Settings, names: &Names, connection: &Conn
             ),
         ),
         Err(e) => line(
-            Verdict::Fail,
+            Status::Fail,
             what,
             format!("cannot listen on {}: {e}", names.tokens()),
         ),

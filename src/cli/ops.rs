@@ -13,7 +13,7 @@ pub(super) fn check(config: Option<PathBuf>) -> anyhow::Result<()> {
     let lines = runtime.block_on(crate::check::run(&settings));
     let failed = lines
         .iter()
-        .filter(|l| l.verdict == crate::check::Verdict::Fail)
+        .filter(|l| l.status == crate::check::Status::Fail)
         .count();
     for line in &lines {
         println!("{line}");

@@ -60,3 +60,18 @@ impl fmt::Debug for EventId {
         write!(f, "EventId({self})")
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_reconciled_event_id_is_the_contracts() {
+        let expected = hex::encode(&Sha256::digest(b"100023\nreconcile\n42\n301")[..16]);
+        let (appid, sub) = (AppId::parse("100023"), SubOrderId::parse("42"));
+        assert_eq!(
+            EventId::reconciled(&appid.unwrap(), &sub.unwrap(), "301").to_string(),
+            expected
+        );
+    }
+}

@@ -22,6 +22,7 @@ pub use id::EventId;
 
 use crate::ids::AppId;
 use crate::keys::MerchantKeys;
+use crate::metrics::Label;
 use crate::trace::TraceContext;
 
 /// Header naming where an event came from.
@@ -66,20 +67,6 @@ pub enum Source {
     Push,
     /// The platform's order list, read back because the push never arrived.
     Reconcile,
-}
-
-impl Source {
-    /// Every variant, in declaration order; a new variant is in it without a word (strum),
-    /// so every series exists from the start.
-    pub fn all() -> impl Iterator<Item = Self> {
-        <Self as strum::IntoEnumIterator>::iter()
-    }
-
-    /// The header value.
-    pub fn as_str(self) -> &'static str {
-        // The variant's name in snake_case (strum): a new variant brings its label along.
-        self.into()
-    }
 }
 
 /// One event, borrowing what its source holds.

@@ -12,6 +12,7 @@ use tracing::field::Empty;
 
 use crate::event::EventId;
 use crate::ids::AppId;
+use crate::metrics::Label;
 use crate::metrics::Metrics;
 use crate::push::{Body, ContentKind, PushError, PushRelay, Stored, UnverifiedPush};
 use crate::settings::Merchants;

@@ -69,18 +69,6 @@ pub enum Rejected {
     Repeated,
 }
 
-impl Rejected {
-    /// Every reason, so that every series exists from the start.
-    pub fn all() -> impl Iterator<Item = Self> {
-        <Self as strum::IntoEnumIterator>::iter()
-    }
-
-    /// The metric label.
-    pub fn as_str(self) -> &'static str {
-        self.into()
-    }
-}
-
 /// No merchant configured, so no key to seal with.
 #[derive(Debug, thiserror::Error)]
 #[error("no merchant configured: nothing to seal the keeper's messages with")]

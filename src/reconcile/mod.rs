@@ -34,6 +34,7 @@ use crate::permits::{NoPermit, Permits};
 use crate::settings::{Merchant, ReconcileSettings, Settings};
 use crate::weibo::{CallOutcome, SubListPage, WeiboClient};
 
+use crate::metrics::Label;
 pub use metrics::{LogSkip, ReconcileMetrics, RowRefusal, Truncation};
 use rows::{fingerprint, Listed, Refused, StateKey};
 
@@ -384,25 +385,5 @@ impl Sweeper {
             .await?;
         self.metrics.reconciled();
         Ok(())
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn a_reconciled_event_id_is_the_contracts() {
-        use sha2::{Digest, Sha256};
-        let expected = hex::encode(&Sha256::digest(b"100023\nreconcile\n42\n301")[..16]);
-        assert_eq!(
-            EventId::reconciled(
-                &AppId::parse("100023").unwrap(),
-                &crate::ids::SubOrderId::parse("42").unwrap(),
-                "301"
-            )
-            .to_string(),
-            expected
-        );
     }
 }

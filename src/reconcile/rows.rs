@@ -10,6 +10,7 @@ use sha2::{Digest, Sha256};
 use super::metrics::RowRefusal;
 use crate::event::{state_word, EventId};
 use crate::ids::{AppId, SubOrderId};
+use crate::metrics::Label;
 use crate::telemetry::shown;
 
 /// A row of the order list larger than this is refused unread. A real row is under 1 KB

@@ -190,3 +190,7 @@ pub struct EventLogSettings {
 
 #[cfg(test)]
 mod tests;
+
+#[cfg(test)]
+#[path = "docs_tests.rs"]
+mod docs_tests;

@@ -365,67 +365,6 @@ fn amqp_urls_replace_url_from_a_file_or_a_comma_list_and_each_is_checked() {
     assert!(!err.contains("s3cret"), "{err}");
 }
 
-/// Every key of the defaults file (the optional ones, commented out there, included):
-/// (section, key), in file order.
-fn documented_keys(defaults: &str) -> Vec<(String, String)> {
-    let mut section = String::new();
-    let mut keys = Vec::new();
-    for line in defaults.lines() {
-        let line = line.trim();
-        if let Some(name) = line.strip_prefix('[').and_then(|l| l.strip_suffix(']')) {
-            section = name.trim_matches('[').trim_matches(']').to_owned();
-            continue;
-        }
-        let setting = line.strip_prefix("# ").unwrap_or(line);
-        if let Some((key, _)) = setting.split_once(" = ") {
-            if !key.is_empty() && key.bytes().all(|b| b.is_ascii_lowercase() || b == b'_') {
-                keys.push((section.clone(), key.to_owned()));
-            }
-        }
-    }
-    keys
-}
-
-/// Every key the relay reads is in the contract's configuration block (under its section)
-/// and in README's configuration tables: a key added to the code and not to the documents
-/// fails here.
-#[test]
-fn every_configuration_key_is_in_the_contract_and_the_readme() {
-    let defaults = include_str!("defaults.toml");
-    let contract = include_str!("../../docs/relay-contract.md");
-    let readme = include_str!("../../README.md");
-    let block = contract
-        .split("```toml")
-        .nth(1)
-        .and_then(|rest| rest.split("```").next())
-        .expect("the contract has a TOML configuration block");
-    let keys = documented_keys(defaults);
-    assert!(keys.len() > 40, "{keys:?}");
-    for (section, key) in &keys {
-        let header = format!("[{section}]");
-        let part = block
-            .split_once(&header)
-            .map(|(_, rest)| rest.split("\n[").next().unwrap_or(rest))
-            .unwrap_or_else(|| panic!("the contract has no {header}"));
-        assert!(
-            part.lines().any(|l| {
-                let l = l.trim_start_matches("# ");
-                l.starts_with(&format!("{key} ")) || l.starts_with(&format!("{key}="))
-            }),
-            "{section}.{key} is not in the contract's [{section}]"
-        );
-        let qualified = format!("`{section}.{key}`");
-        let row_start = format!("| `{section}.");
-        assert!(
-            readme.contains(&qualified)
-                || readme
-                    .lines()
-                    .any(|l| l.starts_with(&row_start) && l.contains(&format!("`{key}`"))),
-            "{section}.{key} is not in README's configuration tables"
-        );
-    }
-}
-
 /// What a configuration file written from settings holds reads back as the same values,
 /// secrets included: equality compares them (Debug would hide every one).
 #[test]

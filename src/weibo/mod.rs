@@ -13,6 +13,7 @@ use tokio::time::Instant;
 use crate::ids::SubOrderId;
 use crate::settings::{CodeTable, Merchant, WeiboSettings};
 use crate::signature;
+use crate::telemetry::error_chain;
 
 pub use access_token::{Token, TokenError};
 pub use outcome::{classify, read_code, Action, CallOutcome, PlatformError};
@@ -213,7 +214,11 @@ impl WeiboClient {
             .await
             // The URL's query carries the request's signature: keep it out of every message.
             .map_err(|e| {
-                TokenError::Transport(format!("{}: {}", self.oauth_host, chain(&e.without_url())))
+                TokenError::Transport(format!(
+                    "{}: {}",
+                    self.oauth_host,
+                    error_chain(&e.without_url())
+                ))
             })?;
         if response.status().is_redirection() {
             return Err(TokenError::Refused {
@@ -247,23 +252,6 @@ fn redirect_refused(response: &reqwest::Response) -> String {
     )
 }
 
-/// `error` and every cause under it, joined by `: ` (reqwest's own message alone says only
-/// "error sending request").
-fn chain(error: &dyn std::error::Error) -> String {
-    let mut out = error.to_string();
-    let mut source = error.source();
-    while let Some(cause) = source {
-        let text = cause.to_string();
-        // Some layers repeat their cause in their own message.
-        if !out.contains(&text) {
-            out.push_str(": ");
-            out.push_str(&text);
-        }
-        source = cause.source();
-    }
-    out
-}
-
 /// Largest platform answer read: a page of 100 orders is tens of KiB, a token answer a few
 /// hundred bytes; a host that sends more is not answering a call.
 const MAX_ANSWER_BYTES: usize = 4 << 20;
@@ -272,7 +260,7 @@ const MAX_ANSWER_BYTES: usize = 4 << 20;
 #[derive(Debug, thiserror::Error)]
 enum Unread {
     /// The connection failed while reading.
-    #[error("{}", chain(.0))]
+    #[error("{}", error_chain(.0))]
     Transport(reqwest::Error),
     /// More than [`MAX_ANSWER_BYTES`].
     #[error("answer larger than {MAX_ANSWER_BYTES} bytes, not read")]
@@ -327,7 +315,7 @@ fn transport(e: &reqwest::Error) -> CallOutcome {
     };
     CallOutcome::Transient {
         code: None,
-        reason: format!("{kind}: {}", chain(e)),
+        reason: format!("{kind}: {}", error_chain(e)),
     }
 }
 
@@ -375,11 +363,4 @@ pub fn beijing_time(at: SystemTime) -> String {
     });
     // "2026-11-25T08:00:00Z" -> "2026-11-25 08:00:00"
     utc.trim_end_matches('Z').replacen('T', " ", 1)
-}
-
-/// Reads a Beijing-time `YYYY-MM-DD HH:MM:SS`.
-pub fn parse_beijing_time(text: &str) -> Option<SystemTime> {
-    let rfc3339 = format!("{}Z", text.trim().replacen(' ', "T", 1));
-    let shifted = humantime::parse_rfc3339(&rfc3339).ok()?;
-    shifted.checked_sub(Duration::from_secs(8 * 3600))
 }

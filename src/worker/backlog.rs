@@ -11,6 +11,7 @@ use prometheus::{GaugeVec, Opts, Registry};
 use tokio_util::sync::CancellationToken;
 
 use crate::amqp::{Broker, Names};
+use crate::metrics::Label;
 use crate::supervise::{Task, Tasks};
 
 /// How often the depths are read: cheap for the broker (one passive declaration per queue),
@@ -28,16 +29,6 @@ pub enum Watched {
 }
 
 impl Watched {
-    /// Every watched queue; a new variant is in it without a word (strum).
-    pub fn all() -> impl Iterator<Item = Self> {
-        <Self as strum::IntoEnumIterator>::iter()
-    }
-
-    /// The metric label.
-    pub fn as_str(self) -> &'static str {
-        self.into()
-    }
-
     fn name(self, names: &Names) -> &str {
         match self {
             Self::Fulfilment => names.fulfilment(),

@@ -19,20 +19,6 @@ pub enum CallResult {
     Permanent,
 }
 
-impl CallResult {
-    /// Every variant, in declaration order; a new variant is in it without a word (strum),
-    /// so every series exists from the start.
-    pub fn all() -> impl Iterator<Item = Self> {
-        <Self as strum::IntoEnumIterator>::iter()
-    }
-
-    /// The metric label.
-    pub fn as_str(self) -> &'static str {
-        // The variant's name in snake_case (strum): a new variant brings its label along.
-        self.into()
-    }
-}
-
 impl From<&CallOutcome> for CallResult {
     fn from(outcome: &CallOutcome) -> Self {
         match outcome {

@@ -1,5 +1,6 @@
 use super::*;
 use crate::ids::AppId;
+use crate::metrics::Label;
 
 fn keyring(list: &[(&str, &str)]) -> Keyring {
     let toml: String = list

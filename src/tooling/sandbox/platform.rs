@@ -216,7 +216,7 @@ fn list_page(
 ) -> Result<Value, Refusal> {
     let get = |k: &str| params.get(k).map(String::as_str).unwrap_or_default();
     let time = |k: &str| {
-        crate::weibo::parse_beijing_time(get(k))
+        parse_beijing_time(get(k))
             .ok_or_else(|| (BAD_PARAMETER, format!("{k} must be YYYY-MM-DD HH:MM:SS")))
     };
     let (start, end) = (time("start_time")?, time("end_time")?);
@@ -378,4 +378,11 @@ fn server_error(status: u16) -> HttpResponse {
 
 fn parse(raw: &[u8]) -> BTreeMap<String, String> {
     form_urlencoded::parse(raw).into_owned().collect()
+}
+
+/// Reads a Beijing-time `YYYY-MM-DD HH:MM:SS` (UTC+8), as the platform writes its times.
+fn parse_beijing_time(text: &str) -> Option<std::time::SystemTime> {
+    let rfc3339 = format!("{}Z", text.trim().replacen(' ', "T", 1));
+    let shifted = humantime::parse_rfc3339(&rfc3339).ok()?;
+    shifted.checked_sub(std::time::Duration::from_secs(8 * 3600))
 }
