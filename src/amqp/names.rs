@@ -102,7 +102,13 @@ impl Names {
     /// `<events_queue>.tap`: the queue tests and tools bind to every order event to read
     /// what the relay published (the relay itself declares none).
     pub fn tap(&self) -> String {
-        format!("{}.tap", self.events_queue)
+        self.consumer("tap")
+    }
+
+    /// `<events_queue>.<consumer>`: a consumer's own queue of events (the demo's sample
+    /// consumer), named from the configured names like everything of the deployment.
+    pub fn consumer(&self, consumer: &str) -> String {
+        format!("{}.{consumer}", self.events_queue)
     }
 }
 
@@ -133,5 +139,6 @@ mod tests {
         );
         assert_eq!(names.replay_exchange("r1"), "weibo.events.replay.r1");
         assert_eq!(names.tap(), "weibo.orders.tap");
+        assert_eq!(names.consumer("sample"), "weibo.orders.sample");
     }
 }
