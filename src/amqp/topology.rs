@@ -309,3 +309,81 @@ pub(crate) fn is_precondition_failed(error: &lapin::Error) -> bool {
     matches!(error.kind(), lapin::ErrorKind::ProtocolError(e)
         if *e.kind() == AMQPErrorKind::Soft(AMQPSoftError::PRECONDITIONFAILED))
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn argument<'a>(topology: &'a Topology, queue: &str, key: &str) -> Option<&'a AMQPValue> {
+        let spec = topology.queues().iter().find(|q| q.name == queue)?;
+        spec.arguments.inner().get(key)
+    }
+
+    #[test]
+    fn each_role_declares_its_part_named_by_names() {
+        let settings = Settings::from_toml("[weibo]\nmax_attempts = 3\n").unwrap();
+        let names = Names::new(&settings.amqp);
+        let receiver = Topology::for_roles(&names, &settings, Roles::Receiver);
+        assert_eq!(receiver.exchanges(), ["weibo.events"]);
+        let queues = |t: &Topology| {
+            t.queues()
+                .iter()
+                .map(|q| q.name.clone())
+                .collect::<Vec<_>>()
+        };
+        assert_eq!(queues(&receiver), ["weibo.orders.log"]);
+        assert_eq!(
+            receiver.bindings(),
+            [(
+                "weibo.orders.log".to_owned(),
+                "weibo.events".to_owned(),
+                "order.#".to_owned()
+            )]
+        );
+        let worker = Topology::for_roles(&names, &settings, Roles::Worker);
+        assert_eq!(
+            Topology::for_roles(&names, &settings, Roles::Serve)
+                .queues()
+                .len(),
+            worker.queues().len()
+        );
+        assert_eq!(
+            worker.exchanges(),
+            ["weibo.events", "weibo.fulfilment.tokens"]
+        );
+        assert_eq!(
+            queues(&worker),
+            [
+                "weibo.orders.log",
+                "weibo.fulfilment",
+                "weibo.fulfilment.dead",
+                "weibo.fulfilment.keeper",
+                "weibo.fulfilment.permits",
+                "weibo.fulfilment.retry.5000ms",
+                "weibo.fulfilment.retry.10000ms",
+            ]
+        );
+        // The permits' life is written once: the queue's TTL is the permits module's.
+        assert_eq!(
+            argument(&worker, "weibo.fulfilment.permits", "x-message-ttl"),
+            Some(&AMQPValue::LongLongInt(millis(PERMIT_LIFE)))
+        );
+        assert_eq!(millis(PERMIT_LIFE), 500);
+        assert_eq!(
+            argument(
+                &worker,
+                "weibo.fulfilment.keeper",
+                "x-single-active-consumer"
+            ),
+            Some(&AMQPValue::Boolean(true))
+        );
+        assert_eq!(
+            argument(
+                &worker,
+                "weibo.fulfilment.retry.10000ms",
+                "x-dead-letter-routing-key"
+            ),
+            Some(&long_string("weibo.fulfilment"))
+        );
+    }
+}

@@ -6,7 +6,7 @@ mod servers;
 use std::net::SocketAddr;
 use std::sync::Arc;
 
-use tokio_util::sync::CancellationToken;
+use tokio_util::sync::{CancellationToken, DropGuard};
 
 use crate::amqp::{Broker, Names, Publisher, Topology};
 use crate::http::OpsState;
@@ -59,6 +59,8 @@ pub struct Application {
     /// The roles' tasks (worker, token keeper, sweeper, permits, backlog): they stop first.
     roles: Tasks,
     receiver_publisher: Option<Publisher>,
+    /// An application dropped without running stops what it started.
+    _stop_on_drop: DropGuard,
 }
 
 impl Application {
@@ -72,7 +74,7 @@ impl Application {
         let metrics = Arc::new(Metrics::new(roles.as_str()));
         let tasks = Tasks::new(TaskMetrics::register(metrics.registry())?);
         // Whatever fails from here on, nothing started is left running.
-        let stop_on_error = tasks.stop_token().clone().drop_guard();
+        let stop_on_drop = tasks.stop_token().clone().drop_guard();
         let names = Names::new(&settings.amqp);
         let topology = Topology::for_roles(&names, &settings, roles);
         let broker = Broker::start(&settings.amqp, topology, &tasks);
@@ -92,13 +94,13 @@ impl Application {
         };
         let servers = Servers::start(listeners, ops, receiver, &settings)?;
         servers.log_listening(roles, &settings.push.path);
-        stop_on_error.disarm();
         Ok(Self {
             servers,
             broker,
             tasks,
             roles: role_tasks,
             receiver_publisher,
+            _stop_on_drop: stop_on_drop,
         })
     }
 
