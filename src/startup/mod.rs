@@ -56,8 +56,12 @@ pub struct Application {
     broker: Broker,
     /// The process's tasks: the broker link's group, which stops last, is one of its children.
     tasks: Tasks,
-    /// The roles' tasks (worker, token keeper, sweeper, permits, backlog): they stop first.
-    roles: Tasks,
+    /// What stops first, at the shutdown token: the listeners and the worker's consumer (no
+    /// new pushes or commands; those in flight finish).
+    serving: Tasks,
+    /// What stops once nothing is in flight, since commands in flight still need it: the token
+    /// keeper, the permits, the sweeper, the backlog reader.
+    support: Tasks,
     receiver_publisher: Option<Publisher>,
     /// An application dropped without running stops what it started.
     _stop_on_drop: DropGuard,
@@ -78,10 +82,15 @@ impl Application {
         let names = Names::new(&settings.amqp);
         let topology = Topology::for_roles(&names, &settings, roles);
         let broker = Broker::start(&settings.amqp, topology, &tasks);
-        let role_tasks = tasks.child();
+        let support = tasks.child();
+        let serving = support.child();
+        let groups = roles::Groups {
+            serving: &serving,
+            support: &support,
+        };
         let keeper = roles
             .runs_worker()
-            .then(|| roles::worker(&settings, &names, &broker, &metrics, &role_tasks))
+            .then(|| roles::worker(&settings, &names, &broker, &metrics, groups))
             .transpose()?;
         let receiver = roles
             .receives_pushes()
@@ -98,7 +107,8 @@ impl Application {
             servers,
             broker,
             tasks,
-            roles: role_tasks,
+            serving,
+            support,
             receiver_publisher,
             _stop_on_drop: stop_on_drop,
         })
@@ -121,7 +131,7 @@ impl Application {
 
     /// Cancelling this token stops the process gracefully.
     pub fn shutdown_token(&self) -> CancellationToken {
-        self.roles.stop_token().clone()
+        self.serving.stop_token().clone()
     }
 
     /// The broker connection, shared by every role.
@@ -134,11 +144,12 @@ impl Application {
     pub async fn run_until_stopped(self) -> anyhow::Result<()> {
         let served = self
             .servers
-            .run_until(self.roles.stop_token().clone())
+            .run_until(self.serving.stop_token().clone())
             .await;
-        // The roles first (the worker's commands in flight, the keeper standing down), then
-        // the link they publish on.
-        self.roles.shutdown().await;
+        // The worker's commands in flight first, while the keeper still leads and permits
+        // still come; then the keeper stands down; then the link they all publish on.
+        self.serving.shutdown().await;
+        self.support.shutdown().await;
         if let Some(publisher) = &self.receiver_publisher {
             publisher.close().await;
         }

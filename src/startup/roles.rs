@@ -25,6 +25,15 @@ use crate::worker::{Worker, WorkerMetrics};
 /// Refusal log lines per second (and burst); the metrics count every refusal regardless.
 const REFUSAL_LOG_PER_SEC: NonZeroU32 = NonZeroU32::new(10).unwrap();
 
+/// Where a role's tasks run: what stops at the shutdown token, and what stops after it.
+#[derive(Clone, Copy)]
+pub(super) struct Groups<'a> {
+    /// The worker's consumer.
+    pub(super) serving: &'a Tasks,
+    /// What the commands in flight still need.
+    pub(super) support: &'a Tasks,
+}
+
 /// The fulfilment worker and what it needs: the token keeper (one for the deployment,
 /// elected through the broker), the platform's rate limit shared by every process through
 /// the permits the keeper issues, reconciliation (which sweeps only while this process
@@ -34,8 +43,9 @@ pub(super) fn worker(
     names: &Names,
     broker: &Broker,
     metrics: &Metrics,
-    tasks: &Tasks,
+    groups: Groups<'_>,
 ) -> anyhow::Result<TokenKeeper> {
+    let tasks = groups.support;
     let registry = metrics.registry();
     let client = WeiboClient::new(&settings.weibo)?;
     let wait = settings.worker.token_wait_ms.get();
@@ -76,7 +86,7 @@ pub(super) fn worker(
         client,
         worker_metrics,
     )
-    .start(tasks);
+    .start(groups.serving);
     Backlog::register(registry, broker.clone(), names)?.start(tasks);
     Ok(keeper)
 }
