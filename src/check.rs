@@ -6,19 +6,21 @@
 use std::fmt;
 use std::time::{Duration, Instant};
 
-use crate::amqp::topology::Found;
-use crate::amqp::Topology;
-use crate::config::{ConfigError, Merchant, Settings};
-use crate::worker::{worker_topology, RetryPolicy};
+use crate::amqp::{Names, Topology};
+use crate::settings::{ConfigError, Merchant, Settings};
+use crate::startup::Roles;
 
 mod keeper;
+mod topology;
+
+use topology::Found;
 
 /// How long one network check may take.
 const TIMEOUT: Duration = Duration::from_secs(5);
 
 /// One check's result.
 #[derive(Debug, PartialEq, Eq)]
-pub enum Verdict {
+pub enum Status {
     /// It will work.
     Ok,
     /// It will work, and there is something to know.
@@ -31,7 +33,7 @@ pub enum Verdict {
 #[derive(Debug)]
 pub struct Line {
     /// Pass, note or fail.
-    pub verdict: Verdict,
+    pub status: Status,
     /// What was checked (`broker amqp://relay:[redacted]@host:5672/%2f`).
     pub what: String,
     /// What was found.
@@ -40,18 +42,18 @@ pub struct Line {
 
 impl fmt::Display for Line {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        let tag = match self.verdict {
-            Verdict::Ok => "ok  ",
-            Verdict::Note => "note",
-            Verdict::Fail => "FAIL",
+        let tag = match self.status {
+            Status::Ok => "ok  ",
+            Status::Note => "note",
+            Status::Fail => "FAIL",
         };
         write!(f, "{tag} {}: {}", self.what, self.detail)
     }
 }
 
-fn line(verdict: Verdict, what: impl Into<String>, detail: impl Into<String>) -> Line {
+fn line(status: Status, what: impl Into<String>, detail: impl Into<String>) -> Line {
     Line {
-        verdict,
+        status,
         what: what.into(),
         detail: detail.into(),
     }
@@ -62,16 +64,16 @@ pub async fn run(settings: &Settings) -> Vec<Line> {
     // The rule serve, receiver and worker apply at start: check fails where they would refuse.
     let loaded = match settings.validate_for_relay() {
         Ok(()) => line(
-            Verdict::Ok,
+            Status::Ok,
             "configuration",
             format!("loaded, {} merchant(s)", settings.merchants.len()),
         ),
         Err(ConfigError::Invalid { key, reason }) => line(
-            Verdict::Fail,
+            Status::Fail,
             "configuration",
             format!("{key}: {reason}: serve, receiver and worker refuse to start"),
         ),
-        Err(other) => line(Verdict::Fail, "configuration", other.to_string()),
+        Err(other) => line(Status::Fail, "configuration", other.to_string()),
     };
     let mut lines = vec![loaded];
     lines.extend(broker(settings).await);
@@ -90,17 +92,14 @@ pub async fn run(settings: &Settings) -> Vec<Line> {
 /// Every node of `amqp.url(s)`, then the topology on the first node reached.
 async fn broker(settings: &Settings) -> Vec<Line> {
     let mut lines = Vec::new();
-    let (endpoints, tls) = match (settings.amqp.endpoints(), settings.amqp.tls()) {
-        (Ok(e), Ok(t)) => (e, t),
-        (Err(e), _) | (_, Err(e)) => return vec![line(Verdict::Fail, "broker", e.to_string())],
-    };
+    let tls = settings.amqp.tls();
     let mut reached = None;
-    for (uri, node) in endpoints {
+    for crate::settings::Endpoint { uri, shown: node } in settings.amqp.endpoints() {
         let started = Instant::now();
         match crate::amqp::connect_node(&uri, &tls, "weibo-relay check").await {
             Ok(connection) => {
                 lines.push(line(
-                    Verdict::Ok,
+                    Status::Ok,
                     format!("broker {node}"),
                     format!("connected in {} ms", started.elapsed().as_millis()),
                 ));
@@ -110,51 +109,47 @@ async fn broker(settings: &Settings) -> Vec<Line> {
                     let _ = connection.close(200, "checked".into()).await;
                 }
             }
-            Err(why) => lines.push(line(Verdict::Fail, format!("broker {node}"), why)),
+            Err(why) => lines.push(line(Status::Fail, format!("broker {node}"), why)),
         }
     }
     let Some(connection) = reached else {
         return lines;
     };
-    let topology = Topology::events(&settings.amqp, &settings.event_log.max_age).merge(
-        worker_topology(&settings.amqp, &RetryPolicy::from_settings(&settings.weibo)),
-    );
-    match topology.verify(&connection).await {
+    let names = Names::new(&settings.amqp);
+    let topology = Topology::for_roles(&names, settings, Roles::Serve);
+    match topology::verify(&topology, &connection).await {
         Ok(found) => lines.extend(found.into_iter().map(|(what, found)| match found {
-            Found::Matches => line(Verdict::Ok, what, "exists as the relay declares it"),
-            Found::Absent => line(Verdict::Ok, what, "absent; the relay declares it at start"),
+            Found::Matches => line(Status::Ok, what, "exists as the relay declares it"),
+            Found::Absent => line(Status::Ok, what, "absent; the relay declares it at start"),
             Found::Kept(reason) => line(
-                Verdict::Note,
+                Status::Note,
                 what,
                 format!("exists with other arguments, which the relay keeps (change them with a policy): {reason}"),
             ),
             Found::Differs(reason) => line(
-                Verdict::Fail,
+                Status::Fail,
                 what,
                 format!("exists with other arguments: the relay would not start. Empty and delete it, or declare it as the relay does: {reason}"),
             ),
         })),
-        Err(e) => lines.push(line(Verdict::Fail, "topology", e.to_string())),
+        Err(e) => lines.push(line(Status::Fail, "topology", e.to_string())),
     }
-    lines.extend(leftover_events_queue(&connection, &settings.amqp.events_queue).await);
-    lines.push(keeper::leader(settings, &connection).await);
+    lines.extend(leftover_events_queue(&connection, &names).await);
+    lines.push(keeper::leader(settings, &names, &connection).await);
     let _ = connection.close(200, "checked".into()).await;
     lines
 }
 
 /// The host of `base` resolves and answers HTTPS (any status: nothing is called).
-async fn platform_host(key: &str, base: &str) -> Line {
-    let Ok(url) = url::Url::parse(base) else {
-        return line(Verdict::Fail, key, "not a URL");
-    };
+async fn platform_host(key: &str, url: &url::Url) -> Line {
     let host = url.host_str().unwrap_or_default().to_owned();
     let port = url.port_or_known_default().unwrap_or(443);
     let what = format!("{key} {host}");
     let addresses =
         match tokio::time::timeout(TIMEOUT, tokio::net::lookup_host((host.as_str(), port))).await {
             Ok(Ok(found)) => found.count(),
-            Ok(Err(e)) => return line(Verdict::Fail, what, format!("does not resolve: {e}")),
-            Err(_) => return line(Verdict::Fail, what, "no DNS answer within 5 s"),
+            Ok(Err(e)) => return line(Status::Fail, what, format!("does not resolve: {e}")),
+            Err(_) => return line(Status::Fail, what, "no DNS answer within 5 s"),
         };
     let client = match reqwest::Client::builder()
         .redirect(reqwest::redirect::Policy::none())
@@ -162,12 +157,12 @@ async fn platform_host(key: &str, base: &str) -> Line {
         .build()
     {
         Ok(c) => c,
-        Err(e) => return line(Verdict::Fail, what, e.to_string()),
+        Err(e) => return line(Status::Fail, what, e.to_string()),
     };
     let started = Instant::now();
-    match client.get(url).send().await {
+    match client.get(url.clone()).send().await {
         Ok(answer) => line(
-            Verdict::Ok,
+            Status::Ok,
             what,
             format!(
                 "resolves ({addresses} address(es)), answered HTTP {} in {} ms",
@@ -176,9 +171,12 @@ async fn platform_host(key: &str, base: &str) -> Line {
             ),
         ),
         Err(e) => line(
-            Verdict::Fail,
+            Status::Fail,
             what,
-            format!("resolves, but cannot be reached: {}", error_chain(&e)),
+            format!(
+                "resolves, but cannot be reached: {}",
+                crate::telemetry::error_chain(&e)
+            ),
         ),
     }
 }
@@ -188,8 +186,8 @@ async fn platform_host(key: &str, base: &str) -> Line {
 /// the running relay holds.
 fn merchant_shape(m: &Merchant) -> Line {
     line(
-        Verdict::Ok,
-        format!("merchant {}", m.appid),
+        Status::Ok,
+        format!("merchant {}", m.appid()),
         "appid, client_id and uid are numbers, secrets are set; no token requested \
          (a new token would end the one the running relay holds)",
     )
@@ -198,13 +196,13 @@ fn merchant_shape(m: &Merchant) -> Line {
 /// `amqp.events_queue` as releases before this one declared it: a queue bound to every event
 /// that nothing in the relay reads. Left alone it fills until RabbitMQ's memory or disk alarm
 /// stops every publish (and every push gets 503); the event log stream keeps the events.
-async fn leftover_events_queue(connection: &lapin::Connection, queue: &str) -> Option<Line> {
+async fn leftover_events_queue(connection: &lapin::Connection, names: &Names) -> Option<Line> {
+    let (queue, log) = (names.events_queue(), names.event_log());
     let what = format!("queue {queue}");
-    let log = crate::amqp::topology::event_log(queue);
     match crate::amqp::topology::queue_stats(connection, queue).await {
         Ok(None) => None,
         Ok(Some(stats)) if stats.consumers == 0 => Some(line(
-            Verdict::Fail,
+            Status::Fail,
             what,
             format!(
                 "left by an earlier release: {} message(s), no consumer, and every event adds one \
@@ -215,7 +213,7 @@ async fn leftover_events_queue(connection: &lapin::Connection, queue: &str) -> O
             ),
         )),
         Ok(Some(stats)) => Some(line(
-            Verdict::Note,
+            Status::Note,
             what,
             format!(
                 "left by an earlier release, read by {} consumer(s), {} message(s) waiting. The \
@@ -225,17 +223,6 @@ async fn leftover_events_queue(connection: &lapin::Connection, queue: &str) -> O
                 stats.consumers, stats.messages
             ),
         )),
-        Err(e) => Some(line(Verdict::Fail, what, e.to_string())),
+        Err(e) => Some(line(Status::Fail, what, e.to_string())),
     }
-}
-
-fn error_chain(error: &dyn std::error::Error) -> String {
-    let mut text = error.to_string();
-    let mut source = error.source();
-    while let Some(cause) = source {
-        text.push_str(": ");
-        text.push_str(&cause.to_string());
-        source = cause.source();
-    }
-    text
 }

@@ -12,7 +12,8 @@ use hmac::{Hmac, Mac};
 use secrecy::ExposeSecret;
 use sha2::Sha256;
 
-use crate::config::{Merchant, Merchants};
+use crate::ids::AppId;
+use crate::settings::{Merchant, Merchants};
 
 /// What a key is for; a key never serves two purposes.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -60,11 +61,11 @@ impl MerchantKeys {
     pub fn derive(merchant: &Merchant) -> Self {
         let hkdf = Hkdf::<Sha256>::new(
             Some(b"weibo-relay broker messages"),
-            merchant.client_secret.expose_secret().as_bytes(),
+            merchant.client_secret().expose_secret().as_bytes(),
         );
         let expand = |purpose: Purpose| {
             let mut key = [0u8; 32];
-            let info = format!("{} v1 {}", purpose.label(), merchant.appid);
+            let info = format!("{} v1 {}", purpose.label(), merchant.appid());
             hkdf.expand(info.as_bytes(), &mut key)
                 .expect("32 bytes is a valid HKDF-SHA256 length");
             key
@@ -115,7 +116,7 @@ fn mac_of(key: &[u8; 32], parts: &[&[u8]]) -> Hmac<Sha256> {
 /// Every merchant's keys, by appid.
 #[derive(Clone, Debug, Default)]
 pub struct Keyring {
-    by_appid: BTreeMap<String, MerchantKeys>,
+    by_appid: BTreeMap<AppId, MerchantKeys>,
 }
 
 impl Keyring {
@@ -124,27 +125,31 @@ impl Keyring {
         Self {
             by_appid: merchants
                 .iter()
-                .map(|m| (m.appid.clone(), MerchantKeys::derive(m)))
+                .map(|m| (m.appid().clone(), MerchantKeys::derive(m)))
                 .collect(),
         }
     }
 
-    /// One merchant's keys.
-    pub fn merchant(&self, appid: &str) -> Option<&MerchantKeys> {
+    /// One merchant's keys (by [`AppId`], or its text).
+    pub fn merchant<Q>(&self, appid: &Q) -> Option<&MerchantKeys>
+    where
+        AppId: std::borrow::Borrow<Q>,
+        Q: Ord + ?Sized,
+    {
         self.by_appid.get(appid)
     }
 
     /// The appids, in order.
-    pub fn appids(&self) -> impl Iterator<Item = &str> {
-        self.by_appid.keys().map(String::as_str)
+    pub fn appids(&self) -> impl Iterator<Item = &AppId> {
+        self.by_appid.keys()
     }
 
     /// The keys that seal messages of the whole deployment rather than of one merchant
     /// (heartbeats, permits), with the appid naming them: the smallest appid, so that a
     /// rolling update adding a merchant with a larger appid keeps old and new processes
     /// understanding each other. A reader verifies with its own keys of the named appid.
-    pub fn deployment(&self) -> Option<(&str, &MerchantKeys)> {
-        self.by_appid.iter().next().map(|(a, k)| (a.as_str(), k))
+    pub fn deployment(&self) -> Option<(&AppId, &MerchantKeys)> {
+        self.by_appid.iter().next()
     }
 }
 
@@ -161,7 +166,9 @@ mod tests {
                 )
             })
             .collect();
-        crate::config::Settings::from_toml(&toml).unwrap().merchants
+        crate::settings::Settings::from_toml(&toml)
+            .unwrap()
+            .merchants
     }
 
     #[test]
@@ -188,7 +195,7 @@ mod tests {
             ("300069", "client-secret-0123456789"),
             ("100023", "other-secret-0123456789"),
         ]));
-        assert_eq!(ring.deployment().unwrap().0, "100023");
+        assert_eq!(ring.deployment().unwrap().0.as_str(), "100023");
         assert!(Keyring::default().deployment().is_none());
     }
 }

@@ -5,6 +5,24 @@ use prometheus::{
     TextEncoder,
 };
 
+/// A metric label enum: its variants' names in snake_case are the label values (strum), so a
+/// new variant brings its label along, and [`all`](Label::all) gives every series from the
+/// start. Derive `strum::EnumIter` and `strum::IntoStaticStr` with
+/// `#[strum(serialize_all = "snake_case")]` and it is one.
+pub trait Label: strum::IntoEnumIterator + Into<&'static str> + Copy {
+    /// Every variant, in declaration order.
+    fn all() -> impl Iterator<Item = Self> {
+        Self::iter()
+    }
+
+    /// The label value: the variant's name in snake_case.
+    fn as_str(self) -> &'static str {
+        self.into()
+    }
+}
+
+impl<T: strum::IntoEnumIterator + Into<&'static str> + Copy> Label for T {}
+
 /// What became of a push: the `outcome` label of `weibo_relay_pushes_total`. Adding a
 /// refusal is adding a variant here; the compiler then asks for its label.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, strum::EnumIter, strum::IntoStaticStr)]
@@ -30,20 +48,6 @@ pub enum PushOutcome {
     BodyTimeout,
     /// Not confirmed by the broker (503).
     BrokerUnavailable,
-}
-
-impl PushOutcome {
-    /// Every variant, in declaration order; a new variant is in it without a word (strum),
-    /// so every series exists from the start.
-    pub fn all() -> impl Iterator<Item = Self> {
-        <Self as strum::IntoEnumIterator>::iter()
-    }
-
-    /// The metric label.
-    pub fn as_str(self) -> &'static str {
-        // The variant's name in snake_case (strum): a new variant brings its label along.
-        self.into()
-    }
 }
 
 /// Every metric the process exports.
@@ -179,7 +183,7 @@ impl Metrics {
 
 #[cfg(test)]
 mod tests {
-    use super::PushOutcome;
+    use super::{Label, PushOutcome};
 
     /// The labels dashboards and alerts match on: renaming a variant must not move them.
     #[test]

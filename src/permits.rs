@@ -1,6 +1,6 @@
 //! The platform's rate limit, held by the whole deployment rather than by each process.
 //!
-//! The token keeper ([`crate::keeper::cluster`]) issues `weibo.rate_limit_per_sec` permits a
+//! The token keeper ([`crate::keeper::election`]) issues `weibo.rate_limit_per_sec` permits a
 //! second into the queue `<fulfilment_queue>.permits`; every worker takes one before each
 //! platform call. Permits expire after half a second in the queue and are dropped after half a
 //! second unused in a worker, so an idle deployment cannot save up a burst: over any 10 s, the
@@ -24,14 +24,16 @@ use lapin::{BasicProperties, Channel};
 use prometheus::{IntCounterVec, Opts, Registry};
 use tokio::sync::{mpsc, oneshot};
 use tokio::time::Instant;
-use tokio_util::sync::{CancellationToken, DropGuard};
+use tokio_util::sync::CancellationToken;
 
 use crate::amqp::{Broker, Link};
 use crate::keeper::stamp::{Kind, Rejected, Seen, Stamp, Stamper, Verifier, Window};
 use crate::keys::Keyring;
+use crate::metrics::Label;
+use crate::supervise::{Task, Tasks};
 
-/// How long a permit lives, in the queue and then in a worker.
-const PERMIT_LIFE: Duration = Duration::from_millis(500);
+/// How long a permit lives, in the queue (its `x-message-ttl`) and then in a worker.
+pub(crate) const PERMIT_LIFE: Duration = Duration::from_millis(500);
 /// How far apart the issuer's and a worker's clocks may be for its permits to pass.
 pub const MAX_CLOCK_SKEW: Duration = Duration::from_secs(1);
 /// The dates a permit may carry, by the taking worker's clock.
@@ -117,68 +119,91 @@ impl PermitCheck {
 
 /// Issues permits while it lives (the keeper holds one while it leads).
 pub struct PermitIssuer {
-    stop: DropGuard,
-    task: tokio::task::JoinHandle<()>,
+    tasks: Tasks,
 }
 
 impl PermitIssuer {
     /// Publishes `per_sec` permits a second to `queue` on `channel`, each stamped by
-    /// `stamper`, until dropped.
-    pub fn start(channel: Channel, queue: String, per_sec: u32, stamper: Arc<Stamper>) -> Self {
-        let stop = CancellationToken::new();
-        let task_stop = stop.clone();
-        let task = tokio::spawn(async move {
-            let mut tick = tokio::time::interval(ISSUE_EVERY);
-            tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-            let per_tick = f64::from(per_sec) * ISSUE_EVERY.as_secs_f64();
-            let mut credit = 0.0;
-            let expiration = PERMIT_LIFE.as_millis().to_string();
-            loop {
-                tokio::select! {
-                    _ = task_stop.cancelled() => break,
-                    _ = tick.tick() => {}
-                }
-                credit += per_tick;
-                while credit >= 1.0 {
-                    credit -= 1.0;
-                    let permit = serde_json::to_vec(&stamper.stamp(Kind::Permit))
-                        .expect("a stamp serializes");
-                    // Not confirmed: a lost permit only slows calls down, never speeds them up.
-                    let sent = channel.basic_publish(
-                        "".into(),
-                        queue.as_str().into(),
-                        BasicPublishOptions::default(),
-                        &permit,
-                        BasicProperties::default().with_expiration(expiration.as_str().into()),
-                    );
-                    // Bounded, so that stopping never waits on a link that died.
-                    match tokio::time::timeout(SEND_TIMEOUT, sent).await {
-                        Ok(Ok(_)) => {}
-                        Ok(Err(error)) => {
-                            tracing::warn!(%error, "permits not issued");
-                            return;
-                        }
-                        Err(_) => {
-                            tracing::warn!("permits not issued: the broker took none for 1 s");
-                            return;
-                        }
-                    }
-                }
-            }
-            let closing = channel.close(200, "no longer the keeper".into());
-            let _ = tokio::time::timeout(SEND_TIMEOUT, closing).await;
+    /// `stamper`, as a task of a group of its own under `tasks`, until stopped or dropped.
+    pub fn start(
+        channel: Channel,
+        queue: String,
+        per_sec: u32,
+        stamper: Arc<Stamper>,
+        tasks: &Tasks,
+    ) -> Self {
+        let tasks = tasks.child();
+        tasks.spawn(Task::PermitIssuer, move |stop| {
+            issue(
+                channel.clone(),
+                queue.clone(),
+                per_sec,
+                stamper.clone(),
+                stop,
+            )
         });
-        Self {
-            stop: stop.drop_guard(),
-            task,
-        }
+        Self { tasks }
     }
 
     /// Stops issuing and waits until its channel is closed.
     pub async fn stop(self) {
-        drop(self.stop);
-        let _ = self.task.await;
+        self.tasks.shutdown().await;
     }
+}
+
+impl Drop for PermitIssuer {
+    fn drop(&mut self) {
+        self.tasks.stop();
+    }
+}
+
+/// The issuer's loop: `per_sec` permits a second, a tick's worth at a time, until `stop`.
+/// The permits queue's `x-message-ttl` ([`PERMIT_LIFE`]) drops those nobody takes.
+async fn issue(
+    channel: Channel,
+    queue: String,
+    per_sec: u32,
+    stamper: Arc<Stamper>,
+    stop: CancellationToken,
+) {
+    let mut tick = tokio::time::interval(ISSUE_EVERY);
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    let per_tick = f64::from(per_sec) * ISSUE_EVERY.as_secs_f64();
+    let mut credit = 0.0;
+    loop {
+        tokio::select! {
+            _ = stop.cancelled() => break,
+            _ = tick.tick() => {}
+        }
+        credit += per_tick;
+        while credit >= 1.0 {
+            credit -= 1.0;
+            let permit =
+                serde_json::to_vec(&stamper.stamp(Kind::Permit)).expect("a stamp serializes");
+            // Not confirmed: a lost permit only slows calls down, never speeds them up.
+            let sent = channel.basic_publish(
+                "".into(),
+                queue.as_str().into(),
+                BasicPublishOptions::default(),
+                &permit,
+                BasicProperties::default(),
+            );
+            // Bounded, so that stopping never waits on a link that died.
+            match tokio::time::timeout(SEND_TIMEOUT, sent).await {
+                Ok(Ok(_)) => {}
+                Ok(Err(error)) => {
+                    tracing::warn!(%error, "permits not issued");
+                    return;
+                }
+                Err(_) => {
+                    tracing::warn!("permits not issued: the broker took none for 1 s");
+                    return;
+                }
+            }
+        }
+    }
+    let closing = channel.close(200, "no longer the keeper".into());
+    let _ = tokio::time::timeout(SEND_TIMEOUT, closing).await;
 }
 
 /// Why a call got no permit.
@@ -191,21 +216,28 @@ pub struct NoPermit(pub Duration);
 pub struct Permits {
     takers: mpsc::UnboundedSender<oneshot::Sender<Delivery>>,
     wait: Duration,
-    _stop: std::sync::Arc<DropGuard>,
+}
+
+/// What the supply keeps across broker links: the callers waiting, and what it checks
+/// permits with (the stamps it already took among them).
+struct Supply {
+    waiting: mpsc::UnboundedReceiver<oneshot::Sender<Delivery>>,
+    check: PermitCheck,
 }
 
 impl Permits {
-    /// Takes permits from `queue` on every broker link in turn, spending only those stamped
-    /// with a key of `keyring` (the rest counted in `metrics`); [`take`](Self::take) waits up
-    /// to `wait` for one.
+    /// Takes permits from `queue` on every broker link in turn, as a task of `tasks`,
+    /// spending only those stamped with a key of `keyring` (the rest counted in `metrics`);
+    /// [`take`](Self::take) waits up to `wait` for one.
     pub fn start(
         broker: Broker,
         queue: String,
         wait: Duration,
         keyring: Keyring,
         metrics: PermitMetrics,
+        tasks: &Tasks,
     ) -> Self {
-        let mut check = PermitCheck {
+        let check = PermitCheck {
             verifier: Verifier::new(keyring, &queue),
             seen: Seen::new(
                 PERMIT_WINDOW
@@ -215,36 +247,26 @@ impl Permits {
             ),
             metrics,
         };
-        let (takers, mut waiting) = mpsc::unbounded_channel();
-        let stop = CancellationToken::new();
-        let task_stop = stop.clone();
-        tokio::spawn(async move {
-            let mut links = broker.subscribe();
-            loop {
-                let link = tokio::select! {
-                    _ = task_stop.cancelled() => return,
-                    link = links.wait_for(Option::is_some) => match link {
-                        Ok(link) => link.clone(),
-                        Err(_) => return,
-                    },
+        let (takers, waiting) = mpsc::unbounded_channel();
+        // Kept across a restart after a panic: the callers waiting, and the stamps taken.
+        let supply = Arc::new(tokio::sync::Mutex::new(Supply { waiting, check }));
+        tasks.spawn(Task::Permits, move |stop| {
+            let (broker, queue, supply) = (broker.clone(), queue.clone(), supply.clone());
+            async move {
+                let each = |link: Link| {
+                    let (queue, supply, stop) = (queue.clone(), supply.clone(), stop.clone());
+                    async move {
+                        let mut supply = supply.lock().await;
+                        let Supply { waiting, check } = &mut *supply;
+                        if let Err(error) = serve(&link, &queue, waiting, check, &stop).await {
+                            tracing::warn!(%error, "permit supply failed; starting again");
+                        }
+                    }
                 };
-                let Some(link) = link else { continue };
-                if let Err(error) =
-                    supply(&link, &queue, &mut waiting, &mut check, &task_stop).await
-                {
-                    tracing::warn!(%error, "permit supply failed; starting again");
-                }
-                tokio::select! {
-                    _ = task_stop.cancelled() => return,
-                    _ = tokio::time::sleep(Duration::from_secs(1)) => {}
-                }
+                broker.on_each_link(&stop, each).await;
             }
         });
-        Self {
-            takers,
-            wait,
-            _stop: std::sync::Arc::new(stop.drop_guard()),
-        }
+        Self { takers, wait }
     }
 
     /// Takes one permit (one platform call), waiting for it up to the configured time.
@@ -267,7 +289,7 @@ impl Permits {
 /// Hands permits from the queue to callers, first come first served. A permit nobody takes
 /// within its life is acknowledged and dropped: none is saved up for a burst, and none stays
 /// unacknowledged long enough to meet the broker's consumer timeout.
-async fn supply(
+async fn serve(
     link: &Link,
     queue: &str,
     takers: &mut mpsc::UnboundedReceiver<oneshot::Sender<Delivery>>,

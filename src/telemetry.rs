@@ -115,6 +115,22 @@ pub fn clip(text: &str, max: usize) -> String {
     out
 }
 
+/// `error` and every cause under it, joined by `: ` (reqwest's own message alone says only
+/// "error sending request"); a cause a layer already repeats in its own message is left out.
+pub fn error_chain(error: &dyn std::error::Error) -> String {
+    let mut out = error.to_string();
+    let mut source = error.source();
+    while let Some(cause) = source {
+        let text = cause.to_string();
+        if !out.contains(&text) {
+            out.push_str(": ");
+            out.push_str(&text);
+        }
+        source = cause.source();
+    }
+    out
+}
+
 /// Masks personal data (phone numbers, recharge accounts): keeps at most the first three and
 /// last two characters, so an operator can still tell two values apart.
 pub fn mask(value: &str) -> String {
@@ -133,7 +149,24 @@ pub fn mask(value: &str) -> String {
 
 #[cfg(test)]
 mod tests {
-    use super::{mask, shown};
+    use super::{error_chain, mask, shown};
+
+    #[test]
+    fn an_error_chain_names_every_cause_once() {
+        #[derive(Debug, thiserror::Error)]
+        #[error("error sending request")]
+        struct Outer(#[source] std::io::Error);
+        let refused = std::io::Error::new(std::io::ErrorKind::ConnectionRefused, "refused");
+        assert_eq!(
+            error_chain(&Outer(refused)),
+            "error sending request: refused"
+        );
+        #[derive(Debug, thiserror::Error)]
+        #[error("connect: {0}")]
+        struct Repeats(#[source] std::io::Error);
+        let repeated = Repeats(std::io::Error::other("timed out"));
+        assert_eq!(error_chain(&repeated), "connect: timed out");
+    }
 
     #[test]
     fn request_text_is_escaped_and_cut() {

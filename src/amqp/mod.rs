@@ -1,20 +1,22 @@
 //! The broker connection: one supervised connection per process that reconnects by itself,
 //! re-declares the topology, and gives every role a confirmed publisher.
 
+mod names;
 mod publish;
 pub mod topology;
 
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::time::Duration;
 
 use futures_util::StreamExt;
 use lapin::{Connection, ConnectionProperties, Event};
 use tokio::sync::watch;
-use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 
-use crate::config::AmqpSettings;
+use crate::settings::{AmqpSettings, Endpoint};
+use crate::supervise::{Task, Tasks};
 
+pub use names::Names;
 pub use publish::{confirm_channel, publish_confirmed, Outgoing, PublishError, Publisher};
 pub use topology::{QueueSpec, Topology};
 
@@ -24,6 +26,9 @@ const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
 const HEALTH_TICK: Duration = Duration::from_millis(500);
 /// How often a live link declares the topology again.
 const REDECLARE_EVERY: Duration = Duration::from_secs(300);
+/// Pause before a role serves on the current link again after its last stint ended, so a
+/// queue that keeps failing cannot turn into a busy loop.
+const RESUME_PAUSE: Duration = Duration::from_secs(1);
 
 /// One established connection. Roles open their own channels on it, so a channel that fails
 /// (a refused publish, a deleted queue) costs only the role that owns it.
@@ -56,34 +61,33 @@ pub struct Broker {
     link: watch::Receiver<Option<Link>>,
     topology: Arc<Topology>,
     confirm_timeout: Duration,
-    stop: CancellationToken,
-    supervisor: Arc<Mutex<Option<JoinHandle<()>>>>,
+    /// The supervisor's group: stopped last, once the roles using the link have stopped.
+    tasks: Tasks,
 }
 
 impl Broker {
-    /// Starts connecting in the background; until a link is up, publishes fail fast.
-    pub fn start(settings: &AmqpSettings, topology: Topology) -> Self {
+    /// Starts connecting in the background, as a task of a group of its own under `tasks`;
+    /// until a link is up, publishes fail fast. The nodes and TLS files are those the
+    /// settings parsed: nothing is parsed here.
+    pub fn start(settings: &AmqpSettings, topology: Topology, tasks: &Tasks) -> Self {
         let (tx, rx) = watch::channel(None);
-        let stop = CancellationToken::new();
+        let tasks = tasks.child();
         let topology = Arc::new(topology);
         let supervisor = Supervisor {
-            // Both were checked when the settings were loaded.
-            endpoints: settings.endpoints().unwrap_or_default(),
-            tls: settings.tls().unwrap_or_default(),
+            endpoints: Arc::new(settings.endpoints()),
+            tls: settings.tls(),
             topology: topology.clone(),
             events_queue: settings.events_queue.clone(),
-            min_delay: Duration::from_millis(settings.reconnect_min_ms),
-            max_delay: Duration::from_millis(settings.reconnect_max_ms),
+            min_delay: settings.reconnect_min_ms.get(),
+            max_delay: settings.reconnect_max_ms.get(),
             link: tx,
-            stop: stop.clone(),
         };
-        let handle = tokio::spawn(supervisor.run());
+        tasks.spawn(Task::Broker, move |stop| supervisor.clone().run(stop));
         Self {
             link: rx,
             topology,
-            confirm_timeout: settings.confirm_timeout(),
-            stop,
-            supervisor: Arc::new(Mutex::new(Some(handle))),
+            confirm_timeout: settings.confirm_timeout_ms.get(),
+            tasks,
         }
     }
 
@@ -126,19 +130,43 @@ impl Broker {
             .is_ok_and(|r| r.is_ok())
     }
 
+    /// Runs `serve` on the current link, and again each time it returns (after a pause), on
+    /// whatever link is current then, until `stop`: how a role follows the connection
+    /// through every reconnection. `serve` ends a stint by returning (its channel failed,
+    /// its consumer was cancelled, the link was lost); it says itself why, when that matters.
+    pub async fn on_each_link<F, Fut>(&self, stop: &CancellationToken, mut serve: F)
+    where
+        F: FnMut(Link) -> Fut,
+        Fut: std::future::Future<Output = ()>,
+    {
+        let mut links = self.subscribe();
+        loop {
+            let link = tokio::select! {
+                _ = stop.cancelled() => return,
+                link = links.wait_for(Option::is_some) => match link {
+                    Ok(link) => link.clone(),
+                    Err(_) => return,
+                },
+            };
+            let Some(link) = link else { continue };
+            serve(link).await;
+            tokio::select! {
+                _ = stop.cancelled() => return,
+                _ = tokio::time::sleep(RESUME_PAUSE) => {}
+            }
+        }
+    }
+
     /// Closes the connection after in-flight work; call once the roles have stopped.
     pub async fn shutdown(&self) {
-        self.stop.cancel();
-        let handle = self.supervisor.lock().ok().and_then(|mut h| h.take());
-        if let Some(handle) = handle {
-            let _ = handle.await;
-        }
+        self.tasks.shutdown().await;
     }
 }
 
+#[derive(Clone)]
 struct Supervisor {
     /// The cluster's nodes, and each as logs show it.
-    endpoints: Vec<(lapin::uri::AMQPUri, String)>,
+    endpoints: Arc<Vec<Endpoint>>,
     tls: lapin::tcp::OwnedTLSConfig,
     topology: Arc<Topology>,
     /// The catch-all queue earlier releases declared, looked for on each connection.
@@ -146,24 +174,26 @@ struct Supervisor {
     min_delay: Duration,
     max_delay: Duration,
     link: watch::Sender<Option<Link>>,
-    stop: CancellationToken,
 }
 
 impl Supervisor {
-    async fn run(self) {
+    async fn run(self, stop: CancellationToken) {
         let mut delay = self.min_delay;
-        let mut next_id = 0;
-        while !self.stop.is_cancelled() {
+        // Unique across restarts of the supervisor: a link is never taken for an older one.
+        let mut next_id = self.link.borrow().as_ref().map_or(0, |l| l.id);
+        // A restarted supervisor does not know whether the link it left is healthy.
+        self.link.send_replace(None);
+        while !stop.is_cancelled() {
             next_id += 1;
-            if let Some((link, node)) = self.connect_to_any(next_id).await {
+            if let Some((link, node)) = self.connect_to_any(next_id, &stop).await {
                 tracing::info!(node = %node, "broker connected, topology declared");
                 topology::warn_if_events_queue_left_over(&link.connection, &self.events_queue)
                     .await;
                 delay = self.min_delay;
                 self.link.send_replace(Some(link.clone()));
-                let reason = self.wait_until_broken(&link).await;
+                let reason = self.wait_until_broken(&link, &stop).await;
                 self.link.send_replace(None);
-                if self.stop.is_cancelled() {
+                if stop.is_cancelled() {
                     let _ = link.connection.close(200, "shutting down".into()).await;
                     tracing::info!("broker connection closed");
                     return;
@@ -177,7 +207,7 @@ impl Supervisor {
             }
             tokio::select! {
                 _ = tokio::time::sleep(delay) => {}
-                _ = self.stop.cancelled() => return,
+                _ = stop.cancelled() => return,
             }
             delay = delay.saturating_mul(2).min(self.max_delay);
         }
@@ -185,11 +215,11 @@ impl Supervisor {
 
     /// Tries every node once, starting from a random one, so processes spread over the
     /// cluster; a node that refuses or does not answer in time is passed over at once.
-    async fn connect_to_any(&self, id: u64) -> Option<(Link, String)> {
+    async fn connect_to_any(&self, id: u64, stop: &CancellationToken) -> Option<(Link, String)> {
         let count = self.endpoints.len();
         let first = rand::random_range(0..count.max(1));
         for i in 0..count {
-            let (uri, node) = &self.endpoints[(first + i) % count];
+            let Endpoint { uri, shown: node } = &self.endpoints[(first + i) % count];
             match tokio::time::timeout(CONNECT_TIMEOUT, self.connect(uri, id)).await {
                 Ok(Ok(link)) => return Some((link, node.clone())),
                 Ok(Err(error)) => {
@@ -197,7 +227,7 @@ impl Supervisor {
                 }
                 Err(_) => tracing::warn!(node = %node, "broker connection timed out"),
             }
-            if self.stop.is_cancelled() {
+            if stop.is_cancelled() {
                 return None;
             }
         }
@@ -216,7 +246,7 @@ impl Supervisor {
         })
     }
 
-    async fn wait_until_broken(&self, link: &Link) -> String {
+    async fn wait_until_broken(&self, link: &Link, stop: &CancellationToken) -> String {
         let mut events = std::pin::pin!(link.connection.events_listener());
         let mut tick = tokio::time::interval(HEALTH_TICK);
         let mut redeclare = tokio::time::interval_at(
@@ -225,7 +255,7 @@ impl Supervisor {
         );
         loop {
             tokio::select! {
-                _ = self.stop.cancelled() => return "shutdown".into(),
+                _ = stop.cancelled() => return "shutdown".into(),
                 event = events.next() => match event {
                     Some(Event::Error(error)) => return error.to_string(),
                     Some(Event::ConnectionBlocked(reason)) => {
@@ -306,30 +336,15 @@ fn in_words(error: &lapin::Error, at: &str) -> String {
 /// A plain connection for a short operator command (`dlq`, clean-up): the same nodes and
 /// TLS files as the relay, tried in order; the error names every node tried, password hidden.
 pub async fn connect_once(settings: &AmqpSettings, name: &str) -> Result<Connection, ConnectError> {
-    let endpoints = settings
-        .endpoints()
-        .map_err(|e| ConnectError(e.to_string()))?;
-    let tls = settings.tls().map_err(|e| ConnectError(e.to_string()))?;
+    let tls = settings.tls();
     let mut failures = Vec::new();
-    for (uri, node) in endpoints {
+    for Endpoint { uri, shown } in settings.endpoints() {
         match connect_node(&uri, &tls, name).await {
             Ok(connection) => return Ok(connection),
-            Err(error) => failures.push(format!("{node}: {error}")),
+            Err(error) => failures.push(format!("{shown}: {error}")),
         }
     }
     Err(ConnectError(failures.join("; ")))
-}
-
-/// A plain connection to one URL given on a command line (the load generators), without
-/// TLS files.
-pub async fn connect_url(url: &str, name: &str) -> Result<Connection, ConnectError> {
-    let shown = crate::config::redacted(url);
-    let uri: lapin::uri::AMQPUri = url
-        .parse()
-        .map_err(|_| ConnectError(format!("{shown}: not an AMQP URL")))?;
-    connect_node(&uri, &Default::default(), name)
-        .await
-        .map_err(|error| ConnectError(format!("{shown}: {error}")))
 }
 
 /// No node of `amqp.url`/`amqp.urls` took the connection.

@@ -1,13 +1,16 @@
 //! Exchanges, queues and bindings, declared idempotently on every (re)connection.
 
-use lapin::options::{
-    ExchangeDeclareOptions, ExchangeDeleteOptions, QueueBindOptions, QueueDeclareOptions,
-    QueueDeleteOptions,
-};
-use lapin::types::{AMQPValue, FieldTable, LongString};
-use lapin::{Channel, Connection, ExchangeKind};
+use std::time::Duration;
 
-use crate::config::AmqpSettings;
+use lapin::options::{ExchangeDeclareOptions, QueueBindOptions, QueueDeclareOptions};
+use lapin::types::{AMQPValue, FieldTable, LongString};
+use lapin::{Connection, ExchangeKind};
+
+use super::Names;
+use crate::permits::PERMIT_LIFE;
+use crate::settings::Settings;
+use crate::startup::Roles;
+use crate::worker::retry::{RetryPolicy, DELAY_QUEUE_GRACE};
 
 /// A durable queue with its arguments.
 #[derive(Debug, Clone)]
@@ -62,11 +65,6 @@ impl QueueSpec {
     }
 }
 
-/// `<events_queue>.log`, the stream every order event is kept in.
-pub fn event_log(events_queue: &str) -> String {
-    format!("{events_queue}.log")
-}
-
 /// A string AMQP value.
 pub fn long_string(s: &str) -> AMQPValue {
     AMQPValue::LongString(LongString::from(s))
@@ -81,15 +79,55 @@ pub struct Topology {
 }
 
 impl Topology {
-    /// The receiver's part: the events topic exchange and the event log bound to `order.#`,
-    /// which keeps every order event routable (they are published mandatory). No queue named
-    /// `events_queue` itself: nothing in the relay read it, and unread it filled the broker.
-    pub fn events(settings: &AmqpSettings, log_max_age: &str) -> Self {
-        let log = event_log(&settings.events_queue);
-        Self::default()
-            .exchange(&settings.events_exchange)
-            .queue(QueueSpec::stream(&log, log_max_age))
-            .bind(&log, &settings.events_exchange, "order.#")
+    /// Everything a process running `roles` declares, named by `names`. Every role: the
+    /// events topic exchange and the event log bound to `order.#`, which keeps every order
+    /// event routable (they are published mandatory); no queue named `events_queue` itself
+    /// (nothing in the relay read it, and unread it filled the broker). The worker adds its
+    /// work, dead and delay queues and the token keeper's queues.
+    pub fn for_roles(names: &Names, settings: &Settings, roles: Roles) -> Self {
+        let (exchange, log) = (names.events_exchange(), names.event_log());
+        let topology = Self::default()
+            .exchange(exchange)
+            .queue(QueueSpec::stream(log, settings.event_log.max_age.as_str()))
+            .bind(log, exchange, "order.#");
+        if !roles.runs_worker() {
+            return topology;
+        }
+        let mut topology = topology
+            .queue(QueueSpec::quorum(names.fulfilment()))
+            .queue(QueueSpec::quorum(names.dead()))
+            // The token keeper's election: one active consumer at a time.
+            .queue(
+                QueueSpec::quorum(names.keeper())
+                    .with_argument("x-single-active-consumer", AMQPValue::Boolean(true)),
+            )
+            // Its announcements, and the platform call permits, which expire in the queue
+            // when nobody takes them within their life.
+            .exchange(names.tokens())
+            .queue(
+                QueueSpec::quorum(names.permits())
+                    .with_argument("x-message-ttl", AMQPValue::LongLongInt(millis(PERMIT_LIFE))),
+            );
+        let fulfilment = names.fulfilment();
+        for delay in RetryPolicy::from_settings(&settings.weibo).delays() {
+            // Quorum like the work queue, so a command waiting for its retry survives the loss
+            // of a node; an expired message is dead-lettered at least once (never dropped)
+            // straight back to the work queue through the default exchange. Declaring it
+            // again is what keeps it from expiring while it is in use.
+            topology = topology.queue(
+                QueueSpec::quorum(&names.retry(delay))
+                    .with_argument("x-message-ttl", AMQPValue::LongLongInt(millis(delay)))
+                    .with_argument("x-dead-letter-exchange", long_string(""))
+                    .with_argument("x-dead-letter-routing-key", long_string(fulfilment))
+                    .with_argument("x-dead-letter-strategy", long_string("at-least-once"))
+                    .with_argument("x-overflow", long_string("reject-publish"))
+                    .with_argument(
+                        "x-expires",
+                        AMQPValue::LongLongInt(millis(delay.saturating_add(DELAY_QUEUE_GRACE))),
+                    ),
+            );
+        }
+        topology
     }
 
     /// Adds a durable topic exchange.
@@ -115,18 +153,6 @@ impl Topology {
         self
     }
 
-    /// Joins two roles' topologies.
-    pub fn merge(mut self, other: Topology) -> Self {
-        for e in other.exchanges {
-            self = self.exchange(&e);
-        }
-        for q in other.queues {
-            self = self.queue(q);
-        }
-        self.bindings.extend(other.bindings);
-        self
-    }
-
     /// The durable topic exchanges.
     pub fn exchanges(&self) -> &[String] {
         &self.exchanges
@@ -140,26 +166,6 @@ impl Topology {
     /// The bindings as (queue, exchange, routing key).
     pub fn bindings(&self) -> &[(String, String, String)] {
         &self.bindings
-    }
-
-    /// Deletes every queue and exchange of this topology (demo and test clean-up); goes on
-    /// past a failure so one missing piece does not leave the rest behind, and returns the
-    /// first error.
-    pub async fn delete(&self, channel: &Channel) -> Result<(), lapin::Error> {
-        let mut first_error = None;
-        for q in &self.queues {
-            let deleted = channel
-                .queue_delete(q.name.as_str().into(), QueueDeleteOptions::default())
-                .await;
-            first_error = first_error.or(deleted.err());
-        }
-        for name in &self.exchanges {
-            let deleted = channel
-                .exchange_delete(name.as_str().into(), ExchangeDeleteOptions::default())
-                .await;
-            first_error = first_error.or(deleted.err());
-        }
-        first_error.map_or(Ok(()), Err)
     }
 
     /// Declares everything on channels of `connection`; redeclaring with the same arguments is
@@ -212,106 +218,6 @@ impl Topology {
         // A failed declaration already closed the channel; this closes a good one.
         let _ = channel.close(200, "topology declared".into()).await;
         Ok(())
-    }
-}
-
-/// What `weibo-relay check` finds for one exchange or queue of a topology.
-#[derive(Debug, PartialEq, Eq)]
-pub enum Found {
-    /// It exists with the arguments the relay declares.
-    Matches,
-    /// It does not exist yet: the relay declares it at start.
-    Absent,
-    /// It exists with other arguments the relay accepts (the event log's retention).
-    Kept(String),
-    /// It exists with other arguments: the relay's declaration would fail, and it would not
-    /// start.
-    Differs(String),
-}
-
-impl Topology {
-    /// Compares every exchange and queue with what exists, changing nothing: a passive
-    /// declaration tells whether it exists, and redeclaring an existing one with the same
-    /// arguments is a no-op that the broker refuses (PRECONDITION_FAILED) when they differ.
-    pub async fn verify(
-        &self,
-        connection: &Connection,
-    ) -> Result<Vec<(String, Found)>, lapin::Error> {
-        let mut found = Vec::new();
-        for name in &self.exchanges {
-            let passive = ExchangeDeclareOptions {
-                passive: true,
-                ..ExchangeDeclareOptions::default()
-            };
-            let active = ExchangeDeclareOptions {
-                durable: true,
-                ..ExchangeDeclareOptions::default()
-            };
-            let mut outcome = Found::Matches;
-            for options in [passive, active] {
-                // A refused declaration closes its channel: one channel per attempt.
-                let channel = connection.create_channel().await?;
-                let declared = channel
-                    .exchange_declare(
-                        name.as_str().into(),
-                        ExchangeKind::Topic,
-                        options,
-                        FieldTable::default(),
-                    )
-                    .await;
-                match declared {
-                    Ok(()) => {}
-                    Err(e) if options.passive && is_not_found(&e) => outcome = Found::Absent,
-                    Err(e) if is_precondition_failed(&e) => {
-                        outcome = Found::Differs(e.to_string());
-                    }
-                    Err(e) => return Err(e),
-                }
-                if channel.status().connected() {
-                    let _ = channel.close(200, "checked".into()).await;
-                }
-                if outcome != Found::Matches {
-                    break;
-                }
-            }
-            found.push((format!("exchange {name}"), outcome));
-        }
-        for q in &self.queues {
-            let mut outcome = Found::Matches;
-            for passive in [true, false] {
-                let channel = connection.create_channel().await?;
-                let options = QueueDeclareOptions {
-                    passive,
-                    durable: true,
-                    ..QueueDeclareOptions::default()
-                };
-                let arguments = if passive {
-                    FieldTable::default()
-                } else {
-                    q.arguments.clone()
-                };
-                match channel
-                    .queue_declare(q.name.as_str().into(), options, arguments)
-                    .await
-                {
-                    Ok(_) => {}
-                    Err(e) if passive && is_not_found(&e) => outcome = Found::Absent,
-                    Err(e) if is_precondition_failed(&e) && q.lenient => {
-                        outcome = Found::Kept(e.to_string());
-                    }
-                    Err(e) if is_precondition_failed(&e) => outcome = Found::Differs(e.to_string()),
-                    Err(e) => return Err(e),
-                }
-                if channel.status().connected() {
-                    let _ = channel.close(200, "checked".into()).await;
-                }
-                if outcome != Found::Matches {
-                    break;
-                }
-            }
-            found.push((format!("queue {}", q.name), outcome));
-        }
-        Ok(found)
     }
 }
 
@@ -387,14 +293,97 @@ pub async fn queue_consumers(
     Ok(queue_stats(connection, queue).await?.map(|s| s.consumers))
 }
 
-fn is_not_found(error: &lapin::Error) -> bool {
+/// A duration as the whole milliseconds RabbitMQ's `x-message-ttl` and `x-expires` take.
+fn millis(duration: Duration) -> i64 {
+    i64::try_from(duration.as_millis()).unwrap_or(i64::MAX)
+}
+
+pub(crate) fn is_not_found(error: &lapin::Error) -> bool {
     use lapin::protocol::{AMQPErrorKind, AMQPSoftError};
     matches!(error.kind(), lapin::ErrorKind::ProtocolError(e)
         if *e.kind() == AMQPErrorKind::Soft(AMQPSoftError::NOTFOUND))
 }
 
-fn is_precondition_failed(error: &lapin::Error) -> bool {
+pub(crate) fn is_precondition_failed(error: &lapin::Error) -> bool {
     use lapin::protocol::{AMQPErrorKind, AMQPSoftError};
     matches!(error.kind(), lapin::ErrorKind::ProtocolError(e)
         if *e.kind() == AMQPErrorKind::Soft(AMQPSoftError::PRECONDITIONFAILED))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn argument<'a>(topology: &'a Topology, queue: &str, key: &str) -> Option<&'a AMQPValue> {
+        let spec = topology.queues().iter().find(|q| q.name == queue)?;
+        spec.arguments.inner().get(key)
+    }
+
+    #[test]
+    fn each_role_declares_its_part_named_by_names() {
+        let settings = Settings::from_toml("[weibo]\nmax_attempts = 3\n").unwrap();
+        let names = Names::new(&settings.amqp);
+        let receiver = Topology::for_roles(&names, &settings, Roles::Receiver);
+        assert_eq!(receiver.exchanges(), ["weibo.events"]);
+        let queues = |t: &Topology| {
+            t.queues()
+                .iter()
+                .map(|q| q.name.clone())
+                .collect::<Vec<_>>()
+        };
+        assert_eq!(queues(&receiver), ["weibo.orders.log"]);
+        assert_eq!(
+            receiver.bindings(),
+            [(
+                "weibo.orders.log".to_owned(),
+                "weibo.events".to_owned(),
+                "order.#".to_owned()
+            )]
+        );
+        let worker = Topology::for_roles(&names, &settings, Roles::Worker);
+        assert_eq!(
+            Topology::for_roles(&names, &settings, Roles::Serve)
+                .queues()
+                .len(),
+            worker.queues().len()
+        );
+        assert_eq!(
+            worker.exchanges(),
+            ["weibo.events", "weibo.fulfilment.tokens"]
+        );
+        assert_eq!(
+            queues(&worker),
+            [
+                "weibo.orders.log",
+                "weibo.fulfilment",
+                "weibo.fulfilment.dead",
+                "weibo.fulfilment.keeper",
+                "weibo.fulfilment.permits",
+                "weibo.fulfilment.retry.5000ms",
+                "weibo.fulfilment.retry.10000ms",
+            ]
+        );
+        // The permits' life is written once: the queue's TTL is the permits module's.
+        assert_eq!(
+            argument(&worker, "weibo.fulfilment.permits", "x-message-ttl"),
+            Some(&AMQPValue::LongLongInt(millis(PERMIT_LIFE)))
+        );
+        assert_eq!(millis(PERMIT_LIFE), 500);
+        assert_eq!(
+            argument(
+                &worker,
+                "weibo.fulfilment.keeper",
+                "x-single-active-consumer"
+            ),
+            Some(&AMQPValue::Boolean(true))
+        );
+        assert_eq!(
+            argument(
+                &worker,
+                "weibo.fulfilment.retry.10000ms",
+                "x-dead-letter-routing-key"
+            ),
+            Some(&long_string("weibo.fulfilment"))
+        );
+    }
 }

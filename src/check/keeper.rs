@@ -9,12 +9,13 @@ use lapin::options::{BasicConsumeOptions, QueueBindOptions, QueueDeclareOptions}
 use lapin::types::FieldTable;
 use lapin::Connection;
 
-use super::{line, Line, Verdict};
-use crate::config::Settings;
-use crate::keeper::cluster::{ClusterNames, STAMP_WINDOW};
-use crate::keeper::sealed::{Broadcast, HEARTBEAT_KEY};
+use super::{line, Line, Status};
+use crate::amqp::Names;
+use crate::keeper::election::STAMP_WINDOW;
 use crate::keeper::stamp::{Kind, Verifier, MAX_MESSAGE_BYTES};
+use crate::keeper::wire::{Broadcast, HEARTBEAT_KEY};
 use crate::keys::Keyring;
+use crate::settings::Settings;
 
 /// How long to listen: a leader sends a heartbeat each second.
 const LISTEN: Duration = Duration::from_secs(3);
@@ -28,25 +29,23 @@ enum Heard {
 }
 
 /// The keeper queue's consumers, and whether one of them is a relay that leads.
-pub(super) async fn leader(settings: &Settings, connection: &Connection) -> Line {
-    let names = ClusterNames::new(&settings.amqp.fulfilment_queue);
-    let what = format!("keeper queue {}", names.keeper_queue);
-    let consumers =
-        match crate::amqp::topology::queue_consumers(connection, &names.keeper_queue).await {
-            Ok(Some(n)) => n,
-            Ok(None) => return line(Verdict::Ok, what, "absent; the first worker declares it"),
-            Err(e) => return line(Verdict::Fail, what, format!("cannot look at it: {e}")),
-        };
+pub(super) async fn leader(settings: &Settings, names: &Names, connection: &Connection) -> Line {
+    let what = format!("keeper queue {}", names.keeper());
+    let consumers = match crate::amqp::topology::queue_consumers(connection, names.keeper()).await {
+        Ok(Some(n)) => n,
+        Ok(None) => return line(Status::Ok, what, "absent; the first worker declares it"),
+        Err(e) => return line(Status::Fail, what, format!("cannot look at it: {e}")),
+    };
     if consumers == 0 {
         return line(
-            Verdict::Ok,
+            Status::Ok,
             what,
             "no consumer: no worker runs now (the first one to start leads)",
         );
     }
-    match listen(settings, connection, &names).await {
+    match listen(settings, connection, names).await {
         Ok(Heard::Leader(after)) => line(
-            Verdict::Ok,
+            Status::Ok,
             what,
             format!(
                 "{consumers} consumer(s); a relay leads (its sealed heartbeat heard in {} ms)",
@@ -54,7 +53,7 @@ pub(super) async fn leader(settings: &Settings, connection: &Connection) -> Line
             ),
         ),
         Ok(Heard::Nothing(forged)) => line(
-            Verdict::Fail,
+            Status::Fail,
             what,
             format!(
                 "{consumers} consumer(s), none announces itself as a relay leader (no sealed \\
@@ -63,7 +62,7 @@ pub(super) async fn leader(settings: &Settings, connection: &Connection) -> Line
                  refreshed and no call permit issued. `rabbitmqctl list_consumers` names its \\
                  channel; close that connection, and grant read on this queue to the relay's \\
                  user only",
-                names.tokens_exchange,
+                names.tokens(),
                 LISTEN.as_secs(),
                 if forged > 0 {
                     format!("; {forged} that did not verify with this configuration's keys")
@@ -73,9 +72,9 @@ pub(super) async fn leader(settings: &Settings, connection: &Connection) -> Line
             ),
         ),
         Err(e) => line(
-            Verdict::Fail,
+            Status::Fail,
             what,
-            format!("cannot listen on {}: {e}", names.tokens_exchange),
+            format!("cannot listen on {}: {e}", names.tokens()),
         ),
     }
 }
@@ -84,16 +83,11 @@ pub(super) async fn leader(settings: &Settings, connection: &Connection) -> Line
 async fn listen(
     settings: &Settings,
     connection: &Connection,
-    names: &ClusterNames,
+    names: &Names,
 ) -> Result<Heard, lapin::Error> {
-    let verifier = Verifier::new(Keyring::derive(&settings.merchants), &names.tokens_exchange);
+    let verifier = Verifier::new(Keyring::derive(&settings.merchants), names.tokens());
     let channel = connection.create_channel().await?;
-    // Named from the configured names, so the relay's own permissions allow it.
-    let queue = format!(
-        "{}.check.{}",
-        names.tokens_exchange,
-        uuid::Uuid::new_v4().simple()
-    );
+    let queue = names.heartbeat_listener(&uuid::Uuid::new_v4().simple().to_string());
     let options = QueueDeclareOptions {
         exclusive: true,
         auto_delete: true,
@@ -105,7 +99,7 @@ async fn listen(
     channel
         .queue_bind(
             queue.as_str().into(),
-            names.tokens_exchange.as_str().into(),
+            names.tokens().into(),
             HEARTBEAT_KEY.into(),
             QueueBindOptions::default(),
             FieldTable::default(),

@@ -2,6 +2,13 @@
 
 use clap::Subcommand;
 
+use crate::ids::AppId;
+
+/// An appid on the command line.
+fn appid(text: &str) -> Result<AppId, &'static str> {
+    AppId::parse(text).ok_or(AppId::RULE)
+}
+
 /// `dlq` subcommands.
 #[derive(Debug, Subcommand)]
 pub enum DlqAction {
@@ -42,8 +49,8 @@ pub enum EventsAction {
         #[arg(long, value_parser = humantime::parse_duration, value_name = "DURATION")]
         until: Option<std::time::Duration>,
         /// Only this merchant's events.
-        #[arg(long)]
-        appid: Option<String>,
+        #[arg(long, value_parser = appid)]
+        appid: Option<AppId>,
         /// Only this sub order's events.
         #[arg(long)]
         sub_order_id: Option<String>,
@@ -58,7 +65,7 @@ pub enum EventsAction {
     /// Print events as they arrive, one line each, until interrupted.
     Tail {
         /// Only this merchant's events.
-        #[arg(long)]
-        appid: Option<String>,
+        #[arg(long, value_parser = appid)]
+        appid: Option<AppId>,
     },
 }

@@ -3,9 +3,9 @@
 use std::path::PathBuf;
 use std::process::ExitCode;
 
-use clap::{Parser, Subcommand};
+use clap::Parser;
 
-use crate::config::Settings;
+use crate::settings::Settings;
 use crate::startup::{Application, Roles};
 
 mod args;
@@ -26,12 +26,12 @@ pub struct Cli {
     pub config: Option<PathBuf>,
     /// What to run.
     #[command(subcommand)]
-    pub command: Command,
+    pub command: Subcommand,
 }
 
-/// The commands.
-#[derive(Debug, Subcommand)]
-pub enum Command {
+/// The commands of the binary (not to be taken for the worker's fulfilment commands).
+#[derive(Debug, clap::Subcommand)]
+pub enum Subcommand {
     /// Receiver, fulfilment worker and token keeper in one process.
     Serve,
     /// The push receiver only.
@@ -93,23 +93,23 @@ pub fn main() -> ExitCode {
 
 fn run(cli: Cli) -> anyhow::Result<()> {
     match cli.command {
-        Command::Sign {
+        Subcommand::Sign {
             key,
             params,
             verbose,
         } => sign(&key, &params, verbose),
-        Command::Serve => serve(cli.config, Roles::Serve),
-        Command::Receiver => serve(cli.config, Roles::Receiver),
+        Subcommand::Serve => serve(cli.config, Roles::Serve),
+        Subcommand::Receiver => serve(cli.config, Roles::Receiver),
         #[cfg(feature = "tooling")]
-        Command::Sandbox(args) => tooling::sandbox(cli.config, args),
-        Command::Worker => serve(cli.config, Roles::Worker),
+        Subcommand::Sandbox(args) => tooling::sandbox(cli.config, args),
+        Subcommand::Worker => serve(cli.config, Roles::Worker),
         #[cfg(feature = "tooling")]
-        Command::Demo(args) => tooling::demo(cli.config, args),
-        Command::Check => ops::check(cli.config),
-        Command::Dlq { action } => ops::dlq(cli.config, action),
-        Command::Events { action } => ops::events(cli.config, action),
+        Subcommand::Demo(args) => tooling::demo(cli.config, args),
+        Subcommand::Check => ops::check(cli.config),
+        Subcommand::Dlq { action } => ops::dlq(cli.config, action),
+        Subcommand::Events { action } => ops::events(cli.config, action),
         #[cfg(feature = "tooling")]
-        Command::Bench { kind } => tooling::bench(cli.config, kind),
+        Subcommand::Bench { kind } => tooling::bench(cli.config, kind),
     }
 }
 

@@ -13,7 +13,7 @@ pub(super) fn check(config: Option<PathBuf>) -> anyhow::Result<()> {
     let lines = runtime.block_on(crate::check::run(&settings));
     let failed = lines
         .iter()
-        .filter(|l| l.verdict == crate::check::Verdict::Fail)
+        .filter(|l| l.status == crate::check::Status::Fail)
         .count();
     for line in &lines {
         println!("{line}");
@@ -52,14 +52,14 @@ pub(super) fn dlq(config: Option<PathBuf>, action: DlqAction) -> anyhow::Result<
                 if !json && dead.is_empty() {
                     eprintln!(
                         "no dead letters in {}",
-                        crate::worker::retry::dead_queue(&amqp.fulfilment_queue)
+                        crate::amqp::Names::new(amqp).dead().to_owned()
                     );
                 } else if !json {
                     eprintln!("{} dead command(s) listed", dead.len());
                 }
             }
             DlqAction::Redrive { limit } => {
-                let dead = crate::worker::retry::dead_queue(&amqp.fulfilment_queue);
+                let dead = crate::amqp::Names::new(amqp).dead().to_owned();
                 let done = crate::worker::dlq::redrive(amqp, limit.unwrap_or(usize::MAX)).await?;
                 println!(
                     "{} command(s) moved back to {}, each once ({} in {dead} when it started)",
@@ -73,7 +73,7 @@ pub(super) fn dlq(config: Option<PathBuf>, action: DlqAction) -> anyhow::Result<
                 }
             }
             DlqAction::Drop { id } => {
-                let queue = crate::worker::retry::dead_queue(&amqp.fulfilment_queue);
+                let queue = crate::amqp::Names::new(amqp).dead().to_owned();
                 anyhow::ensure!(
                     crate::worker::dlq::drop(amqp, &id).await?,
                     "no dead command with id {} in {queue}",
@@ -150,7 +150,7 @@ pub(super) fn events(config: Option<PathBuf>, action: EventsAction) -> anyhow::R
                 let mut notices = std::io::stderr();
                 let report = crate::event::tail::tail(
                     &settings,
-                    appid.as_deref(),
+                    appid.as_ref(),
                     &mut out,
                     &mut notices,
                     stop,

@@ -5,6 +5,12 @@ use std::path::PathBuf;
 use clap::Subcommand;
 
 use super::{init_telemetry, load, stop_signal};
+use crate::settings::AmqpUrl;
+
+/// A broker URL on the command line, checked like `amqp.url` (the reason never repeats it).
+fn amqp_url(text: &str) -> Result<AmqpUrl, String> {
+    AmqpUrl::parse(text)
+}
 
 /// `weibo-relay sandbox` options; faults can be changed later through `/admin/faults`.
 #[derive(Debug, clap::Args)]
@@ -106,8 +112,8 @@ pub enum BenchKind {
         #[arg(long, value_name = "QUEUE")]
         verify_queue: Option<String>,
         /// Broker for --verify-queue (default: amqp.url of the configuration).
-        #[arg(long, value_name = "URL")]
-        amqp_url: Option<String>,
+        #[arg(long, value_name = "URL", value_parser = amqp_url)]
+        amqp_url: Option<AmqpUrl>,
         /// The receiver's process id (same machine): report the CPU it spent per push.
         #[arg(long, value_name = "PID")]
         relay_pid: Option<u32>,
@@ -119,8 +125,8 @@ pub enum BenchKind {
     /// queue, as `push --verify-queue` has) with confirms.
     Broker {
         /// Broker (default: amqp.url of the configuration).
-        #[arg(long, value_name = "URL")]
-        amqp_url: Option<String>,
+        #[arg(long, value_name = "URL", value_parser = amqp_url)]
+        amqp_url: Option<AmqpUrl>,
         /// Load and output.
         #[command(flatten)]
         load: LoadArgs,
@@ -187,7 +193,7 @@ pub(super) fn demo(config: Option<PathBuf>, args: DemoArgs) -> anyhow::Result<()
         .amqp_url
         .clone()
         .map(|url| ("WEIBO_RELAY__AMQP__URL".to_owned(), url));
-    let settings = crate::config::Settings::load(config.as_deref(), std::env::vars().chain(url))?;
+    let settings = crate::settings::Settings::load(config.as_deref(), std::env::vars().chain(url))?;
     let _telemetry = if std::env::var_os("RUST_LOG").is_none() {
         // The summary is the demo's output; only warnings and errors interleave with it.
         crate::telemetry::init_with_default(false, "warn")
@@ -220,7 +226,6 @@ pub(super) fn demo(config: Option<PathBuf>, args: DemoArgs) -> anyhow::Result<()
 }
 
 pub(super) fn bench(config: Option<PathBuf>, kind: BenchKind) -> anyhow::Result<()> {
-    use secrecy::ExposeSecret;
     let settings = load(config)?;
     let _telemetry = if std::env::var_os("RUST_LOG").is_none() {
         // The report is the output; only warnings and errors interleave with it.
@@ -228,8 +233,7 @@ pub(super) fn bench(config: Option<PathBuf>, kind: BenchKind) -> anyhow::Result<
     } else {
         init_telemetry()
     };
-    let amqp_url =
-        |url: Option<String>| url.unwrap_or_else(|| settings.amqp.url.expose_secret().to_owned());
+    let amqp_url = |url: Option<AmqpUrl>| url.unwrap_or_else(|| settings.amqp.url.clone());
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()?;
@@ -279,7 +283,8 @@ pub(super) fn bench(config: Option<PathBuf>, kind: BenchKind) -> anyhow::Result<
             let options = crate::tooling::bench::WorkerOptions {
                 load: load.load(),
                 latency_ms,
-                rate_limit_per_sec: rate_limit.unwrap_or(settings.weibo.rate_limit_per_sec),
+                rate_limit_per_sec: rate_limit
+                    .unwrap_or(settings.weibo.rate_limit_per_sec.as_u32()),
             };
             let settings = settings.clone();
             (

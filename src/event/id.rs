@@ -4,6 +4,8 @@ use std::fmt;
 
 use sha2::{Digest, Sha256};
 
+use crate::ids::{AppId, SubOrderId};
+
 /// 128 bits of a sha256, shown as 32 lowercase hex digits.
 #[derive(Clone, Copy, PartialEq, Eq, Hash)]
 pub struct EventId([u8; 16]);
@@ -18,8 +20,13 @@ impl EventId {
 
     /// A reconciled event: `sha256(appid \n "reconcile" \n sub_order_id \n state_code)`, the
     /// same for every sweep that finds that state.
-    pub fn reconciled(appid: &str, sub_order_id: &str, state_code: &str) -> Self {
-        Self::of(&[appid, "reconcile", sub_order_id, state_code])
+    pub fn reconciled(appid: &AppId, sub_order_id: &SubOrderId, state_code: &str) -> Self {
+        Self::of(&[
+            appid.as_str(),
+            "reconcile",
+            sub_order_id.as_str(),
+            state_code,
+        ])
     }
 
     fn of(parts: &[&str]) -> Self {
@@ -51,5 +58,20 @@ impl fmt::Display for EventId {
 impl fmt::Debug for EventId {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         write!(f, "EventId({self})")
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_reconciled_event_id_is_the_contracts() {
+        let expected = hex::encode(&Sha256::digest(b"100023\nreconcile\n42\n301")[..16]);
+        let (appid, sub) = (AppId::parse("100023"), SubOrderId::parse("42"));
+        assert_eq!(
+            EventId::reconciled(&appid.unwrap(), &sub.unwrap(), "301").to_string(),
+            expected
+        );
     }
 }

@@ -16,6 +16,7 @@ use lapin::{BasicProperties, Channel, Connection, Consumer};
 
 use super::seal;
 use crate::amqp::{Outgoing, PublishError, Publisher};
+use crate::ids::AppId;
 use crate::keys::Keyring;
 
 /// Messages read ahead; a stream consumer needs a prefetch. Anyone who may publish can make
@@ -85,7 +86,7 @@ pub struct LogEntry {
     /// The message as read.
     pub delivery: Delivery,
     /// The merchant (header `x-weibo-appid`).
-    pub appid: String,
+    pub appid: AppId,
     /// When the relay received the event (the `timestamp` property).
     pub received_at: SystemTime,
 }
@@ -221,7 +222,7 @@ fn accepted(accept: &Accept, skipped: &mut Skipped, delivery: Delivery) -> Optio
         return None;
     }
     let verified = seal::verify(&accept.keys, &delivery)
-        .and_then(|v| Some((v.appid.to_owned(), received_at(v.timestamp)?)));
+        .and_then(|v| Some((v.appid, received_at(v.timestamp)?)));
     match verified {
         Some((appid, received_at)) => Some(LogEntry {
             delivery,
@@ -257,7 +258,9 @@ mod tests {
 
     fn accept(max_entry_bytes: Option<usize>) -> Accept {
         let toml = "[[merchants]]\nappid = \"100023\"\nsign_key = \"sign-key-0123456789\"\nclient_id = \"772915\"\nclient_secret = \"client-secret-0123456789\"\nuid = \"1404376560\"\n";
-        let merchants = crate::config::Settings::from_toml(toml).unwrap().merchants;
+        let merchants = crate::settings::Settings::from_toml(toml)
+            .unwrap()
+            .merchants;
         Accept {
             keys: Keyring::derive(&merchants),
             max_entry_bytes,
@@ -284,7 +287,13 @@ mod tests {
                 source: "push",
                 body,
             };
-            s.write(accept.keys.merchant("100023").unwrap(), &mut headers);
+            s.write(
+                accept
+                    .keys
+                    .merchant(&AppId::parse("100023").unwrap())
+                    .unwrap(),
+                &mut headers,
+            );
         }
         let mut d = Delivery::mock(
             1,
@@ -313,7 +322,7 @@ mod tests {
         let now = crate::clock::unix_secs();
         let genuine = accepted(&accept, &mut skipped, entry(&accept, now, true, b"{}"));
         assert_eq!(
-            genuine.map(|e| (e.appid, crate::clock::secs_of(e.received_at))),
+            genuine.map(|e| (e.appid.to_string(), crate::clock::secs_of(e.received_at))),
             Some(("100023".to_owned(), now))
         );
         // The forgery: an unsealed entry stamped 2^64-1; and one sealed under a

@@ -20,7 +20,9 @@ use serde_json::Value;
 
 pub use id::EventId;
 
+use crate::ids::AppId;
 use crate::keys::MerchantKeys;
+use crate::metrics::Label;
 use crate::trace::TraceContext;
 
 /// Header naming where an event came from.
@@ -67,27 +69,13 @@ pub enum Source {
     Reconcile,
 }
 
-impl Source {
-    /// Every variant, in declaration order; a new variant is in it without a word (strum),
-    /// so every series exists from the start.
-    pub fn all() -> impl Iterator<Item = Self> {
-        <Self as strum::IntoEnumIterator>::iter()
-    }
-
-    /// The header value.
-    pub fn as_str(self) -> &'static str {
-        // The variant's name in snake_case (strum): a new variant brings its label along.
-        self.into()
-    }
-}
-
 /// One event, borrowing what its source holds.
 #[derive(Debug)]
 pub struct Event<'a> {
     /// The event's identity (`message_id`).
     pub id: EventId,
     /// The merchant.
-    pub appid: &'a str,
+    pub appid: &'a AppId,
     /// The platform's `type`.
     pub type_code: i64,
     /// `sub_order` or `type_<N>`.
@@ -109,7 +97,7 @@ pub struct Event<'a> {
 #[derive(Serialize)]
 struct Envelope<'a> {
     event_id: String,
-    appid: &'a str,
+    appid: &'a AppId,
     #[serde(rename = "type")]
     type_code: i64,
     kind: String,
@@ -165,7 +153,7 @@ impl Event<'_> {
         trace.write(&mut headers);
         headers.insert(
             APPID_HEADER.into(),
-            AMQPValue::LongString(LongString::from(self.appid)),
+            AMQPValue::LongString(LongString::from(self.appid.as_str())),
         );
         headers.insert(
             SOURCE_HEADER.into(),
@@ -175,7 +163,7 @@ impl Event<'_> {
             message_id: &message_id,
             routing_key: &routing_key,
             timestamp,
-            appid: self.appid,
+            appid: self.appid.as_str(),
             source,
             body: &body,
         }

@@ -16,9 +16,11 @@ use tokio_util::sync::CancellationToken;
 
 use super::log::{Accept, LogEntry, LogError, LogReader, Skipped};
 use super::topic::TopicPattern;
-use crate::amqp::{topology::event_log, Broker, Outgoing, Topology};
-use crate::config::Settings;
+use crate::amqp::{Broker, Names, Outgoing, Topology};
+use crate::ids::AppId;
 use crate::keys::Keyring;
+use crate::settings::Settings;
+use crate::supervise::{TaskMetrics, Tasks};
 
 /// How often a long replay says how far it got.
 const PROGRESS_EVERY: Duration = Duration::from_secs(2);
@@ -31,7 +33,7 @@ pub struct ReplayOptions {
     /// ... up to this time.
     pub until: SystemTime,
     /// Only this merchant's.
-    pub appid: Option<String>,
+    pub appid: Option<AppId>,
     /// Only this sub order's.
     pub sub_order_id: Option<String>,
     /// Only events whose routing key matches, as a topic binding would.
@@ -102,7 +104,8 @@ pub(super) async fn connect(settings: &Settings) -> Result<Broker, ReplayError> 
         .await
         .map_err(|e| ReplayError::Broker(e.to_string()))?;
     let _ = probe.close(200, "probed".into()).await;
-    let broker = Broker::start(&settings.amqp, Topology::default());
+    let tasks = Tasks::new(TaskMetrics::unregistered());
+    let broker = Broker::start(&settings.amqp, Topology::default(), &tasks);
     if broker.wait_ready(Duration::from_secs(10)).await {
         Ok(broker)
     } else {
@@ -152,7 +155,8 @@ async fn replay_on(
 ) -> Result<ReplayReport, ReplayError> {
     let link = broker.current().ok_or_else(|| not_connected(settings))?;
     let connection = link.connection();
-    let log = event_log(&settings.amqp.events_queue);
+    let names = Names::new(&settings.amqp);
+    let log = names.event_log().to_owned();
     let log_error = |source: LogError| ReplayError::Log {
         log: log.clone(),
         source,
@@ -163,11 +167,7 @@ async fn replay_on(
     if target.is_none() {
         return Err(ReplayError::NoSuchQueue(options.to_queue.clone()));
     }
-    let exchange = format!(
-        "{}.replay.{}",
-        settings.amqp.events_exchange,
-        uuid::Uuid::new_v4().simple()
-    );
+    let exchange = names.replay_exchange(&uuid::Uuid::new_v4().simple().to_string());
     let result =
         match route(connection, &exchange, &options.to_queue).await {
             Ok(()) => {

@@ -12,6 +12,7 @@ use lapin::message::Delivery;
 use lapin::types::{AMQPValue, FieldTable, LongString};
 
 use super::{APPID_HEADER, SOURCE_HEADER};
+use crate::ids::AppId;
 use crate::keys::{Keyring, MerchantKeys, Purpose};
 
 /// The header holding the seal.
@@ -69,10 +70,10 @@ impl Sealed<'_> {
 
 /// An entry of the event log that the relay sealed under one of the configured merchants'
 /// keys: its appid, source and timestamp are the relay's own.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Verified<'a> {
     /// The merchant.
-    pub appid: &'a str,
+    pub appid: AppId,
     /// `push` or `reconcile`, as written.
     pub source: &'a str,
     /// The AMQP `timestamp`: when the relay received the event (unix seconds).
@@ -88,7 +89,7 @@ pub fn verify<'a>(keys: &Keyring, delivery: &'a Delivery) -> Option<Verified<'a>
         AMQPValue::LongString(s) => std::str::from_utf8(s.as_bytes()).ok(),
         _ => None,
     };
-    let appid = text(APPID_HEADER)?;
+    let appid = AppId::parse(text(APPID_HEADER)?)?;
     let source = text(SOURCE_HEADER)?;
     let mut tag = [0u8; 32];
     hex::decode_to_slice(text(SEAL_HEADER)?, &mut tag).ok()?;
@@ -96,14 +97,14 @@ pub fn verify<'a>(keys: &Keyring, delivery: &'a Delivery) -> Option<Verified<'a>
         message_id: properties.message_id().as_ref()?.as_str(),
         routing_key: delivery.routing_key.as_str(),
         timestamp: (*properties.timestamp())?,
-        appid,
+        appid: appid.as_str(),
         source,
         body: &delivery.data,
     };
     sealed
-        .verifies(keys.merchant(appid)?, &tag)
+        .verifies(keys.merchant(&appid)?, &tag)
         .then_some(Verified {
-            appid,
+            appid: appid.clone(),
             source,
             timestamp: sealed.timestamp,
         })
@@ -116,7 +117,11 @@ mod tests {
 
     fn keyring() -> Keyring {
         let toml = "[[merchants]]\nappid = \"100023\"\nsign_key = \"sign-key-0123456789\"\nclient_id = \"772915\"\nclient_secret = \"client-secret-0123456789\"\nuid = \"1404376560\"\n";
-        Keyring::derive(&crate::config::Settings::from_toml(toml).unwrap().merchants)
+        Keyring::derive(
+            &crate::settings::Settings::from_toml(toml)
+                .unwrap()
+                .merchants,
+        )
     }
 
     fn delivery(routing_key: &str, properties: BasicProperties, body: &[u8]) -> Delivery {
@@ -129,7 +134,10 @@ mod tests {
         let mut headers = FieldTable::default();
         headers.insert(APPID_HEADER.into(), AMQPValue::LongString(s.appid.into()));
         headers.insert(SOURCE_HEADER.into(), AMQPValue::LongString(s.source.into()));
-        s.write(ring.merchant(s.appid).unwrap(), &mut headers);
+        s.write(
+            ring.merchant(&AppId::parse(s.appid).unwrap()).unwrap(),
+            &mut headers,
+        );
         BasicProperties::default()
             .with_message_id(s.message_id.into())
             .with_timestamp(s.timestamp)
@@ -152,7 +160,7 @@ mod tests {
         assert_eq!(
             verify(&ring, &ok),
             Some(Verified {
-                appid: "100023",
+                appid: AppId::parse("100023").unwrap(),
                 source: "push",
                 timestamp: 1_700_000_000
             })

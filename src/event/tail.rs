@@ -12,8 +12,9 @@ use serde_json::Value;
 use super::log::{Accept, LogEntry, LogError, LogReader, Offset};
 use super::replay::{connect, header, keys, ReplayError};
 use super::SOURCE_HEADER;
-use crate::amqp::topology::event_log;
-use crate::config::Settings;
+use crate::amqp::Names;
+use crate::ids::AppId;
+use crate::settings::Settings;
 use crate::telemetry::shown;
 
 /// What a tail showed and skipped.
@@ -29,7 +30,7 @@ pub struct TailReport {
 /// closed output; says on `notices` when it first skips an entry it cannot trust.
 pub async fn tail(
     settings: &Settings,
-    appid: Option<&str>,
+    appid: Option<&AppId>,
     out: &mut impl Write,
     notices: &mut impl Write,
     stop: tokio_util::sync::CancellationToken,
@@ -39,7 +40,7 @@ pub async fn tail(
         max_entry_bytes: None,
     };
     let broker = connect(settings).await?;
-    let log = event_log(&settings.amqp.events_queue);
+    let log = Names::new(&settings.amqp).event_log().to_owned();
     let link = broker
         .current()
         .ok_or_else(|| super::replay::not_connected(settings))?;
@@ -69,7 +70,7 @@ pub async fn tail(
             Ok(None) => break Ok(()),
             Err(source) => break Err(log_error(source)),
         };
-        if appid.is_some_and(|a| a != entry.appid) {
+        if appid.is_some_and(|a| *a != entry.appid) {
             continue;
         }
         if writeln!(out, "{}", line(&entry)).is_err() {
@@ -133,7 +134,7 @@ mod tests {
         delivery.properties = BasicProperties::default().with_headers(headers);
         LogEntry {
             delivery,
-            appid: "100023".into(),
+            appid: AppId::parse("100023").unwrap(),
             received_at: crate::clock::from_unix_secs(1_700_000_000).unwrap(),
         }
     }

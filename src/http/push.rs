@@ -10,10 +10,12 @@ use futures_util::StreamExt;
 use serde_json::json;
 use tracing::field::Empty;
 
-use crate::config::Merchants;
 use crate::event::EventId;
+use crate::ids::AppId;
+use crate::metrics::Label;
 use crate::metrics::Metrics;
 use crate::push::{Body, ContentKind, PushError, PushRelay, Stored, UnverifiedPush};
+use crate::settings::Merchants;
 use crate::telemetry::LogLimit;
 use crate::trace::{TraceContext, TRACEPARENT, TRACESTATE};
 
@@ -30,7 +32,7 @@ pub struct ReceiverState {
     /// `http.body_timeout_ms`.
     pub body_timeout: Duration,
     /// `push.max_skew_secs`.
-    pub max_skew_secs: u64,
+    pub max_skew: Duration,
     /// Caps refusal log lines (anyone can send bad pushes).
     pub refusal_log: LogLimit,
     /// `push.success_body`, sent with 200 for a stored push.
@@ -75,7 +77,7 @@ impl ResponseError for PushError {
 /// What a push told of itself before it failed, for the refusal's log line.
 #[derive(Default)]
 struct Seen {
-    appid: Option<String>,
+    appid: Option<AppId>,
     event_id: Option<EventId>,
 }
 
@@ -122,7 +124,7 @@ pub async fn receive(
         Err(error) => {
             span.record("outcome", error.outcome().as_str());
             state.metrics.push(error.outcome());
-            let appid = seen.appid.as_deref().unwrap_or("-");
+            let appid = seen.appid.as_ref().map_or("-", AppId::as_str);
             let event_id = seen.event_id.map(|id| id.to_string());
             let event_id = event_id.as_deref().unwrap_or("-");
             match error {
@@ -160,11 +162,11 @@ async fn handle(
     let span = tracing::Span::current();
     span.record("appid", push.appid().as_str());
     span.record("type", push.type_code());
-    seen.appid = Some(push.appid().as_str().to_owned());
+    seen.appid = Some(push.appid().clone());
     let push = push.verify(
         &state.merchants,
         crate::clock::unix_secs() as i64,
-        state.max_skew_secs,
+        state.max_skew,
     )?;
     span.record("event_id", tracing::field::display(push.event_id()));
     seen.event_id = Some(push.event_id());

@@ -6,7 +6,8 @@ use prometheus::{GaugeVec, IntCounter, IntCounterVec, IntGauge, Opts, Registry};
 use tokio::sync::watch;
 use tokio::time::Instant;
 
-use super::SlotState;
+use super::store::SlotState;
+use crate::ids::AppId;
 
 /// Counters and gauges of the token keeper, labelled by `appid`.
 #[derive(Clone)]
@@ -23,11 +24,11 @@ pub struct TokenMetrics {
 #[derive(Clone)]
 struct TokenAge {
     gauge: GaugeVec,
-    slots: Vec<(String, watch::Receiver<SlotState>)>,
+    slots: Vec<(AppId, watch::Receiver<SlotState>)>,
 }
 
 impl TokenMetrics {
-    pub(super) fn new(slots: Vec<(String, watch::Receiver<SlotState>)>) -> Self {
+    pub(super) fn new(slots: Vec<(AppId, watch::Receiver<SlotState>)>) -> Self {
         let refreshes = IntCounterVec::new(
             Opts::new(
                 "weibo_relay_token_refreshes_total",
@@ -94,13 +95,13 @@ impl TokenMetrics {
     }
 
     /// Tokens obtained so far for `appid`.
-    pub fn refreshes(&self, appid: &str) -> u64 {
-        self.refreshes.with_label_values(&[appid]).get()
+    pub fn refreshes(&self, appid: &AppId) -> u64 {
+        self.refreshes.with_label_values(&[appid.as_str()]).get()
     }
 
     /// Failed token requests so far for `appid`.
-    pub fn refresh_failures(&self, appid: &str) -> u64 {
-        self.failures.with_label_values(&[appid]).get()
+    pub fn refresh_failures(&self, appid: &AppId) -> u64 {
+        self.failures.with_label_values(&[appid.as_str()]).get()
     }
 
     pub(super) fn set_leading(&self, leading: bool) {
@@ -116,12 +117,12 @@ impl TokenMetrics {
         self.rejected_messages.inc();
     }
 
-    pub(super) fn refreshed(&self, appid: &str) {
-        self.refreshes.with_label_values(&[appid]).inc();
+    pub(super) fn refreshed(&self, appid: &AppId) {
+        self.refreshes.with_label_values(&[appid.as_str()]).inc();
     }
 
-    pub(super) fn refresh_failed(&self, appid: &str) {
-        self.failures.with_label_values(&[appid]).inc();
+    pub(super) fn refresh_failed(&self, appid: &AppId) {
+        self.failures.with_label_values(&[appid.as_str()]).inc();
     }
 }
 

@@ -1,39 +1,39 @@
 //! The token keeper (platform spec section 3): each process's holder of one access_token per
 //! merchant. Issuing a token invalidates the previous one, so only one process of a deployment
 //! ever asks for tokens: the one that leads ([`TokenKeeper::lead`], won through the broker by
-//! [`cluster`]). It runs one refresh task per merchant; every other process adopts the tokens it
-//! announces ([`TokenKeeper::adopt`]) and asks it for a refresh when the platform rejects one.
-//!
-//! Tokens carry a generation, unique and increasing across the deployment, so many rejections
-//! of one token, in any number of processes, cause one refresh.
+//! [`election`]). It runs one refresh task per merchant ([`refresh`]); every other process
+//! adopts the tokens it announces ([`TokenKeeper::adopt`]) and asks it for a refresh when the
+//! platform rejects one. What travels between them is in [`wire`], sealed or stamped
+//! ([`stamp`]); the tokens and their generations are in [`store`].
 
-pub mod cluster;
+pub mod election;
 pub mod leadership;
 mod metrics;
 mod refresh;
-pub mod sealed;
 pub mod stamp;
+mod store;
+pub mod wire;
 
-use std::collections::HashMap;
+#[cfg(test)]
+mod tests;
+
 use std::fmt;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Weak};
 use std::time::Duration;
 
 use futures_util::future::BoxFuture;
-use tokio::sync::{mpsc, watch, Notify};
+use tokio::sync::mpsc;
 use tokio::time::{timeout, Instant};
-use tokio_util::sync::{CancellationToken, DropGuard};
 
-use crate::config::{Merchant, Merchants};
+use crate::ids::AppId;
+use crate::permits::PermitIssuer;
+use crate::settings::{Merchant, Merchants};
+use crate::supervise::{Task, Tasks};
 use crate::weibo::{Token, TokenError, WeiboClient};
 
 pub use metrics::TokenMetrics;
-
-/// The platform's stated life of a token; a longer `expires_in` is not trusted.
-pub const MAX_LIFETIME: Duration = Duration::from_secs(2 * 3600);
-/// A token is replaced at the latest this long after it was obtained (1.5 h).
-pub const MAX_REFRESH_AFTER: Duration = Duration::from_secs(90 * 60);
+pub use store::{refresh_due, valid_until, MAX_LIFETIME, MAX_REFRESH_AFTER};
 
 /// Where tokens come from: the platform in production, a script in tests.
 pub trait TokenSource: Send + Sync + 'static {
@@ -45,22 +45,6 @@ impl TokenSource for WeiboClient {
     fn fetch<'a>(&'a self, merchant: &'a Merchant) -> BoxFuture<'a, Result<Token, TokenError>> {
         Box::pin(self.fetch_token(merchant))
     }
-}
-
-/// When the keeper replaces `token`: at 75 % of its life, never later than 1.5 h.
-pub fn refresh_due(token: &Token) -> Instant {
-    let life = token.expires_in().min(MAX_LIFETIME);
-    let after = life
-        .checked_div(4)
-        .unwrap_or_default()
-        .saturating_mul(3)
-        .min(MAX_REFRESH_AFTER);
-    crate::clock::Later::later(token.obtained_at(), after)
-}
-
-/// When `token` stops being usable, by the local clock.
-pub fn valid_until(token: &Token) -> Instant {
-    crate::clock::Later::later(token.obtained_at(), token.expires_in().min(MAX_LIFETIME))
 }
 
 /// Tuning of the keeper; the defaults suit production.
@@ -89,13 +73,13 @@ impl Default for KeeperOptions {
 pub enum KeeperError {
     /// The appid is not a configured merchant.
     #[error("unknown appid {0}")]
-    UnknownMerchant(String),
+    UnknownMerchant(AppId),
     /// No usable token arrived in time (the platform refuses or is unreachable, or no process
     /// leads right now).
     #[error("no usable access_token for {appid} within {waited:?}")]
     Unavailable {
         /// The merchant.
-        appid: String,
+        appid: AppId,
         /// How long the caller waited.
         waited: Duration,
     },
@@ -104,31 +88,22 @@ pub enum KeeperError {
     Stopped,
 }
 
-/// What one merchant's slot holds. `generation` identifies the token held; `invalidated` is
-/// the highest generation reported rejected, so a token is usable only while
-/// `generation > invalidated`.
-#[derive(Default)]
-pub(crate) struct SlotState {
-    token: Option<Arc<Token>>,
-    generation: u64,
-    invalidated: u64,
-}
-
-impl SlotState {
-    fn usable(&self, now: Instant) -> Option<Arc<Token>> {
-        let token = self.token.as_ref()?;
-        (self.generation > self.invalidated && now < valid_until(token)).then(|| token.clone())
-    }
-}
-
-/// What the keeper tells the broker side ([`cluster`]) of its process.
-pub struct KeeperEvents {
-    /// The appid of every token this process obtained while leading, to announce.
-    pub obtained: mpsc::UnboundedReceiver<String>,
-    /// Rejected tokens to report to the leader: (appid, generation).
-    pub rejected: mpsc::UnboundedReceiver<(String, u64)>,
-    /// Signalled when a caller found no usable token (ask the leader to announce its tokens).
-    pub wanting: Arc<Notify>,
+/// What the keeper asks its process's broker side ([`election`]) to say.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum KeeperEvent {
+    /// This process, leading, obtained a token for the merchant: announce it.
+    Obtained(AppId),
+    /// The platform rejected this generation of the merchant's token: ask the leader for a
+    /// new one.
+    Rejected {
+        /// The merchant.
+        appid: AppId,
+        /// The rejected token's generation.
+        generation: u64,
+    },
+    /// A caller found no usable token: ask the leader to announce its tokens. Sent once
+    /// until the broker side takes it ([`TokenKeeper::wanting_heard`]).
+    Wanting,
 }
 
 /// Hands out each merchant's current token; cheap to clone, one per process.
@@ -138,7 +113,7 @@ pub struct TokenKeeper {
 }
 
 struct Inner {
-    slots: HashMap<String, watch::Sender<SlotState>>,
+    store: store::Store,
     merchants: Merchants,
     source: Arc<dyn TokenSource>,
     metrics: TokenMetrics,
@@ -146,17 +121,22 @@ struct Inner {
     leading: AtomicBool,
     // The keeper queue, while its active consumer is not a relay (see `leadership`).
     foreign_leader: std::sync::Mutex<Option<String>>,
-    obtained: mpsc::UnboundedSender<String>,
-    rejected: mpsc::UnboundedSender<(String, u64)>,
-    wanting: Arc<Notify>,
-    // Dropping the last keeper handle stops a lead still running.
-    stop: CancellationToken,
-    _stop: DropGuard,
+    events: mpsc::UnboundedSender<KeeperEvent>,
+    // A `Wanting` sent and not yet taken: callers do not queue one each.
+    wanting: AtomicBool,
+    // The refresh tasks' group; dropping the last keeper handle stops a lead still running.
+    tasks: Tasks,
+}
+
+impl Drop for Inner {
+    fn drop(&mut self) {
+        self.tasks.stop();
+    }
 }
 
 impl fmt::Debug for TokenKeeper {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        let mut appids: Vec<&String> = self.inner.slots.keys().collect();
+        let mut appids: Vec<&AppId> = self.inner.store.appids().collect();
         appids.sort();
         f.debug_struct("TokenKeeper")
             .field("merchants", &appids)
@@ -165,16 +145,33 @@ impl fmt::Debug for TokenKeeper {
     }
 }
 
-/// This process leads while it holds this: its refresh tasks run. Dropping it stops them at
-/// once (a refresh in flight is abandoned).
-pub struct Lead {
+/// This process leads while it holds this: its refresh tasks run, and the permit issuer it
+/// was given. Dropping it stops both at once (a refresh in flight is abandoned);
+/// [`stand_down`](Self::stand_down) also waits for the issuer's channel to close.
+#[must_use = "the process leads only while this is held"]
+pub struct Leading {
     keeper: Weak<Inner>,
-    stop: CancellationToken,
+    refresh: Tasks,
+    permits: Option<PermitIssuer>,
 }
 
-impl Drop for Lead {
-    fn drop(&mut self) {
-        self.stop.cancel();
+impl Leading {
+    /// Issues the deployment's call permits too, for as long as this process leads.
+    pub fn with_permits(mut self, permits: PermitIssuer) -> Self {
+        self.permits = Some(permits);
+        self
+    }
+
+    /// Stops leading: no refresh from here on, whatever stopping the permits then takes.
+    pub async fn stand_down(mut self) {
+        self.stop_refreshing();
+        if let Some(permits) = self.permits.take() {
+            permits.stop().await;
+        }
+    }
+
+    fn stop_refreshing(&self) {
+        self.refresh.stop();
         if let Some(inner) = self.keeper.upgrade() {
             inner.leading.store(false, Ordering::SeqCst);
             inner.metrics.set_leading(false);
@@ -182,83 +179,69 @@ impl Drop for Lead {
     }
 }
 
+impl Drop for Leading {
+    fn drop(&mut self) {
+        self.stop_refreshing();
+    }
+}
+
 impl TokenKeeper {
-    /// A keeper holding no token, leading nothing yet; the events go to the broker side.
+    /// A keeper holding no token, leading nothing yet; what it asks of the broker side comes
+    /// out of the receiver, and the refresh tasks run in a group of their own under `tasks`.
     pub fn new(
         source: Arc<dyn TokenSource>,
         merchants: &Merchants,
         options: KeeperOptions,
-    ) -> (Self, KeeperEvents) {
-        let mut slots = HashMap::new();
-        let mut receivers = Vec::new();
-        for merchant in merchants.iter() {
-            let (tx, rx) = watch::channel(SlotState::default());
-            receivers.push((merchant.appid.clone(), rx));
-            slots.insert(merchant.appid.clone(), tx);
-        }
-        let (obtained, obtained_rx) = mpsc::unbounded_channel();
-        let (rejected, rejected_rx) = mpsc::unbounded_channel();
-        let wanting = Arc::new(Notify::new());
-        let stop = CancellationToken::new();
+        tasks: &Tasks,
+    ) -> (Self, mpsc::UnboundedReceiver<KeeperEvent>) {
+        let store = store::Store::new(merchants);
+        let watchers = store
+            .appids()
+            .filter_map(|a| Some((a.clone(), store.slot(a)?.subscribe())))
+            .collect();
+        let (events, events_rx) = mpsc::unbounded_channel();
         let keeper = Self {
             inner: Arc::new(Inner {
-                slots,
+                store,
                 merchants: merchants.clone(),
                 source,
-                metrics: TokenMetrics::new(receivers),
+                metrics: TokenMetrics::new(watchers),
                 options,
                 leading: AtomicBool::new(false),
                 foreign_leader: std::sync::Mutex::new(None),
-                obtained,
-                rejected,
-                wanting: wanting.clone(),
-                stop: stop.clone(),
-                _stop: stop.drop_guard(),
+                events,
+                wanting: AtomicBool::new(false),
+                tasks: tasks.child(),
             }),
         };
-        let events = KeeperEvents {
-            obtained: obtained_rx,
-            rejected: rejected_rx,
-            wanting,
-        };
-        (keeper, events)
-    }
-
-    /// A keeper that leads for as long as it lives: for a process that is alone by
-    /// construction (tests, tools). Each merchant's first token is requested at once.
-    pub fn start(
-        source: Arc<dyn TokenSource>,
-        merchants: &Merchants,
-        options: KeeperOptions,
-    ) -> Self {
-        let (keeper, _events) = Self::new(source, merchants, options);
-        // Leads until the last handle is dropped, which stops the refresh tasks.
-        std::mem::forget(keeper.lead());
-        keeper
+        (keeper, events_rx)
     }
 
     /// Starts leading: one refresh task per merchant, each keeping a token it already holds
     /// (adopted from the previous leader) until that token is due, and fetching one at once
     /// otherwise.
-    pub fn lead(&self) -> Lead {
-        let stop = self.inner.stop.child_token();
+    pub fn lead(&self) -> Leading {
+        let refresh = self.inner.tasks.child();
         self.inner.leading.store(true, Ordering::SeqCst);
         self.inner.metrics.set_leading(true);
         for merchant in self.inner.merchants.iter() {
+            let Some(slot) = self.inner.store.slot(merchant.appid()) else {
+                continue;
+            };
             let refresher = refresh::Refresher {
                 merchant: merchant.clone(),
                 source: self.inner.source.clone(),
-                tx: self.inner.slots[&merchant.appid].clone(),
+                slot: slot.clone(),
                 metrics: self.inner.metrics.clone(),
                 options: self.inner.options.clone(),
-                obtained: self.inner.obtained.clone(),
-                stop: stop.clone(),
+                events: self.inner.events.clone(),
             };
-            tokio::spawn(refresher.run());
+            refresh.spawn(Task::Refresh, move |stop| refresher.clone().run(stop));
         }
-        Lead {
+        Leading {
             keeper: Arc::downgrade(&self.inner),
-            stop,
+            refresh,
+            permits: None,
         }
     }
 
@@ -268,11 +251,14 @@ impl TokenKeeper {
     }
 
     /// The merchant's current token, waiting (up to `wait_timeout`) while none is usable.
-    pub async fn get(&self, appid: &str) -> Result<Arc<Token>, KeeperError> {
+    pub async fn get(&self, appid: &AppId) -> Result<Arc<Token>, KeeperError> {
         let mut rx = self.slot(appid)?.subscribe();
-        if rx.borrow().usable(Instant::now()).is_none() && !self.is_leading() {
+        if rx.borrow().usable(Instant::now()).is_none()
+            && !self.is_leading()
+            && !self.inner.wanting.swap(true, Ordering::SeqCst)
+        {
             // A process that joined late or missed an announcement asks the leader.
-            self.inner.wanting.notify_one();
+            let _ = self.inner.events.send(KeeperEvent::Wanting);
         }
         let wait = async {
             loop {
@@ -285,34 +271,33 @@ impl TokenKeeper {
         let waited = self.inner.options.wait_timeout;
         timeout(waited, wait).await.unwrap_or_else(|_| {
             Err(KeeperError::Unavailable {
-                appid: appid.to_owned(),
+                appid: appid.clone(),
                 waited,
             })
         })
+    }
+
+    /// The broker side took the last [`KeeperEvent::Wanting`]: the next caller without a
+    /// token may send one again.
+    pub fn wanting_heard(&self) {
+        self.inner.wanting.store(false, Ordering::SeqCst);
     }
 
     /// Reports that the platform rejected `stale` (a token code). If it is still the current
     /// token, it is no longer handed out, and it is replaced: by this process's refresh task
     /// when it leads, else by the leader, asked through the broker. Reports about a token
     /// already replaced, and further reports about the same one, change nothing.
-    pub fn invalidate(&self, appid: &str, stale: &Token) -> Result<(), KeeperError> {
-        let mut rejected = None;
-        self.slot(appid)?.send_if_modified(|s| match &s.token {
-            Some(current) if current.same_token(stale) && s.invalidated < s.generation => {
-                s.invalidated = s.generation;
-                rejected = Some(s.generation);
-                true
-            }
-            _ => false,
-        });
-        if let Some(generation) = rejected {
+    pub fn invalidate(&self, appid: &AppId, stale: &Token) -> Result<(), KeeperError> {
+        self.slot(appid)?;
+        if let Some(generation) = self.inner.store.reject(appid, stale) {
             tracing::info!(
-                appid,
+                %appid,
                 generation,
                 "access_token rejected by the platform: refreshing"
             );
             if !self.is_leading() {
-                let _ = self.inner.rejected.send((appid.to_owned(), generation));
+                let appid = appid.clone();
+                let _ = (self.inner.events).send(KeeperEvent::Rejected { appid, generation });
             }
         }
         Ok(())
@@ -320,40 +305,18 @@ impl TokenKeeper {
 
     /// A leader's handling of another process's report: replaces the token when `generation`
     /// is still the current one (true), else nothing.
-    pub fn invalidate_generation(&self, appid: &str, generation: u64) -> bool {
-        let Ok(slot) = self.slot(appid) else {
-            return false;
-        };
-        slot.send_if_modified(|s| {
-            if s.generation == generation && s.invalidated < generation {
-                s.invalidated = generation;
-                true
-            } else {
-                false
-            }
-        })
+    pub fn invalidate_generation(&self, appid: &AppId, generation: u64) -> bool {
+        self.inner.store.reject_generation(appid, generation)
     }
 
     /// Takes a token announced by the leader, unless one as new or newer is already held.
-    pub fn adopt(&self, appid: &str, token: Token, generation: u64) -> bool {
-        let Ok(slot) = self.slot(appid) else {
-            return false;
-        };
-        slot.send_if_modified(|s| {
-            if generation > s.generation {
-                s.token = Some(Arc::new(token));
-                s.generation = generation;
-                true
-            } else {
-                false
-            }
-        })
+    pub fn adopt(&self, appid: &AppId, token: Token, generation: u64) -> bool {
+        self.inner.store.adopt(appid, token, generation)
     }
 
     /// The merchant's current token and its generation, rejected or not (to announce it).
-    pub fn current(&self, appid: &str) -> Option<(Arc<Token>, u64)> {
-        let slot = self.slot(appid).ok()?.borrow();
-        Some((slot.token.clone()?, slot.generation))
+    pub fn current(&self, appid: &AppId) -> Option<(Arc<Token>, u64)> {
+        self.inner.store.current(appid)
     }
 
     /// The configured merchants.
@@ -364,13 +327,7 @@ impl TokenKeeper {
     /// True when every merchant holds an unexpired token. A rejected token being replaced
     /// still counts, so readiness does not flap on each compensation.
     pub fn is_ready(&self) -> bool {
-        let now = Instant::now();
-        self.inner.slots.values().all(|tx| {
-            tx.borrow()
-                .token
-                .as_ref()
-                .is_some_and(|t| now < valid_until(t))
-        })
+        self.inner.store.all_held()
     }
 
     /// The keeper's metrics, to register in the process registry.
@@ -378,13 +335,13 @@ impl TokenKeeper {
         &self.inner.metrics
     }
 
-    fn slot(&self, appid: &str) -> Result<&watch::Sender<SlotState>, KeeperError> {
+    fn slot(
+        &self,
+        appid: &AppId,
+    ) -> Result<&tokio::sync::watch::Sender<store::SlotState>, KeeperError> {
         self.inner
-            .slots
-            .get(appid)
-            .ok_or_else(|| KeeperError::UnknownMerchant(appid.to_owned()))
+            .store
+            .slot(appid)
+            .ok_or_else(|| KeeperError::UnknownMerchant(appid.clone()))
     }
 }
-
-#[cfg(test)]
-mod tests;

@@ -7,23 +7,25 @@ use tokio::sync::{mpsc, watch};
 use tokio::time::{sleep, sleep_until};
 use tokio_util::sync::CancellationToken;
 
-use super::{refresh_due, KeeperOptions, SlotState, TokenMetrics, TokenSource};
-use crate::config::Merchant;
+use super::store::{self, refresh_due, SlotState};
+use super::{KeeperEvent, KeeperOptions, TokenMetrics, TokenSource};
+use crate::settings::Merchant;
 use crate::weibo::Token;
 
+#[derive(Clone)]
 pub(super) struct Refresher {
     pub(super) merchant: Merchant,
     pub(super) source: Arc<dyn TokenSource>,
-    pub(super) tx: watch::Sender<SlotState>,
+    pub(super) slot: watch::Sender<SlotState>,
     pub(super) metrics: TokenMetrics,
     pub(super) options: KeeperOptions,
-    pub(super) obtained: mpsc::UnboundedSender<String>,
-    pub(super) stop: CancellationToken,
+    pub(super) events: mpsc::UnboundedSender<KeeperEvent>,
 }
 
 impl Refresher {
-    pub(super) async fn run(self) {
-        let mut rx = self.tx.subscribe();
+    /// Keeps the merchant's slot holding a token until `stop` (the process stops leading).
+    pub(super) async fn run(self, stop: CancellationToken) {
+        let mut rx = self.slot.subscribe();
         let mut due_passed = false;
         loop {
             // A token held and not rejected (obtained by an earlier leader, or by this one)
@@ -32,7 +34,7 @@ impl Refresher {
             let held = {
                 let slot = rx.borrow_and_update();
                 match &slot.token {
-                    Some(token) if slot.generation > slot.invalidated && !due_passed => {
+                    Some(token) if slot.held() && !due_passed => {
                         Some((refresh_due(token), slot.generation))
                     }
                     _ => None,
@@ -42,7 +44,7 @@ impl Refresher {
             let (due, generation) = match held {
                 Some(held) => held,
                 None => {
-                    let Some(token) = self.obtain().await else {
+                    let Some(token) = self.obtain(&stop).await else {
                         return;
                     };
                     let due = refresh_due(&token);
@@ -52,7 +54,7 @@ impl Refresher {
             // Sleep until the token is due, or until a caller reports it rejected.
             loop {
                 tokio::select! {
-                    _ = self.stop.cancelled() => return,
+                    _ = stop.cancelled() => return,
                     _ = sleep_until(due) => {
                         due_passed = true;
                         break;
@@ -73,27 +75,20 @@ impl Refresher {
 
     /// Puts a new token in the slot with a generation above every earlier one, and says so.
     fn install(&self, token: Token) -> u64 {
-        let mut generation = 0;
-        self.tx.send_modify(|s| {
-            // Milliseconds since the epoch: increasing across leaders too, as long as their
-            // clocks are within the time between two refreshes of each other.
-            generation = crate::clock::unix_millis().max(s.generation + 1);
-            s.generation = generation;
-            s.token = Some(Arc::new(token));
-        });
-        let _ = self.obtained.send(self.merchant.appid.clone());
+        let generation = store::install(&self.slot, token);
+        let _ = (self.events).send(KeeperEvent::Obtained(self.merchant.appid().clone()));
         generation
     }
 
     /// Asks until a token comes, backing off; the old token stays in use meanwhile.
     /// `None` when leading stops.
-    #[tracing::instrument(skip_all, fields(appid = %self.merchant.appid))]
-    async fn obtain(&self) -> Option<Token> {
-        let appid = self.merchant.appid.as_str();
+    #[tracing::instrument(skip_all, fields(appid = %self.merchant.appid()))]
+    async fn obtain(&self, stop: &CancellationToken) -> Option<Token> {
+        let appid = self.merchant.appid();
         let mut delay = self.options.retry_min;
         loop {
             let result = tokio::select! {
-                _ = self.stop.cancelled() => return None,
+                _ = stop.cancelled() => return None,
                 result = self.source.fetch(&self.merchant) => result,
             };
             match result {
@@ -106,7 +101,7 @@ impl Refresher {
                     self.metrics.refresh_failed(appid);
                     tracing::warn!(%error, retry_in = ?delay, "access_token refresh failed");
                     tokio::select! {
-                        _ = self.stop.cancelled() => return None,
+                        _ = stop.cancelled() => return None,
                         _ = sleep(delay) => {}
                     }
                     delay = delay.saturating_mul(2).min(self.options.retry_max);

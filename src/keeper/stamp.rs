@@ -10,6 +10,7 @@ use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
 
+use crate::ids::AppId;
 use crate::keys::{Keyring, MerchantKeys, Purpose};
 
 /// Longest keeper message read at all (a genuine one is under 300 bytes); anything longer is
@@ -45,7 +46,7 @@ impl Kind {
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
 pub struct Stamp {
     /// The appid whose keeper key sealed it (the deployment's smallest).
-    pub appid: String,
+    pub appid: AppId,
     /// The sending process (32 hex digits, new at each start).
     pub sender: String,
     /// The sender's clock when it sealed it, unix milliseconds.
@@ -68,18 +69,6 @@ pub enum Rejected {
     Repeated,
 }
 
-impl Rejected {
-    /// Every reason, so that every series exists from the start.
-    pub fn all() -> impl Iterator<Item = Self> {
-        <Self as strum::IntoEnumIterator>::iter()
-    }
-
-    /// The metric label.
-    pub fn as_str(self) -> &'static str {
-        self.into()
-    }
-}
-
 /// No merchant configured, so no key to seal with.
 #[derive(Debug, thiserror::Error)]
 #[error("no merchant configured: nothing to seal the keeper's messages with")]
@@ -88,7 +77,7 @@ pub struct NoDeploymentKey;
 /// Stamps one process's messages for one queue or exchange.
 #[derive(Debug)]
 pub struct Stamper {
-    appid: String,
+    appid: AppId,
     keys: MerchantKeys,
     sender: String,
     context: String,
@@ -101,7 +90,7 @@ impl Stamper {
     pub fn new(keyring: &Keyring, sender: &str, context: &str) -> Result<Self, NoDeploymentKey> {
         let (appid, keys) = keyring.deployment().ok_or(NoDeploymentKey)?;
         Ok(Self {
-            appid: appid.to_owned(),
+            appid: appid.clone(),
             keys: keys.clone(),
             sender: sender.to_owned(),
             context: context.to_owned(),
@@ -140,7 +129,7 @@ fn mac(
     keys: &MerchantKeys,
     kind: Kind,
     context: &str,
-    appid: &str,
+    appid: &AppId,
     sender: &str,
     at_ms: u64,
     counter: u64,
@@ -150,7 +139,7 @@ fn mac(
         &[
             kind.label(),
             context.as_bytes(),
-            appid.as_bytes(),
+            appid.as_str().as_bytes(),
             sender.as_bytes(),
             &at_ms.to_be_bytes(),
             &counter.to_be_bytes(),
@@ -201,7 +190,7 @@ impl Verifier {
         let parts = [
             kind.label(),
             self.context.as_bytes(),
-            stamp.appid.as_bytes(),
+            stamp.appid.as_str().as_bytes(),
             stamp.sender.as_bytes(),
             &stamp.at_ms.to_be_bytes(),
             &stamp.counter.to_be_bytes(),

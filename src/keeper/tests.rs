@@ -3,6 +3,7 @@ use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
 use secrecy::{ExposeSecret, SecretString};
 
 use super::*;
+use crate::supervise::TaskMetrics;
 
 const APPID: &str = "100023";
 
@@ -61,7 +62,9 @@ client_secret = "s-0123456789abcdef"
 uid = "1"
 "#
     );
-    crate::config::Settings::from_toml(&toml).unwrap().merchants
+    crate::settings::Settings::from_toml(&toml)
+        .unwrap()
+        .merchants
 }
 
 fn options() -> KeeperOptions {
@@ -72,8 +75,20 @@ fn options() -> KeeperOptions {
     }
 }
 
-fn start(script: &Arc<Script>) -> TokenKeeper {
-    TokenKeeper::start(script.clone(), &merchants(), options())
+fn appid() -> AppId {
+    AppId::parse(APPID).unwrap()
+}
+
+fn tasks() -> Tasks {
+    Tasks::new(TaskMetrics::unregistered())
+}
+
+/// A keeper that leads from the start, as the only process: the keeper and what keeps it
+/// leading.
+fn start(script: &Arc<Script>) -> (TokenKeeper, Leading) {
+    let (keeper, _events) = TokenKeeper::new(script.clone(), &merchants(), options(), &tasks());
+    let leading = keeper.lead();
+    (keeper, leading)
 }
 
 /// Lets the refresh task run after the clock moved, without letting time auto-advance.
@@ -93,14 +108,14 @@ async fn advance(secs: f64) {
 }
 
 async fn current(keeper: &TokenKeeper) -> String {
-    let token = keeper.get(APPID).await.unwrap();
+    let token = keeper.get(&appid()).await.unwrap();
     token.secret().expose_secret().to_owned()
 }
 
 #[tokio::test(start_paused = true)]
 async fn refreshes_at_three_quarters_of_the_life() {
     let script = Script::new(Duration::from_secs(100));
-    let keeper = start(&script);
+    let (keeper, _leading) = start(&script);
     assert_eq!(current(&keeper).await, "t1");
     advance(74.9).await;
     assert_eq!(script.calls(), 1);
@@ -108,7 +123,7 @@ async fn refreshes_at_three_quarters_of_the_life() {
     advance(0.1).await;
     assert_eq!(script.calls(), 2);
     assert_eq!(current(&keeper).await, "t2");
-    assert_eq!(keeper.metrics().refreshes(APPID), 2);
+    assert_eq!(keeper.metrics().refreshes(&appid()), 2);
     advance(75.0).await;
     assert_eq!(current(&keeper).await, "t3");
 }
@@ -117,7 +132,7 @@ async fn refreshes_at_three_quarters_of_the_life() {
 async fn never_later_than_ninety_minutes() {
     // The platform says 4 h; the keeper does not believe more than 2 h, and refreshes by 1.5 h.
     let script = Script::new(Duration::from_secs(4 * 3600));
-    let keeper = start(&script);
+    let (keeper, _leading) = start(&script);
     assert_eq!(current(&keeper).await, "t1");
     advance(90.0 * 60.0 - 1.0).await;
     assert_eq!(script.calls(), 1);
@@ -129,7 +144,7 @@ async fn never_later_than_ninety_minutes() {
 #[tokio::test(start_paused = true)]
 async fn failed_refresh_backs_off_and_keeps_the_old_token() {
     let script = Script::new(Duration::from_secs(100));
-    let keeper = start(&script);
+    let (keeper, _leading) = start(&script);
     assert_eq!(current(&keeper).await, "t1");
     script.fail_next.store(3, Ordering::SeqCst);
     advance(75.0).await; // due: fails
@@ -149,15 +164,15 @@ async fn failed_refresh_backs_off_and_keeps_the_old_token() {
     advance(0.1).await; // +4 s: succeeds
     assert_eq!(script.calls(), 5);
     assert_eq!(current(&keeper).await, "t2");
-    assert_eq!(keeper.metrics().refresh_failures(APPID), 3);
-    assert_eq!(keeper.metrics().refreshes(APPID), 2);
+    assert_eq!(keeper.metrics().refresh_failures(&appid()), 3);
+    assert_eq!(keeper.metrics().refreshes(&appid()), 2);
 }
 
 #[tokio::test(start_paused = true)]
 async fn backoff_is_capped_and_expiry_makes_the_keeper_unready() {
     let script = Script::new(Duration::from_secs(100));
     script.fail_next.store(u32::MAX, Ordering::SeqCst);
-    let keeper = start(&script);
+    let (keeper, _leading) = start(&script);
     settle().await;
     assert!(!keeper.is_ready());
     // 1 + 2 + 4 + 8 + 8 + 8 s: the delay stops doubling at retry_max.
@@ -167,7 +182,7 @@ async fn backoff_is_capped_and_expiry_makes_the_keeper_unready() {
     assert_eq!(script.calls(), 7);
     advance(0.1).await;
     assert_eq!(script.calls(), 8);
-    let err = keeper.get(APPID).await.unwrap_err();
+    let err = keeper.get(&appid()).await.unwrap_err();
     assert!(matches!(err, KeeperError::Unavailable { .. }), "{err}");
     assert!(!keeper.is_ready());
 }
@@ -175,15 +190,15 @@ async fn backoff_is_capped_and_expiry_makes_the_keeper_unready() {
 #[tokio::test(start_paused = true)]
 async fn concurrent_invalidations_cause_one_refresh() {
     let script = Script::new(Duration::from_secs(7200));
-    let keeper = start(&script);
-    let stale = keeper.get(APPID).await.unwrap();
+    let (keeper, _leading) = start(&script);
+    let stale = keeper.get(&appid()).await.unwrap();
     let mut callers = Vec::new();
     for _ in 0..50 {
         let keeper = keeper.clone();
         let stale = stale.clone();
         callers.push(tokio::spawn(async move {
-            keeper.invalidate(APPID, &stale).unwrap();
-            let fresh = keeper.get(APPID).await.unwrap();
+            keeper.invalidate(&appid(), &stale).unwrap();
+            let fresh = keeper.get(&appid()).await.unwrap();
             fresh.secret().expose_secret().to_owned()
         }));
     }
@@ -192,7 +207,7 @@ async fn concurrent_invalidations_cause_one_refresh() {
     }
     assert_eq!(script.calls(), 2);
     // A late report about the replaced token changes nothing.
-    keeper.invalidate(APPID, &stale).unwrap();
+    keeper.invalidate(&appid(), &stale).unwrap();
     settle().await;
     assert_eq!(script.calls(), 2);
     assert_eq!(current(&keeper).await, "t2");
@@ -201,11 +216,11 @@ async fn concurrent_invalidations_cause_one_refresh() {
 #[tokio::test(start_paused = true)]
 async fn readiness_unknown_merchants_and_metrics() {
     let script = Script::new(Duration::from_secs(100));
-    let keeper = start(&script);
+    let (keeper, _leading) = start(&script);
     settle().await;
     assert!(keeper.is_ready());
     assert!(matches!(
-        keeper.get("nope").await,
+        keeper.get(&AppId::parse("999").unwrap()).await,
         Err(KeeperError::UnknownMerchant(_))
     ));
     advance(10.0).await;
@@ -239,39 +254,53 @@ fn token(value: &str, expires_in: Duration) -> Token {
 #[tokio::test(start_paused = true)]
 async fn a_follower_uses_adopted_tokens_and_reports_rejections_with_their_generation() {
     let script = Script::new(Duration::from_secs(7200));
-    let (keeper, mut events) = TokenKeeper::new(script.clone(), &merchants(), options());
+    let (keeper, mut events) = TokenKeeper::new(script.clone(), &merchants(), options(), &tasks());
     assert!(!keeper.is_leading());
-    assert!(keeper.adopt(APPID, token("a1", Duration::from_secs(7200)), 100));
+    assert!(keeper.adopt(&appid(), token("a1", Duration::from_secs(7200)), 100));
     assert!(
-        !keeper.adopt(APPID, token("old", Duration::from_secs(7200)), 99),
+        !keeper.adopt(&appid(), token("old", Duration::from_secs(7200)), 99),
         "older"
     );
     assert!(
-        !keeper.adopt(APPID, token("same", Duration::from_secs(7200)), 100),
+        !keeper.adopt(&appid(), token("same", Duration::from_secs(7200)), 100),
         "same"
     );
-    let held = keeper.get(APPID).await.unwrap();
+    let held = keeper.get(&appid()).await.unwrap();
     assert_eq!(held.secret().expose_secret(), "a1");
     // Many rejections of that token in this process: one report, with its generation.
     for _ in 0..20 {
-        keeper.invalidate(APPID, &held).unwrap();
+        keeper.invalidate(&appid(), &held).unwrap();
     }
-    assert_eq!(events.rejected.recv().await, Some((APPID.to_owned(), 100)));
-    assert!(events.rejected.try_recv().is_err());
-    // Until the leader's next token arrives, callers wait (and the leader is asked).
-    let waiting = tokio::spawn({
+    let rejected = KeeperEvent::Rejected {
+        appid: appid(),
+        generation: 100,
+    };
+    assert_eq!(events.recv().await, Some(rejected));
+    assert!(events.try_recv().is_err());
+    // Until the leader's next token arrives, callers wait, and the leader is asked once
+    // however many wait, until the broker side took the request.
+    let wait = || {
         let keeper = keeper.clone();
-        async move {
+        tokio::spawn(async move {
             keeper
-                .get(APPID)
+                .get(&appid())
                 .await
                 .map(|t| t.secret().expose_secret().to_owned())
-        }
-    });
+        })
+    };
+    let waiting = [wait(), wait()];
     settle().await;
-    assert!(!waiting.is_finished());
-    assert!(keeper.adopt(APPID, token("a2", Duration::from_secs(7200)), 101));
-    assert_eq!(waiting.await.unwrap().unwrap(), "a2");
+    assert!(waiting.iter().all(|w| !w.is_finished()));
+    assert_eq!(events.try_recv().ok(), Some(KeeperEvent::Wanting));
+    assert!(events.try_recv().is_err(), "one request for both");
+    keeper.wanting_heard();
+    let third = wait();
+    settle().await;
+    assert_eq!(events.try_recv().ok(), Some(KeeperEvent::Wanting));
+    assert!(keeper.adopt(&appid(), token("a2", Duration::from_secs(7200)), 101));
+    for waiting in waiting.into_iter().chain([third]) {
+        assert_eq!(waiting.await.unwrap().unwrap(), "a2");
+    }
     // A follower never asks the platform.
     assert_eq!(script.calls(), 0);
 }
@@ -279,9 +308,9 @@ async fn a_follower_uses_adopted_tokens_and_reports_rejections_with_their_genera
 #[tokio::test(start_paused = true)]
 async fn a_new_leader_keeps_an_adopted_token_until_it_is_due_and_refreshes_each_generation_once() {
     let script = Script::new(Duration::from_secs(100));
-    let (keeper, mut events) = TokenKeeper::new(script.clone(), &merchants(), options());
+    let (keeper, mut events) = TokenKeeper::new(script.clone(), &merchants(), options(), &tasks());
     // Adopted from the previous leader, 100 s life, obtained now.
-    keeper.adopt(APPID, token("inherited", Duration::from_secs(100)), 500);
+    keeper.adopt(&appid(), token("inherited", Duration::from_secs(100)), 500);
     let lead = keeper.lead();
     settle().await;
     assert!(keeper.is_leading());
@@ -292,14 +321,14 @@ async fn a_new_leader_keeps_an_adopted_token_until_it_is_due_and_refreshes_each_
     );
     assert_eq!(current(&keeper).await, "inherited");
     // Reports about an older generation change nothing; the current one, once.
-    assert!(!keeper.invalidate_generation(APPID, 499));
-    assert!(keeper.invalidate_generation(APPID, 500));
-    assert!(!keeper.invalidate_generation(APPID, 500));
+    assert!(!keeper.invalidate_generation(&appid(), 499));
+    assert!(keeper.invalidate_generation(&appid(), 500));
+    assert!(!keeper.invalidate_generation(&appid(), 500));
     settle().await;
     assert_eq!(script.calls(), 1);
     assert_eq!(current(&keeper).await, "t1");
-    assert_eq!(events.obtained.recv().await.as_deref(), Some(APPID));
-    let (_, generation) = keeper.current(APPID).unwrap();
+    assert_eq!(events.recv().await, Some(KeeperEvent::Obtained(appid())));
+    let (_, generation) = keeper.current(&appid()).unwrap();
     assert!(generation > 500, "{generation}");
     // Leading stops at once when the lead is dropped: no refresh when the token falls due.
     drop(lead);

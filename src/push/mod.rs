@@ -12,8 +12,9 @@ use std::collections::BTreeMap;
 
 use serde_json::Value;
 
-use crate::config::{AppId, Merchants};
 use crate::event::{Event, Source};
+use crate::ids::AppId;
+use crate::settings::Merchants;
 use crate::signature;
 use crate::telemetry::clip;
 
@@ -41,7 +42,7 @@ pub enum PushError {
     },
     /// No merchant with this appid is configured.
     #[error("unknown appid {0}")]
-    UnknownMerchant(String),
+    UnknownMerchant(AppId),
     /// The body is larger than `http.max_body_bytes`.
     #[error("body larger than {0} bytes")]
     TooLarge(usize),
@@ -130,7 +131,8 @@ impl UnverifiedPush {
         self.type_code
     }
 
-    /// Checks merchant, signature and timestamp window (in that order), at `now` unix seconds.
+    /// Checks merchant, signature and timestamp window (in that order), at `now` unix seconds,
+    /// a timestamp at most `max_skew` away.
     /// What comes out is what the signature covers and nothing else: the event id and the
     /// published params are built from the signed pairs, as the matching form signed them, so
     /// padding or unsigned extra fields can neither change the id nor reach the broker.
@@ -138,23 +140,23 @@ impl UnverifiedPush {
         self,
         merchants: &Merchants,
         now: i64,
-        max_skew_secs: u64,
+        max_skew: std::time::Duration,
     ) -> Result<VerifiedPush, PushError> {
         use secrecy::ExposeSecret;
         let merchant = merchants
             .get(self.appid.as_str())
-            .ok_or_else(|| PushError::UnknownMerchant(self.appid.to_string()))?;
+            .ok_or_else(|| PushError::UnknownMerchant(self.appid.clone()))?;
         let pairs = self.fields.iter().map(|(k, v)| (k.as_str(), v.as_str()));
         let form = signature::verify_form(
             pairs.clone(),
-            merchant.sign_key.expose_secret(),
+            merchant.sign_key().expose_secret(),
             &self.fields["sign"],
         )
         .ok_or(PushError::BadSignature)?;
-        if now.abs_diff(self.timestamp) > max_skew_secs {
+        if now.abs_diff(self.timestamp) > max_skew.as_secs() {
             return Err(PushError::Stale {
                 timestamp: self.timestamp,
-                max_skew_secs,
+                max_skew_secs: max_skew.as_secs(),
             });
         }
         let signed = signature::signed_pairs(pairs, form);
@@ -237,7 +239,7 @@ impl VerifiedPush {
     pub fn event(&self) -> Event<'_> {
         Event {
             id: self.event_id,
-            appid: self.appid.as_str(),
+            appid: &self.appid,
             type_code: self.type_code,
             kind: self.kind,
             sub_order_id: self.sub_order_id(),

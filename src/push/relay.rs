@@ -78,8 +78,8 @@ impl PushRelay {
         // A verified push names a configured merchant, whose keys the ring holds.
         let keys = self
             .keys
-            .merchant(push.appid().as_str())
-            .ok_or_else(|| PushError::UnknownMerchant(push.appid().to_string()))?;
+            .merchant(push.appid())
+            .ok_or_else(|| PushError::UnknownMerchant(push.appid().clone()))?;
         let publication = push.event().publication(SystemTime::now(), trace, keys);
         let elapsed = self
             .publisher

@@ -1,5 +1,5 @@
 use super::*;
-use crate::config::Settings;
+use crate::settings::Settings;
 
 const KEY: &str = "k3y-0123456789abcdef";
 
@@ -54,7 +54,13 @@ fn a_signed_push_verifies_and_derives_its_route() {
     let data =
         r#"{"sub_order_id":366383890000352,"state_code":"201","contact_phone":"13812345678"}"#;
     let push = parse(ContentKind::Form, &signed_form(data, 1_700_000_000)).unwrap();
-    let push = push.verify(&merchants(), 1_700_000_100, 300).unwrap();
+    let push = push
+        .verify(
+            &merchants(),
+            1_700_000_100,
+            std::time::Duration::from_secs(300),
+        )
+        .unwrap();
     assert_eq!(push.routing_key(), "order.sub_order.201");
     assert_eq!(push.sub_order_id().as_deref(), Some("366383890000352"));
     assert_eq!(
@@ -73,9 +79,11 @@ fn the_window_is_inclusive_and_symmetric() {
         (1_700_000_301, false),
         (1_699_999_699, false),
     ] {
-        let r = parse(ContentKind::Form, &body)
-            .unwrap()
-            .verify(&merchants(), now, 300);
+        let r = parse(ContentKind::Form, &body).unwrap().verify(
+            &merchants(),
+            now,
+            std::time::Duration::from_secs(300),
+        );
         assert_eq!(r.is_ok(), ok, "now={now}");
     }
 }
@@ -94,7 +102,13 @@ fn odd_state_codes_never_add_routing_words() {
     ] {
         let data = format!(r#"{{"state_code":{state}}}"#);
         let push = parse(ContentKind::Form, &signed_form(&data, 1_700_000_000)).unwrap();
-        let push = push.verify(&merchants(), 1_700_000_000, 300).unwrap();
+        let push = push
+            .verify(
+                &merchants(),
+                1_700_000_000,
+                std::time::Duration::from_secs(300),
+            )
+            .unwrap();
         assert_eq!(push.routing_key(), format!("order.sub_order.{key}"));
     }
 }
@@ -194,7 +208,11 @@ fn platform_push(data: &str, form: signature::Form) -> Vec<(String, String)> {
 }
 
 fn verified(fields: &[(String, String)]) -> Result<VerifiedPush, PushError> {
-    parse(ContentKind::Form, &form_of(fields))?.verify(&merchants(), 1_700_000_000, 300)
+    parse(ContentKind::Form, &form_of(fields))?.verify(
+        &merchants(),
+        1_700_000_000,
+        std::time::Duration::from_secs(300),
+    )
 }
 
 /// What a replayer can do without the key: pad values, add fields the signature skips.
@@ -308,7 +326,11 @@ fn the_largest_envelope_a_body_can_become_is_within_what_log_readers_accept() {
     let body = body.join("&");
     let push = parse(ContentKind::Form, &body)
         .unwrap()
-        .verify(&merchants(), 1_700_000_000, 300)
+        .verify(
+            &merchants(),
+            1_700_000_000,
+            std::time::Duration::from_secs(300),
+        )
         .unwrap();
     let envelope = push.envelope(std::time::SystemTime::UNIX_EPOCH);
     assert!(

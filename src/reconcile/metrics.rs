@@ -5,6 +5,8 @@ use std::time::{SystemTime, UNIX_EPOCH};
 use prometheus::{GaugeVec, IntCounter, IntCounterVec, Opts, Registry};
 
 use crate::event::log::Skipped;
+use crate::ids::AppId;
+use crate::metrics::Label;
 
 /// How a sweep of one merchant ended: the `outcome` label.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, strum::EnumIter, strum::IntoStaticStr)]
@@ -14,20 +16,6 @@ pub enum SweepOutcome {
     Succeeded,
     /// A call or a publish failed; the next sweep tries again.
     Failed,
-}
-
-impl SweepOutcome {
-    /// Every variant, in declaration order; a new variant is in it without a word (strum),
-    /// so every series exists from the start.
-    pub fn all() -> impl Iterator<Item = Self> {
-        <Self as strum::IntoEnumIterator>::iter()
-    }
-
-    /// The metric label.
-    pub fn as_str(self) -> &'static str {
-        // The variant's name in snake_case (strum): a new variant brings its label along.
-        self.into()
-    }
 }
 
 /// Why a row of the order list was refused (never published): the `reason` label.
@@ -67,23 +55,6 @@ pub enum LogSkip {
     /// Larger than an event the relay publishes can be; not read.
     Oversized,
 }
-
-macro_rules! labels {
-    ($($t:ty),*) => {$(
-        impl $t {
-            /// Every variant, in declaration order (strum): every series exists from the start.
-            pub fn all() -> impl Iterator<Item = Self> {
-                <Self as strum::IntoEnumIterator>::iter()
-            }
-
-            /// The metric label: the variant's name in snake_case.
-            pub fn as_str(self) -> &'static str {
-                self.into()
-            }
-        }
-    )*};
-}
-labels!(RowRefusal, Truncation, LogSkip);
 
 /// Sweeps by outcome, events published, the last successful sweep per merchant, and what
 /// sweeps refused, cut short or skipped.
@@ -168,14 +139,16 @@ impl ReconcileMetrics {
         })
     }
 
-    pub(super) fn succeeded(&self, appid: &str, started: SystemTime) {
+    pub(super) fn succeeded(&self, appid: &AppId, started: SystemTime) {
         self.sweeps
             .with_label_values(&[SweepOutcome::Succeeded.as_str()])
             .inc();
         let secs = started
             .duration_since(UNIX_EPOCH)
             .map_or(0.0, |d| d.as_secs_f64());
-        self.last_success.with_label_values(&[appid]).set(secs);
+        self.last_success
+            .with_label_values(&[appid.as_str()])
+            .set(secs);
     }
 
     pub(super) fn failed(&self) {

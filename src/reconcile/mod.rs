@@ -23,16 +23,18 @@ use std::time::{Duration, SystemTime};
 use serde_json::Value;
 use tokio_util::sync::CancellationToken;
 
-use crate::amqp::{topology::event_log, Broker, PublishError, Publisher};
+use crate::amqp::{Broker, Names, PublishError, Publisher};
 use crate::clock::earlier;
-use crate::config::{Merchant, ReconcileSettings, Settings};
 use crate::event::log::{Accept, LogError, LogReader};
 use crate::event::{Event, EventId, EventKind, Source};
+use crate::ids::AppId;
 use crate::keeper::{KeeperError, TokenKeeper};
 use crate::keys::Keyring;
 use crate::permits::{NoPermit, Permits};
+use crate::settings::{Merchant, ReconcileSettings, Settings};
 use crate::weibo::{CallOutcome, SubListPage, WeiboClient};
 
+use crate::metrics::Label;
 pub use metrics::{LogSkip, ReconcileMetrics, RowRefusal, Truncation};
 use rows::{fingerprint, Listed, Refused, StateKey};
 
@@ -76,7 +78,7 @@ pub enum SweepError {
     /// No keys to seal an event of this merchant with (merchants and keys both come from
     /// the settings, so never expected).
     #[error("no keys for appid {0}")]
-    NoKeys(String),
+    NoKeys(AppId),
 }
 
 /// How a sweep of one merchant ended when it did not fail.
@@ -109,6 +111,7 @@ impl Sweeper {
     /// A sweeper for `settings`, sharing the process's broker link, keeper, client and permits.
     pub fn new(
         settings: &Settings,
+        names: &Names,
         broker: Broker,
         keeper: TokenKeeper,
         client: WeiboClient,
@@ -122,10 +125,12 @@ impl Sweeper {
             client,
             permits,
             settings: settings.reconcile.clone(),
-            events_exchange: settings.amqp.events_exchange.clone(),
-            log: event_log(&settings.amqp.events_queue),
+            events_exchange: names.events_exchange().to_owned(),
+            log: names.event_log().to_owned(),
             keys: Keyring::derive(&settings.merchants),
-            max_entry_bytes: crate::event::max_envelope_bytes(settings.http.max_body_bytes),
+            max_entry_bytes: crate::event::max_envelope_bytes(
+                settings.http.max_body_bytes.as_usize(),
+            ),
             metrics,
         }
     }
@@ -137,7 +142,8 @@ impl Sweeper {
         // clock can add: a setting out of range costs sweeps, never the task.
         let period = self
             .settings
-            .interval()
+            .interval_secs
+            .get()
             .clamp(Duration::from_secs(1), Duration::from_secs(365 * 24 * 3600));
         let mut tick = tokio::time::interval(period);
         tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
@@ -157,8 +163,8 @@ impl Sweeper {
     #[tracing::instrument(name = "reconcile", skip_all)]
     pub async fn sweep_all(&self, stop: &CancellationToken) {
         let now = SystemTime::now();
-        let start = earlier(now, Duration::from_secs(self.settings.lookback_secs));
-        let end = earlier(now, Duration::from_secs(self.settings.settle_secs));
+        let start = earlier(now, self.settings.lookback_secs.get());
+        let end = earlier(now, self.settings.settle_secs.get());
         let mut logged = match self.logged_since(earlier(start, LOG_MARGIN), stop).await {
             Err(SweepError::Stopping) => return,
             Ok(logged) => logged,
@@ -172,7 +178,7 @@ impl Sweeper {
         };
         let merchants: Vec<Merchant> = self.keeper.merchants().iter().cloned().collect();
         for merchant in &merchants {
-            let appid = &merchant.appid;
+            let appid = merchant.appid();
             match self
                 .sweep(merchant, start, end, now, &mut logged, stop)
                 .await
@@ -251,7 +257,7 @@ impl Sweeper {
         logged: &mut HashSet<StateKey>,
         stop: &CancellationToken,
     ) -> Result<Swept, SweepError> {
-        let appid = merchant.appid.as_str();
+        let appid = merchant.appid();
         let mut swept = Swept {
             published: 0,
             truncated: Some(Truncation::PageLimit),
@@ -328,7 +334,7 @@ impl Sweeper {
         page: u32,
     ) -> Result<SubListPage, SweepError> {
         for _ in 0..2 {
-            let token = self.keeper.get(&merchant.appid).await?;
+            let token = self.keeper.get(merchant.appid()).await?;
             self.permits.take().await?;
             match self
                 .client
@@ -337,7 +343,7 @@ impl Sweeper {
             {
                 Ok(rows) => return Ok(rows),
                 Err(CallOutcome::TokenRejected { .. }) => {
-                    self.keeper.invalidate(&merchant.appid, &token)?;
+                    self.keeper.invalidate(merchant.appid(), &token)?;
                 }
                 Err(other) => return Err(SweepError::Platform(other)),
             }
@@ -350,7 +356,7 @@ impl Sweeper {
 
     async fn publish(
         &self,
-        appid: &str,
+        appid: &AppId,
         listed: &Listed,
         now: SystemTime,
     ) -> Result<(), SweepError> {
@@ -358,14 +364,14 @@ impl Sweeper {
         let keys = self
             .keys
             .merchant(appid)
-            .ok_or_else(|| SweepError::NoKeys(appid.to_owned()))?;
+            .ok_or_else(|| SweepError::NoKeys(appid.clone()))?;
         let no_params = BTreeMap::new();
         let event = Event {
             id: EventId::reconciled(appid, &listed.sub_order_id, &listed.state_code),
             appid,
             type_code: 2,
             kind: EventKind::SubOrder,
-            sub_order_id: Some(listed.sub_order_id.clone()),
+            sub_order_id: Some(listed.sub_order_id.to_string()),
             state_code: listed.row.get("state_code").unwrap_or(&Value::Null),
             timestamp: i64::try_from(crate::clock::secs_of(now)).unwrap_or(i64::MAX),
             params: &no_params,
@@ -379,20 +385,5 @@ impl Sweeper {
             .await?;
         self.metrics.reconciled();
         Ok(())
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn a_reconciled_event_id_is_the_contracts() {
-        use sha2::{Digest, Sha256};
-        let expected = hex::encode(&Sha256::digest(b"100023\nreconcile\n42\n301")[..16]);
-        assert_eq!(
-            EventId::reconciled("100023", "42", "301").to_string(),
-            expected
-        );
     }
 }

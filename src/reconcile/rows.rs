@@ -9,6 +9,8 @@ use sha2::{Digest, Sha256};
 
 use super::metrics::RowRefusal;
 use crate::event::{state_word, EventId};
+use crate::ids::{AppId, SubOrderId};
+use crate::metrics::Label;
 use crate::telemetry::shown;
 
 /// A row of the order list larger than this is refused unread. A real row is under 1 KB
@@ -22,8 +24,8 @@ pub type StateKey = u128;
 /// A row of the list that passed every check.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Listed {
-    /// 1 to 64 printable ASCII characters: what a fulfilment command may name.
-    pub sub_order_id: String,
+    /// What a fulfilment command may name.
+    pub sub_order_id: SubOrderId,
     /// An integer or a plain token (one routing-key word).
     pub state_code: String,
     /// The row, published as the event's `data`.
@@ -32,13 +34,13 @@ pub struct Listed {
 
 impl Listed {
     /// The state's key.
-    pub fn key(&self, appid: &str) -> StateKey {
+    pub fn key(&self, appid: &AppId) -> StateKey {
         key(appid, &self.sub_order_id, &self.state_code)
     }
 }
 
 /// The key of a state; the reconciled event id's digest serves.
-pub fn key(appid: &str, sub_order_id: &str, state_code: &str) -> StateKey {
+pub fn key(appid: &AppId, sub_order_id: &SubOrderId, state_code: &str) -> StateKey {
     EventId::reconciled(appid, sub_order_id, state_code).as_u128()
 }
 
@@ -54,10 +56,11 @@ pub fn listed(raw: &RawValue) -> Result<Listed, (RowRefusal, String)> {
         .filter(Value::is_object)
         .ok_or_else(|| (RowRefusal::Malformed, shown(text)))?;
     let sub_order_id = match &row["sub_order_id"] {
-        Value::String(s) if is_id(s) => s.clone(),
-        Value::Number(n) if n.is_u64() || n.is_i64() => n.to_string(),
-        other => return Err((RowRefusal::BadSubOrderId, example(other))),
-    };
+        Value::String(s) => SubOrderId::parse(s),
+        Value::Number(n) if n.is_u64() || n.is_i64() => SubOrderId::parse(&n.to_string()),
+        _ => None,
+    }
+    .ok_or_else(|| (RowRefusal::BadSubOrderId, example(&row["sub_order_id"])))?;
     let state_code = state_word(&row["state_code"])
         .ok_or_else(|| (RowRefusal::BadStateCode, example(&row["state_code"])))?;
     Ok(Listed {
@@ -65,12 +68,6 @@ pub fn listed(raw: &RawValue) -> Result<Listed, (RowRefusal, String)> {
         state_code,
         row,
     })
-}
-
-/// The worker's rule for the ids of commands (1 to 64 printable ASCII characters), so that
-/// every reconciled sub order can be fulfilled, and nothing else reaches a queue.
-fn is_id(s: &str) -> bool {
-    !s.is_empty() && s.len() <= 64 && s.bytes().all(|b| b.is_ascii_graphic())
 }
 
 fn example(value: &Value) -> String {
@@ -82,7 +79,7 @@ fn example(value: &Value) -> String {
 
 /// The state an entry of the log tells of, from the fields of its envelope that name it:
 /// nothing else of the body is built.
-pub fn logged(appid: &str, envelope: &[u8]) -> Option<StateKey> {
+pub fn logged(appid: &AppId, envelope: &[u8]) -> Option<StateKey> {
     #[derive(serde::Deserialize)]
     struct Envelope {
         #[serde(default)]
@@ -91,11 +88,12 @@ pub fn logged(appid: &str, envelope: &[u8]) -> Option<StateKey> {
         state_code: Value,
     }
     let envelope: Envelope = serde_json::from_slice(envelope).ok()?;
+    // A sub order no command could name is no state a listed row can be: none to match.
     let sub_order_id = match envelope.sub_order_id {
-        Value::String(s) => s,
-        Value::Number(n) => n.to_string(),
-        _ => return None,
-    };
+        Value::String(s) => SubOrderId::parse(&s),
+        Value::Number(n) => SubOrderId::parse(&n.to_string()),
+        _ => None,
+    }?;
     Some(key(
         appid,
         &sub_order_id,
@@ -173,11 +171,15 @@ mod tests {
             r#"{"sub_order_id":366383890000352,"state_code":"201"}"#,
         ))
         .unwrap();
-        assert_eq!(logged("100023", pushed), Some(row.key("100023")));
-        assert_ne!(logged("200046", pushed), Some(row.key("100023")));
-        assert_eq!(logged("100023", b"not json"), None);
+        let id = |text: &str| AppId::parse(text).unwrap();
+        assert_eq!(logged(&id("100023"), pushed), Some(row.key(&id("100023"))));
+        assert_ne!(logged(&id("200046"), pushed), Some(row.key(&id("100023"))));
+        assert_eq!(logged(&id("100023"), b"not json"), None);
         assert_eq!(
-            logged("1", br#"{"appid":"1","sub_order_id":null,"state_code":1}"#),
+            logged(
+                &id("1"),
+                br#"{"appid":"1","sub_order_id":null,"state_code":1}"#
+            ),
             None
         );
     }

@@ -10,11 +10,13 @@ use rand::distr::{Alphanumeric, SampleString};
 use secrecy::ExposeSecret;
 use tokio::time::Instant;
 
-use crate::config::{Merchant, WeiboSettings};
+use crate::ids::SubOrderId;
+use crate::settings::{CodeTable, Merchant, WeiboSettings};
 use crate::signature;
+use crate::telemetry::error_chain;
 
 pub use access_token::{Token, TokenError};
-pub use outcome::{classify, read_code, Action, CallOutcome, CodeTable, Meaning, PlatformError};
+pub use outcome::{classify, read_code, Action, CallOutcome, PlatformError};
 
 /// Why the client could not be built.
 #[derive(Debug, thiserror::Error)]
@@ -30,15 +32,18 @@ pub struct WeiboClient {
     http: reqwest::Client,
     api_base: String,
     oauth_base: String,
+    /// The token endpoint's host, to name in errors (never the URL: its query is signed).
+    oauth_host: String,
     codes: std::sync::Arc<CodeTable>,
 }
 
 impl WeiboClient {
     /// A client with `weibo.timeout_ms` as the deadline of each call.
     pub fn new(settings: &WeiboSettings) -> Result<Self, ClientError> {
+        let timeout = settings.timeout_ms.get();
         let http = reqwest::Client::builder()
-            .timeout(Duration::from_millis(settings.timeout_ms))
-            .connect_timeout(Duration::from_millis(settings.timeout_ms))
+            .timeout(timeout)
+            .connect_timeout(timeout)
             // Every call carries the access_token or a signed token request: a redirect would
             // hand them to whoever the answer names, and take that host's word for the result.
             .redirect(reqwest::redirect::Policy::none())
@@ -46,18 +51,26 @@ impl WeiboClient {
             .build()?;
         Ok(Self {
             http,
-            api_base: settings.api_base.trim_end_matches('/').to_owned(),
-            oauth_base: settings.oauth_base.trim_end_matches('/').to_owned(),
-            codes: std::sync::Arc::new(CodeTable::new(&settings.codes)),
+            api_base: settings.api_base.as_str().trim_end_matches('/').to_owned(),
+            oauth_base: settings
+                .oauth_base
+                .as_str()
+                .trim_end_matches('/')
+                .to_owned(),
+            oauth_host: settings.oauth_base.host_str().map_or_else(
+                || "token endpoint".into(),
+                |h| format!("token endpoint {h}"),
+            ),
+            codes: std::sync::Arc::new(settings.codes.clone()),
         })
     }
 
     /// Reports the sub order performed (`retailerFinishSub`).
-    #[tracing::instrument(skip_all, fields(appid = %merchant.appid, %sub_order_id))]
+    #[tracing::instrument(skip_all, fields(appid = %merchant.appid(), %sub_order_id))]
     pub async fn finish(
         &self,
         merchant: &Merchant,
-        sub_order_id: &str,
+        sub_order_id: &SubOrderId,
         token: &Token,
     ) -> CallOutcome {
         self.order_call(Action::Finish, merchant, sub_order_id, None, token)
@@ -65,11 +78,11 @@ impl WeiboClient {
     }
 
     /// Reports the sub order failed, closing it (`retailerCloseSub`).
-    #[tracing::instrument(skip_all, fields(appid = %merchant.appid, %sub_order_id))]
+    #[tracing::instrument(skip_all, fields(appid = %merchant.appid(), %sub_order_id))]
     pub async fn close(
         &self,
         merchant: &Merchant,
-        sub_order_id: &str,
+        sub_order_id: &SubOrderId,
         reason: &str,
         token: &Token,
     ) -> CallOutcome {
@@ -81,21 +94,21 @@ impl WeiboClient {
         &self,
         action: Action,
         merchant: &Merchant,
-        sub_order_id: &str,
+        sub_order_id: &SubOrderId,
         reason: Option<&str>,
         token: &Token,
     ) -> CallOutcome {
         let timestamp = crate::clock::unix_secs().to_string();
         let mut params: Vec<(&str, &str)> = vec![
-            ("appid", merchant.appid.as_str()),
-            ("sub_order_id", sub_order_id),
+            ("appid", merchant.appid().as_str()),
+            ("sub_order_id", sub_order_id.as_str()),
             ("timestamp", &timestamp),
             ("sign_type", "md5"),
         ];
         if let Some(reason) = reason {
             params.push(("reason", reason));
         }
-        let sign = signature::sign(params.iter().copied(), merchant.sign_key.expose_secret());
+        let sign = signature::sign(params.iter().copied(), merchant.sign_key().expose_secret());
         params.push(("sign", &sign));
         params.push(("access_token", token.secret().expose_secret()));
         let url = format!("{}/order/{}", self.api_base, action.endpoint());
@@ -120,7 +133,7 @@ impl WeiboClient {
     /// One page of the sub orders of `merchant` updated in `[start, end]`
     /// (`retailerGetSubList`, platform spec section 4). The platform may return fewer rows
     /// than `page_size` asked for.
-    #[tracing::instrument(skip_all, fields(appid = %merchant.appid, page))]
+    #[tracing::instrument(skip_all, fields(appid = %merchant.appid(), page))]
     pub async fn sub_list(
         &self,
         merchant: &Merchant,
@@ -134,7 +147,7 @@ impl WeiboClient {
         let (start, end) = (beijing_time(start), beijing_time(end));
         let (page, page_size) = (page.to_string(), page_size.to_string());
         let mut params: Vec<(&str, &str)> = vec![
-            ("appid", merchant.appid.as_str()),
+            ("appid", merchant.appid().as_str()),
             ("start_time", &start),
             ("end_time", &end),
             ("page", &page),
@@ -142,7 +155,7 @@ impl WeiboClient {
             ("timestamp", &timestamp),
             ("sign_type", "md5"),
         ];
-        let sign = signature::sign(params.iter().copied(), merchant.sign_key.expose_secret());
+        let sign = signature::sign(params.iter().copied(), merchant.sign_key().expose_secret());
         params.push(("sign", &sign));
         params.push(("access_token", token.secret().expose_secret()));
         let url = format!("{}/order/{}", self.api_base, Action::List.endpoint());
@@ -174,16 +187,16 @@ impl WeiboClient {
 
     /// Obtains a new access_token for `merchant`; this invalidates the previous one, so only
     /// the token keeper calls it.
-    #[tracing::instrument(skip_all, fields(appid = %merchant.appid))]
+    #[tracing::instrument(skip_all, fields(appid = %merchant.appid()))]
     pub async fn fetch_token(&self, merchant: &Merchant) -> Result<Token, TokenError> {
         let timestamp = crate::clock::unix_millis().to_string();
         let nonce = Alphanumeric.sample_string(&mut rand::rng(), 16);
         let sign = signature::token_sign(
-            &merchant.client_id,
-            &merchant.uid,
+            merchant.client_id(),
+            merchant.uid(),
             &timestamp,
             &nonce,
-            merchant.client_secret.expose_secret(),
+            merchant.client_secret().expose_secret(),
         );
         let url = format!("{}/oauth2/shop/authorize", self.oauth_base);
         // Measured before sending: the token cannot have been issued earlier than this.
@@ -192,7 +205,7 @@ impl WeiboClient {
             .http
             .get(&url)
             .query(&[
-                ("client_id", merchant.client_id.as_str()),
+                ("client_id", merchant.client_id()),
                 ("timestamp", &timestamp),
                 ("nonce", &nonce),
                 ("sign", &sign),
@@ -203,8 +216,8 @@ impl WeiboClient {
             .map_err(|e| {
                 TokenError::Transport(format!(
                     "{}: {}",
-                    self.oauth_host(),
-                    chain(&e.without_url())
+                    self.oauth_host,
+                    error_chain(&e.without_url())
                 ))
             })?;
         if response.status().is_redirection() {
@@ -216,7 +229,7 @@ impl WeiboClient {
         }
         let status = response.status().as_u16();
         let body = read_answer(response).await.map_err(|unread| {
-            TokenError::Transport(format!("{}: {}", self.oauth_host(), unread.without_url()))
+            TokenError::Transport(format!("{}: {}", self.oauth_host, unread.without_url()))
         })?;
         access_token::parse_token_answer(status, &body, obtained_at)
     }
@@ -239,33 +252,6 @@ fn redirect_refused(response: &reqwest::Response) -> String {
     )
 }
 
-impl WeiboClient {
-    /// The token endpoint's host, to name in errors (never the URL: its query is signed).
-    fn oauth_host(&self) -> String {
-        reqwest::Url::parse(&self.oauth_base)
-            .ok()
-            .and_then(|u| u.host_str().map(|h| format!("token endpoint {h}")))
-            .unwrap_or_else(|| "token endpoint".into())
-    }
-}
-
-/// `error` and every cause under it, joined by `: ` (reqwest's own message alone says only
-/// "error sending request").
-fn chain(error: &dyn std::error::Error) -> String {
-    let mut out = error.to_string();
-    let mut source = error.source();
-    while let Some(cause) = source {
-        let text = cause.to_string();
-        // Some layers repeat their cause in their own message.
-        if !out.contains(&text) {
-            out.push_str(": ");
-            out.push_str(&text);
-        }
-        source = cause.source();
-    }
-    out
-}
-
 /// Largest platform answer read: a page of 100 orders is tens of KiB, a token answer a few
 /// hundred bytes; a host that sends more is not answering a call.
 const MAX_ANSWER_BYTES: usize = 4 << 20;
@@ -274,7 +260,7 @@ const MAX_ANSWER_BYTES: usize = 4 << 20;
 #[derive(Debug, thiserror::Error)]
 enum Unread {
     /// The connection failed while reading.
-    #[error("{}", chain(.0))]
+    #[error("{}", error_chain(.0))]
     Transport(reqwest::Error),
     /// More than [`MAX_ANSWER_BYTES`].
     #[error("answer larger than {MAX_ANSWER_BYTES} bytes, not read")]
@@ -329,7 +315,7 @@ fn transport(e: &reqwest::Error) -> CallOutcome {
     };
     CallOutcome::Transient {
         code: None,
-        reason: format!("{kind}: {}", chain(e)),
+        reason: format!("{kind}: {}", error_chain(e)),
     }
 }
 
@@ -377,11 +363,4 @@ pub fn beijing_time(at: SystemTime) -> String {
     });
     // "2026-11-25T08:00:00Z" -> "2026-11-25 08:00:00"
     utc.trim_end_matches('Z').replacen('T', " ", 1)
-}
-
-/// Reads a Beijing-time `YYYY-MM-DD HH:MM:SS`.
-pub fn parse_beijing_time(text: &str) -> Option<SystemTime> {
-    let rfc3339 = format!("{}Z", text.trim().replacen(' ', "T", 1));
-    let shifted = humantime::parse_rfc3339(&rfc3339).ok()?;
-    shifted.checked_sub(Duration::from_secs(8 * 3600))
 }

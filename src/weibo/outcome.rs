@@ -2,12 +2,10 @@
 //! the platform's three envelopes arrives, at any HTTP status, and looked up in the configured
 //! code table.
 
-use std::collections::HashSet;
-
 use reqwest::StatusCode;
 use serde_json::Value;
 
-use crate::config::CodeSettings;
+use crate::settings::{CodeMeaning, CodeTable};
 
 /// The two order actions the relay reports back.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -90,58 +88,6 @@ impl std::fmt::Display for CallOutcome {
             Self::Permanent { code: None, msg } => {
                 write!(f, "permanent failure: {}", shown(msg))
             }
-        }
-    }
-}
-
-/// What a code means, from `[weibo.codes]`.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Meaning {
-    /// Refresh the token once and retry.
-    TokenRejected,
-    /// Back off and retry.
-    Transient,
-    /// Success for `finish`, permanent for `close`.
-    AlreadyFinished,
-    /// Success for `close`, permanent for `finish`.
-    AlreadyClosed,
-    /// Dead-letter with the code.
-    Permanent,
-}
-
-/// The configured code table.
-#[derive(Debug, Clone, Default)]
-pub struct CodeTable {
-    token_rejected: HashSet<i64>,
-    transient: HashSet<i64>,
-    already_finished: HashSet<i64>,
-    already_closed: HashSet<i64>,
-}
-
-impl CodeTable {
-    /// The table of `[weibo.codes]` (validated at load: no code in two lists).
-    pub fn new(codes: &CodeSettings) -> Self {
-        let set = |v: &[i64]| v.iter().copied().collect();
-        Self {
-            token_rejected: set(&codes.token_rejected),
-            transient: set(&codes.transient),
-            already_finished: set(&codes.already_finished),
-            already_closed: set(&codes.already_closed),
-        }
-    }
-
-    /// What `code` means; anything listed nowhere is permanent.
-    pub fn meaning(&self, code: i64) -> Meaning {
-        if self.token_rejected.contains(&code) {
-            Meaning::TokenRejected
-        } else if self.transient.contains(&code) {
-            Meaning::Transient
-        } else if self.already_finished.contains(&code) {
-            Meaning::AlreadyFinished
-        } else if self.already_closed.contains(&code) {
-            Meaning::AlreadyClosed
-        } else {
-            Meaning::Permanent
         }
     }
 }
@@ -232,21 +178,24 @@ pub fn classify(action: Action, status: StatusCode, body: &[u8], table: &CodeTab
             }
         };
     }
-    match (table.meaning(code), action) {
-        (Meaning::TokenRejected, _) => CallOutcome::TokenRejected { code },
-        (Meaning::Transient, _) => CallOutcome::Transient {
+    // Every code the table does not list, and the other action's idempotent code: retrying
+    // the same request cannot change the answer.
+    let permanent = |msg: String| CallOutcome::Permanent {
+        code: Some(code),
+        msg,
+    };
+    let Some(meaning) = table.meaning(code) else {
+        return permanent(msg);
+    };
+    match meaning {
+        CodeMeaning::TokenRejected => CallOutcome::TokenRejected { code },
+        CodeMeaning::Transient => CallOutcome::Transient {
             code: Some(code),
             reason: format!("code {code}: {msg}"),
         },
-        (Meaning::AlreadyFinished, Action::Finish) | (Meaning::AlreadyClosed, Action::Close) => {
-            CallOutcome::Succeeded { code }
-        }
-        // The other action's idempotent code, and every code the table does not list:
-        // retrying the same request cannot change the answer.
-        _ => CallOutcome::Permanent {
-            code: Some(code),
-            msg,
-        },
+        CodeMeaning::AlreadyFinished if action == Action::Finish => CallOutcome::Succeeded { code },
+        CodeMeaning::AlreadyClosed if action == Action::Close => CallOutcome::Succeeded { code },
+        CodeMeaning::AlreadyFinished | CodeMeaning::AlreadyClosed => permanent(msg),
     }
 }
 

@@ -5,11 +5,14 @@
 
 use std::time::Duration;
 
+use std::sync::Arc;
+
 use prometheus::{GaugeVec, Opts, Registry};
-use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 
-use crate::amqp::Broker;
+use crate::amqp::{Broker, Names};
+use crate::metrics::Label;
+use crate::supervise::{Task, Tasks};
 
 /// How often the depths are read: cheap for the broker (one passive declaration per queue),
 /// and well within a scrape interval.
@@ -26,20 +29,10 @@ pub enum Watched {
 }
 
 impl Watched {
-    /// Every watched queue; a new variant is in it without a word (strum).
-    pub fn all() -> impl Iterator<Item = Self> {
-        <Self as strum::IntoEnumIterator>::iter()
-    }
-
-    /// The metric label.
-    pub fn as_str(self) -> &'static str {
-        self.into()
-    }
-
-    fn name(self, fulfilment_queue: &str) -> String {
+    fn name(self, names: &Names) -> &str {
         match self {
-            Self::Fulfilment => fulfilment_queue.to_owned(),
-            Self::Dead => super::dead_queue(fulfilment_queue),
+            Self::Fulfilment => names.fulfilment(),
+            Self::Dead => names.dead(),
         }
     }
 }
@@ -47,7 +40,7 @@ impl Watched {
 /// Reads and exports the depths while the process runs.
 pub struct Backlog {
     broker: Broker,
-    fulfilment_queue: String,
+    names: Names,
     messages: GaugeVec,
 }
 
@@ -56,7 +49,7 @@ impl Backlog {
     pub fn register(
         registry: &Registry,
         broker: Broker,
-        fulfilment_queue: &str,
+        names: &Names,
     ) -> prometheus::Result<Self> {
         let messages = GaugeVec::new(
             Opts::new(
@@ -72,23 +65,26 @@ impl Backlog {
         }
         Ok(Self {
             broker,
-            fulfilment_queue: fulfilment_queue.to_owned(),
+            names: names.clone(),
             messages,
         })
     }
 
-    /// Reads the depths every [`EVERY`] until `stop`.
-    pub fn spawn(self, stop: CancellationToken) -> JoinHandle<()> {
-        tokio::spawn(async move {
-            let mut tick = tokio::time::interval(EVERY);
-            tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-            loop {
-                tokio::select! {
-                    _ = stop.cancelled() => break,
-                    _ = tick.tick() => self.read_once().await,
-                }
+    /// Reads the depths every [`EVERY`], as a task of `tasks`, until they stop.
+    pub fn start(self, tasks: &Tasks) {
+        let backlog = Arc::new(self);
+        tasks.spawn(Task::Backlog, move |stop| backlog.clone().run(stop));
+    }
+
+    async fn run(self: Arc<Self>, stop: CancellationToken) {
+        let mut tick = tokio::time::interval(EVERY);
+        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        loop {
+            tokio::select! {
+                _ = stop.cancelled() => break,
+                _ = tick.tick() => self.read_once().await,
             }
-        })
+        }
     }
 
     #[tracing::instrument(name = "backlog", skip_all, level = "debug")]
@@ -96,10 +92,12 @@ impl Backlog {
         for queue in Watched::all() {
             let depth = match self.broker.current() {
                 Some(link) => {
-                    let name = queue.name(&self.fulfilment_queue);
                     let looked = tokio::time::timeout(
                         EVERY,
-                        crate::amqp::topology::queue_depth(link.connection(), &name),
+                        crate::amqp::topology::queue_depth(
+                            link.connection(),
+                            queue.name(&self.names),
+                        ),
                     );
                     match looked.await {
                         Ok(Ok(Some(messages))) => f64::from(messages),
@@ -125,13 +123,8 @@ mod tests {
     fn the_labels_dashboards_and_alerts_match_on() {
         let labels: Vec<&str> = Watched::all().map(Watched::as_str).collect();
         assert_eq!(labels, ["fulfilment", "dead"]);
-        assert_eq!(
-            Watched::Dead.name("weibo.fulfilment"),
-            "weibo.fulfilment.dead"
-        );
-        assert_eq!(
-            Watched::Fulfilment.name("weibo.fulfilment"),
-            "weibo.fulfilment"
-        );
+        let names = Names::new(&crate::settings::Settings::from_toml("").unwrap().amqp);
+        assert_eq!(Watched::Dead.name(&names), "weibo.fulfilment.dead");
+        assert_eq!(Watched::Fulfilment.name(&names), "weibo.fulfilment");
     }
 }

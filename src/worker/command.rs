@@ -1,8 +1,8 @@
 //! A fulfilment command as the merchant's consumers put it on the queue (contract, AMQP).
 
-use serde::Deserialize;
-use serde_json::{json, Value};
+use serde::{Deserialize, Serialize, Serializer};
 
+use crate::ids::{AppId, StringOrNumber, SubOrderId};
 use crate::telemetry::clip;
 
 /// Largest command body read; a command is a few dozen bytes.
@@ -11,10 +11,6 @@ const MAX_COMMAND_BYTES: usize = 64 * 1024;
 const MAX_REASON_CHARS: usize = 1000;
 /// Longest parser message repeated in `x-death-reason`.
 const MAX_ERROR_CHARS: usize = 200;
-
-fn is_token(s: &str) -> bool {
-    !s.is_empty() && s.len() <= 64 && s.bytes().all(|b| b.is_ascii_graphic())
-}
 
 /// What the merchant reports for one sub order.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -31,34 +27,18 @@ pub enum Verdict {
 /// A parsed, well-formed command; the only way to build one is [`Command::parse`].
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Command {
-    appid: String,
-    sub_order_id: String,
+    appid: AppId,
+    sub_order_id: SubOrderId,
     verdict: Verdict,
 }
 
 #[derive(Deserialize)]
 struct Raw {
-    appid: Text,
-    sub_order_id: Text,
+    appid: StringOrNumber,
+    sub_order_id: StringOrNumber,
     action: String,
     #[serde(default)]
     reason: Option<String>,
-}
-
-#[derive(Deserialize)]
-#[serde(untagged)]
-enum Text {
-    S(String),
-    N(serde_json::Number),
-}
-
-impl Text {
-    fn into_string(self) -> String {
-        match self {
-            Self::S(s) => s,
-            Self::N(n) => n.to_string(),
-        }
-    }
 }
 
 impl Command {
@@ -77,19 +57,11 @@ impl Command {
                 clip(&e.to_string(), MAX_ERROR_CHARS)
             )
         })?;
-        let appid = raw.appid.into_string();
-        let sub_order_id = raw.sub_order_id.into_string();
         // Both end up in log lines and platform requests: printable ASCII only, bounded.
-        if !is_token(&appid) {
-            return Err(
-                "malformed command: appid must be 1 to 64 printable ASCII characters".into(),
-            );
-        }
-        if !is_token(&sub_order_id) {
-            return Err(
-                "malformed command: sub_order_id must be 1 to 64 printable ASCII characters".into(),
-            );
-        }
+        let appid = AppId::parse(&raw.appid.into_text())
+            .ok_or_else(|| format!("malformed command: {}", AppId::RULE))?;
+        let sub_order_id = SubOrderId::parse(&raw.sub_order_id.into_text())
+            .ok_or_else(|| format!("malformed command: {}", SubOrderId::RULE))?;
         let verdict = match (raw.action.as_str(), raw.reason) {
             ("finish", _) => Verdict::Finish,
             ("close", Some(reason)) if reason.chars().count() > MAX_REASON_CHARS => {
@@ -113,22 +85,23 @@ impl Command {
         })
     }
 
-    /// A command built in code (tests, demo consumers).
-    pub fn new(appid: &str, sub_order_id: &str, verdict: Verdict) -> Self {
+    /// A command built in code, for the decision table's tests.
+    #[cfg(test)]
+    pub(crate) fn new(appid: &str, sub_order_id: &str, verdict: Verdict) -> Self {
         Self {
-            appid: appid.to_owned(),
-            sub_order_id: sub_order_id.to_owned(),
+            appid: AppId::parse(appid).expect("test appid"),
+            sub_order_id: SubOrderId::parse(sub_order_id).expect("test sub order"),
             verdict,
         }
     }
 
     /// The merchant.
-    pub fn appid(&self) -> &str {
+    pub fn appid(&self) -> &AppId {
         &self.appid
     }
 
     /// The sub order.
-    pub fn sub_order_id(&self) -> &str {
+    pub fn sub_order_id(&self) -> &SubOrderId {
         &self.sub_order_id
     }
 
@@ -149,24 +122,37 @@ impl Command {
     pub fn action_name(&self) -> &'static str {
         self.action().label()
     }
+}
 
-    /// The command in its queue shape.
-    pub fn to_json(&self) -> Value {
-        match &self.verdict {
-            Verdict::Finish => json!({
-                "appid": self.appid, "sub_order_id": self.sub_order_id, "action": "finish"
-            }),
-            Verdict::Close { reason } => json!({
-                "appid": self.appid, "sub_order_id": self.sub_order_id,
-                "action": "close", "reason": reason
-            }),
+/// The command in its queue shape (as an outcome carries it).
+impl Serialize for Command {
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        #[derive(Serialize)]
+        struct Shape<'a> {
+            appid: &'a AppId,
+            sub_order_id: &'a SubOrderId,
+            action: &'static str,
+            #[serde(skip_serializing_if = "Option::is_none")]
+            reason: Option<&'a str>,
         }
+        let reason = match &self.verdict {
+            Verdict::Finish => None,
+            Verdict::Close { reason } => Some(reason.as_str()),
+        };
+        Shape {
+            appid: &self.appid,
+            sub_order_id: &self.sub_order_id,
+            action: self.action_name(),
+            reason,
+        }
+        .serialize(s)
     }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use serde_json::Value;
 
     #[test]
     fn both_shapes_of_the_contract_parse_and_round_trip() {
@@ -174,7 +160,7 @@ mod tests {
         let c = Command::parse(finish).unwrap();
         assert_eq!(c.verdict(), &Verdict::Finish);
         assert_eq!(
-            c.to_json(),
+            serde_json::to_value(&c).unwrap(),
             serde_json::from_slice::<Value>(finish).unwrap()
         );
         let close =
@@ -186,11 +172,14 @@ mod tests {
                 reason: "out of stock".into()
             }
         );
-        assert_eq!(c.to_json(), serde_json::from_slice::<Value>(close).unwrap());
+        assert_eq!(
+            serde_json::to_value(&c).unwrap(),
+            serde_json::from_slice::<Value>(close).unwrap()
+        );
         let numeric =
             Command::parse(br#"{"appid":100023,"sub_order_id":366383890000352,"action":"finish"}"#)
                 .unwrap();
-        assert_eq!(numeric.sub_order_id(), "366383890000352");
+        assert_eq!(numeric.sub_order_id().as_str(), "366383890000352");
     }
 
     #[test]

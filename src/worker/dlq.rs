@@ -6,8 +6,8 @@ use lapin::{BasicProperties, Connection};
 use serde::Serialize;
 
 use super::headers::{self, ATTEMPTS, DEATH_REASON, LAST_CODE};
-use super::retry::dead_queue;
-use crate::config::AmqpSettings;
+use crate::amqp::Names;
+use crate::settings::AmqpSettings;
 
 /// One dead command as `dlq list` shows it.
 #[derive(Debug, Serialize)]
@@ -52,7 +52,7 @@ async fn exists(conn: &Connection, queue: &str) -> anyhow::Result<bool> {
 /// Reads up to `limit` dead commands without removing them.
 pub async fn list(amqp: &AmqpSettings, limit: usize) -> anyhow::Result<Vec<DeadCommand>> {
     let conn = connect(amqp).await?;
-    let queue = dead_queue(&amqp.fulfilment_queue);
+    let queue = Names::new(amqp).dead().to_owned();
     if !exists(&conn, &queue).await? {
         conn.close(200, "dlq list done".into()).await?;
         return Ok(Vec::new());
@@ -87,7 +87,7 @@ pub async fn list(amqp: &AmqpSettings, limit: usize) -> anyhow::Result<Vec<DeadC
 /// again after it was moved (the same id and body) is left where it is. Each is moved once.
 pub async fn redrive(amqp: &AmqpSettings, limit: usize) -> anyhow::Result<Redriven> {
     let conn = connect(amqp).await?;
-    let queue = dead_queue(&amqp.fulfilment_queue);
+    let queue = Names::new(amqp).dead().to_owned();
     let held = match crate::amqp::topology::queue_depth(&conn, &queue).await {
         Ok(Some(held)) => held,
         Ok(None) => {
@@ -158,7 +158,7 @@ pub async fn redrive(amqp: &AmqpSettings, limit: usize) -> anyhow::Result<Redriv
 /// Returns whether it was found.
 pub async fn drop(amqp: &AmqpSettings, id: &str) -> anyhow::Result<bool> {
     let conn = connect(amqp).await?;
-    let queue = dead_queue(&amqp.fulfilment_queue);
+    let queue = Names::new(amqp).dead().to_owned();
     if !exists(&conn, &queue).await? {
         conn.close(200, "dlq drop done".into()).await?;
         return Ok(false);

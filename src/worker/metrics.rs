@@ -1,6 +1,7 @@
 //! The worker's metrics, registered into the process registry.
 
 use super::decide::DeadCause;
+use crate::metrics::Label;
 use crate::weibo::{Action, CallOutcome};
 use prometheus::{HistogramOpts, HistogramVec, IntCounter, IntCounterVec, Opts, Registry};
 
@@ -16,20 +17,6 @@ pub enum CallResult {
     Transient,
     /// Refused for good.
     Permanent,
-}
-
-impl CallResult {
-    /// Every variant, in declaration order; a new variant is in it without a word (strum),
-    /// so every series exists from the start.
-    pub fn all() -> impl Iterator<Item = Self> {
-        <Self as strum::IntoEnumIterator>::iter()
-    }
-
-    /// The metric label.
-    pub fn as_str(self) -> &'static str {
-        // The variant's name in snake_case (strum): a new variant brings its label along.
-        self.into()
-    }
 }
 
 impl From<&CallOutcome> for CallResult {
@@ -123,6 +110,7 @@ impl WorkerMetrics {
 #[cfg(test)]
 mod tests {
     use super::{CallResult, DeadCause};
+    use crate::metrics::Label;
 
     /// The labels dashboards and alerts match on: renaming a variant must not move them.
     #[test]

@@ -1,12 +1,14 @@
 //! The fulfilment worker: consumes commands, calls the order interfaces, and gives every
 //! command a confirmed next home (outcome, delay queue, or dead queue) before acking it.
 
+mod attempt;
 pub mod backlog;
 mod command;
 mod decide;
 pub mod dlq;
 mod headers;
 mod metrics;
+mod outcome;
 pub mod retry;
 mod settle;
 
@@ -22,35 +24,28 @@ use lapin::{Channel, Consumer};
 use tokio::sync::Semaphore;
 use tokio_util::sync::CancellationToken;
 
-use crate::amqp::{Broker, Link, Publisher};
-use crate::config::{Merchants, Settings};
+use crate::amqp::{Broker, Link, Names, Publisher};
 use crate::keeper::TokenKeeper;
 use crate::permits::Permits;
+use crate::settings::{Merchants, Settings};
+use crate::supervise::{Task, Tasks};
 use crate::telemetry::LogLimit;
 use crate::weibo::WeiboClient;
 
+pub use attempt::Attempt;
 pub use command::{Command, Verdict};
-pub use decide::{next_after, DeadCause, Next};
+pub use decide::{admit, next_after, Admitted, DeadCause, Next};
 pub use headers::{seal as seal_attempts, ATTEMPTS, DEATH_REASON, LAST_CODE, SEALED_ATTEMPTS};
 pub use metrics::WorkerMetrics;
-pub use retry::{dead_queue, delay_queue, worker_topology, RetryPolicy};
+pub use outcome::{Outcome, OutcomeBody};
+pub use retry::RetryPolicy;
 
-/// How long a stopping worker waits at most for in-flight commands.
+/// How long a stopping worker waits at most for in-flight commands, in all.
 const STOP_GRACE: Duration = Duration::from_secs(30);
-/// Pause before consuming again after the consumer ended, so a queue that keeps failing
-/// cannot turn into a busy loop.
-const RESUME_PAUSE: Duration = Duration::from_secs(1);
 /// Opening the consumer (channel, prefetch, consume) must not take longer than this.
 const CONSUME_SETUP: Duration = Duration::from_secs(10);
 /// Dead-letter log lines a second, after a burst of as many (every one is counted).
 const DEAD_LOG_PER_SEC: std::num::NonZeroU32 = std::num::NonZeroU32::new(10).unwrap();
-
-/// Queue and exchange names the worker uses.
-#[derive(Debug, Clone)]
-struct Queues {
-    fulfilment: String,
-    events_exchange: String,
-}
 
 /// Everything one worker process needs; shared by its in-flight commands.
 pub struct Worker {
@@ -62,7 +57,7 @@ pub struct Worker {
     policy: RetryPolicy,
     permits: Permits,
     metrics: WorkerMetrics,
-    queues: Queues,
+    names: Names,
     prefetch: u16,
     concurrency: usize,
     /// Caps dead-letter log lines: anyone who can publish commands can send bad ones.
@@ -73,6 +68,7 @@ impl Worker {
     /// A worker for `settings`, using the process's broker connection and token keeper.
     pub fn new(
         settings: &Settings,
+        names: &Names,
         broker: Broker,
         keeper: TokenKeeper,
         permits: Permits,
@@ -89,54 +85,50 @@ impl Worker {
             policy: RetryPolicy::from_settings(&settings.weibo),
             permits,
             metrics,
-            queues: Queues {
-                fulfilment: settings.amqp.fulfilment_queue.clone(),
-                events_exchange: settings.amqp.events_exchange.clone(),
-            },
-            prefetch: settings.worker.prefetch,
-            concurrency: settings.worker.concurrency,
+            names: names.clone(),
+            prefetch: settings.worker.prefetch.as_u16(),
+            concurrency: settings.worker.concurrency.as_usize(),
             dead_log: LogLimit::per_second(DEAD_LOG_PER_SEC),
         }
     }
 
+    /// Consumes as a task of `tasks` until they stop, on every broker link in turn.
+    pub fn start(self, tasks: &Tasks) {
+        let worker = Arc::new(self);
+        tasks.spawn(Task::Worker, move |stop| worker.clone().run(stop));
+    }
+
     /// Consumes until `stop` is cancelled, resuming on every new broker link; then waits for
-    /// the commands in flight to be settled.
-    pub async fn run(self: Arc<Self>, stop: CancellationToken) {
+    /// the commands in flight to be settled, within one grace period in all.
+    async fn run(self: Arc<Self>, stop: CancellationToken) {
         let in_flight = Arc::new(Semaphore::new(self.concurrency));
-        let mut links = self.broker.subscribe();
-        loop {
-            let link = tokio::select! {
-                _ = stop.cancelled() => break,
-                link = links.wait_for(Option::is_some) => match link {
-                    Ok(link) => link.clone(),
-                    Err(_) => break,
-                },
-            };
-            let Some(link) = link else { continue };
-            let ended = self.consume(&link, &in_flight, &stop).await;
-            if stop.is_cancelled() {
-                break;
-            }
-            // The consumer ended (its channel failed, or the broker cancelled it, e.g. because
-            // the queue was deleted). The connection is shared with the receiver and stays:
-            // after a pause, the topology is declared again and consuming resumes on whatever
-            // link is current then.
-            match ended {
-                Ok(()) => tracing::warn!("fulfilment consumer cancelled; resuming"),
-                Err(error) => tracing::warn!(%error, "fulfilment consumer failed; resuming"),
-            }
-            tokio::select! {
-                _ = stop.cancelled() => break,
-                _ = tokio::time::sleep(RESUME_PAUSE) => {}
-            }
-            if link.is_up() {
-                if let Err(error) = self.broker.declare_topology().await {
-                    tracing::warn!(%error, "topology not declared again");
+        let grace = Arc::new(Grace::default());
+        let each = |link: Link| {
+            let (worker, in_flight, stop, grace) =
+                (self.clone(), in_flight.clone(), stop.clone(), grace.clone());
+            async move {
+                let ended = worker.consume(&link, &in_flight, &stop, &grace).await;
+                if stop.is_cancelled() {
+                    return;
+                }
+                match ended {
+                    Ok(()) => tracing::warn!("fulfilment consumer cancelled; resuming"),
+                    Err(error) => tracing::warn!(%error, "fulfilment consumer failed; resuming"),
+                }
+                // Its channel failed, or the broker cancelled it because the queue was
+                // deleted: the topology is declared again (on a channel of its own) before
+                // consuming resumes. The connection, shared with the receiver, stays.
+                if link.is_up() {
+                    if let Err(error) = worker.broker.declare_topology().await {
+                        tracing::warn!(%error, "topology not declared again");
+                    }
                 }
             }
-        }
-        let permits = u32::try_from(self.concurrency).unwrap_or(u32::MAX);
-        let _all = tokio::time::timeout(STOP_GRACE, in_flight.acquire_many(permits)).await;
+        };
+        self.broker.on_each_link(&stop, each).await;
+        // Whatever the consumer already waited for counts: the grace is waited once.
+        let all = u32::try_from(self.concurrency).unwrap_or(u32::MAX);
+        let _all = tokio::time::timeout_at(grace.deadline(), in_flight.acquire_many(all)).await;
         self.publisher.close().await;
         tracing::info!("worker stopped; in-flight commands settled");
     }
@@ -146,6 +138,7 @@ impl Worker {
         link: &Link,
         in_flight: &Arc<Semaphore>,
         stop: &CancellationToken,
+        grace: &Grace,
     ) -> Result<(), String> {
         // A broker that never answers must not hold the worker here: the resume loop retries.
         let opened = tokio::time::timeout(CONSUME_SETUP, self.open_consumer(link)).await;
@@ -154,8 +147,10 @@ impl Worker {
             Ok(Err(error)) => return Err(error.to_string()),
             Err(_) => return Err(format!("no consumer within {CONSUME_SETUP:?}")),
         };
-        tracing::info!(queue = %self.queues.fulfilment, prefetch = self.prefetch, "consuming fulfilment commands");
-        let ended = self.deliver(&channel, &mut consumer, in_flight, stop).await;
+        tracing::info!(queue = %self.names.fulfilment(), prefetch = self.prefetch, "consuming fulfilment commands");
+        let ended = self
+            .deliver(&channel, &mut consumer, in_flight, stop, grace)
+            .await;
         // The consumer is gone (cancelled by the broker, or failed): so is its channel, or a
         // channel would be left open on the shared connection at every resume.
         if channel.status().connected() {
@@ -171,7 +166,7 @@ impl Worker {
             .await?;
         let consumer = channel
             .basic_consume(
-                self.queues.fulfilment.as_str().into(),
+                self.names.fulfilment().into(),
                 "weibo-relay-worker".into(),
                 BasicConsumeOptions::default(),
                 FieldTable::default(),
@@ -187,6 +182,7 @@ impl Worker {
         consumer: &mut Consumer,
         in_flight: &Arc<Semaphore>,
         stop: &CancellationToken,
+        grace: &Grace,
     ) -> Result<(), String> {
         loop {
             let delivery = tokio::select! {
@@ -197,7 +193,9 @@ impl Worker {
                         .basic_cancel(consumer.tag(), BasicCancelOptions::default())
                         .await;
                     let all = u32::try_from(self.concurrency).unwrap_or(u32::MAX);
-                    let _settled = tokio::time::timeout(STOP_GRACE, in_flight.acquire_many(all)).await;
+                    let _settled =
+                        tokio::time::timeout_at(grace.deadline(), in_flight.acquire_many(all))
+                            .await;
                     let _ = channel.close(200, "worker stopping".into()).await;
                     return Ok(());
                 }
@@ -232,5 +230,40 @@ impl Worker {
                 .instrument(span),
             );
         }
+    }
+}
+
+/// When a stopping worker stops waiting for its commands in flight: [`STOP_GRACE`] after it
+/// first began to wait, however many places wait.
+#[derive(Default)]
+struct Grace(std::sync::OnceLock<tokio::time::Instant>);
+
+impl Grace {
+    fn deadline(&self) -> tokio::time::Instant {
+        *self
+            .0
+            .get_or_init(|| crate::clock::Later::later(tokio::time::Instant::now(), STOP_GRACE))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test(start_paused = true)]
+    async fn the_grace_is_counted_from_the_first_wait_whoever_waits_after() {
+        let grace = Grace::default();
+        let first = grace.deadline();
+        assert_eq!(
+            first,
+            crate::clock::Later::later(tokio::time::Instant::now(), STOP_GRACE)
+        );
+        tokio::time::advance(Duration::from_secs(20)).await;
+        // The consumer waited 20 s of it; the worker's own wait gets the 10 s left, not 30.
+        assert_eq!(grace.deadline(), first);
+        assert_eq!(
+            first.saturating_duration_since(tokio::time::Instant::now()),
+            Duration::from_secs(10)
+        );
     }
 }

@@ -8,11 +8,9 @@
 use std::collections::BTreeSet;
 use std::time::Duration;
 
-use lapin::types::AMQPValue;
 use rand::Rng;
 
-use crate::amqp::{topology::long_string, QueueSpec, Topology};
-use crate::config::{AmqpSettings, WeiboSettings};
+use crate::settings::WeiboSettings;
 
 /// How long a delay queue outlives its last declaration beyond its own delay: long enough that
 /// everything published to it has expired into the work queue before it goes.
@@ -30,9 +28,9 @@ impl RetryPolicy {
     /// From `weibo.retry_base_ms`, `retry_max_ms`, `max_attempts`.
     pub fn from_settings(weibo: &WeiboSettings) -> Self {
         Self::new(
-            Duration::from_millis(weibo.retry_base_ms),
-            Duration::from_millis(weibo.retry_max_ms),
-            weibo.max_attempts,
+            weibo.retry_base_ms.get(),
+            weibo.retry_max_ms.get(),
+            weibo.max_attempts.as_u32(),
         )
     }
 
@@ -76,57 +74,6 @@ impl RetryPolicy {
     fn last_step(&self) -> u32 {
         self.max_attempts.saturating_sub(1).max(1)
     }
-}
-
-/// `<fulfilment_queue>.retry.<delay in ms>ms`, the delay queue for `delay`.
-pub fn delay_queue(fulfilment_queue: &str, delay: Duration) -> String {
-    format!("{fulfilment_queue}.retry.{}ms", delay.as_millis())
-}
-
-/// `<fulfilment_queue>.dead`
-pub fn dead_queue(fulfilment_queue: &str) -> String {
-    format!("{fulfilment_queue}.dead")
-}
-
-/// The worker's part: work queue, dead queue, one delay queue per distinct delay, the events
-/// exchange its outcomes go to, and the token keeper's exchange and permits queue.
-pub fn worker_topology(amqp: &AmqpSettings, policy: &RetryPolicy) -> Topology {
-    let fq = &amqp.fulfilment_queue;
-    let keeper = crate::keeper::cluster::ClusterNames::new(fq);
-    let mut topology = Topology::default()
-        .exchange(&amqp.events_exchange)
-        .queue(QueueSpec::quorum(fq))
-        .queue(QueueSpec::quorum(&dead_queue(fq)))
-        // The token keeper's election: one active consumer at a time.
-        .queue(
-            QueueSpec::quorum(&keeper.keeper_queue)
-                .with_argument("x-single-active-consumer", AMQPValue::Boolean(true)),
-        )
-        // Its announcements, and the platform call permits, which expire in half a second.
-        .exchange(&keeper.tokens_exchange)
-        .queue(
-            QueueSpec::quorum(&keeper.permits_queue)
-                .with_argument("x-message-ttl", AMQPValue::LongLongInt(500)),
-        );
-    for delay in policy.delays() {
-        let ms = |d: Duration| i64::try_from(d.as_millis()).unwrap_or(i64::MAX);
-        // Quorum like the work queue, so a command waiting for its retry survives the loss of
-        // a node; an expired message is dead-lettered at least once (never dropped) straight
-        // back to the work queue through the default exchange.
-        topology = topology.queue(
-            QueueSpec::quorum(&delay_queue(fq, delay))
-                .with_argument("x-message-ttl", AMQPValue::LongLongInt(ms(delay)))
-                .with_argument("x-dead-letter-exchange", long_string(""))
-                .with_argument("x-dead-letter-routing-key", long_string(fq))
-                .with_argument("x-dead-letter-strategy", long_string("at-least-once"))
-                .with_argument("x-overflow", long_string("reject-publish"))
-                .with_argument(
-                    "x-expires",
-                    AMQPValue::LongLongInt(ms(delay.saturating_add(DELAY_QUEUE_GRACE))),
-                ),
-        );
-    }
-    topology
 }
 
 #[cfg(test)]
@@ -178,9 +125,7 @@ mod tests {
     }
 
     #[test]
-    fn one_attempt_keeps_the_parking_queue_and_names_say_the_delay() {
+    fn one_attempt_keeps_the_parking_queue() {
         assert_eq!(ms(&policy(1, 1, 1)), [1]);
-        assert_eq!(delay_queue("w", Duration::from_secs(5)), "w.retry.5000ms");
-        assert_eq!(dead_queue("w"), "w.dead");
     }
 }

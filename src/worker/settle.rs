@@ -3,18 +3,17 @@
 
 use lapin::message::Delivery;
 use lapin::options::{BasicAckOptions, BasicNackOptions};
+use lapin::types::FieldTable;
 use lapin::BasicProperties;
 use secrecy::ExposeSecret;
-use serde_json::json;
 
 use super::command::Command;
-use super::decide::Next;
+use super::decide::{Admitted, Next};
 use super::headers::{self, ATTEMPTS, DEATH_REASON, LAST_CODE, SEALED_ATTEMPTS};
-use super::retry::{dead_queue, delay_queue};
+use super::outcome::{Outcome, OutcomeBody};
 use super::Worker;
 use crate::amqp::{Outgoing, PublishError};
 use crate::trace::TraceContext;
-use lapin::types::FieldTable;
 
 /// Pause before a command whose next home was refused goes back to the queue.
 const REQUEUE_PAUSE: std::time::Duration = std::time::Duration::from_secs(1);
@@ -23,7 +22,7 @@ impl Worker {
     /// Publishes the next home of `delivery`, then acks it; on a broker failure the delivery
     /// is returned to the queue and will be processed again.
     #[tracing::instrument(name = "settle", skip_all)]
-    pub(super) async fn settle(&self, delivery: &Delivery, next: Next, trace: &TraceContext) {
+    pub(super) async fn settle(&self, delivery: &Delivery, next: Next<'_>, trace: &TraceContext) {
         let result = self.publish_next(delivery, &next, trace).await;
         let settled = match result {
             Ok(()) => delivery.ack(BasicAckOptions::default()).await,
@@ -55,10 +54,9 @@ impl Worker {
     async fn publish_next(
         &self,
         delivery: &Delivery,
-        next: &Next,
+        next: &Next<'_>,
         trace: &TraceContext,
     ) -> Result<(), PublishError> {
-        let fq = &self.queues.fulfilment;
         match next {
             Next::Succeeded {
                 command,
@@ -66,37 +64,36 @@ impl Worker {
                 code,
             } => {
                 tracing::info!(attempts, code, "fulfilment succeeded");
-                self.publish_outcome(
-                    "fulfilment.succeeded",
+                let body = OutcomeBody {
                     command,
-                    *attempts,
-                    Some(*code),
-                    "success",
-                    trace,
-                )
-                .await
+                    attempts: *attempts,
+                    code: Some(*code),
+                    msg: "success",
+                };
+                self.publish_outcome(Outcome::Succeeded, &body, trace).await
             }
             Next::Retry {
-                command,
+                admitted:
+                    Admitted {
+                        command: _,
+                        merchant,
+                    },
                 attempts,
-                step,
                 code,
                 reason,
             } => {
-                let delay = self.policy.jittered_delay(*step);
+                // After an attempt its delay; a command that waited without one, the first.
+                let step = (*attempts).max(1);
+                let delay = self.policy.jittered_delay(step);
                 tracing::info!(attempts, ?delay, %reason, "retrying later");
-                // decide() found the merchant; a command only retries for a configured one.
-                let key = self
-                    .merchants
-                    .get(command.appid())
-                    .map(|m| m.sign_key.expose_secret().as_bytes().to_vec())
-                    .unwrap_or_default();
+                // Sealed with the merchant's own key: a count nobody else could have written.
+                let key = merchant.sign_key().expose_secret().as_bytes();
                 let properties = republished(
                     delivery,
                     &[
                         (
                             SEALED_ATTEMPTS,
-                            Some(headers::seal(*attempts, &delivery.data, &key)),
+                            Some(headers::seal(*attempts, &delivery.data, key)),
                         ),
                         (ATTEMPTS, Some(headers::number(*attempts))),
                         (LAST_CODE, headers::last_code(*code)),
@@ -106,7 +103,7 @@ impl Worker {
                 self.publisher
                     .publish(Outgoing {
                         exchange: "",
-                        routing_key: &delay_queue(fq, self.policy.delay(*step)),
+                        routing_key: &self.names.retry(self.policy.delay(step)),
                         body: &delivery.data,
                         properties,
                     })
@@ -135,22 +132,20 @@ impl Worker {
                 self.publisher
                     .publish(Outgoing {
                         exchange: "",
-                        routing_key: &dead_queue(fq),
+                        routing_key: self.names.dead(),
                         body: &delivery.data,
                         properties,
                     })
                     .await?;
                 self.metrics.dead_letter(*cause);
                 if let Some(command) = command {
-                    self.publish_outcome(
-                        "fulfilment.failed",
+                    let body = OutcomeBody {
                         command,
-                        *attempts,
-                        *code,
-                        reason,
-                        trace,
-                    )
-                    .await?;
+                        attempts: *attempts,
+                        code: *code,
+                        msg: reason,
+                    };
+                    self.publish_outcome(Outcome::Failed, &body, trace).await?;
                 }
                 Ok(())
             }
@@ -159,28 +154,25 @@ impl Worker {
 
     async fn publish_outcome(
         &self,
-        routing_key: &str,
-        command: &Command,
-        attempts: u32,
-        code: Option<i64>,
-        msg: &str,
+        outcome: Outcome,
+        body: &OutcomeBody<'_>,
         trace: &TraceContext,
     ) -> Result<(), PublishError> {
-        let body =
-            json!({"command": command.to_json(), "attempts": attempts, "code": code, "msg": msg});
-        let body = serde_json::to_vec(&body).unwrap_or_default();
+        let routing_key = outcome.routing_key();
+        let command: &Command = body.command;
+        let body = serde_json::to_vec(body).expect("an outcome of strings and numbers serializes");
         let mut headers = FieldTable::default();
         trace.write(&mut headers);
         let properties = BasicProperties::default()
             .with_delivery_mode(2)
             .with_content_type("application/json".into())
             .with_type(routing_key.into())
-            .with_message_id(outcome_id(command, routing_key).as_str().into())
+            .with_message_id(outcome.message_id(command).as_str().into())
             .with_headers(headers);
         // Not mandatory: outcomes are for whoever binds a queue; none bound is not a failure.
         self.publisher
             .publish_optional(Outgoing {
-                exchange: &self.queues.events_exchange,
+                exchange: self.names.events_exchange(),
                 routing_key,
                 body: &body,
                 properties,
@@ -188,25 +180,6 @@ impl Worker {
             .await
             .map(|_| ())
     }
-}
-
-/// The outcome's `message_id`: the same for every settling of one command with one result
-/// (a redelivery after a crash publishes it again), so consumers can dedupe on it as on
-/// events. sha256 over appid, sub order, action and result, as 32 hex digits.
-fn outcome_id(command: &Command, routing_key: &str) -> String {
-    use sha2::{Digest, Sha256};
-    let mut hash = Sha256::new();
-    for part in [
-        "outcome",
-        command.appid(),
-        command.sub_order_id(),
-        command.action_name(),
-        routing_key,
-    ] {
-        hash.update(part.as_bytes());
-        hash.update(b"\n");
-    }
-    hex::encode(&hash.finalize()[..16])
 }
 
 /// The delivery's properties for its next queue: persistent, headers carried and changed.

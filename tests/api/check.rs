@@ -3,6 +3,7 @@
 
 use lapin::options::QueueDeclareOptions;
 use lapin::types::FieldTable;
+use weibo_relay::settings::AmqpUrl;
 use weibo_relay::startup::Roles;
 
 use crate::helpers::*;
@@ -60,7 +61,7 @@ async fn check_passes_a_working_configuration_and_names_each_thing_that_would_fa
     let toml = relay_toml(&settings);
     let amqp = &settings.amqp;
 
-    let log = weibo_relay::amqp::topology::event_log(&amqp.events_queue);
+    let log = weibo_relay::amqp::Names::new(amqp).event_log().to_owned();
     // Before any relay ran: every queue absent, which is fine.
     let (code, lines, stderr) = check(&toml).await;
     assert_eq!(code, Some(0), "{lines:#?}\n{stderr}");
@@ -138,11 +139,13 @@ async fn check_passes_a_working_configuration_and_names_each_thing_that_would_fa
         .port();
     let mut broken = settings.clone();
     broken.amqp.urls = vec![
-        format!("amqp://guest:guest@127.0.0.1:{closed}/%2f").into(),
-        AMQP_URL.to_owned().into(),
+        AmqpUrl::parse(&format!("amqp://guest:guest@127.0.0.1:{closed}/%2f")).unwrap(),
+        AmqpUrl::parse(AMQP_URL).unwrap(),
     ];
-    broken.weibo.api_base = "https://nowhere.invalid/2/proxy/eshop/open".into();
-    broken.weibo.oauth_base = "https://nowhere.invalid".into();
+    broken.weibo.api_base = "https://nowhere.invalid/2/proxy/eshop/open"
+        .parse()
+        .unwrap();
+    broken.weibo.oauth_base = "https://nowhere.invalid".parse().unwrap();
     let (code, lines, stderr) = check(&relay_toml(&broken)).await;
     assert_eq!(code, Some(2), "{lines:#?}");
     // A failing check names what failed, never a credential (the refusing node's URL too).
@@ -198,22 +201,9 @@ fn run_role(role: &str, toml: &str) -> (Option<i32>, String) {
 #[tokio::test]
 async fn check_and_serve_refuse_the_same_merchants() {
     let stage = platform_stage(test_settings(AMQP_URL)).await;
-    let mut letters = stage.settings().clone();
-    letters.merchants = weibo_relay::config::Merchants::new(
-        letters
-            .merchants
-            .iter()
-            .map(|m| weibo_relay::config::Merchant {
-                uid: if m.appid == OTHER_APPID {
-                    "abc".into()
-                } else {
-                    m.uid.clone()
-                },
-                ..m.clone()
-            })
-            .collect(),
-    );
-    let toml = relay_toml(&letters);
+    // The other merchant's uid in letters, as an operator's file could give it.
+    let toml = relay_toml(stage.settings()).replace("uid = \"1404376561\"", "uid = \"abc\"");
+    assert!(toml.contains("uid = \"abc\""), "{toml}");
     let refused = "weibo-relay: invalid configuration: merchants[1].uid: must be a number of 1 to 20 digits, as the platform gives it\n";
     for role in ["check", "serve"] {
         let toml = toml.clone();
@@ -224,7 +214,7 @@ async fn check_and_serve_refuse_the_same_merchants() {
     }
 
     let mut none = stage.settings().clone();
-    none.merchants = weibo_relay::config::Merchants::default();
+    none.merchants = weibo_relay::settings::Merchants::default();
     let toml = relay_toml(&none);
     let (code, lines, stderr) = check(&toml).await;
     assert_eq!(code, Some(2), "{lines:#?}");

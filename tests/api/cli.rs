@@ -1,6 +1,7 @@
 //! The binary's own answers: signatures and configuration errors.
 
 use std::process::Command;
+use weibo_relay::settings::AmqpUrl;
 
 use crate::helpers::ConfigFile;
 
@@ -55,10 +56,10 @@ fn bad_configuration_exits_non_zero_with_one_line_naming_the_key() {
     let stderr = String::from_utf8(out.stderr).unwrap();
     assert_eq!(
         stderr,
-        "weibo-relay: invalid configuration: unknown field `bindd`, expected one of `bind`, \
-         `admin_bind`, `max_body_bytes`, `body_timeout_ms`, `max_connections`, \
-         `shutdown_timeout_secs`, `workers` for key `http`\n",
-        "said once, on one line"
+        "weibo-relay: invalid configuration: http: unknown field `bindd`, expected one of \
+         `bind`, `admin_bind`, `max_body_bytes`, `body_timeout_ms`, `max_connections`, \
+         `shutdown_timeout_secs`, `workers`\n",
+        "said once, on one line, naming the table as every refusal names its key"
     );
 
     // A file that is not TOML: one line still, with where and why.
@@ -155,7 +156,7 @@ fn dlq_tools_try_every_node_and_name_each_without_the_password() {
         .map(|p| format!("amqp://ops:s3cret-pa55word-xyz@127.0.0.1:{p}/%2f"))
         .collect();
     let mut settings = crate::helpers::test_settings(&urls[0]);
-    settings.amqp.urls = urls.iter().map(|u| u.clone().into()).collect();
+    settings.amqp.urls = urls.iter().map(|u| AmqpUrl::parse(u).unwrap()).collect();
     let toml = crate::helpers::relay_toml(&settings);
     let out = dlq_list(&toml);
     let stderr = String::from_utf8(out.stderr).unwrap();
@@ -206,7 +207,7 @@ async fn a_port_that_speaks_http_is_named_as_not_amqp_by_every_command() {
     let http = stage.sandbox().base_url();
     let at = http.trim_start_matches("http://").to_owned();
     let mut settings = stage.settings().clone();
-    settings.amqp.url = format!("amqp://guest:guest@{at}/%2f").into();
+    settings.amqp.url = AmqpUrl::parse(&format!("amqp://guest:guest@{at}/%2f")).unwrap();
     let config = ConfigFile::of(&settings).unwrap();
     let path = config.path().to_str().unwrap().to_owned();
     let words = format!(

@@ -8,12 +8,13 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
+use weibo_relay::settings::{AmqpUrl, Certificates, PrivateKey};
 
 use lapin::options::{BasicGetOptions, BasicPublishOptions, QueueBindOptions, QueueDeclareOptions};
 use lapin::types::{AMQPValue, FieldTable};
 use lapin::{BasicProperties, Connection};
 use serde_json::Value;
-use weibo_relay::config::Settings;
+use weibo_relay::settings::Settings;
 
 use crate::helpers::*;
 use crate::rig::finish;
@@ -223,11 +224,11 @@ async fn losing_the_node_the_relay_is_on_costs_seconds_and_no_event_or_command()
         .collect();
     let ports: Vec<u16> = (0..3).map(|i| port + i).collect();
     let mut settings = test_settings(AMQP_URL);
-    settings.amqp.url = urls[0].clone().into();
-    settings.amqp.urls = urls.iter().map(|u| u.clone().into()).collect();
-    settings.amqp.reconnect_max_ms = 1000;
-    settings.weibo.retry_base_ms = 200;
-    settings.weibo.retry_max_ms = 800;
+    settings.amqp.url = AmqpUrl::parse(&urls[0]).unwrap();
+    settings.amqp.urls = urls.iter().map(|u| AmqpUrl::parse(u).unwrap()).collect();
+    settings.amqp.reconnect_max_ms = 1000.try_into().unwrap();
+    settings.weibo.retry_base_ms = 200.try_into().unwrap();
+    settings.weibo.retry_max_ms = 800.try_into().unwrap();
     // Its queues live on the cluster, and go with it; the stage deletes them first.
     let stage = platform_stage(settings).await;
     let (settings, sandbox) = (stage.settings(), stage.sandbox());
@@ -481,9 +482,9 @@ async fn a_broker_requiring_mutual_tls_with_a_private_ca_is_reached_with_the_rig
     // The relay's settings for `url` with a CA file and, maybe, a client certificate and key.
     let files = |url: &str, ca: &str, cert: Option<&str>, key: Option<&str>| {
         let mut settings = test_settings(url);
-        settings.amqp.tls_ca_file = Some(ca.into());
-        settings.amqp.tls_cert_file = cert.map(Into::into);
-        settings.amqp.tls_key_file = key.map(Into::into);
+        settings.amqp.tls_ca_file = Some(Certificates::read(ca).unwrap());
+        settings.amqp.tls_cert_file = cert.map(|c| Certificates::read(c).unwrap());
+        settings.amqp.tls_key_file = key.map(|k| PrivateKey::read(k).unwrap());
         settings
     };
     let good = files(url, ca, Some(cert), Some(key));
@@ -552,24 +553,22 @@ async fn a_broker_requiring_mutual_tls_with_a_private_ca_is_reached_with_the_rig
     // Files that cannot work stop the start, naming the key.
     let mut cert_only = files(url, ca, Some(cert), None);
     cert_only.amqp.tls_ca_file = None;
-    for (tls, expected) in [
+    for (toml, expected) in [
         (
-            files(url, ca, Some(cert), Some(other_key)),
+            relay_toml(&files(url, ca, Some(cert), Some(other_key))),
             "invalid configuration: amqp.tls_key_file: ",
         ),
         (
-            files(url, "/nonexistent/ca.pem", None, None),
+            relay_toml(&files(url, ca, None, None)).replace(ca, "/nonexistent/ca.pem"),
             "invalid configuration: amqp.tls_ca_file: cannot read /nonexistent/ca.pem",
         ),
         (
-            cert_only,
+            relay_toml(&cert_only),
             "invalid configuration: amqp.tls_key_file: is required with amqp.tls_cert_file",
         ),
     ] {
         // As the relay reads its file at start.
-        let err = Settings::from_toml(&relay_toml(&tls))
-            .unwrap_err()
-            .to_string();
+        let err = Settings::from_toml(&toml).unwrap_err().to_string();
         assert!(err.starts_with(expected), "{err}");
         assert!(!err.contains("BEGIN"), "{err}");
     }

@@ -11,9 +11,10 @@ use secrecy::ExposeSecret;
 use serde::Deserialize;
 use serde_json::{json, Value as Json};
 use serde_yaml_ng::Value as Yaml;
+use weibo_relay::amqp::Names;
 use weibo_relay::amqp::Topology;
-use weibo_relay::config::{is_placeholder, Settings};
-use weibo_relay::worker::{worker_topology, RetryPolicy};
+use weibo_relay::settings::{is_placeholder, Settings};
+use weibo_relay::startup::Roles;
 
 fn repo() -> &'static Path {
     Path::new(env!("CARGO_MANIFEST_DIR"))
@@ -334,11 +335,7 @@ fn deploy_compose_wires_broker_roles_config_and_readiness() {
             "{role}: the health check's port"
         );
         assert!(
-            settings
-                .amqp
-                .url
-                .expose_secret()
-                .contains("@rabbitmq:5672/"),
+            settings.amqp.url.shown().contains("@rabbitmq:5672/"),
             "{role}"
         );
     }
@@ -401,9 +398,8 @@ fn deploy_compose_cluster_override_gives_three_nodes_to_every_relay() {
         let hosts: Vec<String> = settings
             .amqp
             .endpoints()
-            .unwrap()
             .into_iter()
-            .map(|(uri, _)| uri.authority.host)
+            .map(|e| e.uri.authority.host)
             .collect();
         assert_eq!(hosts, ["rabbitmq", "rabbitmq-2", "rabbitmq-3"], "{role}");
         let waits: BTreeSet<&str> = services[role]["depends_on"]
@@ -498,7 +494,10 @@ fn deploy_k8s_pod_config_assembles_from_configmap_and_secret() {
             settings.http.admin_bind.map(|a| a.to_string()).as_deref(),
             Some("0.0.0.0:9090")
         );
-        assert_eq!(settings.amqp.url.expose_secret(), url.trim_matches('"'));
+        assert_eq!(
+            settings.amqp.url,
+            weibo_relay::settings::AmqpUrl::parse(url.trim_matches('"')).unwrap()
+        );
         assert_eq!(settings.merchants.len(), 1);
     }
 }
@@ -597,8 +596,8 @@ fn deploy_no_secret_value_appears_in_a_configmap() {
         secrets.push(m["client_secret"].as_str().unwrap().to_owned());
     }
     for m in load_filled(toml, Vec::new()).merchants.iter() {
-        secrets.push(m.sign_key.expose_secret().to_owned());
-        secrets.push(m.client_secret.expose_secret().to_owned());
+        secrets.push(m.sign_key().expose_secret().to_owned());
+        secrets.push(m.client_secret().expose_secret().to_owned());
     }
     let url = s(&secret["stringData"]["amqp-url"]);
     let password = url
@@ -651,10 +650,7 @@ fn arguments_json(table: &FieldTable) -> Json {
 
 fn declared_topology() -> Topology {
     let s = Settings::load(None, std::iter::empty()).unwrap();
-    Topology::events(&s.amqp, &s.event_log.max_age).merge(worker_topology(
-        &s.amqp,
-        &RetryPolicy::from_settings(&s.weibo),
-    ))
+    Topology::for_roles(&Names::new(&s.amqp), &s, Roles::Serve)
 }
 
 fn keys(v: &Json) -> BTreeSet<&str> {

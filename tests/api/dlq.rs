@@ -15,7 +15,7 @@ use crate::keeper::Deployment;
 use crate::rig::{finish, WorkerRig};
 
 /// Runs `weibo-relay dlq ARGS` with `settings` off the test's runtime: (exit code, stdout).
-async fn dlq(settings: &weibo_relay::config::Settings, args: &[&str]) -> (Option<i32>, String) {
+async fn dlq(settings: &weibo_relay::settings::Settings, args: &[&str]) -> (Option<i32>, String) {
     let config = ConfigFile::of(settings).unwrap();
     let args: Vec<String> = args.iter().map(|a| (*a).to_owned()).collect();
     let out = tokio::task::spawn_blocking(move || {
@@ -47,7 +47,9 @@ async fn dlq_list_escapes_what_it_did_not_write_and_its_json_stays_exact() {
     .await;
     // Two put in `.dead` by hand: ids, reasons, codes and bodies that would move the cursor,
     // clear or colour the screen, set the terminal's title, reverse the text, or fake lines.
-    let dead = weibo_relay::worker::dead_queue(&rig.app.settings.amqp.fulfilment_queue);
+    let dead = weibo_relay::amqp::Names::new(&rig.app.settings.amqp)
+        .dead()
+        .to_owned();
     let fake = "evil\nid=cmd-2 attempts=0 last_code=null reason=\"\" command=ok";
     let body = "{\"appid\":\"100023\"}\u{1b}[2J\r\nid=fake attempts=9 last_code=0 reason=\"\" command=all good";
     let mut headers = FieldTable::default();
@@ -170,7 +172,7 @@ async fn redrive_moves_each_dead_command_once_while_a_worker_keeps_failing_them(
     let worker = d.spawn(None).await;
     d.wait_ready(worker).await;
     let fq = d.settings.amqp.fulfilment_queue.clone();
-    let dead = weibo_relay::worker::dead_queue(&fq);
+    let dead = format!("{fq}.dead");
     let depth = |queue: String| {
         let connection = &d.connection;
         async move {

@@ -30,9 +30,9 @@ async fn forged_log_entries_neither_hide_a_state_nor_stop_nor_repeat_a_sweep() {
     let rig = WorkerRig::start_with(RigOptions {
         roles: Roles::Serve,
         adjust: Box::new(|s, _| {
-            s.reconcile.interval_secs = 1;
-            s.reconcile.settle_secs = 2;
-            s.reconcile.lookback_secs = 3600;
+            s.reconcile.interval_secs = 1.try_into().unwrap();
+            s.reconcile.settle_secs = 2.try_into().unwrap();
+            s.reconcile.lookback_secs = 3600.try_into().unwrap();
         }),
         ..RigOptions::default()
     })

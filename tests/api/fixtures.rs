@@ -1,6 +1,6 @@
 //! The shipped sample pushes are accepted by a relay configured with the shipped merchant.
 
-use weibo_relay::config::Settings;
+use weibo_relay::settings::Settings;
 
 use crate::helpers::*;
 
@@ -11,7 +11,7 @@ async fn the_fixture_pushes_are_accepted_as_one_event() {
     let mut settings = test_settings(AMQP_URL);
     settings.merchants = shipped.merchants;
     // The fixtures were signed at 1700000000: widen the window instead of re-signing them.
-    settings.push.max_skew_secs = 4_000_000_000;
+    settings.push.max_skew_secs = 4_000_000_000.try_into().unwrap();
     let app = spawn_app_with(settings, true).await;
 
     // Byte for byte as `curl --data-binary @fixtures/push-form.txt` sends it: no newline at

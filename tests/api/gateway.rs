@@ -2,6 +2,7 @@
 //! system errors in the gateway's envelope at HTTP 400/403, codes as strings.
 
 use serde_json::json;
+use weibo_relay::settings::Settings;
 use weibo_relay::tooling::sandbox::{ErrorEnvelope, Faults};
 
 use crate::helpers::*;
@@ -79,8 +80,10 @@ async fn an_expired_token_answered_by_the_gateway_is_refreshed_once_for_many_cal
 async fn codes_mean_what_the_configuration_says() {
     let rig = WorkerRig::start_with(RigOptions {
         adjust: Box::new(|s, _| {
-            s.weibo.codes.already_finished.push(88001);
-            s.weibo.codes.transient.push(88002);
+            // The defaults, one code added to each of two lists.
+            let table = "[weibo.codes]\nalready_finished = [70102, 88001]\n\
+                transient = [10001, 10002, 10003, 10022, 10023, 10024, 21331, 88002]\n";
+            s.weibo.codes = Settings::from_toml(table).unwrap().weibo.codes;
         }),
         ..gateway()
     })

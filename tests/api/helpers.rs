@@ -2,10 +2,11 @@
 //! a relay on a stage of its own with the test's own broker connection, and push helpers.
 
 use std::time::{Duration, Instant};
+use weibo_relay::settings::AmqpUrl;
 
 use lapin::options::BasicGetOptions;
 use lapin::{Channel, Connection, ConnectionProperties};
-use weibo_relay::config::{Merchants, Settings};
+use weibo_relay::settings::{Merchants, Settings};
 use weibo_relay::signature;
 use weibo_relay::startup::Roles;
 use weibo_relay::tooling::stage;
@@ -42,12 +43,12 @@ pub fn test_settings(amqp_url: &str) -> Settings {
     let defaults =
         Settings::load(None, std::iter::empty::<(String, String)>()).expect("the defaults load");
     let mut s = stage::isolated(defaults, "test");
-    s.http.max_body_bytes = 4096;
-    s.http.body_timeout_ms = 1000;
-    s.amqp.url = amqp_url.to_owned().into();
-    s.amqp.confirm_timeout_ms = 2000;
-    s.amqp.reconnect_min_ms = 50;
-    s.amqp.reconnect_max_ms = 200;
+    s.http.max_body_bytes = 4096.try_into().unwrap();
+    s.http.body_timeout_ms = 1000.try_into().unwrap();
+    s.amqp.url = AmqpUrl::parse(amqp_url).unwrap();
+    s.amqp.confirm_timeout_ms = 2000.try_into().unwrap();
+    s.amqp.reconnect_min_ms = 50.try_into().unwrap();
+    s.amqp.reconnect_max_ms = 200.try_into().unwrap();
     s.merchants = Merchants::new(vec![
         stage::merchant(
             APPID,
@@ -143,7 +144,7 @@ pub async fn start_stage(settings: Settings, mut options: StageOptions) -> Stage
     // Through the machine's broker as guest, whatever the relay goes through (a proxy the
     // test cuts, a user the test deletes): clean-up must not depend on what the test broke.
     let mut direct = settings.amqp.clone();
-    direct.url = AMQP_URL.to_owned().into();
+    direct.url = AmqpUrl::parse(AMQP_URL).unwrap();
     direct.urls.clear();
     (
         direct.tls_ca_file,

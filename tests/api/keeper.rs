@@ -2,13 +2,14 @@
 //! broker, one sandbox and one merchant, killed and cut off for real.
 
 use std::time::{Duration, Instant};
+use weibo_relay::settings::AmqpUrl;
 
 use lapin::options::{BasicPublishOptions, QueueBindOptions, QueueDeclareOptions};
 use lapin::types::FieldTable;
 use lapin::{BasicProperties, Channel, Connection};
 use serde_json::{json, Value};
 use std::sync::Arc;
-use weibo_relay::config::Settings;
+use weibo_relay::settings::Settings;
 use weibo_relay::tooling::sandbox::SandboxHandle;
 
 use crate::helpers::*;
@@ -39,12 +40,13 @@ impl Deployment {
                     ..PlatformOptions::default()
                 }),
                 adjust: Box::new(move |settings, _| {
-                    settings.weibo.timeout_ms = 2000;
-                    settings.weibo.max_attempts = 4;
-                    settings.weibo.retry_base_ms = 200;
-                    settings.weibo.retry_max_ms = 800;
-                    settings.weibo.rate_limit_per_sec = rate_limit_per_sec;
-                    settings.worker.token_wait_ms = 5000;
+                    settings.weibo.timeout_ms = 2000.try_into().unwrap();
+                    settings.weibo.max_attempts = 4.try_into().unwrap();
+                    settings.weibo.retry_base_ms = 200.try_into().unwrap();
+                    settings.weibo.retry_max_ms = 800.try_into().unwrap();
+                    settings.weibo.rate_limit_per_sec =
+                        u64::from(rate_limit_per_sec).try_into().unwrap();
+                    settings.worker.token_wait_ms = 5000.try_into().unwrap();
                 }),
                 ready: Ready::No,
                 teardown_through: None,
@@ -83,7 +85,7 @@ impl Deployment {
     pub(crate) async fn spawn(&mut self, amqp_url: Option<&str>) -> usize {
         let worker = self.stage.spawn_with(BIN, "worker", "info", |settings| {
             if let Some(url) = amqp_url {
-                settings.amqp.url = url.to_owned().into();
+                settings.amqp.url = AmqpUrl::parse(url).unwrap();
             }
         });
         self.workers.push(Some(worker));
@@ -511,7 +513,7 @@ async fn three_workers_together_stay_within_the_platform_rate() {
 
 #[tokio::test]
 async fn a_token_never_crosses_the_broker_in_clear() {
-    use weibo_relay::keeper::sealed::{open, MerchantKeys, TokenMessage};
+    use weibo_relay::keeper::wire::{open, MerchantKeys, TokenMessage};
     let mut d = Deployment::start(Duration::from_secs(7200), 1000).await;
     // Everything announced on the tokens exchange, as any user of the vhost could read it.
     let tap = format!("{}.tap", d.settings.amqp.fulfilment_queue);
@@ -609,7 +611,7 @@ async fn a_token_never_crosses_the_broker_in_clear() {
         let merchant = d.settings.merchants.get(&sealed.appid).unwrap();
         let plain =
             open(&MerchantKeys::derive(merchant), &sealed).expect("sealed with the merchant's key");
-        if sealed.appid != APPID {
+        if sealed.appid.as_str() != APPID {
             continue;
         }
         assert!(contains_token(secrecy::ExposeSecret::expose_secret(
@@ -735,7 +737,7 @@ fn contains_token(text: &str) -> bool {
 /// keeps its token, asks for no other, and every command succeeds with it.
 #[tokio::test]
 async fn announcements_that_do_not_open_are_counted_and_ignored() {
-    use weibo_relay::keeper::sealed::{seal, MerchantKeys, TokenMessage, TokenPlain};
+    use weibo_relay::keeper::wire::{seal, MerchantKeys, TokenMessage, TokenPlain};
     let mut d = Deployment::start(Duration::from_secs(7200), 1000).await;
     let only = d.spawn(None).await;
     d.wait_ready(only).await;
@@ -743,18 +745,25 @@ async fn announcements_that_do_not_open_are_counted_and_ignored() {
     let rejected = "weibo_relay_token_messages_rejected_total";
     assert_eq!(d.metric(only, rejected).await, 0.0);
 
-    let mut stranger = d.settings.merchants.get(APPID).unwrap().clone();
-    stranger.client_secret = "somebody-else-0123456789".to_owned().into();
+    let ours = d.settings.merchants.get(APPID).unwrap();
+    let stranger = weibo_relay::tooling::stage::merchant(
+        APPID,
+        secrecy::ExposeSecret::expose_secret(ours.sign_key()),
+        ours.client_id(),
+        "somebody-else-0123456789",
+        ours.uid(),
+    );
+    let appid = ours.appid().clone();
     let forged = TokenPlain {
         access_token: format!("2.00{}", "F".repeat(30)).into(),
         issued_at: 0,
         expires_in: 7200,
         obtained_at_ms: 0,
     };
-    let wrong_key = seal(&MerchantKeys::derive(&stranger), APPID, 999, &forged);
+    let wrong_key = seal(&MerchantKeys::derive(&stranger), &appid, 999, &forged);
     let mut altered = seal(
         &MerchantKeys::derive(d.settings.merchants.get(APPID).unwrap()),
-        APPID,
+        &appid,
         998,
         &forged,
     );

@@ -16,13 +16,18 @@ use crate::keeper::Deployment;
 /// The deployment's keys, and the same merchants with someone else's `client_secret`.
 pub(crate) fn keyrings(d: &Deployment) -> (Keyring, Keyring) {
     let genuine = Keyring::derive(&d.settings.merchants);
-    let strangers = weibo_relay::config::Merchants::new(
+    let strangers = weibo_relay::settings::Merchants::new(
         d.settings
             .merchants
             .iter()
-            .map(|m| weibo_relay::config::Merchant {
-                client_secret: "somebody-else-0123456789".to_owned().into(),
-                ..m.clone()
+            .map(|m| {
+                weibo_relay::tooling::stage::merchant(
+                    m.appid().as_str(),
+                    secrecy::ExposeSecret::expose_secret(m.sign_key()),
+                    m.client_id(),
+                    "somebody-else-0123456789",
+                    m.uid(),
+                )
             })
             .collect(),
     );

@@ -7,8 +7,8 @@ use std::time::{Duration, Instant};
 use futures_util::StreamExt;
 use lapin::options::{BasicConsumeOptions, QueueBindOptions, QueueDeclareOptions};
 use lapin::types::FieldTable;
-use weibo_relay::keeper::sealed::{refresh_request, Request, TokenMessage};
 use weibo_relay::keeper::stamp::{Kind, Stamper};
+use weibo_relay::keeper::wire::{refresh_request, Request, TokenMessage};
 
 use crate::helpers::*;
 use crate::keeper::Deployment;
@@ -137,7 +137,7 @@ async fn a_flood_of_hellos_costs_the_keeper_bounded_announcements_and_little_cpu
     .await;
     let forged_refresh = refresh_request(
         strangers.merchant(APPID).unwrap(),
-        APPID,
+        &weibo_relay::ids::AppId::parse(APPID).unwrap(),
         generation.unwrap(),
     );
 

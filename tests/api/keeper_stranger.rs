@@ -11,7 +11,8 @@ use lapin::options::BasicConsumeOptions;
 use lapin::types::FieldTable;
 use lapin::{Channel, Connection, ConnectionProperties};
 use serde_json::Value;
-use weibo_relay::worker::{worker_topology, RetryPolicy};
+use weibo_relay::amqp::{Names, Topology};
+use weibo_relay::startup::Roles;
 
 use crate::helpers::*;
 use crate::keeper::Deployment;
@@ -37,13 +38,10 @@ impl Stranger {
         )
         .await
         .unwrap();
-        worker_topology(
-            &d.settings.amqp,
-            &RetryPolicy::from_settings(&d.settings.weibo),
-        )
-        .declare(&connection)
-        .await
-        .unwrap();
+        Topology::for_roles(&Names::new(&d.settings.amqp), &d.settings, Roles::Worker)
+            .declare(&connection)
+            .await
+            .unwrap();
         let channel = connection.create_channel().await.unwrap();
         let mut consumer = channel
             .basic_consume(

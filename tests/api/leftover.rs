@@ -119,7 +119,7 @@ async fn a_relay_declares_no_events_queue_and_warns_of_one_left_behind() {
         }
     };
     assert_eq!(depth(amqp.events_queue.clone()).await, None);
-    let log = weibo_relay::amqp::topology::event_log(&amqp.events_queue);
+    let log = weibo_relay::amqp::Names::new(amqp).event_log().to_owned();
     assert!(depth(log).await.is_some(), "the event log is declared");
     let channel = conn.create_channel().await.unwrap();
     channel

@@ -7,7 +7,7 @@ use std::time::{Duration, Instant};
 
 use lapin::options::QueueDeclareOptions;
 use lapin::types::{AMQPValue, FieldTable};
-use weibo_relay::config::{BROKER_MAX_EXPIRY_MS, MAX_RETRY_MS};
+use weibo_relay::settings::{BROKER_MAX_EXPIRY_MS, MAX_RETRY_MS};
 use weibo_relay::startup::Roles;
 
 use crate::helpers::*;
@@ -157,9 +157,9 @@ async fn the_longest_retry_delay_accepted_is_the_longest_the_broker_takes() {
 
     // A worker at the longest delay accepted declares its delay queue and connects.
     let mut settings = test_settings(AMQP_URL);
-    settings.weibo.retry_base_ms = MAX_RETRY_MS;
-    settings.weibo.retry_max_ms = MAX_RETRY_MS;
-    settings.weibo.max_attempts = 2;
+    settings.weibo.retry_base_ms = MAX_RETRY_MS.try_into().unwrap();
+    settings.weibo.retry_max_ms = MAX_RETRY_MS.try_into().unwrap();
+    settings.weibo.max_attempts = 2.try_into().unwrap();
     let app = spawn_roles(settings, Roles::Worker, true).await;
     let delay = format!(
         "{}.retry.{MAX_RETRY_MS}ms",

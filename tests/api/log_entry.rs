@@ -4,9 +4,9 @@
 use lapin::options::BasicPublishOptions;
 use lapin::types::{AMQPValue, FieldTable};
 use lapin::BasicProperties;
-use weibo_relay::config::{Merchants, Settings};
 use weibo_relay::event::seal::Sealed;
 use weibo_relay::keys::{Keyring, MerchantKeys};
+use weibo_relay::settings::{Merchants, Settings};
 
 use crate::helpers::*;
 
@@ -104,7 +104,9 @@ pub async fn append_to(
     routing_key: Option<&str>,
     entry: &Entry,
 ) {
-    let log = weibo_relay::amqp::topology::event_log(&settings.amqp.events_queue);
+    let log = weibo_relay::amqp::Names::new(&settings.amqp)
+        .event_log()
+        .to_owned();
     let (exchange, key) = match routing_key {
         Some(key) => (settings.amqp.events_exchange.as_str(), key),
         None => ("", log.as_str()),

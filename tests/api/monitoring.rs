@@ -42,8 +42,8 @@ async fn exported() -> BTreeSet<String> {
     let rig = WorkerRig::start_with(RigOptions {
         roles: Roles::Serve,
         adjust: Box::new(|s, _| {
-            s.reconcile.interval_secs = 1;
-            s.reconcile.settle_secs = 1;
+            s.reconcile.interval_secs = 1.try_into().unwrap();
+            s.reconcile.settle_secs = 1.try_into().unwrap();
         }),
         ..Default::default()
     })
@@ -134,8 +134,8 @@ async fn a_worker_exports_how_many_commands_wait_in_the_work_and_dead_queues() {
     let rig = WorkerRig::start_with(RigOptions {
         timeout_ms: 12_000,
         adjust: Box::new(|s, _| {
-            s.worker.prefetch = 1;
-            s.worker.concurrency = 1;
+            s.worker.prefetch = 1.try_into().unwrap();
+            s.worker.concurrency = 1.try_into().unwrap();
         }),
         ..Default::default()
     })
@@ -158,7 +158,9 @@ async fn a_worker_exports_how_many_commands_wait_in_the_work_and_dead_queues() {
         rig.send(serde_json::json!({"appid": APPID, "sub_order_id": id, "action": "finish"}))
             .await;
     }
-    let dead = weibo_relay::worker::dead_queue(&rig.app.settings.amqp.fulfilment_queue);
+    let dead = weibo_relay::amqp::Names::new(&rig.app.settings.amqp)
+        .dead()
+        .to_owned();
     for _ in 0..3 {
         rig.app
             .channel

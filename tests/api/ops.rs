@@ -16,6 +16,7 @@ async fn health_readiness_and_metrics_answer() {
     assert_eq!(ready.status, 200, "{}", ready.body);
     let metrics = app.get("/metrics").await;
     assert_eq!(metrics.status, 200);
+    use weibo_relay::metrics::Label;
     for outcome in weibo_relay::metrics::PushOutcome::all() {
         let line = format!(
             "weibo_relay_pushes_total{{outcome=\"{}\"}} 0",

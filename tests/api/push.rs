@@ -293,7 +293,7 @@ async fn an_unroutable_event_is_a_503_not_a_success() {
     // Nothing bound for order.#: neither the test's tap nor the event log.
     let bound = [
         tap_queue(&app.settings),
-        weibo_relay::amqp::topology::event_log(&amqp.events_queue),
+        weibo_relay::amqp::Names::new(amqp).event_log().to_owned(),
     ];
     for queue in &bound {
         app.channel

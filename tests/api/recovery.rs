@@ -3,6 +3,7 @@
 
 use std::collections::BTreeMap;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use weibo_relay::settings::MaxAge;
 
 use lapin::options::{BasicGetOptions, QueueDeclareOptions};
 use lapin::types::{AMQPValue, FieldTable};
@@ -24,9 +25,9 @@ async fn serve_reconciling(settle: u64, list_page_cap: Option<u32>) -> WorkerRig
         roles: Roles::Serve,
         faults,
         adjust: Box::new(move |s, _| {
-            s.reconcile.interval_secs = 1;
-            s.reconcile.settle_secs = settle;
-            s.reconcile.lookback_secs = 3600;
+            s.reconcile.interval_secs = 1.try_into().unwrap();
+            s.reconcile.settle_secs = settle.try_into().unwrap();
+            s.reconcile.lookback_secs = 3600.try_into().unwrap();
         }),
         ..RigOptions::default()
     })
@@ -236,8 +237,8 @@ async fn a_failing_list_call_is_counted_and_the_next_sweep_recovers() {
 #[tokio::test]
 async fn two_serve_processes_reconcile_each_missing_state_once() {
     let mut settings = test_settings(AMQP_URL);
-    settings.reconcile.interval_secs = 1;
-    settings.reconcile.settle_secs = 1;
+    settings.reconcile.interval_secs = 1.try_into().unwrap();
+    settings.reconcile.settle_secs = 1.try_into().unwrap();
     let stage = platform_stage(settings).await;
     let (settings, sandbox) = (stage.settings(), stage.sandbox());
     let one = stage.spawn(BIN, "serve", "info");
@@ -301,8 +302,8 @@ async fn states_pushed_while_the_relay_was_down_arrive_once_when_it_is_back() {
         .port();
     let mut settings = test_settings(AMQP_URL);
     settings.http.bind = ([127, 0, 0, 1], port).into();
-    settings.reconcile.interval_secs = 1;
-    settings.reconcile.settle_secs = 2;
+    settings.reconcile.interval_secs = 1.try_into().unwrap();
+    settings.reconcile.settle_secs = 2.try_into().unwrap();
     let stage = platform_stage(settings).await;
     let (settings, sandbox) = (stage.settings(), stage.sandbox());
     // 1 min, 5 min, 15 min scaled down to 6, 30 and 90 ms: the platform gives up at once.
@@ -385,9 +386,11 @@ async fn states_pushed_while_the_relay_was_down_arrive_once_when_it_is_back() {
 #[tokio::test]
 async fn the_event_log_is_a_stream_kept_for_event_log_max_age() {
     let mut settings = test_settings(AMQP_URL);
-    settings.event_log.max_age = "3D".into();
+    settings.event_log.max_age = MaxAge::parse("3D").unwrap();
     let app = spawn_app_with(settings, true).await;
-    let log = weibo_relay::amqp::topology::event_log(&app.settings.amqp.events_queue);
+    let log = weibo_relay::amqp::Names::new(&app.settings.amqp)
+        .event_log()
+        .to_owned();
     let app = &app;
     let declare = |max_age: &'static str| {
         let log = log.clone();
@@ -469,7 +472,7 @@ async fn the_log_replays_by_window_appid_and_sub_order_into_a_queue_that_exists(
     let options = |until: SystemTime, appid: Option<&str>, id: Option<&str>| ReplayOptions {
         since: started,
         until,
-        appid: appid.map(str::to_owned),
+        appid: appid.map(|a| weibo_relay::ids::AppId::parse(a).unwrap()),
         sub_order_id: id.map(str::to_owned),
         routing_key: None,
         to_queue: target.clone(),
@@ -666,7 +669,9 @@ async fn a_long_replay_says_how_far_it_got_and_keeps_its_memory_bounded() {
     use std::io::Read;
     const EVENTS: usize = 9000;
     let app = spawn_app().await;
-    let log = weibo_relay::amqp::topology::event_log(&app.settings.amqp.events_queue);
+    let log = weibo_relay::amqp::Names::new(&app.settings.amqp)
+        .event_log()
+        .to_owned();
     let channel = app.connection().create_channel().await.unwrap();
     channel.confirm_select(Default::default()).await.unwrap();
     let pad = "x".repeat(8 * 1024);

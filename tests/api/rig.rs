@@ -7,7 +7,7 @@ use lapin::types::{AMQPValue, FieldTable};
 use lapin::BasicProperties;
 use serde_json::{json, Value};
 use std::sync::Arc;
-use weibo_relay::config::Settings;
+use weibo_relay::settings::Settings;
 use weibo_relay::startup::Roles;
 use weibo_relay::tooling::sandbox::{Faults, SandboxHandle};
 
@@ -72,12 +72,12 @@ impl WorkerRig {
                     token_ttl: options.token_ttl,
                 }),
                 adjust: Box::new(move |settings, sandbox| {
-                    settings.weibo.timeout_ms = timeout_ms;
-                    settings.weibo.max_attempts = max_attempts;
-                    settings.weibo.retry_base_ms = 100;
-                    settings.weibo.retry_max_ms = 400;
-                    settings.weibo.rate_limit_per_sec = 1000;
-                    settings.worker.token_wait_ms = 2000;
+                    settings.weibo.timeout_ms = timeout_ms.try_into().unwrap();
+                    settings.weibo.max_attempts = u64::from(max_attempts).try_into().unwrap();
+                    settings.weibo.retry_base_ms = 100.try_into().unwrap();
+                    settings.weibo.retry_max_ms = 400.try_into().unwrap();
+                    settings.weibo.rate_limit_per_sec = 1000.try_into().unwrap();
+                    settings.worker.token_wait_ms = 2000.try_into().unwrap();
                     adjust(settings, sandbox.expect("a rig has a platform"));
                 }),
                 ready: Ready::Broker,
@@ -264,7 +264,9 @@ impl WorkerRig {
 
     /// Takes the next dead command: (body, headers).
     pub async fn next_dead(&self) -> (Value, FieldTable) {
-        let dead = weibo_relay::worker::dead_queue(&self.app.settings.amqp.fulfilment_queue);
+        let dead = weibo_relay::amqp::Names::new(&self.app.settings.amqp)
+            .dead()
+            .to_owned();
         let deadline = std::time::Instant::now() + Duration::from_secs(20);
         loop {
             let got = self
@@ -289,7 +291,9 @@ impl WorkerRig {
     }
 
     pub async fn dead_depth(&self) -> u32 {
-        let dead = weibo_relay::worker::dead_queue(&self.app.settings.amqp.fulfilment_queue);
+        let dead = weibo_relay::amqp::Names::new(&self.app.settings.amqp)
+            .dead()
+            .to_owned();
         self.app.depth_of(&dead).await
     }
 

@@ -220,9 +220,9 @@ async fn a_reconciled_event_is_what_the_schemas_describe() {
     let rig = WorkerRig::start_with(RigOptions {
         roles: Roles::Serve,
         adjust: Box::new(|s, _| {
-            s.reconcile.interval_secs = 1;
-            s.reconcile.settle_secs = 1;
-            s.reconcile.lookback_secs = 3600;
+            s.reconcile.interval_secs = 1.try_into().unwrap();
+            s.reconcile.settle_secs = 1.try_into().unwrap();
+            s.reconcile.lookback_secs = 3600.try_into().unwrap();
         }),
         ..RigOptions::default()
     })
@@ -336,7 +336,9 @@ async fn succeeded_and_failed_outcomes_are_what_the_schemas_describe() {
 #[tokio::test]
 async fn dead_commands_are_what_the_schemas_describe() {
     let rig = WorkerRig::start().await;
-    let dead = weibo_relay::worker::dead_queue(&rig.app.settings.amqp.fulfilment_queue);
+    let dead = weibo_relay::amqp::Names::new(&rig.app.settings.amqp)
+        .dead()
+        .to_owned();
 
     // Poison: not JSON, with a producer's own headers and properties. Only a well-formed
     // trace context travels on; the producer's other header does not.
@@ -392,8 +394,8 @@ async fn a_command_waiting_in_a_delay_queue_is_what_the_schemas_describe() {
     // A long delay, so the command is still there to be read.
     let rig = WorkerRig::start_with(RigOptions {
         adjust: Box::new(|s, _| {
-            s.weibo.retry_base_ms = 30_000;
-            s.weibo.retry_max_ms = 30_000;
+            s.weibo.retry_base_ms = 30_000.try_into().unwrap();
+            s.weibo.retry_max_ms = 30_000.try_into().unwrap();
         }),
         ..RigOptions::default()
     })

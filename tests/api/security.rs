@@ -30,9 +30,9 @@ async fn a_slow_client_flood_is_bounded_in_memory_and_pushes_still_get_through()
     const CLIENTS: usize = 600;
     const MAX_CONNECTIONS: usize = 200;
     let mut settings = test_settings(AMQP_URL);
-    settings.http.max_body_bytes = 65536;
-    settings.http.body_timeout_ms = 3000;
-    settings.http.max_connections = MAX_CONNECTIONS;
+    settings.http.max_body_bytes = 65536.try_into().unwrap();
+    settings.http.body_timeout_ms = 3000.try_into().unwrap();
+    settings.http.max_connections = (MAX_CONNECTIONS as u64).try_into().unwrap();
     let stage = bare_stage(settings).await;
     let relay = stage.spawn(BIN, "receiver", "info");
     relay.wait_ready().await;
@@ -210,7 +210,7 @@ async fn queues_deleted_under_the_worker_cost_neither_the_receiver_nor_a_command
     })
     .await;
     let fq = rig.app.settings.amqp.fulfilment_queue.clone();
-    let dead = weibo_relay::worker::dead_queue(&fq);
+    let dead = format!("{fq}.dead");
     let chaos = async {
         // The dead queue goes: a poison command's next home is refused (NO_ROUTE).
         rig.app
@@ -305,7 +305,7 @@ async fn padded_and_extended_replays_are_published_once_with_exactly_the_signed_
     // Without it (another replica, a restart): every copy carries the same id and the same
     // params, so consumers deduplicating on message_id see one event.
     let mut settings = test_settings(AMQP_URL);
-    settings.push.dedup_capacity = 0;
+    settings.push.dedup_capacity = 0.try_into().unwrap();
     let app = spawn_app_with(settings, true).await;
     for fields in &replays {
         app.post_form(form(fields)).await.assert_success();
@@ -415,7 +415,7 @@ async fn a_redirecting_token_endpoint_gets_nothing_followed_and_no_token_is_take
     let (redirect, answered) = redirector(302, format!("{trap_url}/oauth2/shop/authorize")).await;
     let rig = WorkerRig::start_with(RigOptions {
         wait_ready: false,
-        adjust: Box::new(move |s, _| s.weibo.oauth_base = redirect),
+        adjust: Box::new(move |s, _| s.weibo.oauth_base = redirect.parse().unwrap()),
         ..RigOptions::default()
     })
     .await;
@@ -460,7 +460,7 @@ async fn a_redirecting_order_interface_gets_nothing_followed_and_the_command_is_
     let (redirect, answered) = redirector(307, format!("{trap_url}/steal")).await;
     let rig = WorkerRig::start_with(RigOptions {
         max_attempts: 2,
-        adjust: Box::new(move |s, _| s.weibo.api_base = redirect),
+        adjust: Box::new(move |s, _| s.weibo.api_base = redirect.parse().unwrap()),
         ..RigOptions::default()
     })
     .await;
@@ -488,7 +488,7 @@ async fn a_redirecting_order_interface_gets_nothing_followed_and_the_command_is_
 #[tokio::test]
 async fn names_from_a_request_cannot_forge_flood_or_colour_the_log() {
     let mut settings = test_settings(AMQP_URL);
-    settings.http.max_body_bytes = 65536;
+    settings.http.max_body_bytes = 65536.try_into().unwrap();
     let stage = bare_stage(settings).await;
     // Text logs: the format a forged line would fool.
     let toml = relay_toml(stage.settings());
@@ -641,8 +641,8 @@ async fn the_relay_needs_no_more_than_the_permissions_readme_grants_it() {
             *grant.lock().unwrap() = Some(BrokerUser::create(
                 &user, &password, &configure, &write, &read,
             ));
-            s.reconcile.interval_secs = 1;
-            s.reconcile.settle_secs = 1;
+            s.reconcile.interval_secs = 1.try_into().unwrap();
+            s.reconcile.settle_secs = 1.try_into().unwrap();
         }),
         ..RigOptions::default()
     })

@@ -12,8 +12,8 @@ use crate::log_entry::{append_to, Entry};
 /// A `serve` process sweeping every second on a stage with the sandbox platform.
 async fn sweeping(binary: &str) -> (Stage, RelayProcess) {
     let mut settings = test_settings(AMQP_URL);
-    settings.reconcile.interval_secs = 1;
-    settings.reconcile.settle_secs = 1;
+    settings.reconcile.interval_secs = 1.try_into().unwrap();
+    settings.reconcile.settle_secs = 1.try_into().unwrap();
     let stage = platform_stage(settings).await;
     let relay = stage.spawn(binary, "serve", "info");
     relay.wait_ready().await;

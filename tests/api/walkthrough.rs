@@ -8,7 +8,7 @@ use std::path::Path;
 use std::process::Command;
 use std::time::Duration;
 
-use weibo_relay::config::Settings;
+use weibo_relay::settings::Settings;
 
 use crate::examples::{python, Example};
 use crate::helpers::*;

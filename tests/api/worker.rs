@@ -377,7 +377,7 @@ async fn a_deleted_work_queue_is_redeclared_and_consumed_again() {
 }
 
 /// Runs `weibo-relay dlq ARGS` with a configuration naming `amqp`'s queues.
-fn dlq_cli(settings: &weibo_relay::config::Settings, args: &[&str]) -> std::process::Output {
+fn dlq_cli(settings: &weibo_relay::settings::Settings, args: &[&str]) -> std::process::Output {
     let config = ConfigFile::of(settings).unwrap();
     std::process::Command::new(BIN)
         .arg("dlq")

@@ -99,11 +99,11 @@ async fn token_endpoint_down_at_startup_keeps_readiness_false_then_commands_resu
 async fn a_worker_killed_mid_batch_and_restarted_loses_no_command() {
     const ORDERS: usize = 60;
     let mut settings = test_settings(AMQP_URL);
-    settings.weibo.retry_base_ms = 100;
-    settings.weibo.retry_max_ms = 400;
-    settings.weibo.rate_limit_per_sec = 1000;
-    settings.worker.concurrency = 4;
-    settings.worker.prefetch = 8;
+    settings.weibo.retry_base_ms = 100.try_into().unwrap();
+    settings.weibo.retry_max_ms = 400.try_into().unwrap();
+    settings.weibo.rate_limit_per_sec = 1000.try_into().unwrap();
+    settings.worker.concurrency = 4.try_into().unwrap();
+    settings.worker.prefetch = 8.try_into().unwrap();
     let platform = PlatformOptions {
         faults: Faults {
             latency_ms: 20,
@@ -164,7 +164,9 @@ async fn a_worker_killed_mid_batch_and_restarted_loses_no_command() {
     .await;
     let dead = channel
         .queue_declare(
-            weibo_relay::worker::dead_queue(&settings.amqp.fulfilment_queue)
+            weibo_relay::amqp::Names::new(&settings.amqp)
+                .dead()
+                .to_owned()
                 .as_str()
                 .into(),
             QueueDeclareOptions {
@@ -206,8 +208,8 @@ async fn a_new_retry_schedule_starts_cleanly_while_commands_wait_under_the_old_o
             ..Default::default()
         },
         adjust: Box::new(|s, _| {
-            s.weibo.retry_base_ms = 3000;
-            s.weibo.retry_max_ms = 3000;
+            s.weibo.retry_base_ms = 3000.try_into().unwrap();
+            s.weibo.retry_max_ms = 3000.try_into().unwrap();
         }),
         ..Default::default()
     })
@@ -227,8 +229,8 @@ async fn a_new_retry_schedule_starts_cleanly_while_commands_wait_under_the_old_o
     // Stop the worker and start one with another schedule: no procedure, no manual step.
     rig.app.stop().await;
     let mut new_settings = rig.app.settings.clone();
-    new_settings.weibo.retry_base_ms = 200;
-    new_settings.weibo.retry_max_ms = 800;
+    new_settings.weibo.retry_base_ms = 200.try_into().unwrap();
+    new_settings.weibo.retry_max_ms = 800.try_into().unwrap();
     let new_worker = spawn_roles(new_settings, Roles::Worker, true).await;
     eventually(Duration::from_secs(10), "new worker ready", || async {
         new_worker.get("/readyz").await.status == 200

@@ -8,7 +8,7 @@ use weibo_relay::signature;
 use weibo_relay::tooling::sandbox::{CLOSED, FINISHED, PAID, TIMED_OUT};
 use weibo_relay::weibo::{CallOutcome, TokenError, WeiboClient};
 
-use crate::support::{settings, Platform, APPID, SIGN_KEY};
+use crate::support::{settings, sub, Platform, APPID, SIGN_KEY};
 
 const HOUR: Duration = Duration::from_secs(3600);
 
@@ -52,11 +52,11 @@ async fn finish_and_close_succeed_with_the_exact_signed_params() {
     let token = p.client.fetch_token(p.merchant()).await.unwrap();
     assert_eq!(token.expires_in(), HOUR);
 
-    let finished = p.client.finish(p.merchant(), &ids[0], &token).await;
+    let finished = p.client.finish(p.merchant(), &sub(&ids[0]), &token).await;
     assert_eq!(finished, CallOutcome::Succeeded { code: 0 });
     let closed = p
         .client
-        .close(p.merchant(), &ids[1], "out of stock", &token)
+        .close(p.merchant(), &sub(&ids[1]), "out of stock", &token)
         .await;
     assert_eq!(closed, CallOutcome::Succeeded { code: 0 });
     assert_eq!(p.state_of(&ids[0]).await, u64::from(FINISHED));
@@ -92,11 +92,11 @@ async fn order_codes_and_the_idempotent_rule() {
     let (finished, closed) = (&ids[0], &ids[1]);
     let c = &p.client;
     assert_eq!(
-        c.finish(m, finished, &token).await,
+        c.finish(m, &sub(finished), &token).await,
         CallOutcome::Succeeded { code: 0 }
     );
     assert_eq!(
-        c.close(m, closed, "r", &token).await,
+        c.close(m, &sub(closed), "r", &token).await,
         CallOutcome::Succeeded { code: 0 }
     );
     let permanent = |code: i64, msg: &str| CallOutcome::Permanent {
@@ -105,32 +105,32 @@ async fn order_codes_and_the_idempotent_rule() {
     };
     // 70102: success for finish, permanent for close; 70103 the other way round.
     assert_eq!(
-        c.finish(m, finished, &token).await,
+        c.finish(m, &sub(finished), &token).await,
         CallOutcome::Succeeded { code: 70102 }
     );
     assert_eq!(
-        c.close(m, finished, "r", &token).await,
+        c.close(m, &sub(finished), "r", &token).await,
         permanent(70102, "sub order already finished")
     );
     assert_eq!(
-        c.close(m, closed, "r", &token).await,
+        c.close(m, &sub(closed), "r", &token).await,
         CallOutcome::Succeeded { code: 70103 }
     );
     assert_eq!(
-        c.finish(m, closed, &token).await,
+        c.finish(m, &sub(closed), &token).await,
         permanent(70103, "sub order already closed")
     );
     // 70101, 70104, 40002 (close requires a reason).
     assert_eq!(
-        c.finish(m, "999", &token).await,
+        c.finish(m, &sub("999"), &token).await,
         permanent(70101, "sub order not found")
     );
     let not_allowed = permanent(70104, "sub order state does not allow this action");
-    assert_eq!(c.finish(m, &timed_out, &token).await, not_allowed);
-    assert_eq!(c.close(m, &timed_out, "r", &token).await, not_allowed);
+    assert_eq!(c.finish(m, &sub(&timed_out), &token).await, not_allowed);
+    assert_eq!(c.close(m, &sub(&timed_out), "r", &token).await, not_allowed);
     let fresh = p.orders(1, PAID).await.remove(0);
     assert_eq!(
-        c.close(m, &fresh, "", &token).await,
+        c.close(m, &sub(&fresh), "", &token).await,
         permanent(40002, "missing parameter reason")
     );
     assert_eq!(p.state_of(&fresh).await, u64::from(PAID));
@@ -146,7 +146,7 @@ async fn wrong_sign_key_is_a_permanent_40001() {
     let wrong = settings(&p.sandbox.base_url(), "not the key 0123456789", 1000);
     let outcome = p
         .client
-        .finish(wrong.merchants.get(APPID).unwrap(), &id, &token)
+        .finish(wrong.merchants.get(APPID).unwrap(), &sub(&id), &token)
         .await;
     assert_eq!(
         outcome,
@@ -167,19 +167,19 @@ async fn rejected_tokens() {
     // A second issue supersedes the first: 21332.
     let second = p.client.fetch_token(m).await.unwrap();
     assert_eq!(
-        p.client.finish(m, &id, &first).await,
+        p.client.finish(m, &sub(&id), &first).await,
         CallOutcome::TokenRejected { code: 21332 }
     );
     // Expired: 21327.
     p.revoke(21327).await;
     assert_eq!(
-        p.client.close(m, &id, "r", &second).await,
+        p.client.close(m, &sub(&id), "r", &second).await,
         CallOutcome::TokenRejected { code: 21327 }
     );
     assert_eq!(p.state_of(&id).await, u64::from(PAID));
     let third = p.client.fetch_token(m).await.unwrap();
     assert_eq!(
-        p.client.finish(m, &id, &third).await,
+        p.client.finish(m, &sub(&id), &third).await,
         CallOutcome::Succeeded { code: 0 }
     );
 }
@@ -194,7 +194,7 @@ async fn rate_limits_and_server_errors_are_transient() {
         p.faults(json!({"rate_limit_next": 1, "rate_limit_code": code}))
             .await;
         assert_eq!(
-            p.client.finish(m, &id, &token).await,
+            p.client.finish(m, &sub(&id), &token).await,
             CallOutcome::Transient {
                 code: Some(code),
                 reason: format!("code {code}: user requests out of rate limit!")
@@ -203,7 +203,7 @@ async fn rate_limits_and_server_errors_are_transient() {
     }
     p.faults(json!({"fail_next": 1, "error_status": 502})).await;
     assert_eq!(
-        p.client.finish(m, &id, &token).await,
+        p.client.finish(m, &sub(&id), &token).await,
         CallOutcome::Transient {
             code: None,
             reason: "HTTP 502".into()
@@ -211,7 +211,7 @@ async fn rate_limits_and_server_errors_are_transient() {
     );
     p.faults(json!({"error_rate": 1.0})).await;
     assert_eq!(
-        p.client.close(m, &id, "r", &token).await,
+        p.client.close(m, &sub(&id), "r", &token).await,
         CallOutcome::Transient {
             code: None,
             reason: "HTTP 503".into()
@@ -220,7 +220,7 @@ async fn rate_limits_and_server_errors_are_transient() {
     assert_eq!(p.state_of(&id).await, u64::from(PAID));
     p.faults(json!({})).await;
     assert_eq!(
-        p.client.finish(m, &id, &token).await,
+        p.client.finish(m, &sub(&id), &token).await,
         CallOutcome::Succeeded { code: 0 }
     );
     assert_eq!(p.calls("retailerFinishSub", "http_502").await, 1);
@@ -234,7 +234,7 @@ async fn time_outs_and_connection_errors_are_transient() {
     let token = p.client.fetch_token(m).await.unwrap();
     let id = p.orders(1, PAID).await.remove(0);
     p.faults(json!({"latency_ms": 1500})).await;
-    let outcome = p.client.finish(m, &id, &token).await;
+    let outcome = p.client.finish(m, &sub(&id), &token).await;
     assert!(
         matches!(&outcome, CallOutcome::Transient { code: None, reason } if reason.starts_with("time-out")),
         "{outcome:?}"
@@ -247,7 +247,7 @@ async fn time_outs_and_connection_errors_are_transient() {
         .port();
     let closed = settings(&format!("http://127.0.0.1:{port}"), SIGN_KEY, 1000);
     let nowhere = WeiboClient::new(&closed.weibo).unwrap();
-    let outcome = nowhere.finish(m, &id, &token).await;
+    let outcome = nowhere.finish(m, &sub(&id), &token).await;
     // The whole cause chain, down to the operating system's answer.
     assert!(
         matches!(&outcome, CallOutcome::Transient { code: None, reason }
@@ -268,16 +268,14 @@ async fn time_outs_and_connection_errors_are_transient() {
 async fn token_request_errors() {
     let p = Platform::start(HOUR).await;
     let mut wrong = settings(&p.sandbox.base_url(), SIGN_KEY, 1000);
-    let merchants: Vec<_> = wrong
-        .merchants
-        .iter()
-        .cloned()
-        .map(|mut m| {
-            m.client_secret = "not the secret".into();
-            m
-        })
-        .collect();
-    wrong.merchants = weibo_relay::config::Merchants::new(merchants);
+    wrong.merchants =
+        weibo_relay::settings::Merchants::new(vec![weibo_relay::tooling::stage::merchant(
+            APPID,
+            SIGN_KEY,
+            "772915",
+            "not the secret 0123456789",
+            "1404376560",
+        )]);
     let err = p
         .client
         .fetch_token(wrong.merchants.get(APPID).unwrap())
@@ -379,14 +377,14 @@ async fn weibo_gateway_errors_are_read_by_their_code_at_any_status() {
         p.faults(json!({"error_envelope": "weibo", "rate_limit_next": 1, "rate_limit_code": code}))
             .await;
         assert!(
-            matches!(p.client.finish(m, &id, &token).await, CallOutcome::Transient { code: Some(c), .. } if c == code),
+            matches!(p.client.finish(m, &sub(&id), &token).await, CallOutcome::Transient { code: Some(c), .. } if c == code),
             "{code}"
         );
     }
     p.faults(json!({"error_envelope": "weibo", "system_error_next": 1}))
         .await;
     assert_eq!(
-        p.client.finish(m, &id, &token).await,
+        p.client.finish(m, &sub(&id), &token).await,
         CallOutcome::Transient {
             code: Some(10002),
             reason: "code 10002: service unavailable".into()
@@ -395,7 +393,7 @@ async fn weibo_gateway_errors_are_read_by_their_code_at_any_status() {
     p.faults(json!({"error_envelope": "weibo", "code_next": 1, "code": 66666}))
         .await;
     assert_eq!(
-        p.client.finish(m, &id, &token).await,
+        p.client.finish(m, &sub(&id), &token).await,
         CallOutcome::Permanent {
             code: Some(66666),
             msg: "injected answer".into()
@@ -403,14 +401,14 @@ async fn weibo_gateway_errors_are_read_by_their_code_at_any_status() {
     );
     p.revoke(21327).await;
     assert_eq!(
-        p.client.finish(m, &id, &token).await,
+        p.client.finish(m, &sub(&id), &token).await,
         CallOutcome::TokenRejected { code: 21327 }
     );
     assert_eq!(p.calls("retailerFinishSub", "10002").await, 1);
     assert_eq!(p.calls("retailerFinishSub", "66666").await, 1);
     let fresh = p.client.fetch_token(m).await.unwrap();
     assert_eq!(
-        p.client.finish(m, &id, &fresh).await,
+        p.client.finish(m, &sub(&id), &fresh).await,
         CallOutcome::Succeeded { code: 0 }
     );
 }
@@ -458,7 +456,7 @@ async fn an_answer_over_four_mib_is_not_read() {
     ] {
         let base = flooding_host(head, 64 << 20).await;
         let client = WeiboClient::new(&settings(&base, SIGN_KEY, 5000).weibo).unwrap();
-        let outcome = client.finish(m, "42", &token).await;
+        let outcome = client.finish(m, &sub("42"), &token).await;
         assert_eq!(
             outcome,
             CallOutcome::Transient {

@@ -3,12 +3,23 @@
 use std::time::Duration;
 
 use serde_json::{json, Value};
-use weibo_relay::config::{Merchant, Merchants, Settings};
+use weibo_relay::ids::{AppId, SubOrderId};
+use weibo_relay::settings::{Merchant, Merchants, Settings};
 use weibo_relay::tooling::sandbox::{Sandbox, SandboxConfig, SandboxHandle};
 use weibo_relay::tooling::stage;
 use weibo_relay::weibo::WeiboClient;
 
 pub const APPID: &str = "100023";
+
+/// The test merchant's appid.
+pub fn appid() -> AppId {
+    AppId::parse(APPID).unwrap()
+}
+
+/// A sub order id as the client takes it.
+pub fn sub(id: impl AsRef<str>) -> SubOrderId {
+    SubOrderId::parse(id.as_ref()).unwrap()
+}
 pub const SIGN_KEY: &str = "sandbox sign key 0123456789";
 
 pub struct Platform {
@@ -21,9 +32,9 @@ pub struct Platform {
 /// Settings whose merchant signs with `sign_key`, pointed at `oauth_base`.
 pub fn settings(oauth_base: &str, sign_key: &str, timeout_ms: u64) -> Settings {
     let mut s = Settings::load(None, std::iter::empty::<(String, String)>()).unwrap();
-    s.weibo.api_base = format!("{oauth_base}/2/proxy/eshop/open");
-    s.weibo.oauth_base = oauth_base.to_owned();
-    s.weibo.timeout_ms = timeout_ms;
+    s.weibo.api_base = format!("{oauth_base}/2/proxy/eshop/open").parse().unwrap();
+    s.weibo.oauth_base = oauth_base.parse().unwrap();
+    s.weibo.timeout_ms = timeout_ms.try_into().unwrap();
     s.merchants = Merchants::new(vec![stage::merchant(
         APPID,
         sign_key,

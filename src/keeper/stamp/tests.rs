@@ -1,4 +1,6 @@
 use super::*;
+use crate::ids::AppId;
+use crate::metrics::Label;
 
 fn keyring(list: &[(&str, &str)]) -> Keyring {
     let toml: String = list
@@ -9,7 +11,11 @@ fn keyring(list: &[(&str, &str)]) -> Keyring {
             )
         })
         .collect();
-    Keyring::derive(&crate::config::Settings::from_toml(&toml).unwrap().merchants)
+    Keyring::derive(
+        &crate::settings::Settings::from_toml(&toml)
+            .unwrap()
+            .merchants,
+    )
 }
 
 const WINDOW: Window = Window {
@@ -27,7 +33,7 @@ fn a_stamp_verifies_only_for_its_kind_context_and_keys_and_within_its_window() {
     let verifier = Verifier::new(ring.clone(), "q.keeper");
     let stamp = stamper.stamp_at(Kind::Ping, 10_000);
     // Sealed with the smallest appid's key, and named so.
-    assert_eq!(stamp.appid, "100023");
+    assert_eq!(stamp.appid.as_str(), "100023");
     assert_eq!(stamp.counter, 1);
     assert_eq!(stamper.stamp_at(Kind::Ping, 10_000).counter, 2);
     assert_eq!(verifier.check(Kind::Ping, &stamp, WINDOW, 10_500), Ok(()));
@@ -60,11 +66,11 @@ fn a_stamp_verifies_only_for_its_kind_context_and_keys_and_within_its_window() {
             ..stamp.clone()
         },
         Stamp {
-            appid: "300069".into(),
+            appid: AppId::parse("300069").unwrap(),
             ..stamp.clone()
         },
         Stamp {
-            appid: "999999".into(),
+            appid: AppId::parse("999999").unwrap(),
             ..stamp.clone()
         },
         Stamp {

@@ -8,12 +8,11 @@
 use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
-use secrecy::SecretString;
-
 use super::{drive, push::signed_push, run_id, BenchError, Load, Report};
-use crate::amqp::{Outgoing, PublishError, Topology};
-use crate::config::{Merchant, Merchants, Settings};
+use crate::amqp::{Names, Outgoing, PublishError, Topology};
 use crate::push::{Body, ContentKind, UnverifiedPush};
+use crate::settings::{Merchants, Settings};
+use crate::startup::Roles;
 
 /// Beyond this a confirm counts as lost (the relay's default is 3 s; this only bounds a run).
 const CONFIRM_TIMEOUT: Duration = Duration::from_secs(10);
@@ -22,7 +21,7 @@ const CONFIRM_TIMEOUT: Duration = Duration::from_secs(10);
 #[derive(Debug, Clone)]
 pub struct BrokerOptions {
     /// Broker URL.
-    pub amqp_url: String,
+    pub amqp_url: crate::settings::AmqpUrl,
     /// How much load.
     pub load: Load,
 }
@@ -31,15 +30,15 @@ pub struct BrokerOptions {
 pub async fn run(options: BrokerOptions) -> Result<Report, BenchError> {
     options.load.validate()?;
     let (body, properties, routing_key) = sample_event()?;
-    let conn = crate::amqp::connect_url(&options.amqp_url, "weibo-relay bench broker")
+    let conn = crate::tooling::stage::connect_url(&options.amqp_url, "weibo-relay bench broker")
         .await
-        .map_err(|e| BenchError::Setup(e.to_string()))?;
+        .map_err(BenchError::Setup)?;
     let channel = crate::amqp::confirm_channel(&conn).await?;
     let defaults = Settings::load(None, std::iter::empty::<(String, String)>())
         .map_err(|e| BenchError::Setup(e.to_string()))?;
     let names = crate::tooling::stage::isolated(defaults, "weibo-relay-bench-broker");
     let verify = &names.amqp.events_queue;
-    let topology = Topology::events(&names.amqp, &names.event_log.max_age)
+    let topology = Topology::for_roles(&Names::new(&names.amqp), &names, Roles::Receiver)
         .queue(crate::amqp::QueueSpec::quorum(verify))
         .bind(verify, &names.amqp.events_exchange, "order.#");
     topology.declare(&conn).await?;
@@ -77,7 +76,7 @@ pub async fn run(options: BrokerOptions) -> Result<Report, BenchError> {
         }
     })
     .await;
-    let deleted = topology.delete(&channel).await;
+    let deleted = crate::tooling::stage::delete_on(&channel, &topology).await;
     let _ = conn.close(200, "bench done".into()).await;
     deleted?;
     Ok(Report::new(
@@ -91,20 +90,20 @@ pub async fn run(options: BrokerOptions) -> Result<Report, BenchError> {
 
 /// The envelope, properties and routing key the receiver would publish for one bench push.
 fn sample_event() -> Result<(Vec<u8>, lapin::BasicProperties, String), BenchError> {
-    let (appid, key, now) = ("100023", "bench-sign-key", 1_700_000_000);
-    let merchant = Merchant {
-        appid: appid.into(),
-        sign_key: SecretString::from(key),
-        client_id: "bench".into(),
-        client_secret: SecretString::from("bench"),
-        uid: "bench".into(),
-    };
+    let (appid, key, now) = ("100023", "bench-sign-key-0123456789", 1_700_000_000);
+    let merchant = crate::tooling::stage::merchant(
+        appid,
+        key,
+        "772915",
+        "bench-client-secret-0123",
+        "1404376560",
+    );
     let keys = crate::keys::MerchantKeys::derive(&merchant);
     let merchants = Merchants::new(vec![merchant]);
     let body = signed_push(appid, key, &run_id(), 0, now);
     let push = Body::parse(ContentKind::Form, body.as_bytes())
         .and_then(UnverifiedPush::parse)
-        .and_then(|p| p.verify(&merchants, now, 300))
+        .and_then(|p| p.verify(&merchants, now, std::time::Duration::from_secs(300)))
         .map_err(|e| BenchError::Setup(format!("sample push: {e}")))?;
     let publication = push.event().publication(
         SystemTime::now(),

@@ -7,6 +7,7 @@ mod report;
 mod worker;
 
 use crate::clock::Later;
+use crate::settings::AmqpUrl;
 use std::future::Future;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
@@ -103,10 +104,10 @@ where
 }
 
 /// Messages in `queue` now, by passive declaration (exact for quorum queues once confirmed).
-pub async fn queue_depth(amqp_url: &str, queue: &str) -> Result<u64, BenchError> {
-    let conn = crate::amqp::connect_url(amqp_url, "weibo-relay bench")
+pub async fn queue_depth(amqp_url: &AmqpUrl, queue: &str) -> Result<u64, BenchError> {
+    let conn = crate::tooling::stage::connect_url(amqp_url, "weibo-relay bench")
         .await
-        .map_err(|e| BenchError::Setup(e.to_string()))?;
+        .map_err(BenchError::Setup)?;
     let depth = crate::amqp::topology::queue_depth(&conn, queue).await;
     let _ = conn.close(200, "bench done".into()).await;
     depth?
@@ -118,13 +119,13 @@ pub async fn queue_depth(amqp_url: &str, queue: &str) -> Result<u64, BenchError>
 /// declares no such queue), and returns what deletes it again; `None` for a queue that was
 /// there already (the baseline receiver's own, say).
 pub async fn tap_if_absent(
-    amqp_url: &str,
+    amqp_url: &AmqpUrl,
     queue: &str,
     exchange: &str,
 ) -> Result<Option<crate::tooling::stage::Teardown>, BenchError> {
-    let conn = crate::amqp::connect_url(amqp_url, "weibo-relay bench")
+    let conn = crate::tooling::stage::connect_url(amqp_url, "weibo-relay bench")
         .await
-        .map_err(|e| BenchError::Setup(e.to_string()))?;
+        .map_err(BenchError::Setup)?;
     let result = async {
         if crate::amqp::topology::queue_depth(&conn, queue)
             .await?
@@ -137,10 +138,11 @@ pub async fn tap_if_absent(
             .queue(crate::amqp::QueueSpec::quorum(queue))
             .bind(queue, exchange, "order.#");
         tap.declare(&conn).await?;
-        let mut amqp = crate::config::Settings::load(None, std::iter::empty::<(String, String)>())
-            .map_err(|e| BenchError::Setup(e.to_string()))?
-            .amqp;
-        amqp.url = amqp_url.to_owned().into();
+        let mut amqp =
+            crate::settings::Settings::load(None, std::iter::empty::<(String, String)>())
+                .map_err(|e| BenchError::Setup(e.to_string()))?
+                .amqp;
+        amqp.url = amqp_url.clone();
         let only_the_queue =
             crate::amqp::Topology::default().queue(crate::amqp::QueueSpec::quorum(queue));
         Ok(Some(crate::tooling::stage::Teardown::of(

@@ -30,7 +30,7 @@ pub struct PushOptions {
     /// The receiver's `amqp.events_exchange`, which a verification queue is bound to.
     pub events_exchange: String,
     /// Broker URL for the queue count.
-    pub amqp_url: String,
+    pub amqp_url: crate::settings::AmqpUrl,
     /// The receiver's process, to count the CPU it spends per push (Linux `/proc`).
     pub relay_pid: Option<u32>,
 }
@@ -177,10 +177,10 @@ pub async fn run(options: PushOptions) -> Result<Report, BenchError> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::config::Settings;
     use crate::push::{Body, ContentKind, UnverifiedPush};
+    use crate::settings::Settings;
 
-    fn merchants() -> crate::config::Merchants {
+    fn merchants() -> crate::settings::Merchants {
         Settings::from_toml(
             "[[merchants]]\nappid = \"100023\"\nsign_key = \"k3y-0123456789abcdef\"\nclient_id = \"772915\"\nclient_secret = \"s-0123456789abcdef\"\nuid = \"1404376560\"\n",
         )
@@ -191,7 +191,8 @@ mod tests {
     fn verified(body: &str, now: i64) -> crate::push::VerifiedPush {
         let push = UnverifiedPush::parse(Body::parse(ContentKind::Form, body.as_bytes()).unwrap())
             .unwrap();
-        push.verify(&merchants(), now, 300).unwrap()
+        push.verify(&merchants(), now, std::time::Duration::from_secs(300))
+            .unwrap()
     }
 
     #[test]
@@ -220,6 +221,12 @@ mod tests {
         let body = signed_push("100023", "other", "run1", 0, 1_700_000_000);
         let push = UnverifiedPush::parse(Body::parse(ContentKind::Form, body.as_bytes()).unwrap())
             .unwrap();
-        assert!(push.verify(&merchants(), 1_700_000_000, 300).is_err());
+        assert!(push
+            .verify(
+                &merchants(),
+                1_700_000_000,
+                std::time::Duration::from_secs(300)
+            )
+            .is_err());
     }
 }

@@ -9,7 +9,7 @@ use lapin::BasicProperties;
 use serde_json::json;
 
 use super::{BenchError, Load, RateCheck, Report, Samples};
-use crate::config::Settings;
+use crate::settings::{OutOfRange, Ranged, Settings};
 use crate::startup::Roles;
 use crate::tooling::sandbox::{Faults, SandboxHandle, FINISHED};
 use crate::tooling::stage::{Stage, STAGE_APPID};
@@ -36,7 +36,13 @@ pub async fn run(base: Settings, options: WorkerOptions) -> Result<Report, Bench
             "--rate-limit must be at least 1".into(),
         ));
     }
-    let (rate_limit, concurrency) = (options.rate_limit_per_sec, options.load.concurrency);
+    let invalid = |flag: &str, e: OutOfRange| BenchError::Invalid(format!("{flag} {e}"));
+    let rate_limit = Ranged::try_from(u64::from(options.rate_limit_per_sec))
+        .map_err(|e| invalid("--rate-limit", e))?;
+    let concurrency = u64::try_from(options.load.concurrency)
+        .unwrap_or(u64::MAX)
+        .try_into()
+        .map_err(|e| invalid("--concurrency", e))?;
     let stage = Stage::start(
         base,
         "weibo-relay-bench",
@@ -48,9 +54,12 @@ pub async fn run(base: Settings, options: WorkerOptions) -> Result<Report, Bench
         move |settings| {
             settings.weibo.rate_limit_per_sec = rate_limit;
             settings.worker.concurrency = concurrency;
-            // Prefetch at least the concurrency, so the consumer never holds calls back.
-            let prefetch = concurrency.max(usize::from(settings.worker.prefetch));
-            settings.worker.prefetch = u16::try_from(prefetch).unwrap_or(u16::MAX);
+            // Prefetch at least the concurrency, so the consumer never holds calls back (the
+            // concurrency's range is within the prefetch's).
+            let prefetch = concurrency.get().max(settings.worker.prefetch.get());
+            if let Ok(prefetch) = prefetch.try_into() {
+                settings.worker.prefetch = prefetch;
+            }
         },
     )
     .await

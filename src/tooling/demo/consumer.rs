@@ -12,7 +12,7 @@ use lapin::{BasicProperties, Channel, Connection};
 use serde_json::{json, Value};
 use tokio::task::JoinHandle;
 
-use crate::config::AmqpSettings;
+use crate::settings::AmqpSettings;
 
 /// What the consumer did.
 #[derive(Debug, Default)]
@@ -45,7 +45,8 @@ impl SampleConsumer {
     pub async fn start(amqp: &AmqpSettings, close_every: u64) -> anyhow::Result<Self> {
         let connection = crate::amqp::connect_once(amqp, "weibo-relay sample consumer").await?;
         let channel = crate::amqp::confirm_channel(&connection).await?;
-        let queue = format!("{}.sample-consumer", amqp.events_queue);
+        let names = crate::amqp::Names::new(amqp);
+        let queue = names.consumer("sample-consumer");
         channel
             .queue_declare(
                 queue.as_str().into(),
@@ -60,7 +61,7 @@ impl SampleConsumer {
         channel
             .queue_bind(
                 queue.as_str().into(),
-                amqp.events_exchange.as_str().into(),
+                names.events_exchange().into(),
                 "order.sub_order.201".into(),
                 QueueBindOptions::default(),
                 FieldTable::default(),

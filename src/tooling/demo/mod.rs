@@ -14,7 +14,7 @@ use std::time::{Duration, Instant};
 
 use tokio_util::sync::CancellationToken;
 
-use crate::config::Settings;
+use crate::settings::{Millis, Ranged, Secs, Settings};
 use crate::startup::Roles;
 use crate::tooling::sandbox::{Faults, PushSchedule, PushSender, CLOSED, FINISHED};
 use crate::tooling::stage::{Stage, STAGE_APPID};
@@ -78,18 +78,19 @@ pub async fn run(base: Settings, options: DemoOptions) -> anyhow::Result<DemoRep
         options.faults.clone(),
         |settings| {
             // Short retry delays so a transient failure does not stall the demo for minutes.
-            settings.weibo.retry_base_ms = 200;
-            settings.weibo.retry_max_ms = 2000;
+            settings.weibo.retry_base_ms = const { Millis::new(200).expect("in range") };
+            settings.weibo.retry_max_ms = const { Millis::new(2000).expect("in range") };
             // The sandbox has no rate limit of its own; at the production default (50/s)
             // 20,000 orders would take seven minutes of waiting on the limiter.
-            settings.weibo.rate_limit_per_sec = 1000;
+            settings.weibo.rate_limit_per_sec = const { Ranged::new(1000).expect("in range") };
             // Sweeps every 2 s, leaving the last 5 s to the push, so an outage is recovered
             // from within seconds rather than the production 6 minutes. (Leaving only 1 s
             // made a 20,000-order run reconcile 7,692 states whose pushes were merely late:
             // duplicates, as the summary's "states twice" now shows.)
-            settings.reconcile.interval_secs = 2;
-            settings.reconcile.settle_secs = SETTLE.as_secs();
-            settings.reconcile.lookback_secs = 3600;
+            settings.reconcile.interval_secs = const { Secs::new(2).expect("in range") };
+            settings.reconcile.settle_secs =
+                const { Secs::new(SETTLE.as_secs()).expect("in range") };
+            settings.reconcile.lookback_secs = const { Secs::new(3600).expect("in range") };
         },
     )
     .await?;

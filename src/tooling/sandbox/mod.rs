@@ -18,7 +18,7 @@ use actix_web::dev::ServerHandle;
 use actix_web::{web, App, HttpServer};
 use tokio::sync::mpsc;
 
-use crate::config::Merchants;
+use crate::settings::Merchants;
 use state::SandboxState;
 
 pub use faults::{ErrorEnvelope, Faults, ListJunk};
@@ -146,7 +146,7 @@ impl SandboxHandle {
     }
 
     /// The merchants the platform knows.
-    pub fn merchants(&self) -> &crate::config::Merchants {
+    pub fn merchants(&self) -> &crate::settings::Merchants {
         self.state.merchants()
     }
 

@@ -112,10 +112,10 @@ fn issue(state: &SandboxState, params: &BTreeMap<String, String>) -> Result<Valu
         .ok_or_else(|| (BAD_PARAMETER, format!("unknown client_id {client_id}")))?;
     let expected = signature::token_sign(
         client_id,
-        &merchant.uid,
+        merchant.uid(),
         timestamp,
         nonce,
-        merchant.client_secret.expose_secret(),
+        merchant.client_secret().expose_secret(),
     );
     let same: bool = expected
         .as_bytes()
@@ -124,12 +124,15 @@ fn issue(state: &SandboxState, params: &BTreeMap<String, String>) -> Result<Valu
     if !same {
         return Err((BAD_SIGNATURE, "bad signature".into()));
     }
-    let (token, ttl) = state.lock().tokens.issue(&merchant.appid, Instant::now());
+    let (token, ttl) = state
+        .lock()
+        .tokens
+        .issue(merchant.appid().as_str(), Instant::now());
     // The platform sends uid as a number when it is one.
     let uid = merchant
-        .uid
+        .uid()
         .parse::<u64>()
-        .map_or_else(|_| json!(merchant.uid), |n| json!(n));
+        .map_or_else(|_| json!(merchant.uid()), |n| json!(n));
     Ok(json!({
         "client_id": client_id,
         "uid": uid,
@@ -213,7 +216,7 @@ fn list_page(
 ) -> Result<Value, Refusal> {
     let get = |k: &str| params.get(k).map(String::as_str).unwrap_or_default();
     let time = |k: &str| {
-        crate::weibo::parse_beijing_time(get(k))
+        parse_beijing_time(get(k))
             .ok_or_else(|| (BAD_PARAMETER, format!("{k} must be YYYY-MM-DD HH:MM:SS")))
     };
     let (start, end) = (time("start_time")?, time("end_time")?);
@@ -266,7 +269,7 @@ fn process(
         .merchant(appid)
         .ok_or_else(|| (BAD_PARAMETER, format!("unknown appid {appid}")))?;
     let pairs = params.iter().map(|(k, v)| (k.as_str(), v.as_str()));
-    if !signature::verify(pairs, merchant.sign_key.expose_secret(), get("sign")) {
+    if !signature::verify(pairs, merchant.sign_key().expose_secret(), get("sign")) {
         return Err((BAD_SIGNATURE, "bad signature".into()));
     }
     let mut world = state.lock();
@@ -375,4 +378,11 @@ fn server_error(status: u16) -> HttpResponse {
 
 fn parse(raw: &[u8]) -> BTreeMap<String, String> {
     form_urlencoded::parse(raw).into_owned().collect()
+}
+
+/// Reads a Beijing-time `YYYY-MM-DD HH:MM:SS` (UTC+8), as the platform writes its times.
+fn parse_beijing_time(text: &str) -> Option<std::time::SystemTime> {
+    let rfc3339 = format!("{}Z", text.trim().replacen(' ', "T", 1));
+    let shifted = humantime::parse_rfc3339(&rfc3339).ok()?;
+    shifted.checked_sub(std::time::Duration::from_secs(8 * 3600))
 }

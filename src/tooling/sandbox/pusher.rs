@@ -116,7 +116,7 @@ impl PushSender {
                 let Some(order) = sandbox.order(&event.appid, &event.sub_order_id) else {
                     continue;
                 };
-                let Some(merchant) = sandbox.merchants().get(&event.appid) else {
+                let Some(merchant) = sandbox.merchants().get(event.appid.as_str()) else {
                     continue;
                 };
                 task_stats.events.fetch_add(1, Ordering::Relaxed);
@@ -125,7 +125,7 @@ impl PushSender {
                     http: http.clone(),
                     target: target.clone(),
                     appid: event.appid.clone(),
-                    sign_key: merchant.sign_key.expose_secret().to_owned(),
+                    sign_key: merchant.sign_key().expose_secret().to_owned(),
                     data: order.content(event.state_code).to_string(),
                     stats: task_stats.clone(),
                     schedule: schedule.clone(),

@@ -9,7 +9,7 @@ use serde::Serialize;
 use super::faults::{FaultState, Faults};
 use super::orders::OrderStore;
 use super::token_book::TokenBook;
-use crate::config::{Merchant, Merchants};
+use crate::settings::{Merchant, Merchants};
 
 /// Requests kept for `GET /admin/requests`.
 const RECORDED: usize = 100;
@@ -120,6 +120,6 @@ impl SandboxState {
 
     /// The merchant with this open-platform client_id.
     pub fn merchant_by_client_id(&self, client_id: &str) -> Option<&Merchant> {
-        self.merchants.iter().find(|m| m.client_id == client_id)
+        self.merchants.iter().find(|m| m.client_id() == client_id)
     }
 }

@@ -16,13 +16,13 @@ use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 
 use crate::amqp::Broker;
-use crate::config::{AmqpSettings, Settings};
+use crate::settings::{AmqpSettings, Settings};
 use crate::startup::{Application, Roles};
 use crate::tooling::sandbox::{Faults, Sandbox, SandboxConfig, SandboxHandle};
 
 pub use process::{KillOnDrop, RelayProcess};
 pub use settings::{isolated, merchant, to_toml, ConfigFile};
-pub use teardown::Teardown;
+pub use teardown::{delete_on, Teardown};
 
 /// The appid of the one merchant on a demo or bench stage.
 pub const STAGE_APPID: &str = "100023";
@@ -175,8 +175,8 @@ impl Stage {
                 config.faults = platform.faults;
                 config.token_ttl = platform.token_ttl;
                 let sandbox = Sandbox::start(config)?;
-                settings.weibo.api_base = sandbox.api_base();
-                settings.weibo.oauth_base = sandbox.base_url();
+                settings.weibo.api_base = url::Url::parse(&sandbox.api_base())?;
+                settings.weibo.oauth_base = url::Url::parse(&sandbox.base_url())?;
                 Some(Arc::new(sandbox))
             }
             None => None,
@@ -338,7 +338,18 @@ impl Stage {
 /// `<events_queue>.tap`: the quorum queue a test stage binds to every order event. The relay
 /// declares no such queue (its event log is a stream); tests read this one instead.
 pub fn tap_queue(settings: &Settings) -> String {
-    format!("{}.tap", settings.amqp.events_queue)
+    crate::amqp::Names::new(&settings.amqp).tap()
+}
+
+/// A plain connection to one URL given on a command line (the load generators), without
+/// TLS files; the error says why, password hidden.
+pub async fn connect_url(
+    url: &crate::settings::AmqpUrl,
+    name: &str,
+) -> Result<lapin::Connection, String> {
+    crate::amqp::connect_node(url.uri(), &Default::default(), name)
+        .await
+        .map_err(|error| format!("cannot connect to the broker: {}: {error}", url.shown()))
 }
 
 async fn declare_tap(amqp: &AmqpSettings, settings: &Settings) -> anyhow::Result<()> {

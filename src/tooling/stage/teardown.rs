@@ -1,9 +1,12 @@
 //! Deleting everything a stage's relays may have declared, also when whoever ran the stage
 //! panicked half-way: a test that fails must not leave its queues on the broker.
 
-use crate::amqp::{QueueSpec, Topology};
-use crate::config::{AmqpSettings, Settings};
-use crate::worker::{worker_topology, RetryPolicy};
+use lapin::options::{ExchangeDeleteOptions, QueueDeleteOptions};
+use lapin::Channel;
+
+use crate::amqp::{Names, QueueSpec, Topology};
+use crate::settings::{AmqpSettings, Settings};
+use crate::startup::Roles;
 
 /// Deletes a stage's exchanges and queues when run, or when dropped without being run.
 pub struct Teardown {
@@ -20,10 +23,9 @@ impl Teardown {
 
     /// Like [`new`](Self::new), deleting through the broker connection `amqp` describes.
     pub fn through(settings: &Settings, amqp: AmqpSettings) -> Self {
-        let policy = RetryPolicy::from_settings(&settings.weibo);
-        let topology = Topology::events(&settings.amqp, &settings.event_log.max_age)
-            .merge(worker_topology(&settings.amqp, &policy))
-            .queue(QueueSpec::quorum(&super::tap_queue(settings)));
+        let names = Names::new(&settings.amqp);
+        let topology = Topology::for_roles(&names, settings, Roles::Serve)
+            .queue(QueueSpec::quorum(&names.tap()));
         Self {
             amqp,
             topology: Some(topology),
@@ -73,11 +75,30 @@ async fn delete(amqp: &AmqpSettings, topology: &Topology) -> anyhow::Result<()> 
     let connection = crate::amqp::connect_once(amqp, "weibo-relay stage teardown").await?;
     let deleted = async {
         let channel = connection.create_channel().await?;
-        let deleted = topology.delete(&channel).await;
+        let deleted = delete_on(&channel, topology).await;
         let _ = channel.close(200, "stage done".into()).await;
         Ok::<_, anyhow::Error>(deleted?)
     }
     .await;
     let _ = connection.close(200, "stage done".into()).await;
     deleted
+}
+
+/// Deletes every queue and exchange of `topology` on `channel`; goes on past a failure so
+/// one missing piece does not leave the rest behind, and returns the first error.
+pub async fn delete_on(channel: &Channel, topology: &Topology) -> Result<(), lapin::Error> {
+    let mut first_error = None;
+    for q in topology.queues() {
+        let deleted = channel
+            .queue_delete(q.name.as_str().into(), QueueDeleteOptions::default())
+            .await;
+        first_error = first_error.or(deleted.err());
+    }
+    for name in topology.exchanges() {
+        let deleted = channel
+            .exchange_delete(name.as_str().into(), ExchangeDeleteOptions::default())
+            .await;
+        first_error = first_error.or(deleted.err());
+    }
+    first_error.map_or(Ok(()), Err)
 }

@@ -1,9 +1,9 @@
 use super::*;
-use crate::config::Settings;
+use crate::settings::Settings;
 
 fn defaults() -> CodeTable {
     let settings = Settings::load(None, Vec::<(String, String)>::new()).unwrap();
-    CodeTable::new(&settings.weibo.codes)
+    settings.weibo.codes
 }
 
 /// The e-commerce envelope.
@@ -85,13 +85,12 @@ fn every_default_row_in_every_envelope_at_any_4xx_or_200() {
 
 #[test]
 fn the_table_is_whatever_the_configuration_says() {
-    let mut codes = Settings::load(None, Vec::<(String, String)>::new())
-        .unwrap()
-        .weibo
-        .codes;
-    codes.already_finished.push(88888);
-    codes.transient = vec![77777];
-    let table = CodeTable::new(&codes);
+    let table = Settings::from_toml(
+        "[weibo.codes]\nalready_finished = [70102, 88888]\ntransient = [77777]\n",
+    )
+    .unwrap()
+    .weibo
+    .codes;
     let ok = StatusCode::OK;
     assert_eq!(
         classify(Action::Finish, ok, &ecommerce(88888), &table),

@@ -6,8 +6,8 @@ use std::time::Instant;
 
 use lapin::Channel;
 
-use super::super::sealed::{self, Broadcast, Request, HEARTBEAT_KEY};
 use super::super::stamp::{self, Kind};
+use super::super::wire::{self, Broadcast, Request, HEARTBEAT_KEY};
 use super::{Agent, Session, ANNOUNCE_ALL_EVERY, STAMP_WINDOW};
 
 impl Agent {
@@ -43,7 +43,7 @@ impl Agent {
                 let genuine = self
                     .keyring
                     .merchant(&appid)
-                    .is_some_and(|keys| sealed::request_is_genuine(keys, &appid, generation, &mac));
+                    .is_some_and(|keys| wire::request_is_genuine(keys, &appid, generation, &mac));
                 if !genuine {
                     self.keeper.metrics().message_rejected();
                 } else if self.keeper.invalidate_generation(&appid, generation) {
@@ -102,14 +102,13 @@ impl Agent {
     pub(super) async fn heartbeat(&self, channel: &Channel) {
         let body = Broadcast::Leader(self.heartbeats.stamp(Kind::Leader));
         let body = serde_json::to_vec(&body).expect("a heartbeat serializes");
-        self.publish(channel, &self.names.tokens_exchange, HEARTBEAT_KEY, &body)
+        self.publish(channel, self.names.tokens(), HEARTBEAT_KEY, &body)
             .await;
     }
 
     /// A request to whoever leads.
     pub(super) async fn send(&self, channel: &Channel, request: &Request) {
         let body = serde_json::to_vec(request).expect("a request serializes");
-        self.publish(channel, "", &self.names.keeper_queue, &body)
-            .await;
+        self.publish(channel, "", self.names.keeper(), &body).await;
     }
 }

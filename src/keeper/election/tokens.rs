@@ -11,8 +11,8 @@ use lapin::{BasicProperties, Channel, Consumer};
 use secrecy::ExposeSecret;
 use tokio::time::Instant;
 
-use super::super::sealed::{self, TokenMessage, TokenPlain};
 use super::super::stamp::MAX_MESSAGE_BYTES;
+use super::super::wire::{self, TokenMessage, TokenPlain};
 use super::Agent;
 use crate::weibo::Token;
 
@@ -24,7 +24,7 @@ pub(super) const SEND_TIMEOUT: Duration = Duration::from_secs(1);
 impl Agent {
     /// This process's own queue on the tokens exchange, gone with its connection.
     pub(super) async fn subscribe(&self, channel: &Channel) -> Result<Consumer, lapin::Error> {
-        let queue = format!("{}.{}", self.names.tokens_exchange, self.process);
+        let queue = self.names.token_inbox(&self.process);
         let options = QueueDeclareOptions {
             exclusive: true,
             auto_delete: true,
@@ -36,7 +36,7 @@ impl Agent {
         channel
             .queue_bind(
                 queue.as_str().into(),
-                self.names.tokens_exchange.as_str().into(),
+                self.names.tokens().into(),
                 "#".into(),
                 QueueBindOptions::default(),
                 FieldTable::default(),
@@ -59,7 +59,7 @@ impl Agent {
     pub(super) async fn candidate(&self, channel: &Channel) -> Result<Consumer, lapin::Error> {
         channel
             .basic_consume(
-                self.names.keeper_queue.as_str().into(),
+                self.names.keeper().into(),
                 format!("weibo-relay-keeper-{}", self.process)
                     .as_str()
                     .into(),
@@ -81,7 +81,7 @@ impl Agent {
         let Some(plain) = self
             .keyring
             .merchant(&message.appid)
-            .and_then(|keys| sealed::open(keys, &message))
+            .and_then(|keys| wire::open(keys, &message))
         else {
             self.keeper.metrics().message_rejected();
             return;
@@ -102,7 +102,7 @@ impl Agent {
     }
 
     /// Announces `appid`'s current token, sealed.
-    pub(super) async fn announce(&self, channel: &Channel, appid: &str) {
+    pub(super) async fn announce(&self, channel: &Channel, appid: &crate::ids::AppId) {
         let (Some((token, generation)), Some(keys)) =
             (self.keeper.current(appid), self.keyring.merchant(appid))
         else {
@@ -116,9 +116,9 @@ impl Agent {
             obtained_at_ms: crate::clock::unix_millis()
                 .saturating_sub(u64::try_from(age.as_millis()).unwrap_or(u64::MAX)),
         };
-        let message = sealed::seal(keys, appid, generation, &plain);
+        let message = wire::seal(keys, appid, generation, &plain);
         let body = serde_json::to_vec(&message).expect("a sealed token serializes");
-        self.publish(channel, &self.names.tokens_exchange, appid, &body)
+        self.publish(channel, self.names.tokens(), appid.as_str(), &body)
             .await;
     }
 

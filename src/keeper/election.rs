@@ -15,7 +15,7 @@
 //! relay leads; a connected candidate that hears none for a while reports a foreign leader
 //! ([`super::leadership`]): log, metric, `/readyz`.
 //!
-//! **Tokens.** The leader announces each token it obtains, sealed (see [`super::sealed`]),
+//! **Tokens.** The leader announces each token it obtains, sealed (see [`super::wire`]),
 //! on the topic exchange `<fulfilment_queue>.tokens`; every process reads it through an
 //! exclusive queue of its own and adopts newer generations. A process that joins, or finds no
 //! usable token, sends a stamped `hello` to the leader's queue, and the leader announces every
@@ -33,19 +33,24 @@ use futures_util::StreamExt;
 use lapin::options::{BasicAckOptions, BasicQosOptions};
 use lapin::Channel;
 use tokio::sync::watch;
-use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 
+use tokio::sync::mpsc;
+
 use super::leadership::{Change, LeaderWatch};
-use super::sealed::{Request, HEARTBEAT_KEY};
 use super::stamp::{Kind, NoDeploymentKey, Sequence, Stamper, Verifier, Window};
-use super::{KeeperEvents, Lead, TokenKeeper};
-use crate::amqp::{Broker, Link};
+use super::wire::{Request, HEARTBEAT_KEY};
+use super::{KeeperEvent, Leading, TokenKeeper};
+use crate::amqp::{Broker, Link, Names};
 use crate::keys::Keyring;
 use crate::permits::PermitIssuer;
+use crate::supervise::{Task, Tasks};
 
-mod requests;
-mod wire;
+mod inbox;
+mod tokens;
+
+/// What the keeper asks of its broker side.
+type Events = mpsc::UnboundedReceiver<KeeperEvent>;
 
 /// How often every process pings the keeper queue, and the leader sends its heartbeat.
 const PING_EVERY: Duration = Duration::from_secs(1);
@@ -55,8 +60,6 @@ const SILENCE: Duration = Duration::from_secs(3);
 const HELLO_EVERY: Duration = Duration::from_secs(1);
 /// The leader announces every token at most this often, however many hellos arrive.
 const ANNOUNCE_ALL_EVERY: Duration = Duration::from_secs(1);
-/// Pause after the broker side failed, before it starts again on the current link.
-const RESTART_PAUSE: Duration = Duration::from_secs(1);
 /// Keeper queue messages a process holds unacknowledged: what a flood can cost in memory.
 const INBOX_PREFETCH: u16 = 64;
 /// Deliveries acknowledged together (and at least each second): a flood costs half the frames.
@@ -70,35 +73,12 @@ pub const STAMP_WINDOW: Window = Window {
     max_ahead: Duration::from_secs(10),
 };
 
-/// The names the keeper's broker side uses, all derived from the fulfilment queue's.
-#[derive(Debug, Clone)]
-pub struct ClusterNames {
-    /// The single-active-consumer queue whose active consumer leads; requests to the leader
-    /// go there too.
-    pub keeper_queue: String,
-    /// The topic exchange tokens and the leader's heartbeats are announced on.
-    pub tokens_exchange: String,
-    /// The queue of platform call permits.
-    pub permits_queue: String,
-}
-
-impl ClusterNames {
-    /// The names for `fulfilment_queue`.
-    pub fn new(fulfilment_queue: &str) -> Self {
-        Self {
-            keeper_queue: format!("{fulfilment_queue}.keeper"),
-            tokens_exchange: format!("{fulfilment_queue}.tokens"),
-            permits_queue: format!("{fulfilment_queue}.permits"),
-        }
-    }
-}
-
 /// Runs a process's part in the election and in passing tokens around.
 pub struct Agent {
     broker: Broker,
     keeper: TokenKeeper,
     keyring: Keyring,
-    names: ClusterNames,
+    names: Names,
     permit_rate: u32,
     process: String,
     requests: Stamper,
@@ -107,12 +87,8 @@ pub struct Agent {
     permit_stamps: Arc<Stamper>,
     request_check: Verifier,
     heartbeat_check: Verifier,
-}
-
-/// What a process holds while it leads; dropping it stops leading.
-struct Leading {
-    _lead: Lead,
-    permits: PermitIssuer,
+    /// Where the permit issuer runs while this process leads.
+    tasks: Tasks,
 }
 
 /// What one stint on one broker link remembers.
@@ -134,54 +110,54 @@ impl Agent {
     pub fn new(
         broker: Broker,
         keeper: TokenKeeper,
-        names: ClusterNames,
+        names: Names,
         permit_rate: u32,
+        tasks: &Tasks,
     ) -> Result<Self, NoDeploymentKey> {
         let keyring = Keyring::derive(keeper.merchants());
         let process = uuid::Uuid::new_v4().simple().to_string();
         Ok(Self {
-            requests: Stamper::new(&keyring, &process, &names.keeper_queue)?,
-            heartbeats: Stamper::new(&keyring, &process, &names.tokens_exchange)?,
-            permit_stamps: Arc::new(Stamper::new(&keyring, &process, &names.permits_queue)?),
-            request_check: Verifier::new(keyring.clone(), &names.keeper_queue),
-            heartbeat_check: Verifier::new(keyring.clone(), &names.tokens_exchange),
+            requests: Stamper::new(&keyring, &process, names.keeper())?,
+            heartbeats: Stamper::new(&keyring, &process, names.tokens())?,
+            permit_stamps: Arc::new(Stamper::new(&keyring, &process, names.permits())?),
+            request_check: Verifier::new(keyring.clone(), names.keeper()),
+            heartbeat_check: Verifier::new(keyring.clone(), names.tokens()),
             broker,
             keeper,
             keyring,
             names,
             permit_rate,
             process,
+            tasks: tasks.clone(),
         })
     }
 
-    /// Runs until `stop` is cancelled, on every broker link in turn.
-    pub fn spawn(self, mut events: KeeperEvents, stop: CancellationToken) -> JoinHandle<()> {
-        tokio::spawn(async move {
-            let mut links = self.broker.subscribe();
-            loop {
-                let link = tokio::select! {
-                    _ = stop.cancelled() => return,
-                    link = links.wait_for(Option::is_some) => match link {
-                        Ok(link) => link.clone(),
-                        Err(_) => return,
-                    },
+    /// Runs as a task of `tasks` until they stop, on every broker link in turn.
+    pub fn start(self, events: Events, tasks: &Tasks) {
+        let agent = Arc::new(self);
+        // Kept across a restart after a panic: what the keeper has still to say.
+        let events = Arc::new(tokio::sync::Mutex::new(events));
+        tasks.spawn(Task::Keeper, move |stop| {
+            let (agent, events) = (agent.clone(), events.clone());
+            async move {
+                let each = |link: Link| {
+                    let (agent, events, stop) = (agent.clone(), events.clone(), stop.clone());
+                    async move {
+                        let mut events = events.lock().await;
+                        if let Err(error) = agent.serve(&link, &mut events, &stop).await {
+                            tracing::warn!(%error, "token keeper's broker side failed; starting again");
+                        }
+                    }
                 };
-                let Some(link) = link else { continue };
-                if let Err(error) = self.serve(&link, &mut events, &stop).await {
-                    tracing::warn!(%error, "token keeper's broker side failed; starting again");
-                }
-                tokio::select! {
-                    _ = stop.cancelled() => return,
-                    _ = tokio::time::sleep(RESTART_PAUSE) => {}
-                }
+                agent.broker.on_each_link(&stop, each).await;
             }
-        })
+        });
     }
 
     async fn serve(
         &self,
         link: &Link,
-        events: &mut KeeperEvents,
+        events: &mut Events,
         stop: &CancellationToken,
     ) -> Result<(), lapin::Error> {
         let channel = link.connection().create_channel().await?;
@@ -191,14 +167,8 @@ impl Agent {
             .await;
         // Not a connected candidate any more: whoever leads is no longer this process's call.
         self.keeper.set_foreign_leader(None);
-        if let Some(Leading {
-            _lead: lead,
-            permits,
-        }) = leading.take()
-        {
-            // No refresh from here on, whatever stopping the permits takes.
-            drop(lead);
-            permits.stop().await;
+        if let Some(leading) = leading.take() {
+            leading.stand_down().await;
             if stop.is_cancelled() {
                 tracing::info!("token keeper stopped with the process");
             } else {
@@ -208,7 +178,7 @@ impl Agent {
         // The channel closes before the connection may: lapin logs an error for a channel
         // dropped while its connection closes.
         let closing = channel.close(200, "token keeper stopping".into());
-        let _ = tokio::time::timeout(wire::SEND_TIMEOUT, closing).await;
+        let _ = tokio::time::timeout(tokens::SEND_TIMEOUT, closing).await;
         served
     }
 
@@ -217,7 +187,7 @@ impl Agent {
         link: &Link,
         channel: &Channel,
         leading: &mut Option<Leading>,
-        events: &mut KeeperEvents,
+        events: &mut Events,
         stop: &CancellationToken,
     ) -> Result<(), lapin::Error> {
         channel
@@ -266,22 +236,33 @@ impl Agent {
                     Some(Err(error)) => return Err(error),
                     None => return Ok(()),
                 },
-                Some(appid) = events.obtained.recv() => {
-                    if leading.is_some() {
-                        self.announce(channel, &appid).await;
-                    }
+                Some(event) = events.recv() => {
+                    self.on_event(channel, leading.is_some(), event, &mut s).await;
                 }
-                Some((appid, generation)) = events.rejected.recv() => {
-                    if let Some(keys) = self.keyring.merchant(&appid) {
-                        let request = super::sealed::refresh_request(keys, &appid, generation);
-                        self.send(channel, &request).await;
-                    }
+            }
+        }
+    }
+
+    /// What the keeper asks of this side.
+    async fn on_event(&self, channel: &Channel, leads: bool, event: KeeperEvent, s: &mut Session) {
+        match event {
+            KeeperEvent::Obtained(appid) => {
+                if leads {
+                    self.announce(channel, &appid).await;
                 }
-                _ = events.wanting.notified() => {
-                    if s.last_hello.elapsed() >= HELLO_EVERY {
-                        s.last_hello = StdInstant::now();
-                        self.send(channel, &Request::Hello(self.requests.stamp(Kind::Hello))).await;
-                    }
+            }
+            KeeperEvent::Rejected { appid, generation } => {
+                if let Some(keys) = self.keyring.merchant(&appid) {
+                    let request = super::wire::refresh_request(keys, &appid, generation);
+                    self.send(channel, &request).await;
+                }
+            }
+            KeeperEvent::Wanting => {
+                self.keeper.wanting_heard();
+                if s.last_hello.elapsed() >= HELLO_EVERY {
+                    s.last_hello = StdInstant::now();
+                    let hello = Request::Hello(self.requests.stamp(Kind::Hello));
+                    self.send(channel, &hello).await;
                 }
             }
         }
@@ -300,7 +281,7 @@ impl Agent {
         s.last_heard = StdInstant::now();
         if leading.is_none() {
             *leading = Some(self.start_leading(link).await?);
-            tracing::info!(queue = %self.names.keeper_queue, "this process is the token keeper");
+            tracing::info!(queue = %self.names.keeper(), "this process is the token keeper");
             self.heartbeat(channel).await;
             self.announce_all(channel, s).await;
         }
@@ -334,7 +315,7 @@ impl Agent {
         }
         match s.watch.check(leading.is_some(), StdInstant::now()) {
             Some(Change::Foreign(silent)) => {
-                let queue = &self.names.keeper_queue;
+                let queue = self.names.keeper();
                 self.keeper.set_foreign_leader(Some(queue));
                 tracing::warn!(
                     %queue,
@@ -348,31 +329,30 @@ impl Agent {
             }
             Some(Change::Cleared) => {
                 self.keeper.set_foreign_leader(None);
-                tracing::info!(queue = %self.names.keeper_queue, "a relay leads the keeper queue again");
+                tracing::info!(queue = %self.names.keeper(), "a relay leads the keeper queue again");
             }
             None => {}
         }
     }
 
     async fn start_leading(&self, link: &Link) -> Result<Leading, lapin::Error> {
-        let channel = tokio::time::timeout(wire::SEND_TIMEOUT, link.connection().create_channel())
-            .await
-            .map_err(|_| {
-                lapin::Error::from(std::io::Error::new(
-                    std::io::ErrorKind::TimedOut,
-                    "no channel for the permits within 1 s",
-                ))
-            })??;
+        let channel =
+            tokio::time::timeout(tokens::SEND_TIMEOUT, link.connection().create_channel())
+                .await
+                .map_err(|_| {
+                    lapin::Error::from(std::io::Error::new(
+                        std::io::ErrorKind::TimedOut,
+                        "no channel for the permits within 1 s",
+                    ))
+                })??;
         let permits = PermitIssuer::start(
             channel,
-            self.names.permits_queue.clone(),
+            self.names.permits().to_owned(),
             self.permit_rate,
             self.permit_stamps.clone(),
+            &self.tasks,
         );
-        Ok(Leading {
-            _lead: self.keeper.lead(),
-            permits,
-        })
+        Ok(self.keeper.lead().with_permits(permits))
     }
 }
 
@@ -380,7 +360,7 @@ impl Agent {
 async fn flush_acks(s: &mut Session) {
     if let Some((last, _)) = s.unacked.take() {
         let acked = last.ack(BasicAckOptions { multiple: true });
-        let _ = tokio::time::timeout(wire::SEND_TIMEOUT, acked).await;
+        let _ = tokio::time::timeout(tokens::SEND_TIMEOUT, acked).await;
     }
 }
 

@@ -13,6 +13,7 @@ use secrecy::{ExposeSecret, SecretString};
 use serde::{Deserialize, Serialize};
 
 use super::stamp::Stamp;
+use crate::ids::AppId;
 pub use crate::keys::MerchantKeys;
 use crate::keys::Purpose;
 
@@ -20,7 +21,7 @@ use crate::keys::Purpose;
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
 pub struct TokenMessage {
     /// The merchant (selects the key).
-    pub appid: String,
+    pub appid: AppId,
     /// The token's generation in the deployment.
     pub generation: u64,
     /// 12 random bytes, base64.
@@ -55,7 +56,7 @@ pub enum Request {
     /// still the current one.
     Refresh {
         /// The merchant.
-        appid: String,
+        appid: AppId,
         /// The rejected token's generation.
         generation: u64,
         /// HMAC-SHA256 of appid and generation under the merchant's request key, hex.
@@ -74,12 +75,17 @@ pub enum Broadcast {
 /// The routing key of the leader's heartbeat on the tokens exchange (tokens go by appid).
 pub const HEARTBEAT_KEY: &str = "keeper.leader";
 
-fn aad(appid: &str, generation: u64) -> Vec<u8> {
+fn aad(appid: &AppId, generation: u64) -> Vec<u8> {
     format!("{appid}\n{generation}").into_bytes()
 }
 
 /// Seals `plain` for the broker.
-pub fn seal(keys: &MerchantKeys, appid: &str, generation: u64, plain: &TokenPlain) -> TokenMessage {
+pub fn seal(
+    keys: &MerchantKeys,
+    appid: &AppId,
+    generation: u64,
+    plain: &TokenPlain,
+) -> TokenMessage {
     let cipher = ChaCha20Poly1305::new(keys.key(Purpose::Token).into());
     let nonce: [u8; 12] = rand::random();
     let json = serde_json::to_vec(&PlainOut(plain)).expect("a token serializes");
@@ -93,7 +99,7 @@ pub fn seal(keys: &MerchantKeys, appid: &str, generation: u64, plain: &TokenPlai
         )
         .expect("encryption of a small message cannot fail");
     TokenMessage {
-        appid: appid.to_owned(),
+        appid: appid.clone(),
         generation,
         nonce: B64.encode(nonce),
         sealed: B64.encode(sealed),
@@ -137,15 +143,15 @@ impl Serialize for PlainOut<'_> {
     }
 }
 
-fn request_mac(keys: &MerchantKeys, appid: &str, generation: u64) -> [u8; 32] {
+fn request_mac(keys: &MerchantKeys, appid: &AppId, generation: u64) -> [u8; 32] {
     keys.mac(Purpose::RefreshRequest, &[&aad(appid, generation)])
 }
 
 /// A refresh request for `generation` of `appid`'s token.
-pub fn refresh_request(keys: &MerchantKeys, appid: &str, generation: u64) -> Request {
+pub fn refresh_request(keys: &MerchantKeys, appid: &AppId, generation: u64) -> Request {
     let mac = request_mac(keys, appid, generation);
     Request::Refresh {
-        appid: appid.to_owned(),
+        appid: appid.clone(),
         generation,
         mac: hex::encode(mac),
     }
@@ -153,7 +159,7 @@ pub fn refresh_request(keys: &MerchantKeys, appid: &str, generation: u64) -> Req
 
 /// True when `mac` (hex) authenticates a refresh request for `generation` of `appid`'s token;
 /// compared in constant time.
-pub fn request_is_genuine(keys: &MerchantKeys, appid: &str, generation: u64, mac: &str) -> bool {
+pub fn request_is_genuine(keys: &MerchantKeys, appid: &AppId, generation: u64, mac: &str) -> bool {
     let Ok(mac) = hex::decode(mac) else {
         return false;
     };
@@ -164,16 +170,20 @@ pub fn request_is_genuine(keys: &MerchantKeys, appid: &str, generation: u64, mac
 mod tests {
     use super::*;
 
-    fn merchant(secret: &str) -> crate::config::Merchant {
+    fn merchant(secret: &str) -> crate::settings::Merchant {
         let toml = format!(
             "[[merchants]]\nappid = \"100023\"\nsign_key = \"sign-key-0123456789\"\nclient_id = \"772915\"\nclient_secret = \"{secret}\"\nuid = \"1404376560\"\n"
         );
-        crate::config::Settings::from_toml(&toml)
+        crate::settings::Settings::from_toml(&toml)
             .unwrap()
             .merchants
             .get("100023")
             .unwrap()
             .clone()
+    }
+
+    fn appid(text: &str) -> AppId {
+        AppId::parse(text).unwrap()
     }
 
     fn plain() -> TokenPlain {
@@ -188,7 +198,7 @@ mod tests {
     #[test]
     fn a_token_travels_sealed_and_opens_only_with_the_same_secret_and_generation() {
         let keys = MerchantKeys::derive(&merchant("client-secret-0123456789"));
-        let message = seal(&keys, "100023", 7, &plain());
+        let message = seal(&keys, &appid("100023"), 7, &plain());
         let wire = serde_json::to_string(&message).unwrap();
         assert!(!wire.contains("2.00secret"), "{wire}");
         let opened = open(&keys, &message).expect("opens");
@@ -205,7 +215,7 @@ mod tests {
                 ..message.clone()
             },
             TokenMessage {
-                appid: "200046".into(),
+                appid: appid("200046"),
                 ..message.clone()
             },
             TokenMessage {
@@ -225,16 +235,17 @@ mod tests {
     #[test]
     fn refresh_requests_are_authenticated() {
         let keys = MerchantKeys::derive(&merchant("client-secret-0123456789"));
-        let Request::Refresh { mac, .. } = refresh_request(&keys, "100023", 42) else {
+        let (a, b) = (appid("100023"), appid("200046"));
+        let Request::Refresh { mac, .. } = refresh_request(&keys, &a, 42) else {
             unreachable!()
         };
-        assert!(request_is_genuine(&keys, "100023", 42, &mac));
-        assert!(!request_is_genuine(&keys, "100023", 43, &mac));
-        assert!(!request_is_genuine(&keys, "200046", 42, &mac));
-        assert!(!request_is_genuine(&keys, "100023", 42, "00"));
-        assert!(!request_is_genuine(&keys, "100023", 42, "not hex"));
+        assert!(request_is_genuine(&keys, &a, 42, &mac));
+        assert!(!request_is_genuine(&keys, &a, 43, &mac));
+        assert!(!request_is_genuine(&keys, &b, 42, &mac));
+        assert!(!request_is_genuine(&keys, &a, 42, "00"));
+        assert!(!request_is_genuine(&keys, &a, 42, "not hex"));
         let other = MerchantKeys::derive(&merchant("another-secret-0123456789"));
-        assert!(!request_is_genuine(&other, "100023", 42, &mac));
+        assert!(!request_is_genuine(&other, &a, 42, &mac));
         // The old, unstamped hello no longer reads as a request.
         assert!(serde_json::from_str::<Request>(r#"{"kind":"hello"}"#).is_err());
     }

@@ -1,0 +1,119 @@
+//! Each role's start: what it builds on the process's broker link and metrics, and the tasks
+//! it runs.
+
+use std::num::NonZeroU32;
+use std::sync::Arc;
+
+use actix_web::web;
+
+use crate::amqp::{Broker, Names};
+use crate::http::ReceiverState;
+use crate::keeper::election::Agent;
+use crate::keeper::{KeeperOptions, TokenKeeper};
+use crate::keys::Keyring;
+use crate::metrics::Metrics;
+use crate::permits::{PermitMetrics, Permits};
+use crate::push::PushRelay;
+use crate::reconcile::{ReconcileMetrics, Sweeper};
+use crate::settings::Settings;
+use crate::supervise::{Task, Tasks};
+use crate::telemetry::LogLimit;
+use crate::weibo::WeiboClient;
+use crate::worker::backlog::Backlog;
+use crate::worker::{Worker, WorkerMetrics};
+
+/// Refusal log lines per second (and burst); the metrics count every refusal regardless.
+const REFUSAL_LOG_PER_SEC: NonZeroU32 = NonZeroU32::new(10).unwrap();
+
+/// Where a role's tasks run: what stops at the shutdown token, and what stops after it.
+#[derive(Clone, Copy)]
+pub(super) struct Groups<'a> {
+    /// The worker's consumer.
+    pub(super) serving: &'a Tasks,
+    /// What the commands in flight still need.
+    pub(super) support: &'a Tasks,
+}
+
+/// The fulfilment worker and what it needs: the token keeper (one for the deployment,
+/// elected through the broker), the platform's rate limit shared by every process through
+/// the permits the keeper issues, reconciliation (which sweeps only while this process
+/// leads), and the backlog alert's numbers. Returns the keeper, for readiness.
+pub(super) fn worker(
+    settings: &Settings,
+    names: &Names,
+    broker: &Broker,
+    metrics: &Metrics,
+    groups: Groups<'_>,
+) -> anyhow::Result<TokenKeeper> {
+    let tasks = groups.support;
+    let registry = metrics.registry();
+    let client = WeiboClient::new(&settings.weibo)?;
+    let wait = settings.worker.token_wait_ms.get();
+    let options = KeeperOptions {
+        wait_timeout: wait,
+        ..KeeperOptions::default()
+    };
+    let merchants = &settings.merchants;
+    let (keeper, events) = TokenKeeper::new(Arc::new(client.clone()), merchants, options, tasks);
+    keeper.metrics().register(registry)?;
+    let rate = settings.weibo.rate_limit_per_sec.as_u32();
+    Agent::new(broker.clone(), keeper.clone(), names.clone(), rate, tasks)?.start(events, tasks);
+    let permits = Permits::start(
+        broker.clone(),
+        names.permits().to_owned(),
+        wait,
+        Keyring::derive(merchants),
+        PermitMetrics::register(registry)?,
+        tasks,
+    );
+    let sweeper = Sweeper::new(
+        settings,
+        names,
+        broker.clone(),
+        keeper.clone(),
+        client.clone(),
+        permits.clone(),
+        ReconcileMetrics::register(registry)?,
+    );
+    tasks.spawn(Task::Sweeper, move |stop| sweeper.clone().run(stop));
+    let worker_metrics = WorkerMetrics::register(registry)?;
+    Worker::new(
+        settings,
+        names,
+        broker.clone(),
+        keeper.clone(),
+        permits,
+        client,
+        worker_metrics,
+    )
+    .start(groups.serving);
+    Backlog::register(registry, broker.clone(), names)?.start(tasks);
+    Ok(keeper)
+}
+
+/// The push receiver's state: verification, dedup, and its own publisher to the events
+/// exchange.
+pub(super) fn receiver(
+    settings: &Settings,
+    names: &Names,
+    broker: &Broker,
+    metrics: &Arc<Metrics>,
+) -> web::Data<ReceiverState> {
+    web::Data::new(ReceiverState {
+        merchants: settings.merchants.clone(),
+        relay: PushRelay::new(
+            broker.clone(),
+            names.events_exchange().to_owned(),
+            settings.push.dedup_capacity.as_usize(),
+            metrics.clone(),
+            Keyring::derive(&settings.merchants),
+        ),
+        metrics: metrics.clone(),
+        max_body_bytes: settings.http.max_body_bytes.as_usize(),
+        body_timeout: settings.http.body_timeout_ms.get(),
+        max_skew: settings.push.max_skew_secs.get(),
+        refusal_log: LogLimit::per_second(REFUSAL_LOG_PER_SEC),
+        success_body: settings.push.success_body.clone().into(),
+        success_content_type: settings.push.success_content_type.clone(),
+    })
+}
