@@ -13,6 +13,9 @@
 ci_dir="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
 # shellcheck source=ensure-rabbitmq.sh
 . "$ci_dir/ensure-rabbitmq.sh"
+# ensure_postgres, ensure_browser (provider mode's tests)
+# shellcheck source=ensure-provider-tools.sh
+. "$ci_dir/ensure-provider-tools.sh"
 
 # The crate's rust-version, read from Cargo.toml so that it is said in one place.
 rust_version() { sed -n 's/^rust-version = "\(.*\)"/\1/p' "$ci_dir/../Cargo.toml"; }

@@ -20,6 +20,7 @@ pub mod keeper;
 pub mod keys;
 pub mod metrics;
 pub mod permits;
+pub mod provider;
 pub mod push;
 pub mod reconcile;
 pub mod settings;

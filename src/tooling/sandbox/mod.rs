@@ -4,6 +4,7 @@
 
 mod admin;
 mod faults;
+mod oauth2;
 mod orders;
 mod platform;
 mod pusher;
@@ -22,6 +23,7 @@ use crate::settings::Merchants;
 use state::SandboxState;
 
 pub use faults::{ErrorEnvelope, Faults, ListJunk};
+pub use oauth2::{OAuth2App, OAuth2Counters, OAuth2Faults, OAuth2State};
 pub use orders::{Order, OrderEvent, CLOSED, FINISHED, PAID, TIMED_OUT};
 pub use pusher::{PushSchedule, PushSender, PushStats};
 
@@ -36,6 +38,8 @@ pub struct SandboxConfig {
     pub token_ttl: Duration,
     /// Faults from the start (the admin API changes them).
     pub faults: Faults,
+    /// A service provider's app for the OAuth2 endpoints (none: they know no client).
+    pub oauth2: Option<OAuth2App>,
 }
 
 impl SandboxConfig {
@@ -46,6 +50,7 @@ impl SandboxConfig {
             merchants,
             token_ttl: Duration::from_secs(7200),
             faults: Faults::default(),
+            oauth2: None,
         }
     }
 }
@@ -74,6 +79,7 @@ pub struct SandboxHandle {
     addr: SocketAddr,
     server: ServerHandle,
     state: web::Data<SandboxState>,
+    oauth2: web::Data<OAuth2State>,
 }
 
 impl Sandbox {
@@ -95,13 +101,21 @@ impl Sandbox {
             config.faults,
         ));
         let shared = state.clone();
-        let server = HttpServer::new(move || App::new().app_data(shared.clone()).configure(routes))
-            .workers(1)
-            .disable_signals()
-            .shutdown_timeout(1)
-            .listen(listener)
-            .map_err(bind_error)?
-            .run();
+        let oauth2 = web::Data::new(OAuth2State::new(config.oauth2));
+        let oauth2_shared = oauth2.clone();
+        let server = HttpServer::new(move || {
+            App::new()
+                .app_data(shared.clone())
+                .app_data(oauth2_shared.clone())
+                .configure(routes)
+                .configure(oauth2::routes)
+        })
+        .workers(1)
+        .disable_signals()
+        .shutdown_timeout(1)
+        .listen(listener)
+        .map_err(bind_error)?
+        .run();
         let handle = server.handle();
         tokio::spawn(server);
         tracing::info!(%addr, "sandbox listening");
@@ -109,6 +123,7 @@ impl Sandbox {
             addr,
             server: handle,
             state,
+            oauth2,
         })
     }
 }
@@ -162,6 +177,11 @@ impl SandboxHandle {
             .lock()
             .outage_until
             .is_some_and(|until| std::time::Instant::now() < until)
+    }
+
+    /// The OAuth2 side: counters, faults, approvals, cancel callbacks.
+    pub fn oauth2(&self) -> &OAuth2State {
+        &self.oauth2
     }
 
     /// Stops serving, finishing in-flight requests.
