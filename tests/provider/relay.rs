@@ -164,7 +164,8 @@ impl ProviderRelay {
     }
 }
 
-/// The next message on the stage's tap within 20 s: routing key, `x-weibo-merchant`, body.
+/// The next message on the stage's tap within 20 s: routing key, `x-weibo-merchant`, body;
+/// its body, headers and properties checked against the schemas docs/asyncapi.yaml names.
 async fn next_event(settings: &Settings) -> (String, String, serde_json::Value) {
     let connection = stage::connect_url(&settings.amqp.url, "provider test")
         .await
@@ -190,12 +191,42 @@ async fn next_event(settings: &Settings) -> (String, String, serde_json::Value) 
                 })
                 .unwrap_or_default();
             let body = serde_json::from_slice(&delivery.data).expect("a JSON event");
+            let p = &delivery.properties;
+            let properties = serde_json::json!({
+                "delivery_mode": p.delivery_mode(),
+                "content_type": p.content_type().as_ref().map(ToString::to_string),
+                "message_id": p.message_id().as_ref().map(ToString::to_string),
+                "type": p.kind().as_ref().map(ToString::to_string),
+                "timestamp": p.timestamp(),
+            });
+            assert_schema("merchant-event.json", &body);
+            assert_schema("properties-merchant-event.json", &properties);
+            assert_schema(
+                "headers-merchant-event.json",
+                &serde_json::json!({"x-weibo-merchant": merchant}),
+            );
             let _ = connection.close(200, "read".into()).await;
             return (delivery.routing_key.to_string(), merchant, body);
         }
         assert!(Instant::now() < deadline, "no merchant event within 20 s");
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
+}
+
+/// Panics with every error when `instance` does not match `docs/schemas/<file>`.
+fn assert_schema(file: &str, instance: &serde_json::Value) {
+    let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("docs/schemas")
+        .join(file);
+    let schema: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(&path).expect("the schema reads"))
+            .expect("the schema is JSON");
+    let validator = jsonschema::validator_for(&schema).expect("the schema compiles");
+    let errors: Vec<String> = validator
+        .iter_errors(instance)
+        .map(|e| e.to_string())
+        .collect();
+    assert!(errors.is_empty(), "{file}: {errors:?}\n{instance:#}");
 }
 
 fn stdout(output: &Output) -> String {
