@@ -42,6 +42,12 @@ pub enum Task {
     Worker,
     /// The reader of the work and dead queues' depths.
     Backlog,
+    /// Provider mode: refreshing merchants' tokens as they fall due.
+    MerchantRefresh,
+    /// Provider mode: publishing merchant events from the store's outbox.
+    MerchantEvents,
+    /// Provider mode: counting merchants by status, forgetting expired links.
+    MerchantHousekeeping,
 }
 
 /// Restarts by task.

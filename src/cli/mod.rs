@@ -9,11 +9,13 @@ use crate::settings::Settings;
 use crate::startup::{Application, Roles};
 
 mod args;
+mod merchants;
 mod ops;
 #[cfg(feature = "tooling")]
 mod tooling;
 
 pub use args::{DlqAction, EventsAction};
+pub use merchants::MerchantsAction;
 #[cfg(feature = "tooling")]
 pub use tooling::{BenchKind, LoadArgs, SandboxArgs};
 
@@ -55,6 +57,12 @@ pub enum Subcommand {
         /// What to do.
         #[command(subcommand)]
         action: EventsAction,
+    },
+    /// Service-provider mode: onboarding links, merchants' status, revoke, rekey.
+    Merchants {
+        /// What to do.
+        #[command(subcommand)]
+        action: MerchantsAction,
     },
     /// Sandbox + serve + a sample consumer end to end on the local RabbitMQ, then a summary.
     #[cfg(feature = "tooling")]
@@ -108,6 +116,7 @@ fn run(cli: Cli) -> anyhow::Result<()> {
         Subcommand::Check => ops::check(cli.config),
         Subcommand::Dlq { action } => ops::dlq(cli.config, action),
         Subcommand::Events { action } => ops::events(cli.config, action),
+        Subcommand::Merchants { action } => merchants::run(cli.config, action),
         #[cfg(feature = "tooling")]
         Subcommand::Bench { kind } => tooling::bench(cli.config, kind),
     }

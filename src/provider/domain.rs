@@ -70,8 +70,11 @@ impl fmt::Debug for Uid {
 }
 
 /// Where a merchant stands (contract: "Status of a merchant").
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(
+    Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, strum::EnumIter, strum::IntoStaticStr,
+)]
 #[serde(rename_all = "snake_case")]
+#[strum(serialize_all = "snake_case")]
 pub enum MerchantStatus {
     /// A link was issued; no authorization yet.
     Pending,

@@ -10,6 +10,7 @@
 //! - [`onboarding`]: links, the authorization callback, the cancel callback and revocation.
 //! - [`refresh`]: one refresh per merchant across the deployment, spread over time.
 //! - [`pages`]: the connect pages, as an actix `configure` function.
+//! - [`run`]: all of it inside a running relay (`Application::build`).
 
 pub mod crypto;
 pub mod domain;
@@ -17,5 +18,6 @@ pub mod oauth;
 pub mod onboarding;
 pub mod pages;
 pub mod refresh;
+pub mod run;
 pub mod settings;
 pub mod store;

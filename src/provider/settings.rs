@@ -5,7 +5,7 @@ use std::fmt;
 use std::time::Duration;
 
 use secrecy::{ExposeSecret, SecretString};
-use serde::Deserialize;
+use serde::{Deserialize, Serialize, Serializer};
 use url::Url;
 
 use super::crypto::{KeyRing, KeyRingError};
@@ -16,13 +16,20 @@ use crate::settings::{is_placeholder, MIN_SECRET_BYTES};
 const LINK_TTL_SECS: std::ops::RangeInclusive<u64> = 60..=86_400;
 
 /// One entry of `provider.store_keys`.
-#[derive(Clone, Deserialize)]
+#[derive(Clone, Deserialize, Serialize)]
 #[serde(deny_unknown_fields)]
 pub struct StoreKey {
     /// Recorded beside every ciphertext sealed with this key.
     pub id: String,
     /// Base64 of 32 random bytes.
+    #[serde(serialize_with = "expose")]
     pub key: SecretString,
+}
+
+impl PartialEq for StoreKey {
+    fn eq(&self, other: &Self) -> bool {
+        self.id == other.id && self.key.expose_secret() == other.key.expose_secret()
+    }
 }
 
 impl fmt::Debug for StoreKey {
@@ -34,17 +41,20 @@ impl fmt::Debug for StoreKey {
     }
 }
 
-/// `[provider]` as written in the configuration file. Debug shows no secret.
-#[derive(Debug, Clone, Deserialize)]
+/// `[provider]` as written in the configuration file. Debug shows no secret; serialising
+/// writes them in clear, for a configuration file only (as `Settings` does).
+#[derive(Debug, Clone, Deserialize, Serialize)]
 #[serde(deny_unknown_fields)]
 pub struct ProviderSettings {
     /// The provider's e-commerce appid (signs calls, selects the key of pushes).
     pub appid: String,
     /// The provider's e-commerce sign key.
+    #[serde(serialize_with = "expose")]
     pub sign_key: SecretString,
     /// The provider's open-platform app.
     pub client_id: String,
     /// Its app secret.
+    #[serde(serialize_with = "expose")]
     pub client_secret: SecretString,
     /// The callback registered with Weibo; its path is served by the connect pages.
     pub redirect_uri: String,
@@ -57,6 +67,7 @@ pub struct ProviderSettings {
     #[serde(default = "default_link_ttl")]
     pub link_ttl_secs: u64,
     /// PostgreSQL URL (may hold a password).
+    #[serde(serialize_with = "expose")]
     pub store_url: SecretString,
     /// Token keys, newest first.
     pub store_keys: Vec<StoreKey>,
@@ -64,8 +75,74 @@ pub struct ProviderSettings {
     #[serde(default = "default_push_field")]
     pub push_merchant_field: String,
     /// The provider's name on the connect page (default: "Weibo app <client_id>").
-    #[serde(default)]
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub name: Option<String>,
+}
+
+impl PartialEq for ProviderSettings {
+    fn eq(&self, other: &Self) -> bool {
+        let secret = |a: &SecretString, b: &SecretString| a.expose_secret() == b.expose_secret();
+        self.appid == other.appid
+            && secret(&self.sign_key, &other.sign_key)
+            && self.client_id == other.client_id
+            && secret(&self.client_secret, &other.client_secret)
+            && self.redirect_uri == other.redirect_uri
+            && self.public_base == other.public_base
+            && self.return_url_origins == other.return_url_origins
+            && self.link_ttl_secs == other.link_ttl_secs
+            && secret(&self.store_url, &other.store_url)
+            && self.store_keys == other.store_keys
+            && self.push_merchant_field == other.push_merchant_field
+            && self.name == other.name
+    }
+}
+
+/// Writes a secret in clear: only for a configuration file.
+fn expose<S: Serializer>(secret: &SecretString, s: S) -> Result<S::Ok, S::Error> {
+    s.serialize_str(secret.expose_secret())
+}
+
+/// `[provider]` read once: as written (what a tool writes back into a configuration file) and
+/// as checked (what provider mode runs on). Reading it is parsing it: a bad value stops the
+/// load, naming its key.
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(try_from = "ProviderSettings", into = "ProviderSettings")]
+pub struct Provider {
+    written: ProviderSettings,
+    config: ProviderConfig,
+}
+
+impl Provider {
+    /// What provider mode runs on.
+    pub fn config(&self) -> &ProviderConfig {
+        &self.config
+    }
+
+    /// As written.
+    pub fn written(&self) -> &ProviderSettings {
+        &self.written
+    }
+}
+
+impl PartialEq for Provider {
+    fn eq(&self, other: &Self) -> bool {
+        self.written == other.written
+    }
+}
+
+impl TryFrom<ProviderSettings> for Provider {
+    type Error = ProviderSettingsError;
+
+    fn try_from(written: ProviderSettings) -> Result<Self, Self::Error> {
+        let config = written.parse()?;
+        Ok(Self { written, config })
+    }
+}
+
+impl From<Provider> for ProviderSettings {
+    fn from(provider: Provider) -> Self {
+        provider.written
+    }
 }
 
 fn default_link_ttl() -> u64 {

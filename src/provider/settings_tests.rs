@@ -138,3 +138,42 @@ fn return_urls_outside_the_origins_are_refused_however_dressed() {
         "https://backoffice.test/x"
     );
 }
+
+/// The relay's settings carry `[provider]` parsed: a bad value stops the load naming its key,
+/// the store URL can come from the environment (compose.provider.yaml), and the section
+/// written back as a file loads the same.
+#[test]
+fn provider_in_the_relay_settings_is_parsed_overridden_by_env_and_written_back() {
+    let mut written = example();
+    written.store_keys.truncate(1);
+    let toml =
+        toml::to_string(&std::collections::BTreeMap::from([("provider", &written)])).unwrap();
+    let path = std::env::temp_dir().join(format!("wr-provider-{}.toml", uuid::Uuid::new_v4()));
+    std::fs::write(&path, &toml).unwrap();
+    let env = [(
+        "WEIBO_RELAY__PROVIDER__STORE_URL".to_owned(),
+        "postgres://relay:pw@postgres:5432/relay".to_owned(),
+    )];
+    let loaded = crate::settings::Settings::load(Some(&path), env.clone()).unwrap();
+    let provider = loaded.provider.as_ref().expect("a provider section");
+    assert_eq!(
+        provider.config().store_url.expose_secret(),
+        "postgres://relay:pw@postgres:5432/relay"
+    );
+    assert_eq!(provider.config().client_id, "772915");
+    let again = crate::settings::Settings::load(Some(&path), env).unwrap();
+    assert_eq!(loaded, again);
+    std::fs::write(
+        &path,
+        toml.replace("client_id = \"772915\"", "client_id = \"abc\""),
+    )
+    .unwrap();
+    let refused = crate::settings::Settings::load(Some(&path), Vec::new()).unwrap_err();
+    std::fs::remove_file(&path).unwrap();
+    assert!(
+        refused
+            .to_string()
+            .contains("provider.client_id must be 1 to 20 digits"),
+        "{refused}"
+    );
+}

@@ -48,6 +48,9 @@ pub struct Settings {
     /// The merchants this relay serves; each push and command names one by `appid`.
     #[serde(default)]
     pub merchants: Merchants,
+    /// Service-provider mode: many merchants onboarded by OAuth2 (instead of `merchants`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub provider: Option<crate::provider::settings::Provider>,
 }
 
 /// `[http]`

@@ -41,13 +41,17 @@ impl Settings {
     /// needs: a merchant to take pushes for and to call the platform for. `check` applies this
     /// same rule, so it fails exactly where those commands would refuse to start.
     pub fn validate_for_relay(&self) -> Result<(), ConfigError> {
-        if self.merchants.is_empty() {
-            return Err(ConfigError::invalid(
+        match (self.merchants.is_empty(), self.provider.is_some()) {
+            (true, false) => Err(ConfigError::invalid(
                 "merchants",
-                "at least one [[merchants]] entry is required",
-            ));
+                "at least one [[merchants]] entry is required (or a [provider] section)",
+            )),
+            (false, true) => Err(ConfigError::invalid(
+                "provider",
+                "a deployment runs one mode: [[merchants]] (self-developed) or [provider], not both",
+            )),
+            _ => Ok(()),
         }
-        Ok(())
     }
 
     /// The numbers bounded by another key (each in its own range already).

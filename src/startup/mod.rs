@@ -11,6 +11,7 @@ use tokio_util::sync::{CancellationToken, DropGuard};
 use crate::amqp::{Broker, Names, Publisher, Topology};
 use crate::http::OpsState;
 use crate::metrics::Metrics;
+use crate::provider::run::ProviderMetrics;
 use crate::settings::Settings;
 use crate::supervise::{TaskMetrics, Tasks};
 
@@ -88,8 +89,24 @@ impl Application {
             serving: &serving,
             support: &support,
         };
-        let keeper = roles
-            .runs_worker()
+        let provider_metrics = ProviderMetrics::register(metrics.registry())?;
+        let provider = match settings.provider.as_ref() {
+            Some(provider) => Some(
+                roles::provider(
+                    provider.config(),
+                    &settings,
+                    &names,
+                    &broker,
+                    provider_metrics,
+                    &support,
+                )
+                .await?,
+            ),
+            None => None,
+        };
+        // Self-developed merchants only: provider mode's pushes and commands are refused until
+        // they are wired (the platform retries a refused push).
+        let keeper = (roles.runs_worker() && !settings.merchants.is_empty())
             .then(|| roles::worker(&settings, &names, &broker, &metrics, groups))
             .transpose()?;
         let receiver = roles
@@ -101,7 +118,8 @@ impl Application {
             metrics,
             keeper,
         };
-        let servers = Servers::start(listeners, ops, receiver, &settings)?;
+        let pages = provider.map(|p| p.pages);
+        let servers = Servers::start(listeners, ops, receiver, pages, &settings)?;
         servers.log_listening(roles, &settings.push.path);
         Ok(Self {
             servers,

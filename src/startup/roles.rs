@@ -13,6 +13,8 @@ use crate::keeper::{KeeperOptions, TokenKeeper};
 use crate::keys::Keyring;
 use crate::metrics::Metrics;
 use crate::permits::{PermitMetrics, Permits};
+use crate::provider::run::{ProviderMetrics, ProviderRuntime};
+use crate::provider::settings::ProviderConfig;
 use crate::push::PushRelay;
 use crate::reconcile::{ReconcileMetrics, Sweeper};
 use crate::settings::Settings;
@@ -116,4 +118,30 @@ pub(super) fn receiver(
         success_body: settings.push.success_body.clone().into(),
         success_content_type: settings.push.success_content_type.clone(),
     })
+}
+
+/// Provider mode's store, pages and tasks. The tasks stop with the support group: a refresh
+/// or a publish in flight at a stop finishes first.
+pub(super) async fn provider(
+    config: &ProviderConfig,
+    settings: &Settings,
+    names: &Names,
+    broker: &Broker,
+    metrics: ProviderMetrics,
+    tasks: &Tasks,
+) -> anyhow::Result<ProviderRuntime> {
+    tracing::warn!(
+        appid = %config.appid,
+        "provider mode: merchants are onboarded, refreshed and announced; pushes and commands \
+         for them are not handled by this release yet (pushes are refused: the platform retries)"
+    );
+    ProviderRuntime::start(
+        config,
+        &settings.weibo.oauth_base,
+        broker,
+        names,
+        metrics,
+        tasks,
+    )
+    .await
 }

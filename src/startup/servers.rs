@@ -10,6 +10,7 @@ use tokio_util::sync::CancellationToken;
 
 use super::Roles;
 use crate::http::{ops_routes, push_routes, OpsState, ReceiverState};
+use crate::provider::pages::PagesState;
 use crate::settings::{HttpSettings, Settings};
 
 /// How long a client may take to send a request's head.
@@ -51,6 +52,7 @@ impl Servers {
         listeners: Listeners,
         ops: OpsState,
         receiver: Option<web::Data<ReceiverState>>,
+        pages: Option<web::Data<PagesState>>,
         settings: &Settings,
     ) -> anyhow::Result<Self> {
         let http = &settings.http;
@@ -86,6 +88,11 @@ impl Servers {
                 app = app
                     .app_data(receiver.clone())
                     .configure(push_routes(&push_path));
+            }
+            // The merchant's browser and Weibo's cancel callback reach the connect pages where
+            // the platform reaches the pushes.
+            if let Some(pages) = &pages {
+                app = app.configure(crate::provider::pages::configure(pages.clone()));
             }
             app
         })

@@ -9,6 +9,7 @@ mod oauth_client;
 mod onboarding;
 mod processes;
 mod refresh;
+mod relay;
 mod store;
 mod support;
 mod uid;

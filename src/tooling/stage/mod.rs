@@ -159,7 +159,7 @@ impl Stage {
 
     /// A stage on `settings` as they are (names from [`isolated`] already), with `options`,
     /// and the tests' tap: a queue ([`tap_queue`]) bound to every order event, declared before
-    /// any relay runs, for a test to read what the relay published.
+    /// any relay runs, for a test to read what the relay published (order and merchant events).
     pub async fn start_with(settings: Settings, options: StageOptions) -> anyhow::Result<Self> {
         Self::start_inner(settings, options, true).await
     }
@@ -358,7 +358,8 @@ async fn declare_tap(amqp: &AmqpSettings, settings: &Settings) -> anyhow::Result
     let topology = crate::amqp::Topology::default()
         .exchange(exchange)
         .queue(crate::amqp::QueueSpec::quorum(&tap))
-        .bind(&tap, exchange, "order.#");
+        .bind(&tap, exchange, "order.#")
+        .bind(&tap, exchange, "merchant.#");
     let connection = crate::amqp::connect_once(amqp, "weibo-relay stage tap").await?;
     let declared = topology.declare(&connection).await;
     let _ = connection.close(200, "tap declared".into()).await;
