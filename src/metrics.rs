@@ -38,6 +38,8 @@ pub enum PushOutcome {
     Stale,
     /// No merchant for the appid.
     UnknownMerchant,
+    /// Provider mode: the push names a uid that is no authorized merchant.
+    UnknownUid,
     /// Not a push.
     Malformed,
     /// Over `http.max_body_bytes`.
@@ -197,6 +199,7 @@ mod tests {
                 "bad_signature",
                 "stale",
                 "unknown_merchant",
+                "unknown_uid",
                 "malformed",
                 "too_large",
                 "unsupported_media_type",

@@ -69,6 +69,18 @@ pub enum Source {
     Reconcile,
 }
 
+/// Header naming the merchant in provider mode (its merchant_ref).
+pub const MERCHANT_HEADER: &str = "x-weibo-merchant";
+
+/// Provider mode: the merchant an event is for, named by the push's signed uid.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct MerchantTag {
+    /// The provider's name for the merchant.
+    pub merchant_ref: String,
+    /// Its Weibo uid.
+    pub uid: String,
+}
+
 /// One event, borrowing what its source holds.
 #[derive(Debug)]
 pub struct Event<'a> {
@@ -92,6 +104,8 @@ pub struct Event<'a> {
     pub data: &'a Value,
     /// Push or reconcile.
     pub source: Source,
+    /// Provider mode: the merchant (none in self-developed mode).
+    pub merchant: Option<&'a MerchantTag>,
 }
 
 #[derive(Serialize)]
@@ -107,6 +121,10 @@ struct Envelope<'a> {
     received_at: String,
     params: &'a BTreeMap<String, String>,
     data: &'a Value,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    merchant_ref: Option<&'a str>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    uid: Option<&'a str>,
 }
 
 impl Event<'_> {
@@ -132,6 +150,8 @@ impl Event<'_> {
                 .unwrap_or_else(|| "1970-01-01T00:00:00Z".to_owned()),
             params: self.params,
             data: self.data,
+            merchant_ref: self.merchant.map(|m| m.merchant_ref.as_str()),
+            uid: self.merchant.map(|m| m.uid.as_str()),
         };
         serde_json::to_vec(&envelope).expect("an envelope of strings and JSON values serializes")
     }
@@ -155,6 +175,12 @@ impl Event<'_> {
             APPID_HEADER.into(),
             AMQPValue::LongString(LongString::from(self.appid.as_str())),
         );
+        if let Some(merchant) = self.merchant {
+            headers.insert(
+                MERCHANT_HEADER.into(),
+                AMQPValue::LongString(LongString::from(merchant.merchant_ref.as_str())),
+            );
+        }
         headers.insert(
             SOURCE_HEADER.into(),
             AMQPValue::LongString(LongString::from(source)),

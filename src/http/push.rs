@@ -21,8 +21,10 @@ use crate::trace::{TraceContext, TRACEPARENT, TRACESTATE};
 
 /// What the push handler needs, shared by every HTTP worker.
 pub struct ReceiverState {
-    /// Configured merchants.
+    /// Configured merchants (in provider mode, the provider: it signs every push).
     pub merchants: Merchants,
+    /// Provider mode: which merchant a push is for, by its signed uid.
+    pub provider: Option<crate::provider::run::ProviderPushes>,
     /// Dedup and publish.
     pub relay: PushRelay,
     /// Metrics.
@@ -46,7 +48,7 @@ impl ResponseError for PushError {
         match self {
             Self::Malformed(_) => StatusCode::BAD_REQUEST,
             Self::BadSignature | Self::Stale { .. } => StatusCode::UNAUTHORIZED,
-            Self::UnknownMerchant(_) => StatusCode::FORBIDDEN,
+            Self::UnknownMerchant(_) | Self::UnknownUid(_) => StatusCode::FORBIDDEN,
             Self::BodyTimeout => StatusCode::REQUEST_TIMEOUT,
             Self::TooLarge(_) => StatusCode::PAYLOAD_TOO_LARGE,
             Self::UnsupportedMediaType(_) => StatusCode::UNSUPPORTED_MEDIA_TYPE,
@@ -61,6 +63,7 @@ impl ResponseError for PushError {
             Self::BadSignature => 40001,
             Self::Stale { .. } => 40003,
             Self::UnknownMerchant(_) => 40301,
+            Self::UnknownUid(_) => 40302,
             Self::BodyTimeout => 40800,
             Self::TooLarge(_) => 41300,
             Self::UnsupportedMediaType(_) => 41500,
@@ -168,6 +171,10 @@ async fn handle(
         crate::clock::unix_secs() as i64,
         state.max_skew,
     )?;
+    let push = match &state.provider {
+        Some(provider) => provider.name_merchant(push)?,
+        None => push,
+    };
     span.record("event_id", tracing::field::display(push.event_id()));
     seen.event_id = Some(push.event_id());
     span.record("sign_form", push.form().as_str());

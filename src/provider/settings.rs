@@ -304,6 +304,25 @@ impl ProviderSettings {
     }
 }
 
+impl ProviderConfig {
+    /// The provider as the receiver's one "merchant": its appid and sign key verify every
+    /// push, its client_secret keys the events' seals. The uid is never used (the provider
+    /// holds no self-developed token).
+    pub fn as_push_signer(&self) -> crate::settings::Merchants {
+        let fields = serde_json::json!({
+            "appid": self.appid,
+            "sign_key": self.sign_key.expose_secret(),
+            "client_id": self.client_id,
+            "client_secret": self.client_secret.expose_secret(),
+            "uid": "0",
+        });
+        // Every field was checked by `parse` with the merchants' own rules.
+        let merchant =
+            serde_json::from_value(fields).expect("a parsed [provider] is a valid merchant entry");
+        crate::settings::Merchants::new(vec![merchant])
+    }
+}
+
 /// The same rules as the merchants' secrets; the reason never repeats the value.
 fn check_secret(value: &str) -> Result<(), String> {
     if value.trim() != value {

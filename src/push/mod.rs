@@ -12,7 +12,7 @@ use std::collections::BTreeMap;
 
 use serde_json::Value;
 
-use crate::event::{Event, Source};
+use crate::event::{Event, MerchantTag, Source};
 use crate::ids::AppId;
 use crate::settings::Merchants;
 use crate::signature;
@@ -43,6 +43,9 @@ pub enum PushError {
     /// No merchant with this appid is configured.
     #[error("unknown appid {0}")]
     UnknownMerchant(AppId),
+    /// Provider mode: the push's merchant field names no authorized merchant.
+    #[error("no authorized merchant has uid {0}")]
+    UnknownUid(String),
     /// The body is larger than `http.max_body_bytes`.
     #[error("body larger than {0} bytes")]
     TooLarge(usize),
@@ -68,6 +71,7 @@ impl PushError {
             Self::BadSignature => PushOutcome::BadSignature,
             Self::Stale { .. } => PushOutcome::Stale,
             Self::UnknownMerchant(_) => PushOutcome::UnknownMerchant,
+            Self::UnknownUid(_) => PushOutcome::UnknownUid,
             Self::NotStored(_) => PushOutcome::BrokerUnavailable,
         }
     }
@@ -172,6 +176,7 @@ impl UnverifiedPush {
             .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
             .collect();
         Ok(VerifiedPush {
+            merchant: None,
             event_id,
             form,
             appid: self.appid,
@@ -187,6 +192,7 @@ impl UnverifiedPush {
 /// A push that passed every check: it came from a configured merchant, unaltered, recently.
 #[derive(Debug)]
 pub struct VerifiedPush {
+    merchant: Option<MerchantTag>,
     event_id: EventId,
     form: signature::Form,
     appid: AppId,
@@ -198,6 +204,17 @@ pub struct VerifiedPush {
 }
 
 impl VerifiedPush {
+    /// A signed field's value (fields outside the signature are not kept).
+    pub fn signed(&self, name: &str) -> Option<&str> {
+        self.params.get(name).map(String::as_str)
+    }
+
+    /// Provider mode: the push names `merchant` (the caller resolved its signed uid).
+    pub fn for_merchant(mut self, merchant: MerchantTag) -> Self {
+        self.merchant = Some(merchant);
+        self
+    }
+
     /// The event's identity, equal across redeliveries.
     pub fn event_id(&self) -> EventId {
         self.event_id
@@ -248,6 +265,7 @@ impl VerifiedPush {
             params: &self.params,
             data: &self.data,
             source: Source::Push,
+            merchant: self.merchant.as_ref(),
         }
     }
 

@@ -367,6 +367,7 @@ impl Sweeper {
             .ok_or_else(|| SweepError::NoKeys(appid.clone()))?;
         let no_params = BTreeMap::new();
         let event = Event {
+            merchant: None,
             id: EventId::reconciled(appid, &listed.sub_order_id, &listed.state_code),
             appid,
             type_code: 2,

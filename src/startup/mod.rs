@@ -111,7 +111,7 @@ impl Application {
             .transpose()?;
         let receiver = roles
             .receives_pushes()
-            .then(|| roles::receiver(&settings, &names, &broker, &metrics));
+            .then(|| roles::receiver(&settings, &names, &broker, &metrics, provider.as_ref()));
         let receiver_publisher = receiver.as_ref().map(|r| r.relay.publisher().clone());
         let ops = OpsState {
             broker: broker.clone(),

@@ -100,15 +100,22 @@ pub(super) fn receiver(
     names: &Names,
     broker: &Broker,
     metrics: &Arc<Metrics>,
+    provider: Option<&ProviderRuntime>,
 ) -> web::Data<ReceiverState> {
+    // Provider mode: the provider signs every push; a signed uid names the merchant.
+    let merchants = match (provider, settings.provider.as_ref()) {
+        (Some(_), Some(p)) => p.config().as_push_signer(),
+        _ => settings.merchants.clone(),
+    };
     web::Data::new(ReceiverState {
-        merchants: settings.merchants.clone(),
+        provider: provider.map(|p| p.pushes.clone()),
+        merchants: merchants.clone(),
         relay: PushRelay::new(
             broker.clone(),
             names.events_exchange().to_owned(),
             settings.push.dedup_capacity.as_usize(),
             metrics.clone(),
-            Keyring::derive(&settings.merchants),
+            Keyring::derive(&merchants),
         ),
         metrics: metrics.clone(),
         max_body_bytes: settings.http.max_body_bytes.as_usize(),
@@ -132,8 +139,8 @@ pub(super) async fn provider(
 ) -> anyhow::Result<ProviderRuntime> {
     tracing::warn!(
         appid = %config.appid,
-        "provider mode: merchants are onboarded, refreshed and announced; pushes and commands \
-         for them are not handled by this release yet (pushes are refused: the platform retries)"
+        "provider mode: merchants are onboarded, refreshed and announced, and their pushes \
+         stored; fulfilment commands for them are not handled by this release yet"
     );
     ProviderRuntime::start(
         config,

@@ -8,6 +8,7 @@ mod herd;
 mod oauth_client;
 mod onboarding;
 mod processes;
+mod pushes;
 mod refresh;
 mod relay;
 mod store;

@@ -17,18 +17,18 @@ use weibo_relay::tooling::stage::{self, ConfigFile, RelayProcess, Stage, StageOp
 use crate::support::{fresh_keys, location, query_of, TestDb, CLIENT_ID, CLIENT_SECRET};
 
 const RELAY: &str = env!("CARGO_BIN_EXE_weibo-relay");
-const UID: &str = "1404376560";
+pub(crate) const UID: &str = "1404376560";
 
 /// A relay process in provider mode on a stage of its own, its store and the sandbox.
-struct ProviderRelay {
+pub(crate) struct ProviderRelay {
     stage: Stage,
-    sandbox: SandboxHandle,
+    pub(crate) sandbox: SandboxHandle,
     _db: TestDb,
     relay: RelayProcess,
     config: ConfigFile,
-    settings: Settings,
-    base: String,
-    http: reqwest::Client,
+    pub(crate) settings: Settings,
+    pub(crate) base: String,
+    pub(crate) http: reqwest::Client,
 }
 
 /// A port free a moment ago: the relay's public base and redirect_uri name it before it binds.
@@ -57,7 +57,7 @@ fn provider_settings(base: &str, db: &TestDb) -> ProviderSettings {
 }
 
 impl ProviderRelay {
-    async fn start() -> Self {
+    pub(crate) async fn start() -> Self {
         let db = TestDb::new().await;
         let port = free_port();
         let base = format!("http://127.0.0.1:{port}");
@@ -101,7 +101,7 @@ impl ProviderRelay {
     }
 
     /// `weibo-relay merchants <args>` on the relay's configuration.
-    fn merchants(&self, args: &[&str]) -> Output {
+    pub(crate) fn merchants(&self, args: &[&str]) -> Output {
         Command::new(RELAY)
             .arg("merchants")
             .args(args)
@@ -113,7 +113,7 @@ impl ProviderRelay {
 
     /// Link page, button, Weibo's consent page (Authorize as `uid`), callback: the callback's
     /// status.
-    async fn consent(&self, link: &str, uid: &str) -> u16 {
+    pub(crate) async fn consent(&self, link: &str, uid: &str) -> u16 {
         let page = self.http.get(link).send().await.expect("the link page");
         assert_eq!(page.status(), 200, "the link page");
         let pressed = self.http.post(link).send().await.expect("the button");
@@ -157,7 +157,7 @@ impl ProviderRelay {
             .expect("a body")
     }
 
-    async fn stop(self) {
+    pub(crate) async fn stop(self) {
         let (status, _) = self.relay.signal("TERM").await;
         assert!(status.success(), "the relay stops cleanly: {status:?}");
         self.stage.stop().await;
@@ -166,7 +166,7 @@ impl ProviderRelay {
 
 /// The next message on the stage's tap within 20 s: routing key, `x-weibo-merchant`, body;
 /// its body, headers and properties checked against the schemas docs/asyncapi.yaml names.
-async fn next_event(settings: &Settings) -> (String, String, serde_json::Value) {
+pub(crate) async fn next_event(settings: &Settings) -> (String, String, serde_json::Value) {
     let connection = stage::connect_url(&settings.amqp.url, "provider test")
         .await
         .expect("the broker");
@@ -180,16 +180,27 @@ async fn next_event(settings: &Settings) -> (String, String, serde_json::Value) 
             .expect("basic.get");
         if let Some(message) = got {
             let delivery = message.delivery;
-            let merchant = delivery
+            let headers: serde_json::Map<String, serde_json::Value> = delivery
                 .properties
                 .headers()
                 .as_ref()
-                .and_then(|h| h.inner().get("x-weibo-merchant").cloned())
-                .and_then(|v| match v {
-                    AMQPValue::LongString(s) => Some(s.to_string()),
-                    _ => None,
+                .map(|h| {
+                    h.inner()
+                        .iter()
+                        .filter_map(|(k, v)| match v {
+                            AMQPValue::LongString(s) => {
+                                Some((k.to_string(), serde_json::Value::from(s.to_string())))
+                            }
+                            _ => None,
+                        })
+                        .collect()
                 })
                 .unwrap_or_default();
+            let merchant = headers
+                .get("x-weibo-merchant")
+                .and_then(|v| v.as_str())
+                .unwrap_or_default()
+                .to_owned();
             let body = serde_json::from_slice(&delivery.data).expect("a JSON event");
             let p = &delivery.properties;
             let properties = serde_json::json!({
@@ -199,12 +210,14 @@ async fn next_event(settings: &Settings) -> (String, String, serde_json::Value) 
                 "type": p.kind().as_ref().map(ToString::to_string),
                 "timestamp": p.timestamp(),
             });
-            assert_schema("merchant-event.json", &body);
-            assert_schema("properties-merchant-event.json", &properties);
-            assert_schema(
-                "headers-merchant-event.json",
-                &serde_json::json!({"x-weibo-merchant": merchant}),
-            );
+            let kind = if delivery.routing_key.as_str().starts_with("merchant.") {
+                "merchant-event"
+            } else {
+                "event"
+            };
+            assert_schema(&format!("{kind}.json"), &body);
+            assert_schema(&format!("properties-{kind}.json"), &properties);
+            assert_schema(&format!("headers-{kind}.json"), &headers.into());
             let _ = connection.close(200, "read".into()).await;
             return (delivery.routing_key.to_string(), merchant, body);
         }
@@ -229,11 +242,11 @@ fn assert_schema(file: &str, instance: &serde_json::Value) {
     assert!(errors.is_empty(), "{file}: {errors:?}\n{instance:#}");
 }
 
-fn stdout(output: &Output) -> String {
+pub(crate) fn stdout(output: &Output) -> String {
     String::from_utf8_lossy(&output.stdout).into_owned()
 }
 
-fn stderr(output: &Output) -> String {
+pub(crate) fn stderr(output: &Output) -> String {
     String::from_utf8_lossy(&output.stderr).into_owned()
 }
 

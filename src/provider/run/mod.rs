@@ -5,6 +5,7 @@
 
 mod events;
 mod metrics;
+mod pushes;
 
 use std::sync::Arc;
 use std::time::{Duration, SystemTime};
@@ -15,6 +16,7 @@ use tokio_util::sync::CancellationToken;
 
 pub use events::EventPublisher;
 pub use metrics::{ProviderMetrics, RefreshResult};
+pub use pushes::{ProviderPushes, UidBook};
 
 use crate::amqp::{Broker, Names};
 use crate::provider::oauth::{HttpOAuthClient, OAuthClient};
@@ -30,8 +32,9 @@ use crate::supervise::{Task, Tasks};
 const STORE_CONNECTIONS: u32 = 12;
 /// Deadline of each OAuth2 call: well under the 60 s PostgreSQL lets a refresh hold its row.
 const OAUTH_TIMEOUT: Duration = Duration::from_secs(10);
-/// Time between counts of merchants by status, and between sweeps of expired links.
-const HOUSEKEEPING: Duration = Duration::from_secs(15);
+/// Time between reloads of the receiver's uid book, counts of merchants by status, and sweeps
+/// of expired links: a merchant just authorized is found by pushes within about this.
+const HOUSEKEEPING: Duration = Duration::from_secs(5);
 
 /// What `Application::build` needs of provider mode.
 pub struct ProviderRuntime {
@@ -39,6 +42,8 @@ pub struct ProviderRuntime {
     pub pages: Data<PagesState>,
     /// The store (the CLI and tests read it).
     pub store: Store,
+    /// What the receiver needs to name each push's merchant.
+    pub pushes: ProviderPushes,
 }
 
 impl ProviderRuntime {
@@ -78,13 +83,23 @@ impl ProviderRuntime {
             }
             .run(stop)
         });
-        let kept = store.clone();
+        let uids = UidBook::default();
+        // The first book before any push is taken: a restarted receiver refuses no merchant.
+        uids.reload(&store)
+            .await
+            .context("provider.store_url: cannot read the authorized merchants")?;
+        let kept = (store.clone(), uids.clone());
         tasks.spawn(Task::MerchantHousekeeping, move |stop| {
-            housekeeping(kept.clone(), metrics.clone(), stop)
+            let (store, uids) = kept.clone();
+            housekeeping(store, uids, metrics.clone(), stop)
         });
         Ok(Self {
             pages: Data::new(PagesState::new(onboarding)),
             store,
+            pushes: ProviderPushes {
+                field: config.push_merchant_field.clone(),
+                uids,
+            },
         })
     }
 }
@@ -154,9 +169,18 @@ async fn refresh(refresher: Refresher, metrics: ProviderMetrics, stop: Cancellat
     }
 }
 
-/// Counts merchants by status and forgets links and states that expired.
-async fn housekeeping(store: Store, metrics: ProviderMetrics, stop: CancellationToken) {
+/// Reloads the uid book, counts merchants by status and forgets links and states that
+/// expired.
+async fn housekeeping(
+    store: Store,
+    uids: UidBook,
+    metrics: ProviderMetrics,
+    stop: CancellationToken,
+) {
     loop {
+        if let Err(e) = uids.reload(&store).await {
+            tracing::warn!(error = %e, "cannot reload the authorized merchants; pushes use the last list");
+        }
         match store.count_by_status().await {
             Ok(counts) => metrics.set_merchants(&counts),
             Err(e) => tracing::warn!(error = %e, "cannot count merchants"),

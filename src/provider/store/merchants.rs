@@ -302,6 +302,16 @@ impl Store {
         row.as_ref().map(MerchantRow::from_row).transpose()
     }
 
+    /// `(uid, merchant_ref)` of every authorized merchant (the receiver's book).
+    pub async fn authorized_uids(&self) -> Result<Vec<(String, String)>, StoreError> {
+        Ok(sqlx::query_as(
+            "SELECT uid, merchant_ref FROM provider_merchants \
+             WHERE status = 'authorized' AND uid IS NOT NULL",
+        )
+        .fetch_all(self.pool())
+        .await?)
+    }
+
     /// Every merchant, by merchant_ref.
     pub async fn merchants(&self) -> Result<Vec<MerchantRow>, StoreError> {
         let sql = format!("SELECT {COLUMNS} FROM provider_merchants ORDER BY merchant_ref");
