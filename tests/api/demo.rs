@@ -84,7 +84,7 @@ async fn an_interrupted_demo_stops_at_once_says_how_far_it_got_and_leaves_nothin
         .stderr(Stdio::piped())
         .spawn()
         .unwrap();
-    let guard = crate::helpers::KillOnDrop::new(child.id());
+    let guard = crate::support::KillOnDrop::new(child.id());
     let mut stderr = BufReader::new(child.stderr.take().unwrap()).lines();
     let prefix = loop {
         let line = stderr.next().expect("the demo names its queues").unwrap();

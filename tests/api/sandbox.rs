@@ -9,7 +9,7 @@ use std::time::Duration;
 use actix_web::{web, App, HttpResponse, HttpServer};
 use weibo_relay::tooling::sandbox::{PushSchedule, PushSender, Sandbox, SandboxConfig};
 
-use crate::helpers::*;
+use crate::support::*;
 
 /// A merchant endpoint that refuses the first `fail_first` deliveries with 503.
 struct Endpoint {

@@ -10,8 +10,8 @@ use std::time::Duration;
 
 use weibo_relay::settings::Settings;
 
-use crate::examples::{python, Example};
-use crate::helpers::*;
+use crate::support::example::{python, Example};
+use crate::support::*;
 
 /// The README's text of the section.
 fn section() -> String {

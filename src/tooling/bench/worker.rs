@@ -43,15 +43,13 @@ pub async fn run(base: Settings, options: WorkerOptions) -> Result<Report, Bench
         .unwrap_or(u64::MAX)
         .try_into()
         .map_err(|e| invalid("--concurrency", e))?;
-    let stage = Stage::start(
-        base,
-        "weibo-relay-bench",
-        Roles::Worker,
-        Faults {
+    let stage = Stage::tool(base, "weibo-relay-bench")
+        .roles(Roles::Worker)
+        .faults(Faults {
             latency_ms: options.latency_ms,
             ..Faults::default()
-        },
-        move |settings| {
+        })
+        .settings(move |settings| {
             settings.weibo.rate_limit_per_sec = rate_limit;
             settings.worker.concurrency = concurrency;
             // Prefetch at least the concurrency, so the consumer never holds calls back (the
@@ -60,10 +58,10 @@ pub async fn run(base: Settings, options: WorkerOptions) -> Result<Report, Bench
             if let Ok(prefetch) = prefetch.try_into() {
                 settings.worker.prefetch = prefetch;
             }
-        },
-    )
-    .await
-    .map_err(|e| BenchError::Setup(format!("{e:#}")))?;
+        })
+        .start()
+        .await
+        .map_err(|e| BenchError::Setup(format!("{e:#}")))?;
     let result = drive(stage.settings(), stage.sandbox(), &options).await;
     stage.stop().await;
     result

@@ -71,12 +71,10 @@ const MAX_PUSH_BACKLOG: u64 = 256;
 
 /// Runs the whole demo and returns its report.
 pub async fn run(base: Settings, options: DemoOptions) -> anyhow::Result<DemoReport> {
-    let stage = Stage::start(
-        base,
-        "weibo-relay-demo",
-        Roles::Serve,
-        options.faults.clone(),
-        |settings| {
+    let stage = Stage::tool(base, "weibo-relay-demo")
+        .roles(Roles::Serve)
+        .faults(options.faults.clone())
+        .settings(|settings| {
             // Short retry delays so a transient failure does not stall the demo for minutes.
             settings.weibo.retry_base_ms = const { Millis::new(200).expect("in range") };
             settings.weibo.retry_max_ms = const { Millis::new(2000).expect("in range") };
@@ -91,9 +89,9 @@ pub async fn run(base: Settings, options: DemoOptions) -> anyhow::Result<DemoRep
             settings.reconcile.settle_secs =
                 const { Secs::new(SETTLE.as_secs()).expect("in range") };
             settings.reconcile.lookback_secs = const { Secs::new(3600).expect("in range") };
-        },
-    )
-    .await?;
+        })
+        .start()
+        .await?;
     let result = drive(
         stage.settings(),
         stage.sandbox(),

@@ -3,6 +3,7 @@
 //! process and any number more as processes, and everything they declared deleted afterwards,
 //! also when whoever ran the stage panicked half-way.
 
+mod builder;
 mod process;
 mod settings;
 mod teardown;
@@ -17,9 +18,9 @@ use tokio_util::sync::CancellationToken;
 
 use crate::amqp::Broker;
 use crate::settings::{AmqpSettings, Settings};
-use crate::startup::{Application, Roles};
-use crate::tooling::sandbox::{Faults, Sandbox, SandboxConfig, SandboxHandle};
+use crate::tooling::sandbox::{Faults, SandboxHandle};
 
+pub use builder::StageBuilder;
 pub use process::{KillOnDrop, RelayProcess};
 pub use settings::{isolated, merchant, to_toml, ConfigFile};
 pub use teardown::{delete_on, Teardown};
@@ -49,7 +50,7 @@ impl Default for PlatformOptions {
     }
 }
 
-/// How far the in-process relay must have come before [`Stage::start_with`] returns.
+/// How far the in-process relay must have come before [`StageBuilder::start`] returns.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Ready {
     /// Not at all (a test of a relay that cannot reach its broker).
@@ -58,45 +59,6 @@ pub enum Ready {
     Broker,
     /// `/readyz` answers 200: the broker, and for a worker a token for every merchant.
     Full,
-}
-
-/// A last change to a stage's settings, knowing its platform if it has one.
-pub type Adjust = Box<dyn FnOnce(&mut Settings, Option<&SandboxHandle>) + Send>;
-
-/// What a stage runs.
-pub struct StageOptions {
-    /// The roles of the relay run in this process; `None` for none (relays as processes
-    /// only, see [`Stage::spawn`]).
-    pub roles: Option<Roles>,
-    /// The sandbox platform, with the relay's settings pointed at it; `None` for none.
-    pub platform: Option<PlatformOptions>,
-    /// Applied to the settings last, before anything declares a queue.
-    pub adjust: Adjust,
-    /// How far the in-process relay must have come.
-    pub ready: Ready,
-    /// The broker to delete the stage's queues through, when not the relay's own (a relay
-    /// behind a proxy that a test cuts).
-    pub teardown_through: Option<AmqpSettings>,
-}
-
-impl Default for StageOptions {
-    fn default() -> Self {
-        Self::processes(Some(PlatformOptions::default()))
-    }
-}
-
-impl StageOptions {
-    /// No relay in this process (start them as processes with [`Stage::spawn`]), `platform`
-    /// or none, the settings as given.
-    pub fn processes(platform: Option<PlatformOptions>) -> Self {
-        Self {
-            roles: None,
-            platform,
-            adjust: Box::new(|_, _| {}),
-            ready: Ready::No,
-            teardown_through: None,
-        }
-    }
 }
 
 /// A relay running in this process.
@@ -117,107 +79,6 @@ pub struct Stage {
 }
 
 impl Stage {
-    /// A sandbox with `faults` and a relay with `roles` on `base`, with names
-    /// `<prefix>.<run>.*`, one merchant with fresh credentials and `adjust` applied last;
-    /// returns once the relay is ready (broker connected, token held). The demo and the
-    /// benches run on one.
-    pub async fn start(
-        base: Settings,
-        prefix: &str,
-        roles: Roles,
-        faults: Faults,
-        adjust: impl FnOnce(&mut Settings) + Send + 'static,
-    ) -> anyhow::Result<Self> {
-        // One attempt before anything starts: without a broker the run stops at once with one
-        // line saying so, instead of a relay retrying for its whole start-up time.
-        match crate::amqp::connect_once(&base.amqp, "weibo-relay stage probe").await {
-            Ok(connection) => {
-                let _ = connection.close(200, "probed".into()).await;
-            }
-            Err(error) => anyhow::bail!(
-                "the broker is unreachable: {}. {NO_BROKER_HINT}",
-                error.nodes()
-            ),
-        }
-        Self::start_inner(
-            settings::staged(base, prefix),
-            StageOptions {
-                roles: Some(roles),
-                platform: Some(PlatformOptions {
-                    faults,
-                    ..PlatformOptions::default()
-                }),
-                adjust: Box::new(move |settings, _| adjust(settings)),
-                ready: Ready::Full,
-                teardown_through: None,
-            },
-            // The demo and the benches read no event back: a tap would only fill.
-            false,
-        )
-        .await
-    }
-
-    /// A stage on `settings` as they are (names from [`isolated`] already), with `options`,
-    /// and the tests' tap: a queue ([`tap_queue`]) bound to every order event, declared before
-    /// any relay runs, for a test to read what the relay published.
-    pub async fn start_with(settings: Settings, options: StageOptions) -> anyhow::Result<Self> {
-        Self::start_inner(settings, options, true).await
-    }
-
-    async fn start_inner(
-        mut settings: Settings,
-        options: StageOptions,
-        tap: bool,
-    ) -> anyhow::Result<Self> {
-        let sandbox = match options.platform {
-            Some(platform) => {
-                let mut config = SandboxConfig::new(settings.merchants.clone());
-                config.faults = platform.faults;
-                config.token_ttl = platform.token_ttl;
-                let sandbox = Sandbox::start(config)?;
-                settings.weibo.api_base = url::Url::parse(&sandbox.api_base())?;
-                settings.weibo.oauth_base = url::Url::parse(&sandbox.base_url())?;
-                Some(Arc::new(sandbox))
-            }
-            None => None,
-        };
-        (options.adjust)(&mut settings, sandbox.as_deref());
-        // Before anything is declared: whatever fails from here, nothing is left behind.
-        let through = options
-            .teardown_through
-            .unwrap_or_else(|| settings.amqp.clone());
-        let teardown = Teardown::through(&settings, through.clone());
-        let mut stage = Self {
-            teardown: Some(teardown),
-            settings,
-            sandbox,
-            relay: None,
-        };
-        if tap {
-            declare_tap(&through, &stage.settings).await?;
-        }
-        if let Some(roles) = options.roles {
-            let app = Application::build(stage.settings.clone(), roles).await?;
-            let (url, admin_url) = (
-                format!("http://{}", app.address()),
-                app.admin_address().map(|a| format!("http://{a}")),
-            );
-            let (broker, shutdown) = (app.broker().clone(), app.shutdown_token());
-            stage.relay = Some(InProcess {
-                url,
-                admin_url,
-                broker,
-                shutdown,
-                task: Some(tokio::spawn(app.run_until_stopped())),
-            });
-            if let Err(error) = stage.wait(options.ready).await {
-                stage.stop().await;
-                return Err(error);
-            }
-        }
-        Ok(stage)
-    }
-
     /// The stage's settings (names, the platform's URLs).
     pub fn settings(&self) -> &Settings {
         &self.settings
