@@ -178,7 +178,12 @@ fn dlq_tools_try_every_node_and_name_each_without_the_password() {
 fn run_for(args: &[&str], within: std::time::Duration) -> (Option<i32>, String, String) {
     use std::process::Stdio;
     let started = std::time::Instant::now();
-    let mut child = relay()
+    // `demo` is the tooling's; every other command the relay's.
+    let mut command = match args.first() {
+        Some(&"demo") => Command::new(crate::support::tooling_bin()),
+        _ => relay(),
+    };
+    let mut child = command
         .args(args)
         .env_remove("RUST_LOG")
         .env("WEIBO_RELAY_LOG_FORMAT", "text")

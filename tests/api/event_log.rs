@@ -66,7 +66,7 @@ async fn forged_log_entries_neither_hide_a_state_nor_stop_nor_repeat_a_sweep() {
         .app
         .channel
         .basic_get(
-            weibo_relay::tooling::stage::tap_queue(&rig.app.settings)
+            weibo_relay_tooling::stage::tap_queue(&rig.app.settings)
                 .as_str()
                 .into(),
             lapin::options::BasicGetOptions { no_ack: true },

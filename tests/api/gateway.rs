@@ -3,7 +3,7 @@
 
 use serde_json::json;
 use weibo_relay::settings::Settings;
-use weibo_relay::tooling::sandbox::{ErrorEnvelope, Faults};
+use weibo_relay_tooling::sandbox::{ErrorEnvelope, Faults};
 
 use crate::support::rig::*;
 use crate::support::*;

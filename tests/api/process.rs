@@ -58,7 +58,7 @@ async fn the_binary_logs_json_masks_personal_data_hides_secrets_and_stops_on_sig
 /// The sign key, client secret, AMQP password and full phone numbers never reach the log.
 /// The one merchant of these tests, with secrets the logs are searched for.
 fn secret_merchant() -> weibo_relay::settings::Merchants {
-    weibo_relay::settings::Merchants::new(vec![weibo_relay::tooling::stage::merchant(
+    weibo_relay::settings::Merchants::new(vec![weibo_relay_tooling::stage::merchant(
         APPID,
         SIGN_KEY_SECRET,
         "772915",

@@ -48,7 +48,7 @@ async fn depth(stage: &Stage) -> u32 {
     let conn = lapin::Connection::connect(AMQP_URL, Default::default())
         .await
         .unwrap();
-    let tap = weibo_relay::tooling::stage::tap_queue(stage.settings());
+    let tap = weibo_relay_tooling::stage::tap_queue(stage.settings());
     let depth = weibo_relay::amqp::topology::queue_depth(&conn, &tap)
         .await
         .unwrap()

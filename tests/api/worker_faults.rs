@@ -7,7 +7,7 @@ use lapin::types::FieldTable;
 use lapin::BasicProperties;
 use serde_json::json;
 use weibo_relay::startup::Roles;
-use weibo_relay::tooling::sandbox::Faults;
+use weibo_relay_tooling::sandbox::Faults;
 
 use crate::support::rig::finish;
 use crate::support::*;
@@ -132,7 +132,7 @@ async fn a_worker_killed_mid_batch_and_restarted_loses_no_command() {
             .await
             .unwrap();
     }
-    let finished = |sandbox: &weibo_relay::tooling::sandbox::SandboxHandle| {
+    let finished = |sandbox: &weibo_relay_tooling::sandbox::SandboxHandle| {
         ids.iter()
             .filter(|id| {
                 sandbox

@@ -166,13 +166,17 @@ fn deploy_dockerfile_builds_locked_and_runs_unprivileged() {
         ]
     );
     // The dependency layer and the real build, both from the lock file, in the dist profile
-    // (stripped of line tables, symbols kept) and without the tooling, whose binary is the
-    // one copied.
+    // (stripped of line tables, symbols kept), the relay's package alone (not the tooling),
+    // whose binary is the one copied.
     assert_eq!(
         dockerfile
-            .matches("cargo build --profile dist --locked --no-default-features")
+            .matches("cargo build --profile dist --locked -p weibo-relay")
             .count(),
         2
+    );
+    assert!(
+        !dockerfile.contains("-p weibo-relay-tooling"),
+        "{dockerfile}"
     );
     assert!(lines
         .contains(&"COPY --from=builder /app/target/dist/weibo-relay /usr/local/bin/weibo-relay"));

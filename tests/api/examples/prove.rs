@@ -9,7 +9,7 @@ use lapin::{Connection, ConnectionProperties};
 use std::collections::HashSet;
 use std::process::Command;
 use std::time::{Duration, Instant};
-use weibo_relay::tooling::sandbox::{PushSchedule, PushSender, SandboxHandle, CLOSED, FINISHED};
+use weibo_relay_tooling::sandbox::{PushSchedule, PushSender, SandboxHandle, CLOSED, FINISHED};
 
 pub(crate) fn trace_id(headers: &Option<FieldTable>) -> Option<String> {
     match headers.as_ref()?.inner().get("traceparent")? {

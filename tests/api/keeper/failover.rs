@@ -80,7 +80,7 @@ async fn a_killed_keeper_is_replaced_within_15_s_which_adopts_its_token_and_comm
     let deadline = Instant::now() + Duration::from_secs(30);
     for id in &ids {
         while d.sandbox.order(APPID, id).map(|o| o.state_code)
-            != Some(weibo_relay::tooling::sandbox::FINISHED)
+            != Some(weibo_relay_tooling::sandbox::FINISHED)
         {
             assert!(Instant::now() < deadline, "order {id} never finished");
             tokio::time::sleep(Duration::from_millis(20)).await;

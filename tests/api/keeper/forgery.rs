@@ -21,7 +21,7 @@ pub(crate) fn keyrings(d: &Deployment) -> (Keyring, Keyring) {
             .merchants
             .iter()
             .map(|m| {
-                weibo_relay::tooling::stage::merchant(
+                weibo_relay_tooling::stage::merchant(
                     m.appid().as_str(),
                     secrecy::ExposeSecret::expose_secret(m.sign_key()),
                     m.client_id(),

@@ -189,7 +189,7 @@ async fn announcements_that_do_not_open_are_counted_and_ignored() {
     assert_eq!(d.metric(only, rejected).await, 0.0);
 
     let ours = d.settings.merchants.get(APPID).unwrap();
-    let stranger = weibo_relay::tooling::stage::merchant(
+    let stranger = weibo_relay_tooling::stage::merchant(
         APPID,
         secrecy::ExposeSecret::expose_secret(ours.sign_key()),
         ours.client_id(),

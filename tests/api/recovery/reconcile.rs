@@ -210,7 +210,7 @@ async fn two_serve_processes_reconcile_each_missing_state_once() {
 #[tokio::test]
 async fn states_pushed_while_the_relay_was_down_arrive_once_when_it_is_back() {
     use std::sync::atomic::Ordering;
-    use weibo_relay::tooling::sandbox::{PushSchedule, PushSender};
+    use weibo_relay_tooling::sandbox::{PushSchedule, PushSender};
     // An address nobody listens on, until the relay does.
     let port = std::net::TcpListener::bind("127.0.0.1:0")
         .unwrap()

@@ -11,7 +11,7 @@ use weibo_relay::startup::Roles;
 
 /// A `serve` whose sweeper runs every second and leaves the last `settle` seconds to pushes.
 pub(crate) async fn serve_reconciling(settle: u64, list_page_cap: Option<u32>) -> WorkerRig {
-    let faults = weibo_relay::tooling::sandbox::Faults {
+    let faults = weibo_relay_tooling::sandbox::Faults {
         list_page_cap,
         ..Default::default()
     };

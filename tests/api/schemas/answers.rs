@@ -4,7 +4,7 @@ use super::support::*;
 use crate::support::contract::*;
 use crate::support::proxy::TcpProxy;
 use crate::support::*;
-use weibo_relay::tooling::sandbox::Faults;
+use weibo_relay_tooling::sandbox::Faults;
 
 #[tokio::test]
 async fn every_push_answer_and_every_other_path_is_what_the_documents_describe() {

@@ -11,7 +11,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 use weibo_relay::settings::AmqpUrl;
 use weibo_relay::settings::Settings;
-use weibo_relay::tooling::sandbox::SandboxHandle;
+use weibo_relay_tooling::sandbox::SandboxHandle;
 
 /// A sandbox and the configuration every worker process of one deployment shares.
 pub(crate) struct Deployment {

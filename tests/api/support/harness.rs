@@ -7,8 +7,8 @@ use std::time::Duration;
 
 use weibo_relay::settings::{AmqpUrl, Settings};
 use weibo_relay::startup::Roles;
-use weibo_relay::tooling::sandbox::Faults;
-use weibo_relay::tooling::stage::{PlatformOptions, Ready, Stage, StageBuilder};
+use weibo_relay_tooling::sandbox::Faults;
+use weibo_relay_tooling::stage::{PlatformOptions, Ready, Stage, StageBuilder};
 
 use super::rig::WorkerRig;
 use super::{test_settings, TestApp, AMQP_URL};

@@ -33,7 +33,7 @@ impl Entry {
 
     /// Sealed under [`APPID`] with a key derived from another `client_secret`.
     pub fn sealed_by_a_stranger(message_id: &str, timestamp: u64) -> Self {
-        let stranger = weibo_relay::tooling::stage::merchant(
+        let stranger = weibo_relay_tooling::stage::merchant(
             APPID,
             SIGN_KEY,
             "772915",

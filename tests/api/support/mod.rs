@@ -1,5 +1,5 @@
 //! What the tests share: the test merchants and their settings, [`Harness`] (the one way to
-//! start what a test runs, on `weibo_relay::tooling::stage`), a relay's view with the test's
+//! start what a test runs, on `weibo_relay_tooling::stage`), a relay's view with the test's
 //! own broker connection, and push helpers; what only a few subjects share, in modules.
 
 pub mod contract;
@@ -17,10 +17,10 @@ use lapin::options::BasicGetOptions;
 use lapin::{Channel, Connection, ConnectionProperties};
 use weibo_relay::settings::{Merchants, Settings};
 use weibo_relay::signature;
-use weibo_relay::tooling::stage;
+use weibo_relay_tooling::stage;
 
 pub use harness::Harness;
-pub use weibo_relay::tooling::stage::{
+pub use weibo_relay_tooling::stage::{
     tap_queue, ConfigFile, KillOnDrop, RelayProcess, Stage, Teardown,
 };
 
@@ -29,8 +29,28 @@ pub const APPID: &str = "100023";
 pub const SIGN_KEY: &str = "test-sign-key-0123456789";
 pub const OTHER_APPID: &str = "200046";
 pub const OTHER_SIGN_KEY: &str = "other-sign-key-0123456789";
-/// The relay binary under test, for relays run as processes.
+/// The relay binary under test, for relays run as processes: the one that ships.
 pub const BIN: &str = env!("CARGO_BIN_EXE_weibo-relay");
+
+/// The tooling's binary (`sandbox`, `demo`, `bench`), which `cargo test` builds beside this
+/// test's own (the tooling package's own test needs it).
+///
+/// # Panics
+/// When it was not built (`cargo test --test api` alone does not build other packages).
+pub fn tooling_bin() -> std::path::PathBuf {
+    let exe = std::env::current_exe().expect("the test binary's path");
+    let bin = exe
+        .parent()
+        .and_then(std::path::Path::parent)
+        .expect("target/<profile>/deps")
+        .join("weibo-relay-tooling");
+    assert!(
+        bin.exists(),
+        "{} is missing: `cargo test` builds it; after `cargo test --test api` alone, run `cargo build -p weibo-relay-tooling` first",
+        bin.display()
+    );
+    bin
+}
 
 /// A relay in this process on a stage of its own, and what a test needs to drive and
 /// observe it; dropping it stops the relay and deletes the stage's queues.

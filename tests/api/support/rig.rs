@@ -8,7 +8,7 @@ use lapin::types::{AMQPValue, FieldTable};
 use lapin::BasicProperties;
 use serde_json::{json, Value};
 use std::sync::Arc;
-use weibo_relay::tooling::sandbox::SandboxHandle;
+use weibo_relay_tooling::sandbox::SandboxHandle;
 
 use crate::support::*;
 

@@ -3,8 +3,8 @@
 use super::support::*;
 use crate::support::{settings, sub, Platform, APPID, SIGN_KEY};
 use serde_json::json;
-use weibo_relay::tooling::sandbox::PAID;
 use weibo_relay::weibo::{CallOutcome, TokenError, WeiboClient};
+use weibo_relay_tooling::sandbox::PAID;
 
 #[tokio::test]
 async fn rejected_tokens() {
@@ -117,7 +117,7 @@ async fn token_request_errors() {
     let p = Platform::start(HOUR).await;
     let mut wrong = settings(&p.sandbox.base_url(), SIGN_KEY, 1000);
     wrong.merchants =
-        weibo_relay::settings::Merchants::new(vec![weibo_relay::tooling::stage::merchant(
+        weibo_relay::settings::Merchants::new(vec![weibo_relay_tooling::stage::merchant(
             APPID,
             SIGN_KEY,
             "772915",

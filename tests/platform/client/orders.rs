@@ -5,8 +5,8 @@ use crate::support::{settings, sub, Platform, APPID, SIGN_KEY};
 use serde_json::Value;
 use std::time::{SystemTime, UNIX_EPOCH};
 use weibo_relay::signature;
-use weibo_relay::tooling::sandbox::{CLOSED, FINISHED, PAID, TIMED_OUT};
 use weibo_relay::weibo::CallOutcome;
+use weibo_relay_tooling::sandbox::{CLOSED, FINISHED, PAID, TIMED_OUT};
 
 #[tokio::test]
 async fn finish_and_close_succeed_with_the_exact_signed_params() {
