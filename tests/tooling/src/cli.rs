@@ -58,7 +58,7 @@ fn amqp_url(text: &str) -> Result<AmqpUrl, String> {
     AmqpUrl::parse(text)
 }
 
-/// `weibo-relay sandbox` options; faults can be changed later through `/admin/faults`.
+/// `weibo-relay-tooling sandbox` options; faults can be changed later through `/admin/faults`.
 #[derive(Debug, clap::Args)]
 pub struct SandboxArgs {
     /// Listen address.
@@ -88,7 +88,7 @@ pub struct SandboxArgs {
     pub error_envelope: crate::sandbox::ErrorEnvelope,
 }
 
-/// `weibo-relay demo` options.
+/// `weibo-relay-tooling demo` options.
 #[derive(Debug, clap::Args)]
 pub struct DemoArgs {
     /// Orders to create and push.

@@ -1,5 +1,5 @@
-//! `weibo-relay demo`: the sandbox platform, the relay (`serve`) and a sample consumer, end
-//! to end on the local RabbitMQ, then a summary. Exits 0 only when every order reached a
+//! `weibo-relay-tooling demo`: the sandbox platform, the relay (`serve`) and a sample consumer,
+//! end to end on the local RabbitMQ, then a summary. Exits 0 only when every order reached a
 //! final state on the sandbox.
 
 mod consumer;
