@@ -8,6 +8,8 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 BIN=target/release/weibo-relay
+# The load generators are the tooling's binary; the receiver under load is the one that ships.
+TOOL=target/release/weibo-relay-tooling
 CONFIG=bench/receiver.toml
 QUEUE=weibo-relay-bench.orders
 URL=http://127.0.0.1:18080
@@ -17,7 +19,7 @@ OUT=${OUT:-target/bench}
 HZ=$(getconf CLK_TCK)
 BEAM=$(pgrep -o beam.smp || true)
 mkdir -p "$OUT"
-[ -x "$BIN" ] || cargo build --release
+{ [ -x "$BIN" ] && [ -x "$TOOL" ]; } || cargo build --release --locked --bin weibo-relay --bin weibo-relay-tooling
 
 # CPU seconds (user + system) of a process so far; 0 when it is not there.
 cpu() { awk -v hz="$HZ" '{print ($14 + $15) / hz}' "/proc/$1/stat" 2>/dev/null || echo 0; }
@@ -52,7 +54,7 @@ for c in $CONCURRENCY; do
   "$BIN" receiver --config "$CONFIG" >"$OUT/relay-$c.log" 2>&1 &
   relay=$!
   ready "$URL"
-  measure "push-$c" "$BIN" bench push --config "$CONFIG" --url "$URL/weibo/push" \
+  measure "push-$c" "$TOOL" bench push --config "$CONFIG" --url "$URL/weibo/push" \
     --appid 100023 --sign-key "$KEY" --concurrency "$c" --events "$EVENTS" \
     --verify-queue "$QUEUE" --relay-pid "$relay" --json
   grep -E 'VmHWM|VmRSS' "/proc/$relay/status" | tee "$OUT/relay-$c.txt"
@@ -66,7 +68,7 @@ for c in $CONCURRENCY; do
     >"$OUT/baseline-$c.log" 2>&1 &
   baseline=$!
   ready "$BASELINE_URL"
-  measure "baseline-$c" "$BIN" bench push --config "$CONFIG" --url "$BASELINE_URL/weibo/push" \
+  measure "baseline-$c" "$TOOL" bench push --config "$CONFIG" --url "$BASELINE_URL/weibo/push" \
     --appid 100023 --sign-key "$KEY" --concurrency "$c" --events "$EVENTS" \
     --verify-queue weibo-relay-baseline.orders --relay-pid "$baseline" --json
   grep -E 'VmHWM|VmRSS' "/proc/$baseline/status" | tee "$OUT/baseline-$c.txt"
@@ -75,10 +77,10 @@ for c in $CONCURRENCY; do
   fresh weibo-relay-baseline.orders
 
   # The broker alone.
-  measure "broker-$c" "$BIN" bench broker --concurrency "$c" --events "$EVENTS" --json
+  measure "broker-$c" "$TOOL" bench broker --concurrency "$c" --events "$EVENTS" --json
 done
 
-timeout 300 "$BIN" bench worker --latency-ms 50 --rate-limit 50 --concurrency 16 \
+timeout 300 "$TOOL" bench worker --latency-ms 50 --rate-limit 50 --concurrency 16 \
   --events 1000 --json | tee "$OUT/worker.json"
 
 # The receivers' exchanges (durable) go too; rabbitmqctl has no delete_exchange command.

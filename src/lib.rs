@@ -1,9 +1,9 @@
 //! weibo-relay: receives Weibo e-commerce order pushes, stores them in RabbitMQ, and reports
 //! fulfilment back to the platform.
 //!
-//! Everything here but [`tooling`] is the relay the production binary runs. `tooling` (the
-//! simulated platform, the demo, the load generators and the harness they share with the
-//! tests) is behind the default `tooling` feature; the image builds without it.
+//! Everything here is the relay the production binary runs; the simulated platform, the demo,
+//! the load generators and the tests' harness are the `weibo-relay-tooling` crate
+//! (tests/tooling), a client of this library like any other.
 
 // Operators on times and durations panic on overflow; with clippy.toml this leaves plain
 // integer arithmetic alone and catches those (see `clock`).
@@ -28,8 +28,6 @@ pub mod signature;
 pub mod startup;
 pub mod supervise;
 pub mod telemetry;
-#[cfg(feature = "tooling")]
-pub mod tooling;
 pub mod trace;
 pub mod weibo;
 pub mod worker;

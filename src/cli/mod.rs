@@ -11,13 +11,9 @@ use crate::startup::{Application, Roles};
 mod args;
 mod merchants;
 mod ops;
-#[cfg(feature = "tooling")]
-mod tooling;
 
 pub use args::{DlqAction, EventsAction};
 pub use merchants::MerchantsAction;
-#[cfg(feature = "tooling")]
-pub use tooling::{BenchKind, LoadArgs, SandboxArgs};
 
 /// Relay between Weibo e-commerce order pushes, RabbitMQ and the Weibo order interfaces.
 #[derive(Debug, Parser)]
@@ -38,9 +34,6 @@ pub enum Subcommand {
     Serve,
     /// The push receiver only.
     Receiver,
-    /// A simulated Weibo platform on loopback (merchants from the configuration).
-    #[cfg(feature = "tooling")]
-    Sandbox(SandboxArgs),
     /// The fulfilment worker and token keeper only.
     Worker,
     /// Whether this configuration will work: broker nodes, queues as the relay would declare
@@ -63,16 +56,6 @@ pub enum Subcommand {
         /// What to do.
         #[command(subcommand)]
         action: MerchantsAction,
-    },
-    /// Sandbox + serve + a sample consumer end to end on the local RabbitMQ, then a summary.
-    #[cfg(feature = "tooling")]
-    Demo(tooling::DemoArgs),
-    /// Load generators and their report: the receiver, the broker alone, the worker.
-    #[cfg(feature = "tooling")]
-    Bench {
-        /// What to load.
-        #[command(subcommand)]
-        kind: BenchKind,
     },
     /// Print the e-commerce signature of k=v parameters under KEY.
     Sign {
@@ -108,17 +91,11 @@ fn run(cli: Cli) -> anyhow::Result<()> {
         } => sign(&key, &params, verbose),
         Subcommand::Serve => serve(cli.config, Roles::Serve),
         Subcommand::Receiver => serve(cli.config, Roles::Receiver),
-        #[cfg(feature = "tooling")]
-        Subcommand::Sandbox(args) => tooling::sandbox(cli.config, args),
         Subcommand::Worker => serve(cli.config, Roles::Worker),
-        #[cfg(feature = "tooling")]
-        Subcommand::Demo(args) => tooling::demo(cli.config, args),
         Subcommand::Check => ops::check(cli.config),
         Subcommand::Dlq { action } => ops::dlq(cli.config, action),
         Subcommand::Events { action } => ops::events(cli.config, action),
         Subcommand::Merchants { action } => merchants::run(cli.config, action),
-        #[cfg(feature = "tooling")]
-        Subcommand::Bench { kind } => tooling::bench(cli.config, kind),
     }
 }
 
@@ -140,7 +117,8 @@ fn sign(key: &str, params: &[String], verbose: bool) -> anyhow::Result<()> {
     Ok(())
 }
 
-fn load(config: Option<PathBuf>) -> anyhow::Result<Settings> {
+/// The settings: defaults, then `config` if given, then the environment.
+pub fn load(config: Option<PathBuf>) -> anyhow::Result<Settings> {
     Ok(Settings::load(config.as_deref(), std::env::vars())?)
 }
 
@@ -166,7 +144,8 @@ fn serve(config: Option<PathBuf>, roles: Roles) -> anyhow::Result<()> {
     })
 }
 
-fn init_telemetry() -> crate::telemetry::Telemetry {
+/// Logging as `WEIBO_RELAY_LOG_FORMAT` asks (JSON or text), for as long as the result lives.
+pub fn init_telemetry() -> crate::telemetry::Telemetry {
     let format = std::env::var("WEIBO_RELAY_LOG_FORMAT").ok();
     crate::telemetry::init(crate::telemetry::json_requested(format.as_deref()))
 }
@@ -174,7 +153,7 @@ fn init_telemetry() -> crate::telemetry::Telemetry {
 /// Registers for SIGINT and SIGTERM at once, so that one arriving before the returned future
 /// is first awaited (during start-up, say) is not the default, abrupt death; the future
 /// resolves at the first of them.
-fn stop_signal() -> std::pin::Pin<Box<dyn std::future::Future<Output = ()> + Send>> {
+pub fn stop_signal() -> std::pin::Pin<Box<dyn std::future::Future<Output = ()> + Send>> {
     #[cfg(unix)]
     {
         use tokio::signal::unix::{signal, SignalKind};

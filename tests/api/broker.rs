@@ -2,13 +2,13 @@
 
 use std::time::Duration;
 
-use crate::helpers::*;
-use crate::proxy::TcpProxy;
+use crate::support::proxy::TcpProxy;
+use crate::support::*;
 
 #[tokio::test]
 async fn while_the_broker_is_unreachable_pushes_get_503_and_after_it_returns_they_succeed() {
     let proxy = TcpProxy::start("127.0.0.1:5672".parse().unwrap()).await;
-    let app = spawn_app_with(test_settings(&proxy.amqp_url()), true).await;
+    let app = Harness::builder().amqp_url(&proxy.amqp_url()).start().await;
     assert_eq!(app.get("/readyz").await.status, 200);
     let (body, _) = valid_form_push();
     app.post_form(body).await.assert_success();
@@ -41,7 +41,11 @@ async fn while_the_broker_is_unreachable_pushes_get_503_and_after_it_returns_the
 async fn a_relay_started_without_a_broker_serves_503_until_one_appears() {
     let proxy = TcpProxy::start("127.0.0.1:5672".parse().unwrap()).await;
     proxy.cut();
-    let app = spawn_app_with(test_settings(&proxy.amqp_url()), false).await;
+    let app = Harness::builder()
+        .amqp_url(&proxy.amqp_url())
+        .no_wait()
+        .start()
+        .await;
     assert_eq!(app.get("/healthz").await.status, 200);
     assert_eq!(app.get("/readyz").await.status, 503);
     let metrics = app.get("/metrics").await.body;

@@ -6,7 +6,7 @@ use lapin::types::FieldTable;
 use weibo_relay::settings::AmqpUrl;
 use weibo_relay::startup::Roles;
 
-use crate::helpers::*;
+use crate::support::*;
 
 /// Runs `weibo-relay check` on `toml` off the test's runtime, which serves the sandbox:
 /// (exit code, stdout lines, stderr).
@@ -56,7 +56,7 @@ pub(crate) fn line<'a>(lines: &'a [String], start: &str) -> &'a str {
 
 #[tokio::test]
 async fn check_passes_a_working_configuration_and_names_each_thing_that_would_fail() {
-    let stage = platform_stage(test_settings(AMQP_URL)).await;
+    let stage = Harness::builder().platform().stage().await;
     let settings = stage.settings().clone();
     let toml = relay_toml(&settings);
     let amqp = &settings.amqp;
@@ -83,7 +83,11 @@ async fn check_passes_a_working_configuration_and_names_each_thing_that_would_fa
         .await
         .is_err());
     let _ = conn.close(200, "probed".into()).await;
-    let app = spawn_roles(settings.clone(), Roles::Serve, true).await;
+    let app = Harness::builder()
+        .base(settings.clone())
+        .roles(Roles::Serve)
+        .start()
+        .await;
     let (code, lines, _) = check(&toml).await;
     assert_eq!(code, Some(0), "{lines:#?}");
     assert!(lines[0].starts_with("ok   configuration: loaded, 2 merchant(s)"));
@@ -200,7 +204,7 @@ fn run_role(role: &str, toml: &str) -> (Option<i32>, String) {
 /// once with one line, and `check` fails them in the same words.
 #[tokio::test]
 async fn check_and_serve_refuse_the_same_merchants() {
-    let stage = platform_stage(test_settings(AMQP_URL)).await;
+    let stage = Harness::builder().platform().stage().await;
     // The other merchant's uid in letters, as an operator's file could give it.
     let toml = relay_toml(stage.settings()).replace("uid = \"1404376561\"", "uid = \"abc\"");
     assert!(toml.contains("uid = \"abc\""), "{toml}");

@@ -3,7 +3,7 @@
 use std::process::Command;
 use weibo_relay::settings::AmqpUrl;
 
-use crate::helpers::ConfigFile;
+use crate::support::ConfigFile;
 
 fn relay() -> Command {
     let mut cmd = Command::new(env!("CARGO_BIN_EXE_weibo-relay"));
@@ -127,8 +127,8 @@ fn dlq_list(toml: &str) -> std::process::Output {
 
 #[test]
 fn dlq_list_before_any_worker_ran_says_there_are_no_dead_letters() {
-    let settings = crate::helpers::test_settings(crate::helpers::AMQP_URL);
-    let toml = crate::helpers::relay_toml(&settings);
+    let settings = crate::support::test_settings(crate::support::AMQP_URL);
+    let toml = crate::support::relay_toml(&settings);
     let out = dlq_list(&toml);
     let stderr = String::from_utf8(out.stderr).unwrap();
     assert!(out.status.success(), "{stderr}");
@@ -155,9 +155,9 @@ fn dlq_tools_try_every_node_and_name_each_without_the_password() {
         .iter()
         .map(|p| format!("amqp://ops:s3cret-pa55word-xyz@127.0.0.1:{p}/%2f"))
         .collect();
-    let mut settings = crate::helpers::test_settings(&urls[0]);
+    let mut settings = crate::support::test_settings(&urls[0]);
     settings.amqp.urls = urls.iter().map(|u| AmqpUrl::parse(u).unwrap()).collect();
-    let toml = crate::helpers::relay_toml(&settings);
+    let toml = crate::support::relay_toml(&settings);
     let out = dlq_list(&toml);
     let stderr = String::from_utf8(out.stderr).unwrap();
     assert_eq!(out.status.code(), Some(2), "{stderr}");
@@ -178,7 +178,12 @@ fn dlq_tools_try_every_node_and_name_each_without_the_password() {
 fn run_for(args: &[&str], within: std::time::Duration) -> (Option<i32>, String, String) {
     use std::process::Stdio;
     let started = std::time::Instant::now();
-    let mut child = relay()
+    // `demo` is the tooling's; every other command the relay's.
+    let mut command = match args.first() {
+        Some(&"demo") => Command::new(crate::support::tooling_bin()),
+        _ => relay(),
+    };
+    let mut child = command
         .args(args)
         .env_remove("RUST_LOG")
         .env("WEIBO_RELAY_LOG_FORMAT", "text")
@@ -202,8 +207,8 @@ fn run_for(args: &[&str], within: std::time::Duration) -> (Option<i32>, String, 
 /// words, naming the address, never the AMQP parser's `ParserErrors { error: Nom(MapOpt) }`.
 #[tokio::test]
 async fn a_port_that_speaks_http_is_named_as_not_amqp_by_every_command() {
-    use crate::helpers::*;
-    let stage = platform_stage(test_settings(AMQP_URL)).await;
+    use crate::support::*;
+    let stage = Harness::builder().platform().stage().await;
     let http = stage.sandbox().base_url();
     let at = http.trim_start_matches("http://").to_owned();
     let mut settings = stage.settings().clone();

@@ -1,11 +1,11 @@
-//! `weibo-relay demo`, the README's first command, run as a user would.
+//! `weibo-relay-tooling demo`, the README's first command, run as a user would.
 
 use std::io::{BufRead, BufReader};
 use std::process::{Command, Stdio};
 use std::time::Duration;
 
 fn demo(orders: &str) -> Command {
-    let mut cmd = Command::new(env!("CARGO_BIN_EXE_weibo-relay"));
+    let mut cmd = Command::new(crate::support::tooling_bin());
     cmd.args(["demo", "--orders", orders])
         .env_remove("WEIBO_RELAY_CONFIG")
         .env_remove("RUST_LOG");
@@ -84,7 +84,7 @@ async fn an_interrupted_demo_stops_at_once_says_how_far_it_got_and_leaves_nothin
         .stderr(Stdio::piped())
         .spawn()
         .unwrap();
-    let guard = crate::helpers::KillOnDrop::new(child.id());
+    let guard = crate::support::KillOnDrop::new(child.id());
     let mut stderr = BufReader::new(child.stderr.take().unwrap()).lines();
     let prefix = loop {
         let line = stderr.next().expect("the demo names its queues").unwrap();
@@ -188,6 +188,6 @@ fn without_a_broker_the_demo_stops_at_once_saying_where_to_get_one() {
     assert!(out.stdout.is_empty());
     assert_eq!(
         stderr,
-        format!("weibo-relay: the broker is unreachable: amqp://guest:[redacted]@127.0.0.1:{closed}/%2f: nothing listens at 127.0.0.1:{closed} (Connection refused (os error 111)). RabbitMQ is needed: `bash .ci/demo` starts one where it can (apt or Docker); otherwise README, \"Get Rust and RabbitMQ\", says how; another broker: --amqp-url URL or amqp.url\n")
+        format!("weibo-relay-tooling: the broker is unreachable: amqp://guest:[redacted]@127.0.0.1:{closed}/%2f: nothing listens at 127.0.0.1:{closed} (Connection refused (os error 111)). RabbitMQ is needed: `bash .ci/demo` starts one where it can (apt or Docker); otherwise README, \"Get Rust and RabbitMQ\", says how; another broker: --amqp-url URL or amqp.url\n")
     );
 }

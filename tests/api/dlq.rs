@@ -10,9 +10,9 @@ use lapin::types::{AMQPValue, FieldTable, LongString};
 use lapin::BasicProperties;
 use serde_json::{json, Value};
 
-use crate::helpers::*;
-use crate::keeper::Deployment;
-use crate::rig::{finish, WorkerRig};
+use crate::support::deployment::Deployment;
+use crate::support::rig::finish;
+use crate::support::*;
 
 /// Runs `weibo-relay dlq ARGS` with `settings` off the test's runtime: (exit code, stdout).
 async fn dlq(settings: &weibo_relay::settings::Settings, args: &[&str]) -> (Option<i32>, String) {
@@ -38,7 +38,7 @@ fn text(value: &str) -> AMQPValue {
 
 #[tokio::test]
 async fn dlq_list_escapes_what_it_did_not_write_and_its_json_stays_exact() {
-    let rig = WorkerRig::start().await;
+    let rig = Harness::builder().rig().await;
     // A genuine dead command: the platform knows no such order (70101).
     rig.send(finish("missing-1")).await;
     eventually(Duration::from_secs(10), "one dead command", || async {

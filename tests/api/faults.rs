@@ -8,8 +8,8 @@ use futures_util::StreamExt;
 use lapin::options::BasicGetOptions;
 use sha2::{Digest, Sha256};
 
-use crate::helpers::*;
-use crate::proxy::TcpProxy;
+use crate::support::proxy::TcpProxy;
+use crate::support::*;
 
 const PUSHES: usize = 600;
 const CONCURRENCY: usize = 32;
@@ -17,7 +17,7 @@ const CONCURRENCY: usize = 32;
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_broker_cut_under_load_loses_no_push_that_got_200() {
     let proxy = Arc::new(TcpProxy::start("127.0.0.1:5672".parse().unwrap()).await);
-    let app = Arc::new(spawn_app_with(test_settings(&proxy.amqp_url()), true).await);
+    let app = Arc::new(Harness::builder().amqp_url(&proxy.amqp_url()).start().await);
 
     let pushes: Vec<(String, String)> = (0..PUSHES)
         .map(|_| {

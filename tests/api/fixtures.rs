@@ -2,7 +2,7 @@
 
 use weibo_relay::settings::Settings;
 
-use crate::helpers::*;
+use crate::support::*;
 
 #[tokio::test]
 async fn the_fixture_pushes_are_accepted_as_one_event() {
@@ -12,7 +12,7 @@ async fn the_fixture_pushes_are_accepted_as_one_event() {
     settings.merchants = shipped.merchants;
     // The fixtures were signed at 1700000000: widen the window instead of re-signing them.
     settings.push.max_skew_secs = 4_000_000_000.try_into().unwrap();
-    let app = spawn_app_with(settings, true).await;
+    let app = Harness::builder().base(settings).start().await;
 
     // Byte for byte as `curl --data-binary @fixtures/push-form.txt` sends it: no newline at
     // the end, which would become part of the last value and break the signature.

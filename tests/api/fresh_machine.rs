@@ -85,7 +85,7 @@ Start one yourself, then run this again:
   Debian/Ubuntu:  sudo apt-get install -y rabbitmq-server && sudo systemctl start rabbitmq-server
   Docker:         docker run -d --name weibo-relay-rabbitmq -p 127.0.0.1:5672:5672 rabbitmq:3.13
   macOS:          brew install rabbitmq && brew services start rabbitmq
-Another broker: cargo run --release -- demo --amqp-url amqp://USER:PASSWORD@HOST:5672/%2f
+Another broker: bash .ci/demo --amqp-url amqp://USER:PASSWORD@HOST:5672/%2f
 (README, \"Get Rust and RabbitMQ\").
 "
         )

@@ -3,24 +3,21 @@
 
 use serde_json::json;
 use weibo_relay::settings::Settings;
-use weibo_relay::tooling::sandbox::{ErrorEnvelope, Faults};
+use weibo_relay_tooling::sandbox::{ErrorEnvelope, Faults};
 
-use crate::helpers::*;
-use crate::rig::*;
+use crate::support::rig::*;
+use crate::support::*;
 
-fn gateway() -> RigOptions {
-    RigOptions {
-        faults: Faults {
-            error_envelope: ErrorEnvelope::Weibo,
-            ..Faults::default()
-        },
-        ..RigOptions::default()
-    }
+fn gateway() -> Harness {
+    Harness::builder().faults(Faults {
+        error_envelope: ErrorEnvelope::Weibo,
+        ..Faults::default()
+    })
 }
 
 #[tokio::test]
 async fn rate_limits_and_service_unavailable_are_retried_until_success() {
-    let rig = WorkerRig::start_with(gateway()).await;
+    let rig = gateway().rig().await;
     let ids = rig.create_orders(2).await;
     rig.faults(json!({"error_envelope": "weibo", "rate_limit_next": 2, "rate_limit_code": 10023}))
         .await;
@@ -46,7 +43,7 @@ async fn rate_limits_and_service_unavailable_are_retried_until_success() {
 
 #[tokio::test]
 async fn an_expired_token_answered_by_the_gateway_is_refreshed_once_for_many_calls() {
-    let rig = WorkerRig::start_with(gateway()).await;
+    let rig = gateway().rig().await;
     let ids = rig.create_orders(20).await;
     assert_eq!(rig.counters().await["tokens_issued"][APPID], 1);
     // 21327 expired_token, at HTTP 400, "error_code":"21327" as a string.
@@ -78,16 +75,15 @@ async fn an_expired_token_answered_by_the_gateway_is_refreshed_once_for_many_cal
 
 #[tokio::test]
 async fn codes_mean_what_the_configuration_says() {
-    let rig = WorkerRig::start_with(RigOptions {
-        adjust: Box::new(|s, _| {
+    let rig = gateway()
+        .settings(|s| {
             // The defaults, one code added to each of two lists.
             let table = "[weibo.codes]\nalready_finished = [70102, 88001]\n\
                 transient = [10001, 10002, 10003, 10022, 10023, 10024, 21331, 88002]\n";
             s.weibo.codes = Settings::from_toml(table).unwrap().weibo.codes;
-        }),
-        ..gateway()
-    })
-    .await;
+        })
+        .rig()
+        .await;
     let ids = rig.create_orders(3).await;
     // A code configured as "already finished": success, without the platform doing anything.
     rig.faults(json!({"code_next": 1, "code": 88001})).await;

@@ -7,14 +7,14 @@ use std::time::Duration;
 use lapin::types::FieldTable;
 
 use crate::check::{check, line};
-use crate::helpers::*;
+use crate::support::*;
 
 /// The catch-all events queue earlier releases declared, left on the broker: bound to every
 /// event and read by nobody it fills the broker, so check fails it with its depth and the
 /// command that deletes it; read by a consumer it is only a note.
 #[tokio::test]
 async fn check_names_a_leftover_events_queue_with_its_depth_and_how_to_delete_it() {
-    let stage = platform_stage(test_settings(AMQP_URL)).await;
+    let stage = Harness::builder().platform().stage().await;
     let settings = stage.settings().clone();
     let amqp = &settings.amqp;
     let leftover = amqp.events_queue.clone();
@@ -94,7 +94,7 @@ async fn check_names_a_leftover_events_queue_with_its_depth_and_how_to_delete_it
 /// delete it.
 #[tokio::test]
 async fn a_relay_declares_no_events_queue_and_warns_of_one_left_behind() {
-    let stage = bare_stage(test_settings(AMQP_URL)).await;
+    let stage = Harness::builder().stage().await;
     let settings = stage.settings().clone();
     let amqp = &settings.amqp;
     let mut relay = stage.spawn(BIN, "receiver", "info");

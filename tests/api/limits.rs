@@ -10,7 +10,7 @@ use lapin::types::{AMQPValue, FieldTable};
 use weibo_relay::settings::{BROKER_MAX_EXPIRY_MS, MAX_RETRY_MS};
 use weibo_relay::startup::Roles;
 
-use crate::helpers::*;
+use crate::support::*;
 
 /// `weibo-relay ROLE --config FILE` with `env` set: (exit code, stderr, how long it took).
 fn run(role: &str, config: &str, env: &[(&str, &str)]) -> (Option<i32>, String, Duration) {
@@ -160,7 +160,11 @@ async fn the_longest_retry_delay_accepted_is_the_longest_the_broker_takes() {
     settings.weibo.retry_base_ms = MAX_RETRY_MS.try_into().unwrap();
     settings.weibo.retry_max_ms = MAX_RETRY_MS.try_into().unwrap();
     settings.weibo.max_attempts = 2.try_into().unwrap();
-    let app = spawn_roles(settings, Roles::Worker, true).await;
+    let app = Harness::builder()
+        .base(settings)
+        .roles(Roles::Worker)
+        .start()
+        .await;
     let delay = format!(
         "{}.retry.{MAX_RETRY_MS}ms",
         app.settings.amqp.fulfilment_queue

@@ -1,4 +1,5 @@
-//! Integration tests against the real RabbitMQ on 127.0.0.1:5672.
+//! Integration tests against the real RabbitMQ on 127.0.0.1:5672: one module per subject,
+//! the harness and what several subjects share in `support`.
 
 mod broker;
 mod check;
@@ -13,25 +14,19 @@ mod faults;
 mod fixtures;
 mod fresh_machine;
 mod gateway;
-mod helpers;
 mod keeper;
-mod keeper_forgery;
-mod keeper_hellos;
-mod keeper_stranger;
 mod leftover;
 mod limits;
-mod log_entry;
 mod monitoring;
 mod ops;
 mod process;
-mod proxy;
 mod push;
 mod recovery;
 mod replay;
-mod rig;
 mod sandbox;
 mod schemas;
 mod security;
+mod support;
 mod sweep_bounds;
 mod trace_context;
 mod walkthrough;

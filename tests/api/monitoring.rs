@@ -6,8 +6,7 @@ use std::time::Duration;
 
 use weibo_relay::startup::Roles;
 
-use crate::helpers::*;
-use crate::rig::{RigOptions, WorkerRig};
+use crate::support::*;
 
 /// Every `weibo_relay_*` name in `text`.
 fn named(text: &str) -> BTreeSet<String> {
@@ -39,15 +38,14 @@ fn family<'a>(name: &'a str, exported: &BTreeSet<String>) -> &'a str {
 /// Every metric family a `serve` process exports once it holds a token and has swept once
 /// (so every family has a series).
 async fn exported() -> BTreeSet<String> {
-    let rig = WorkerRig::start_with(RigOptions {
-        roles: Roles::Serve,
-        adjust: Box::new(|s, _| {
+    let rig = Harness::builder()
+        .roles(Roles::Serve)
+        .settings(|s| {
             s.reconcile.interval_secs = 1.try_into().unwrap();
             s.reconcile.settle_secs = 1.try_into().unwrap();
-        }),
-        ..Default::default()
-    })
-    .await;
+        })
+        .rig()
+        .await;
     eventually(
         Duration::from_secs(20),
         "a reconciliation sweep",
@@ -131,15 +129,14 @@ async fn the_deploy_readme_metric_table_lists_exactly_the_metrics_the_relay_expo
 /// period (5 s), the numbers WeiboRelayFulfilmentBacklog watches.
 #[tokio::test]
 async fn a_worker_exports_how_many_commands_wait_in_the_work_and_dead_queues() {
-    let rig = WorkerRig::start_with(RigOptions {
-        timeout_ms: 12_000,
-        adjust: Box::new(|s, _| {
+    let rig = Harness::builder()
+        .settings(|s| s.weibo.timeout_ms = 12_000.try_into().unwrap())
+        .settings(|s| {
             s.worker.prefetch = 1.try_into().unwrap();
             s.worker.concurrency = 1.try_into().unwrap();
-        }),
-        ..Default::default()
-    })
-    .await;
+        })
+        .rig()
+        .await;
     let reading = |queue: &'static str| {
         let rig = &rig;
         async move {

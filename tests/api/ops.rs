@@ -5,11 +5,11 @@ use std::time::Duration;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 
-use crate::helpers::*;
+use crate::support::*;
 
 #[tokio::test]
 async fn health_readiness_and_metrics_answer() {
-    let app = spawn_app().await;
+    let app = Harness::builder().start().await;
     let health = app.get("/healthz").await;
     assert_eq!(health.status, 200);
     let ready = app.get("/readyz").await;
@@ -31,7 +31,7 @@ async fn health_readiness_and_metrics_answer() {
 
 #[tokio::test]
 async fn shutdown_finishes_a_push_in_flight_then_stops_taking_new_ones() {
-    let mut app = spawn_app().await;
+    let mut app = Harness::builder().start().await;
     let (body, _) = valid_form_push();
     let addr = app.address.trim_start_matches("http://").to_owned();
     let mut stream = TcpStream::connect(&addr).await.unwrap();
@@ -74,7 +74,7 @@ async fn shutdown_finishes_a_push_in_flight_then_stops_taking_new_ones() {
 async fn with_admin_bind_the_push_port_serves_pushes_only() {
     let mut settings = test_settings(AMQP_URL);
     settings.http.admin_bind = Some("127.0.0.1:0".parse().unwrap());
-    let app = spawn_app_with(settings, true).await;
+    let app = Harness::builder().base(settings).start().await;
     let admin = app.admin.clone().expect("an admin listener");
     assert_ne!(admin, app.address);
 

@@ -2,7 +2,7 @@
 
 use std::time::Duration;
 
-use crate::helpers::*;
+use crate::support::*;
 
 const SIGN_KEY_SECRET: &str = "S3cret-sign-key-0f9e";
 const CLIENT_SECRET: &str = "S3cret-client-secret-77a1";
@@ -13,7 +13,7 @@ const CONTACT: &str = "13912345678";
 async fn the_binary_logs_json_masks_personal_data_hides_secrets_and_stops_on_sigterm() {
     let mut settings = test_settings(AMQP_URL);
     settings.merchants = secret_merchant();
-    let stage = bare_stage(settings).await;
+    let stage = Harness::builder().base(settings).stage().await;
     let relay = stage.spawn(BIN, "receiver", "info,weibo_relay=debug");
     relay.wait_ready().await;
 
@@ -58,7 +58,7 @@ async fn the_binary_logs_json_masks_personal_data_hides_secrets_and_stops_on_sig
 /// The sign key, client secret, AMQP password and full phone numbers never reach the log.
 /// The one merchant of these tests, with secrets the logs are searched for.
 fn secret_merchant() -> weibo_relay::settings::Merchants {
-    weibo_relay::settings::Merchants::new(vec![weibo_relay::tooling::stage::merchant(
+    weibo_relay::settings::Merchants::new(vec![weibo_relay_tooling::stage::merchant(
         APPID,
         SIGN_KEY_SECRET,
         "772915",
@@ -94,7 +94,7 @@ fn contains_token(text: &str) -> bool {
 async fn serve_at_debug_level_never_logs_secrets_tokens_or_phone_numbers() {
     let mut settings = test_settings(AMQP_URL);
     settings.merchants = secret_merchant();
-    let stage = platform_stage(settings).await;
+    let stage = Harness::builder().base(settings).platform().stage().await;
     let (settings, sandbox) = (stage.settings(), stage.sandbox());
     let relay = stage.spawn(BIN, "serve", "debug");
     relay.wait_ready().await;

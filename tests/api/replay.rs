@@ -7,7 +7,7 @@ use lapin::options::BasicGetOptions;
 use serde_json::json;
 use weibo_relay::event::replay::{replay, ReplayOptions};
 
-use crate::helpers::*;
+use crate::support::*;
 
 async fn push(app: &TestApp, appid: &str, key: &str, type_: &str, data: String) {
     app.post_form(form(&signed_fields(appid, key, type_, &data, now())))
@@ -45,7 +45,7 @@ fn exchanges_named(prefix: &str) -> Vec<String> {
 
 #[tokio::test]
 async fn replayed_events_keep_their_routing_keys_and_the_filter_selects_like_a_binding() {
-    let app = spawn_app().await;
+    let app = Harness::builder().start().await;
     let (a, b, c) = (unique_order_id(), unique_order_id(), unique_order_id());
     push(&app, APPID, SIGN_KEY, "2", order_data(&a, 201)).await;
     push(&app, APPID, SIGN_KEY, "2", order_data(&a, 301)).await;

@@ -7,9 +7,9 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use actix_web::{web, App, HttpResponse, HttpServer};
-use weibo_relay::tooling::sandbox::{PushSchedule, PushSender, Sandbox, SandboxConfig};
+use weibo_relay_tooling::sandbox::{PushSchedule, PushSender, Sandbox, SandboxConfig};
 
-use crate::helpers::*;
+use crate::support::*;
 
 /// A merchant endpoint that refuses the first `fail_first` deliveries with 503.
 struct Endpoint {
@@ -52,7 +52,7 @@ fn endpoint(fail_first: usize) -> (String, web::Data<Endpoint>) {
     (url, state)
 }
 
-fn sandbox() -> Arc<weibo_relay::tooling::sandbox::SandboxHandle> {
+fn sandbox() -> Arc<weibo_relay_tooling::sandbox::SandboxHandle> {
     let merchants = test_settings(AMQP_URL).merchants;
     Arc::new(Sandbox::start(SandboxConfig::new(merchants)).unwrap())
 }

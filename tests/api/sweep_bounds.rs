@@ -6,15 +6,15 @@ use std::time::{Duration, Instant};
 
 use serde_json::{json, Value};
 
-use crate::helpers::*;
-use crate::log_entry::{append_to, Entry};
+use crate::support::log_entry::{append_to, Entry};
+use crate::support::*;
 
 /// A `serve` process sweeping every second on a stage with the sandbox platform.
 async fn sweeping(binary: &str) -> (Stage, RelayProcess) {
     let mut settings = test_settings(AMQP_URL);
     settings.reconcile.interval_secs = 1.try_into().unwrap();
     settings.reconcile.settle_secs = 1.try_into().unwrap();
-    let stage = platform_stage(settings).await;
+    let stage = Harness::builder().base(settings).platform().stage().await;
     let relay = stage.spawn(binary, "serve", "info");
     relay.wait_ready().await;
     (stage, relay)
@@ -48,7 +48,7 @@ async fn depth(stage: &Stage) -> u32 {
     let conn = lapin::Connection::connect(AMQP_URL, Default::default())
         .await
         .unwrap();
-    let tap = weibo_relay::tooling::stage::tap_queue(stage.settings());
+    let tap = weibo_relay_tooling::stage::tap_queue(stage.settings());
     let depth = weibo_relay::amqp::topology::queue_depth(&conn, &tap)
         .await
         .unwrap()

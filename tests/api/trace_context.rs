@@ -2,8 +2,8 @@
 
 use lapin::types::{AMQPValue, FieldTable};
 
-use crate::helpers::*;
-use crate::rig::{finish, header_text, text, WorkerRig};
+use crate::support::rig::{finish, header_text, text};
+use crate::support::*;
 
 const PARENT: &str = "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01";
 const TRACE_ID: &str = "4bf92f3577b34da6a3ce929d0e0e4736";
@@ -44,7 +44,7 @@ fn trace_id(traceparent: &str) -> &str {
 
 #[tokio::test]
 async fn a_push_trace_continues_into_its_event_and_a_missing_or_forged_one_starts_anew() {
-    let app = spawn_app().await;
+    let app = Harness::builder().start().await;
 
     let (parent, state) = event_trace(
         &app,
@@ -77,7 +77,7 @@ async fn a_push_trace_continues_into_its_event_and_a_missing_or_forged_one_start
 
 #[tokio::test]
 async fn a_command_trace_continues_into_its_outcome_whose_message_id_is_stable() {
-    let rig = WorkerRig::start().await;
+    let rig = Harness::builder().rig().await;
     let id = rig.create_orders(1).await.remove(0);
     let mut headers = FieldTable::default();
     headers.insert("traceparent".into(), text(PARENT));
@@ -126,7 +126,7 @@ async fn a_command_trace_continues_into_its_outcome_whose_message_id_is_stable()
 /// has the trace id from the consumer finds the platform call in the worker's log.
 #[tokio::test]
 async fn a_worker_logs_a_traced_command_under_its_trace_id() {
-    let stage = platform_stage(test_settings(AMQP_URL)).await;
+    let stage = Harness::builder().platform().stage().await;
     let (settings, sandbox) = (stage.settings(), stage.sandbox());
     let relay = stage.spawn(BIN, "worker", "weibo_relay=debug");
     relay.wait_ready().await;

@@ -10,8 +10,8 @@ use std::time::Duration;
 
 use weibo_relay::settings::Settings;
 
-use crate::examples::{python, Example};
-use crate::helpers::*;
+use crate::support::example::{python, Example};
+use crate::support::*;
 
 /// The README's text of the section.
 fn section() -> String {
@@ -83,7 +83,7 @@ async fn the_sandbox_walkthrough_in_readme_answers_every_order_it_creates() {
     };
     let at = |start: &str| lines.iter().position(|l| l.starts_with(start)).unwrap();
     let (platform, relay, consumer, orders) = (
-        "target/release/weibo-relay sandbox",
+        "target/release/weibo-relay-tooling sandbox",
         "target/release/weibo-relay serve",
         "target/examples-venv/bin/python examples/python/consumer.py",
         "curl -s -XPOST localhost:9000/admin/orders",
@@ -124,6 +124,10 @@ async fn the_sandbox_walkthrough_in_readme_answers_every_order_it_creates() {
     let run = |line: &str| {
         let line = adapt(line)
             .replace("dev.toml", config.path().to_str().unwrap())
+            .replace(
+                "target/release/weibo-relay-tooling",
+                tooling_bin().to_str().unwrap(),
+            )
             .replace("target/release/weibo-relay", BIN)
             .replace("target/examples-venv/bin/python", &python);
         let mut command = Command::new("bash");

@@ -7,19 +7,18 @@ use lapin::types::FieldTable;
 use lapin::BasicProperties;
 use serde_json::json;
 use weibo_relay::startup::Roles;
-use weibo_relay::tooling::sandbox::Faults;
+use weibo_relay_tooling::sandbox::Faults;
 
-use crate::helpers::*;
-use crate::rig::{finish, RigOptions, WorkerRig};
+use crate::support::rig::finish;
+use crate::support::*;
 
 #[tokio::test]
 async fn platform_time_outs_and_errors_for_a_while_then_every_command_succeeds() {
-    let rig = WorkerRig::start_with(RigOptions {
-        max_attempts: 8,
-        timeout_ms: 300,
-        ..Default::default()
-    })
-    .await;
+    let rig = Harness::builder()
+        .settings(|s| s.weibo.max_attempts = 8.try_into().unwrap())
+        .settings(|s| s.weibo.timeout_ms = 300.try_into().unwrap())
+        .rig()
+        .await;
     let ids = rig.create_orders(20).await;
 
     // Phase 1: the platform answers too late. It did the work; the worker could not know.
@@ -64,15 +63,14 @@ async fn platform_time_outs_and_errors_for_a_while_then_every_command_succeeds()
 
 #[tokio::test]
 async fn token_endpoint_down_at_startup_keeps_readiness_false_then_commands_resume() {
-    let rig = WorkerRig::start_with(RigOptions {
-        faults: Faults {
+    let rig = Harness::builder()
+        .faults(Faults {
             token_fail_next: 2,
             ..Faults::default()
-        },
-        wait_ready: false,
-        ..Default::default()
-    })
-    .await;
+        })
+        .no_wait()
+        .rig()
+        .await;
     let ready = rig.app.get("/readyz").await;
     let counters = rig.counters().await;
     assert_eq!(ready.status, 503, "{counters} {}", ready.body);
@@ -104,14 +102,14 @@ async fn a_worker_killed_mid_batch_and_restarted_loses_no_command() {
     settings.weibo.rate_limit_per_sec = 1000.try_into().unwrap();
     settings.worker.concurrency = 4.try_into().unwrap();
     settings.worker.prefetch = 8.try_into().unwrap();
-    let platform = PlatformOptions {
-        faults: Faults {
+    let stage = Harness::builder()
+        .base(settings)
+        .faults(Faults {
             latency_ms: 20,
             ..Faults::default()
-        },
-        ..PlatformOptions::default()
-    };
-    let stage = start_stage(settings, StageOptions::processes(Some(platform))).await;
+        })
+        .stage()
+        .await;
     let (settings, sandbox) = (stage.settings(), stage.sandbox());
 
     let first = stage.spawn(BIN, "worker", "warn,weibo_relay::startup=info");
@@ -134,7 +132,7 @@ async fn a_worker_killed_mid_batch_and_restarted_loses_no_command() {
             .await
             .unwrap();
     }
-    let finished = |sandbox: &weibo_relay::tooling::sandbox::SandboxHandle| {
+    let finished = |sandbox: &weibo_relay_tooling::sandbox::SandboxHandle| {
         ids.iter()
             .filter(|id| {
                 sandbox
@@ -202,18 +200,17 @@ async fn depth(app: &TestApp, queue: &str) -> u32 {
 #[tokio::test]
 async fn a_new_retry_schedule_starts_cleanly_while_commands_wait_under_the_old_one() {
     // Every command fails once and waits 3 s in the old schedule's delay queue.
-    let mut rig = WorkerRig::start_with(RigOptions {
-        faults: Faults {
+    let mut rig = Harness::builder()
+        .faults(Faults {
             fail_next: 10,
             ..Default::default()
-        },
-        adjust: Box::new(|s, _| {
+        })
+        .settings(|s| {
             s.weibo.retry_base_ms = 3000.try_into().unwrap();
             s.weibo.retry_max_ms = 3000.try_into().unwrap();
-        }),
-        ..Default::default()
-    })
-    .await;
+        })
+        .rig()
+        .await;
     let ids = rig.create_orders(10).await;
     for id in &ids {
         rig.send(finish(id)).await;
@@ -231,7 +228,11 @@ async fn a_new_retry_schedule_starts_cleanly_while_commands_wait_under_the_old_o
     let mut new_settings = rig.app.settings.clone();
     new_settings.weibo.retry_base_ms = 200.try_into().unwrap();
     new_settings.weibo.retry_max_ms = 800.try_into().unwrap();
-    let new_worker = spawn_roles(new_settings, Roles::Worker, true).await;
+    let new_worker = Harness::builder()
+        .base(new_settings)
+        .roles(Roles::Worker)
+        .start()
+        .await;
     eventually(Duration::from_secs(10), "new worker ready", || async {
         new_worker.get("/readyz").await.status == 200
     })

@@ -7,8 +7,8 @@ use serde_json::json;
 use tokio::sync::Barrier;
 use weibo_relay::keeper::{KeeperOptions, Leading, TokenKeeper};
 use weibo_relay::supervise::{TaskMetrics, Tasks};
-use weibo_relay::tooling::sandbox::PAID;
 use weibo_relay::weibo::{CallOutcome, Token};
+use weibo_relay_tooling::sandbox::PAID;
 
 use crate::support::{appid, eventually, sub, Platform};
 

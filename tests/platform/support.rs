@@ -5,9 +5,9 @@ use std::time::Duration;
 use serde_json::{json, Value};
 use weibo_relay::ids::{AppId, SubOrderId};
 use weibo_relay::settings::{Merchant, Merchants, Settings};
-use weibo_relay::tooling::sandbox::{Sandbox, SandboxConfig, SandboxHandle};
-use weibo_relay::tooling::stage;
 use weibo_relay::weibo::WeiboClient;
+use weibo_relay_tooling::sandbox::{Sandbox, SandboxConfig, SandboxHandle};
+use weibo_relay_tooling::stage;
 
 pub const APPID: &str = "100023";
 

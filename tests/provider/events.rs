@@ -4,7 +4,7 @@
 use std::time::SystemTime;
 
 use weibo_relay::provider::refresh::{RefreshOutcome, Why};
-use weibo_relay::tooling::sandbox::OAuth2Faults;
+use weibo_relay_tooling::sandbox::OAuth2Faults;
 
 use crate::flow::{onboard, walk, Decision};
 use crate::refresh::{make_due, merchant};

@@ -13,7 +13,7 @@ use weibo_relay::provider::domain::MerchantStatus;
 use weibo_relay::provider::oauth::{Grant, HttpOAuthClient, OAuthClient, OAuthError, TokenInfo};
 use weibo_relay::provider::refresh::{RefreshOutcome, Refresher, Why};
 use weibo_relay::provider::store::Store;
-use weibo_relay::tooling::sandbox::OAuth2Faults;
+use weibo_relay_tooling::sandbox::OAuth2Faults;
 
 use crate::flow::{events, onboard};
 use crate::refresh::{make_due, merchant};

@@ -9,7 +9,7 @@ use secrecy::ExposeSecret;
 use weibo_relay::provider::domain::{MerchantRef, MerchantStatus};
 use weibo_relay::provider::oauth::OAuthClient;
 use weibo_relay::provider::refresh::{RefreshOutcome, Refresher, Why};
-use weibo_relay::tooling::sandbox::OAuth2Faults;
+use weibo_relay_tooling::sandbox::OAuth2Faults;
 
 use crate::flow::{events, onboard};
 use crate::support::{oauth_client, quick_policy, Rig};

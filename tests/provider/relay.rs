@@ -11,8 +11,8 @@ use lapin::types::AMQPValue;
 use secrecy::SecretString;
 use weibo_relay::provider::settings::{Provider, ProviderSettings};
 use weibo_relay::settings::{Merchants, Settings};
-use weibo_relay::tooling::sandbox::{OAuth2App, Sandbox, SandboxConfig, SandboxHandle};
-use weibo_relay::tooling::stage::{self, ConfigFile, RelayProcess, Stage, StageOptions};
+use weibo_relay_tooling::sandbox::{OAuth2App, Sandbox, SandboxConfig, SandboxHandle};
+use weibo_relay_tooling::stage::{self, ConfigFile, RelayProcess, Stage};
 
 use crate::support::{fresh_keys, location, query_of, TestDb, CLIENT_ID, CLIENT_SECRET};
 
@@ -79,7 +79,7 @@ impl ProviderRelay {
         settings.provider = Some(
             Provider::try_from(provider_settings(&base, &db)).expect("the provider settings parse"),
         );
-        let stage = Stage::start_with(settings.clone(), StageOptions::processes(None))
+        let stage = Stage::builder(settings.clone()).start()
             .await
             .expect("the stage starts");
         let toml = stage::to_toml(&settings);

@@ -20,7 +20,7 @@ use weibo_relay::provider::refresh::{RefreshPolicy, Refresher};
 use weibo_relay::provider::settings::{ProviderConfig, ProviderSettings, StoreKey};
 use weibo_relay::provider::store::Store;
 use weibo_relay::settings::Merchants;
-use weibo_relay::tooling::sandbox::{OAuth2App, Sandbox, SandboxConfig, SandboxHandle};
+use weibo_relay_tooling::sandbox::{OAuth2App, Sandbox, SandboxConfig, SandboxHandle};
 
 pub const CLIENT_ID: &str = "772915";
 pub const CLIENT_SECRET: &str = "provider-client-secret-0123";

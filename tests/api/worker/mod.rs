@@ -1,0 +1,6 @@
+//! The fulfilment worker against the real broker and the sandbox platform.
+
+mod commands;
+mod dlq;
+mod resilience;
+mod support;

@@ -1,0 +1,5 @@
+//! `WeiboClient` against the sandbox: signatures, every row of the code table, transport faults.
+
+mod errors;
+mod orders;
+mod support;
