@@ -79,7 +79,8 @@ impl ProviderRelay {
         settings.provider = Some(
             Provider::try_from(provider_settings(&base, &db)).expect("the provider settings parse"),
         );
-        let stage = Stage::builder(settings.clone()).start()
+        let stage = Stage::builder(settings.clone())
+            .start()
             .await
             .expect("the stage starts");
         let toml = stage::to_toml(&settings);
