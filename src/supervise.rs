@@ -259,7 +259,10 @@ mod tests {
                 "permit_issuer",
                 "permits",
                 "worker",
-                "backlog"
+                "backlog",
+                "merchant_refresh",
+                "merchant_events",
+                "merchant_housekeeping"
             ]
         );
     }

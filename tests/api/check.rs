@@ -224,7 +224,7 @@ async fn check_and_serve_refuse_the_same_merchants() {
     assert_eq!(code, Some(2), "{lines:#?}");
     assert_eq!(
         lines[0],
-        "FAIL configuration: merchants: at least one [[merchants]] entry is required: serve, receiver and worker refuse to start"
+        "FAIL configuration: merchants: at least one [[merchants]] entry is required (or a [provider] section): serve, receiver and worker refuse to start"
     );
     assert_eq!(
         stderr,
@@ -236,6 +236,6 @@ async fn check_and_serve_refuse_the_same_merchants() {
     assert_eq!(code, Some(2), "{stderr}");
     assert_eq!(
         stderr,
-        "weibo-relay: invalid configuration: merchants: at least one [[merchants]] entry is required\n"
+        "weibo-relay: invalid configuration: merchants: at least one [[merchants]] entry is required (or a [provider] section)\n"
     );
 }

@@ -93,7 +93,7 @@ fn a_relay_without_merchants_refuses_to_start() {
     let stderr = String::from_utf8(out.stderr).unwrap();
     assert_eq!(
         stderr.trim(),
-        "weibo-relay: invalid configuration: merchants: at least one [[merchants]] entry is required"
+        "weibo-relay: invalid configuration: merchants: at least one [[merchants]] entry is required (or a [provider] section)"
     );
 }
 
