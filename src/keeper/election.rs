@@ -112,9 +112,9 @@ impl Agent {
         keeper: TokenKeeper,
         names: Names,
         permit_rate: u32,
+        keyring: Keyring,
         tasks: &Tasks,
     ) -> Result<Self, NoDeploymentKey> {
-        let keyring = Keyring::derive(keeper.merchants());
         let process = uuid::Uuid::new_v4().simple().to_string();
         Ok(Self {
             requests: Stamper::new(&keyring, &process, names.keeper())?,

@@ -53,6 +53,17 @@ pub struct Settings {
     pub provider: Option<crate::provider::settings::Provider>,
 }
 
+impl Settings {
+    /// Whoever signs pushes and calls: the merchants, or in provider mode the provider alone
+    /// (its appid and key; the merchant is named by uid or merchant_ref).
+    pub fn signers(&self) -> Merchants {
+        match &self.provider {
+            Some(provider) => provider.config().as_push_signer(),
+            None => self.merchants.clone(),
+        }
+    }
+}
+
 /// `[http]`
 #[derive(Debug, Clone, PartialEq, Deserialize, Serialize)]
 #[serde(deny_unknown_fields)]

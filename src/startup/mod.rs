@@ -104,10 +104,18 @@ impl Application {
             ),
             None => None,
         };
-        // Self-developed merchants only: provider mode's pushes and commands are refused until
-        // they are wired (the platform retries a refused push).
-        let keeper = (roles.runs_worker() && !settings.merchants.is_empty())
-            .then(|| roles::worker(&settings, &names, &broker, &metrics, groups))
+        let keeper = roles
+            .runs_worker()
+            .then(|| {
+                roles::worker(
+                    &settings,
+                    &names,
+                    &broker,
+                    &metrics,
+                    groups,
+                    provider.as_ref(),
+                )
+            })
             .transpose()?;
         let receiver = roles
             .receives_pushes()

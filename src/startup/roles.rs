@@ -22,7 +22,7 @@ use crate::supervise::{Task, Tasks};
 use crate::telemetry::LogLimit;
 use crate::weibo::WeiboClient;
 use crate::worker::backlog::Backlog;
-use crate::worker::{Worker, WorkerMetrics};
+use crate::worker::{Tokens, Worker, WorkerMetrics};
 
 /// Refusal log lines per second (and burst); the metrics count every refusal regardless.
 const REFUSAL_LOG_PER_SEC: NonZeroU32 = NonZeroU32::new(10).unwrap();
@@ -46,6 +46,7 @@ pub(super) fn worker(
     broker: &Broker,
     metrics: &Metrics,
     groups: Groups<'_>,
+    provider: Option<&ProviderRuntime>,
 ) -> anyhow::Result<TokenKeeper> {
     let tasks = groups.support;
     let registry = metrics.registry();
@@ -55,16 +56,27 @@ pub(super) fn worker(
         wait_timeout: wait,
         ..KeeperOptions::default()
     };
+    // Provider mode: the keeper holds no token (each merchant's is in the store) but still
+    // leads, issuing the deployment's permits sealed under the provider's keys.
     let merchants = &settings.merchants;
+    let keyring = Keyring::derive(&settings.signers());
     let (keeper, events) = TokenKeeper::new(Arc::new(client.clone()), merchants, options, tasks);
     keeper.metrics().register(registry)?;
     let rate = settings.weibo.rate_limit_per_sec.as_u32();
-    Agent::new(broker.clone(), keeper.clone(), names.clone(), rate, tasks)?.start(events, tasks);
+    let agent = Agent::new(
+        broker.clone(),
+        keeper.clone(),
+        names.clone(),
+        rate,
+        keyring.clone(),
+        tasks,
+    )?;
+    agent.start(events, tasks);
     let permits = Permits::start(
         broker.clone(),
         names.permits().to_owned(),
         wait,
-        Keyring::derive(merchants),
+        keyring,
         PermitMetrics::register(registry)?,
         tasks,
     );
@@ -79,11 +91,15 @@ pub(super) fn worker(
     );
     tasks.spawn(Task::Sweeper, move |stop| sweeper.clone().run(stop));
     let worker_metrics = WorkerMetrics::register(registry)?;
+    let tokens = match provider {
+        Some(provider) => Tokens::Provider(provider.refresher.clone()),
+        None => Tokens::Keeper(keeper.clone()),
+    };
     Worker::new(
         settings,
         names,
         broker.clone(),
-        keeper.clone(),
+        tokens,
         permits,
         client,
         worker_metrics,
@@ -103,10 +119,7 @@ pub(super) fn receiver(
     provider: Option<&ProviderRuntime>,
 ) -> web::Data<ReceiverState> {
     // Provider mode: the provider signs every push; a signed uid names the merchant.
-    let merchants = match (provider, settings.provider.as_ref()) {
-        (Some(_), Some(p)) => p.config().as_push_signer(),
-        _ => settings.merchants.clone(),
-    };
+    let merchants = settings.signers();
     web::Data::new(ReceiverState {
         provider: provider.map(|p| p.pushes.clone()),
         merchants: merchants.clone(),
@@ -137,10 +150,9 @@ pub(super) async fn provider(
     metrics: ProviderMetrics,
     tasks: &Tasks,
 ) -> anyhow::Result<ProviderRuntime> {
-    tracing::warn!(
+    tracing::info!(
         appid = %config.appid,
-        "provider mode: merchants are onboarded, refreshed and announced, and their pushes \
-         stored; fulfilment commands for them are not handled by this release yet"
+        "provider mode: merchants are onboarded by OAuth2 and kept in the store"
     );
     ProviderRuntime::start(
         config,

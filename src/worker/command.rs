@@ -3,6 +3,7 @@
 use serde::{Deserialize, Serialize, Serializer};
 
 use crate::ids::{AppId, StringOrNumber, SubOrderId};
+use crate::provider::domain::MerchantRef;
 use crate::telemetry::clip;
 
 /// Largest command body read; a command is a few dozen bytes.
@@ -30,6 +31,9 @@ pub struct Command {
     appid: AppId,
     sub_order_id: SubOrderId,
     verdict: Verdict,
+    /// Provider mode: the merchant whose token the call uses (`appid` is the provider's).
+    /// Boxed: a command travels inside every decision, and most have none.
+    merchant_ref: Option<Box<MerchantRef>>,
 }
 
 #[derive(Deserialize)]
@@ -39,6 +43,8 @@ struct Raw {
     action: String,
     #[serde(default)]
     reason: Option<String>,
+    #[serde(default)]
+    merchant_ref: Option<String>,
 }
 
 impl Command {
@@ -78,10 +84,20 @@ impl Command {
                 ))
             }
         };
+        let merchant_ref = match raw.merchant_ref {
+            None => None,
+            Some(text) => Some(Box::new(MerchantRef::parse(&text).ok_or_else(|| {
+                format!(
+                    "malformed command: merchant_ref {} is not 1 to 64 letters, digits, '-', '_' or '.'",
+                    crate::telemetry::shown(&text)
+                )
+            })?)),
+        };
         Ok(Self {
             appid,
             sub_order_id,
             verdict,
+            merchant_ref,
         })
     }
 
@@ -92,12 +108,18 @@ impl Command {
             appid: AppId::parse(appid).expect("test appid"),
             sub_order_id: SubOrderId::parse(sub_order_id).expect("test sub order"),
             verdict,
+            merchant_ref: None,
         }
     }
 
     /// The merchant.
     pub fn appid(&self) -> &AppId {
         &self.appid
+    }
+
+    /// Provider mode: the merchant the command is for.
+    pub fn merchant_ref(&self) -> Option<&MerchantRef> {
+        self.merchant_ref.as_deref()
     }
 
     /// The sub order.
@@ -134,6 +156,8 @@ impl Serialize for Command {
             action: &'static str,
             #[serde(skip_serializing_if = "Option::is_none")]
             reason: Option<&'a str>,
+            #[serde(skip_serializing_if = "Option::is_none")]
+            merchant_ref: Option<&'a MerchantRef>,
         }
         let reason = match &self.verdict {
             Verdict::Finish => None,
@@ -144,6 +168,7 @@ impl Serialize for Command {
             sub_order_id: &self.sub_order_id,
             action: self.action_name(),
             reason,
+            merchant_ref: self.merchant_ref.as_deref(),
         }
         .serialize(s)
     }

@@ -9,8 +9,8 @@ use secrecy::ExposeSecret;
 use super::attempt::Attempt;
 use super::command::{Command, Verdict};
 use super::metrics::CallResult;
+use super::tokens::NoToken;
 use super::{headers, Worker};
-use crate::keeper::KeeperError;
 use crate::permits::NoPermit;
 use crate::settings::{Merchant, Merchants};
 use crate::weibo::CallOutcome;
@@ -21,7 +21,8 @@ use crate::weibo::CallOutcome;
 pub enum DeadCause {
     /// Not a command at all.
     Malformed,
-    /// Names an appid this relay does not serve.
+    /// Names an appid this relay does not serve (provider mode: a merchant_ref it does not
+    /// know, or none).
     UnknownMerchant,
     /// The platform refused it for good.
     Permanent,
@@ -125,6 +126,9 @@ pub fn next_after(admitted: Admitted<'_>, attempt: Attempt, outcome: CallOutcome
 /// an attempt left after those the relay sealed into it (`attempts_made`). A command that
 /// fails one goes straight to `.dead`; one that passes comes back with its merchant and the
 /// attempt to make.
+// The error is the command's decision itself, made once per delivery and moved straight into
+// settling: boxing it would only add an allocation.
+#[allow(clippy::result_large_err)]
 pub fn admit<'m>(
     body: &[u8],
     merchants: &'m Merchants,
@@ -166,7 +170,7 @@ pub fn admit<'m>(
 #[derive(Debug, thiserror::Error)]
 enum Blocked {
     #[error(transparent)]
-    Token(#[from] KeeperError),
+    Token(#[from] NoToken),
     #[error(transparent)]
     Permit(#[from] NoPermit),
 }
@@ -218,6 +222,26 @@ impl Worker {
                 tracing::info!(%outcome, "platform answered");
                 next_after(admitted, attempt, outcome)
             }
+            Err(Blocked::Token(error @ (NoToken::NoMerchantRef | NoToken::UnknownMerchant(_)))) => {
+                Next::Dead {
+                    reason: error.to_string(),
+                    command: Some(admitted.command),
+                    attempts: attempt.number().saturating_sub(1),
+                    code: None,
+                    cause: DeadCause::UnknownMerchant,
+                }
+            }
+            // Only the merchant can end this (by authorizing again): each try uses an
+            // attempt, so the command is dead-lettered with the reason rather than kept forever.
+            Err(Blocked::Token(error @ NoToken::NotAuthorized(_))) => {
+                tracing::warn!(%error, "command not called");
+                let reason = error.to_string();
+                next_after(
+                    admitted,
+                    attempt,
+                    CallOutcome::Transient { code: None, reason },
+                )
+            }
             Err(error) => {
                 // Not an attempt on the platform: the command waits without using one up.
                 tracing::warn!(%error, "command not called; it waits in the delay queue");
@@ -228,19 +252,20 @@ impl Worker {
 
     async fn call_once(&self, admitted: &Admitted<'_>) -> Result<CallOutcome, Blocked> {
         let Admitted { command, merchant } = admitted;
-        let token = self.keeper.get(command.appid()).await?;
+        let held = self.tokens.get(command).await?;
+        let token = &held.token;
         // The deployment's rate, shared with every other worker through the keeper's permits.
         self.permits.take().await?;
         let started = Instant::now();
         let outcome = match command.verdict() {
             Verdict::Finish => {
                 self.client
-                    .finish(merchant, command.sub_order_id(), &token)
+                    .finish(merchant, command.sub_order_id(), token)
                     .await
             }
             Verdict::Close { reason } => {
                 self.client
-                    .close(merchant, command.sub_order_id(), reason, &token)
+                    .close(merchant, command.sub_order_id(), reason, token)
                     .await
             }
         };
@@ -250,8 +275,8 @@ impl Worker {
             started.elapsed().as_secs_f64(),
         );
         if let CallOutcome::TokenRejected { .. } = outcome {
-            // Only this merchant's keeper task refreshes, once, however many calls report it.
-            self.keeper.invalidate(command.appid(), &token)?;
+            // One refresh however many calls report it (see `Tokens::rejected`).
+            self.tokens.rejected(command, &held).await?;
         }
         Ok(outcome)
     }

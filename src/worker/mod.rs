@@ -11,6 +11,7 @@ mod metrics;
 mod outcome;
 pub mod retry;
 mod settle;
+mod tokens;
 
 use crate::trace::TraceContext;
 use std::sync::Arc;
@@ -25,7 +26,6 @@ use tokio::sync::Semaphore;
 use tokio_util::sync::CancellationToken;
 
 use crate::amqp::{Broker, Link, Names, Publisher};
-use crate::keeper::TokenKeeper;
 use crate::permits::Permits;
 use crate::settings::{Merchants, Settings};
 use crate::supervise::{Task, Tasks};
@@ -39,6 +39,7 @@ pub use headers::{seal as seal_attempts, ATTEMPTS, DEATH_REASON, LAST_CODE, SEAL
 pub use metrics::WorkerMetrics;
 pub use outcome::{Outcome, OutcomeBody};
 pub use retry::RetryPolicy;
+pub use tokens::{NoToken, Tokens};
 
 /// How long a stopping worker waits at most for in-flight commands, in all.
 const STOP_GRACE: Duration = Duration::from_secs(30);
@@ -51,7 +52,7 @@ const DEAD_LOG_PER_SEC: std::num::NonZeroU32 = std::num::NonZeroU32::new(10).unw
 pub struct Worker {
     broker: Broker,
     publisher: Publisher,
-    keeper: TokenKeeper,
+    tokens: Tokens,
     client: WeiboClient,
     merchants: Merchants,
     policy: RetryPolicy,
@@ -65,12 +66,12 @@ pub struct Worker {
 }
 
 impl Worker {
-    /// A worker for `settings`, using the process's broker connection and token keeper.
+    /// A worker for `settings`, using the process's broker connection and token source.
     pub fn new(
         settings: &Settings,
         names: &Names,
         broker: Broker,
-        keeper: TokenKeeper,
+        tokens: Tokens,
         permits: Permits,
         client: WeiboClient,
         metrics: WorkerMetrics,
@@ -79,9 +80,9 @@ impl Worker {
             // Channels of the worker's own: nothing it publishes can close the receiver's.
             publisher: broker.publisher(),
             broker,
-            keeper,
+            tokens,
             client,
-            merchants: settings.merchants.clone(),
+            merchants: settings.signers(),
             policy: RetryPolicy::from_settings(&settings.weibo),
             permits,
             metrics,

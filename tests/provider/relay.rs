@@ -67,7 +67,10 @@ impl ProviderRelay {
             &format!("{base}/connect/callback"),
         );
         app.cancel_url = Some(format!("{base}/connect/cancelled"));
-        let mut sandbox_config = SandboxConfig::new(Merchants::new(vec![]));
+        let provider =
+            Provider::try_from(provider_settings(&base, &db)).expect("the provider settings parse");
+        // The platform knows the provider's appid and key: it signs calls as it signs pushes.
+        let mut sandbox_config = SandboxConfig::new(provider.config().as_push_signer());
         sandbox_config.oauth2 = Some(app);
         let sandbox = Sandbox::start(sandbox_config).expect("the sandbox starts");
         let defaults = Settings::load(None, std::iter::empty::<(String, String)>())
@@ -76,9 +79,7 @@ impl ProviderRelay {
         settings.http.bind = ([127, 0, 0, 1], port).into();
         settings.weibo.api_base = url::Url::parse(&sandbox.api_base()).expect("a URL");
         settings.weibo.oauth_base = url::Url::parse(&sandbox.base_url()).expect("a URL");
-        settings.provider = Some(
-            Provider::try_from(provider_settings(&base, &db)).expect("the provider settings parse"),
-        );
+        settings.provider = Some(provider);
         let stage = Stage::builder(settings.clone())
             .start()
             .await

@@ -44,6 +44,8 @@ pub struct ProviderRuntime {
     pub store: Store,
     /// What the receiver needs to name each push's merchant.
     pub pushes: ProviderPushes,
+    /// Each merchant's token for the worker's calls, refreshed once across the deployment.
+    pub refresher: Refresher,
 }
 
 impl ProviderRuntime {
@@ -62,7 +64,7 @@ impl ProviderRuntime {
         let policy = RefreshPolicy::default();
         let onboarding = onboarding(config, oauth_base, &store, client.clone())?;
         let refresher = Refresher::new(store.clone(), client, config.keys.clone(), policy);
-        let sweeps = (refresher, metrics.clone());
+        let sweeps = (refresher.clone(), metrics.clone());
         tasks.spawn(Task::MerchantRefresh, move |stop| {
             let (refresher, metrics) = sweeps.clone();
             refresh(refresher, metrics, stop)
@@ -100,6 +102,7 @@ impl ProviderRuntime {
                 field: config.push_merchant_field.clone(),
                 uids,
             },
+            refresher,
         })
     }
 }

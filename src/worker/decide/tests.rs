@@ -220,7 +220,7 @@ fn a_close_goes_through_the_table_as_a_finish_does() {
 #[test]
 fn a_parked_command_keeps_its_count() {
     let merchants = merchants();
-    let error = KeeperError::Stopped;
+    let error = crate::keeper::KeeperError::Stopped;
     for before in [0, 3] {
         let admitted = Admitted {
             command: finish(),

@@ -95,13 +95,12 @@ impl Sandbox {
         };
         let listener = TcpListener::bind(config.bind).map_err(bind_error)?;
         let addr = listener.local_addr().map_err(bind_error)?;
-        let state = web::Data::new(SandboxState::new(
-            config.merchants,
-            config.token_ttl,
-            config.faults,
-        ));
-        let shared = state.clone();
         let oauth2 = web::Data::new(OAuth2State::new(config.oauth2));
+        let state = web::Data::new(
+            SandboxState::new(config.merchants, config.token_ttl, config.faults)
+                .with_grants(oauth2.clone()),
+        );
+        let shared = state.clone();
         let oauth2_shared = oauth2.clone();
         let server = HttpServer::new(move || {
             App::new()

@@ -83,6 +83,8 @@ impl World {
 pub struct SandboxState {
     merchants: Merchants,
     world: Mutex<World>,
+    /// The OAuth2 side, whose merchants' tokens a provider calls the order interfaces with.
+    grants: Option<actix_web::web::Data<super::OAuth2State>>,
 }
 
 impl SandboxState {
@@ -100,7 +102,20 @@ impl SandboxState {
                 outage_until: None,
                 started: std::time::Instant::now(),
             }),
+            grants: None,
         }
+    }
+
+    /// Order interfaces also take the tokens `grants` issued to a provider's merchants.
+    pub fn with_grants(mut self, grants: actix_web::web::Data<super::OAuth2State>) -> Self {
+        self.grants = Some(grants);
+        self
+    }
+
+    /// Provider mode: the uid whose OAuth2 token this is (counting the call), or the token
+    /// code to answer.
+    pub fn provider_call(&self, access_token: &str) -> Option<Result<String, i64>> {
+        self.grants.as_ref().map(|g| g.accept_call(access_token))
     }
 
     /// The world, even if a handler panicked while holding it (its data stays usable).

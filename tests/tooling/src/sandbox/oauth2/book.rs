@@ -45,6 +45,9 @@ pub struct OAuth2Counters {
     pub cancel_calls: u64,
     /// Refreshes per uid.
     pub refreshed_by_uid: BTreeMap<String, u64>,
+    /// Order interface calls accepted with a merchant's OAuth2 token, per uid (a provider's
+    /// calls).
+    pub calls_by_uid: BTreeMap<String, u64>,
 }
 
 /// A fault for the token endpoint's refresh grant, set through the admin API.
@@ -306,6 +309,17 @@ impl Book {
         let mut n = 0;
         for grant in self.grants.values_mut().filter(|g| g.alive && g.uid == uid) {
             grant.alive = false;
+            n += 1;
+        }
+        n
+    }
+
+    /// Ends the access token of `uid`'s live grant now (its refresh token still works), as
+    /// the platform does at the end of a token's life.
+    pub fn expire_access(&mut self, uid: &str, now: Instant) -> usize {
+        let mut n = 0;
+        for grant in self.grants.values_mut().filter(|g| g.alive && g.uid == uid) {
+            grant.access_expires_at = now;
             n += 1;
         }
         n

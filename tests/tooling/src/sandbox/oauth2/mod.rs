@@ -89,6 +89,23 @@ impl OAuth2State {
         self.lock().refresh_timeline.clone()
     }
 
+    /// The uid whose live grant holds `access_token`, counting the call; or the token code
+    /// (invalid or expired) the platform answers.
+    pub fn accept_call(&self, access_token: &str) -> Result<String, i64> {
+        let mut book = self.lock();
+        let uid = book
+            .by_access(access_token, std::time::Instant::now())?
+            .uid
+            .clone();
+        *book.counters.calls_by_uid.entry(uid.clone()).or_default() += 1;
+        Ok(uid)
+    }
+
+    /// Ends `uid`'s current access token now (a refresh gets a new one).
+    pub fn expire_access(&self, uid: &str) -> usize {
+        self.lock().expire_access(uid, std::time::Instant::now())
+    }
+
     /// Sets the refresh faults.
     pub fn set_faults(&self, faults: OAuth2Faults) {
         self.lock().faults = faults;

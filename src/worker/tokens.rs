@@ -1,0 +1,100 @@
+//! Where a command's access_token comes from: the deployment's keeper (a merchant's own app,
+//! `[[merchants]]`) or, in provider mode, the store's token of the merchant the command names
+//! by `merchant_ref`, refreshed through the store's one-refresh-per-merchant rule.
+
+use std::sync::Arc;
+use std::time::{Duration, SystemTime};
+
+use super::command::Command;
+use crate::keeper::{KeeperError, TokenKeeper};
+use crate::provider::refresh::{RefreshError, Refresher, Why};
+use crate::weibo::Token;
+
+/// The token source of one worker.
+#[derive(Clone)]
+pub enum Tokens {
+    /// Self-developed mode: one token per configured appid, kept by the elected keeper.
+    Keeper(TokenKeeper),
+    /// Provider mode: each merchant's token from the store.
+    Provider(Refresher),
+}
+
+/// A token a call is made with, and what to name if the platform refuses it.
+pub struct Held {
+    /// The token.
+    pub token: Arc<Token>,
+    /// Provider mode: the store generation it belongs to.
+    generation: Option<i64>,
+}
+
+/// Why a command has no token to call with.
+#[derive(Debug, thiserror::Error)]
+pub enum NoToken {
+    /// The keeper has none in time (waits without using an attempt).
+    #[error(transparent)]
+    Keeper(#[from] KeeperError),
+    /// Provider mode, a command without `merchant_ref`: it can never be called.
+    #[error("provider mode: the command names no merchant_ref")]
+    NoMerchantRef,
+    /// Provider mode: no merchant has this ref (dead-lettered).
+    #[error("unknown merchant_ref {0}")]
+    UnknownMerchant(String),
+    /// Provider mode: the merchant is not authorized now (needs re-authorization or was
+    /// revoked): an attempt that fails, so the command ends in `.dead` with this reason
+    /// unless the merchant is authorized again before its attempts run out.
+    #[error("merchant {0} is not authorized (needs re-authorization or revoked)")]
+    NotAuthorized(String),
+    /// Provider mode: the store could not be read (waits without using an attempt).
+    #[error("the merchants' store: {0}")]
+    Store(String),
+}
+
+impl Tokens {
+    /// The token to call `command` with.
+    pub async fn get(&self, command: &Command) -> Result<Held, NoToken> {
+        match self {
+            Self::Keeper(keeper) => Ok(Held {
+                token: keeper.get(command.appid()).await?,
+                generation: None,
+            }),
+            Self::Provider(refresher) => {
+                let merchant = command.merchant_ref().ok_or(NoToken::NoMerchantRef)?;
+                let current = match refresher.access_token(merchant).await {
+                    Ok(Some(current)) => current,
+                    Ok(None) => return Err(NoToken::NotAuthorized(merchant.to_string())),
+                    Err(RefreshError::Unknown(_)) => {
+                        return Err(NoToken::UnknownMerchant(merchant.to_string()))
+                    }
+                    Err(RefreshError::Store(e)) => return Err(NoToken::Store(e.to_string())),
+                };
+                let left = current
+                    .expires_at
+                    .and_then(|at| at.duration_since(SystemTime::now()).ok())
+                    .unwrap_or(Duration::from_secs(60));
+                let token = Token::new(current.access_token, 0, left, tokio::time::Instant::now());
+                Ok(Held {
+                    token: Arc::new(token),
+                    generation: Some(current.generation),
+                })
+            }
+        }
+    }
+
+    /// The platform refused `held`: the next [`Tokens::get`] returns a fresh token. The keeper
+    /// refreshes once however many calls report it; the store refreshes the merchant once
+    /// across the deployment (a process that finds it done reads the result).
+    pub async fn rejected(&self, command: &Command, held: &Held) -> Result<(), NoToken> {
+        match (self, command.merchant_ref(), held.generation) {
+            (Self::Keeper(keeper), _, _) => Ok(keeper.invalidate(command.appid(), &held.token)?),
+            (Self::Provider(refresher), Some(merchant), Some(generation)) => {
+                let outcome = refresher
+                    .refresh(merchant, Why::Rejected { generation }, SystemTime::now())
+                    .await
+                    .map_err(|e| NoToken::Store(e.to_string()))?;
+                tracing::info!(%merchant, ?outcome, "access_token rejected by the platform");
+                Ok(())
+            }
+            (Self::Provider(_), _, _) => Err(NoToken::NoMerchantRef),
+        }
+    }
+}

@@ -1,0 +1,214 @@
+//! Provider mode's fulfilment commands in the shipped binary: a command names its merchant by
+//! `merchant_ref`; the call is signed with the provider's key and carries that merchant's token;
+//! a token the platform refuses is refreshed once in the store and the call repeated; a command
+//! naming no merchant, or one nobody has, is dead-lettered with its reason.
+
+use std::collections::BTreeMap;
+use std::time::{Duration, Instant};
+
+use lapin::options::{BasicGetOptions, BasicPublishOptions, QueueBindOptions};
+use lapin::types::{AMQPValue, FieldTable};
+use lapin::{BasicProperties, Channel};
+use weibo_relay::amqp::Names;
+use weibo_relay_tooling::stage;
+
+use crate::relay::{next_event, stderr, stdout, ProviderRelay, UID};
+
+const OTHER_UID: &str = "1404376999";
+const PROVIDER_APPID: &str = "100023";
+
+/// A channel on the relay's broker, with the stage's tap also bound to the outcomes.
+async fn watch_outcomes(relay: &ProviderRelay) -> (lapin::Connection, Channel) {
+    let connection = stage::connect_url(&relay.settings.amqp.url, "provider commands test")
+        .await
+        .expect("the broker");
+    let channel = connection.create_channel().await.expect("a channel");
+    channel
+        .queue_bind(
+            stage::tap_queue(&relay.settings).as_str().into(),
+            relay.settings.amqp.events_exchange.as_str().into(),
+            "fulfilment.#".into(),
+            QueueBindOptions::default(),
+            FieldTable::default(),
+        )
+        .await
+        .expect("the tap binds to outcomes");
+    (connection, channel)
+}
+
+async fn send(channel: &Channel, relay: &ProviderRelay, body: serde_json::Value) {
+    let names = Names::new(&relay.settings.amqp);
+    channel
+        .basic_publish(
+            "".into(),
+            names.fulfilment().into(),
+            BasicPublishOptions::default(),
+            body.to_string().as_bytes(),
+            BasicProperties::default().with_delivery_mode(2),
+        )
+        .await
+        .expect("publish")
+        .await
+        .expect("confirm");
+}
+
+/// The next outcome on the tap (order and merchant events skipped): routing key and body.
+async fn next_outcome(channel: &Channel, relay: &ProviderRelay) -> (String, serde_json::Value) {
+    let tap = stage::tap_queue(&relay.settings);
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        let got = channel
+            .basic_get(tap.as_str().into(), BasicGetOptions { no_ack: true })
+            .await
+            .expect("basic.get");
+        if let Some(message) = got {
+            let key = message.delivery.routing_key.to_string();
+            if key.starts_with("fulfilment.") {
+                let body = serde_json::from_slice(&message.delivery.data).expect("JSON");
+                return (key, body);
+            }
+            continue;
+        }
+        assert!(Instant::now() < deadline, "no outcome within 30 s");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+/// Every message now in the dead queue: its `x-death-reason` and body.
+async fn dead_letters(channel: &Channel, relay: &ProviderRelay) -> Vec<(String, String)> {
+    let names = Names::new(&relay.settings.amqp);
+    let mut dead = Vec::new();
+    while let Some(message) = channel
+        .basic_get(names.dead().into(), BasicGetOptions { no_ack: true })
+        .await
+        .expect("basic.get")
+    {
+        let reason = message
+            .delivery
+            .properties
+            .headers()
+            .as_ref()
+            .and_then(|h| h.inner().get("x-death-reason").cloned())
+            .map(|v| match v {
+                AMQPValue::LongString(s) => s.to_string(),
+                other => format!("{other:?}"),
+            })
+            .unwrap_or_default();
+        dead.push((
+            reason,
+            String::from_utf8_lossy(&message.delivery.data).into_owned(),
+        ));
+    }
+    dead
+}
+
+async fn authorize(relay: &ProviderRelay, merchant_ref: &str, uid: &str) {
+    let linked = relay.merchants(&["link", "--ref", merchant_ref]);
+    assert!(linked.status.success(), "{}", stderr(&linked));
+    assert_eq!(relay.consent(stdout(&linked).trim(), uid).await, 200);
+    let (key, merchant, _) = next_event(&relay.settings).await;
+    assert_eq!(
+        (key.as_str(), merchant.as_str()),
+        ("merchant.authorized", merchant_ref)
+    );
+}
+
+#[tokio::test]
+async fn commands_call_with_the_named_merchants_token_and_unknown_ones_are_dead_lettered() {
+    let relay = ProviderRelay::start().await;
+    authorize(&relay, "shop-1", UID).await;
+    authorize(&relay, "shop-2", OTHER_UID).await;
+    let (connection, channel) = watch_outcomes(&relay).await;
+    let orders = relay.sandbox.create_orders(PROVIDER_APPID, 3);
+
+    // Each merchant's command is called with that merchant's token, signed by the provider.
+    send(
+        &channel,
+        &relay,
+        serde_json::json!({"appid": PROVIDER_APPID, "merchant_ref": "shop-1",
+            "sub_order_id": orders[0], "action": "finish"}),
+    )
+    .await;
+    let (key, outcome) = next_outcome(&channel, &relay).await;
+    assert_eq!(key, "fulfilment.succeeded", "{outcome}");
+    assert_eq!(outcome["command"]["merchant_ref"], "shop-1", "{outcome}");
+    assert_eq!(outcome["attempts"], 1, "{outcome}");
+    send(
+        &channel,
+        &relay,
+        serde_json::json!({"appid": PROVIDER_APPID, "merchant_ref": "shop-2",
+            "sub_order_id": orders[1], "action": "close", "reason": "out of stock"}),
+    )
+    .await;
+    let (key, outcome) = next_outcome(&channel, &relay).await;
+    assert_eq!(key, "fulfilment.succeeded", "{outcome}");
+    assert_eq!(outcome["command"]["merchant_ref"], "shop-2", "{outcome}");
+    let calls = relay.sandbox.oauth2().counters().calls_by_uid;
+    assert_eq!(
+        calls,
+        BTreeMap::from([(UID.to_owned(), 1), (OTHER_UID.to_owned(), 1)])
+    );
+
+    // A token the platform refuses: one refresh in the store, the call repeated.
+    assert_eq!(relay.sandbox.oauth2().expire_access(UID), 1);
+    send(
+        &channel,
+        &relay,
+        serde_json::json!({"appid": PROVIDER_APPID, "merchant_ref": "shop-1",
+            "sub_order_id": orders[2], "action": "finish"}),
+    )
+    .await;
+    let (key, outcome) = next_outcome(&channel, &relay).await;
+    assert_eq!(key, "fulfilment.succeeded", "{outcome}");
+    let counters = relay.sandbox.oauth2().counters();
+    assert_eq!(counters.refreshed_by_uid.get(UID), Some(&1));
+    assert_eq!(counters.refresh_presented_again, 0);
+    assert_eq!(counters.calls_by_uid.get(UID), Some(&2));
+
+    // No merchant named, or one nobody has: dead at once, no call.
+    for (body, why) in [
+        (
+            serde_json::json!({"appid": PROVIDER_APPID, "sub_order_id": "1", "action": "finish"}),
+            "provider mode: the command names no merchant_ref",
+        ),
+        (
+            serde_json::json!({"appid": PROVIDER_APPID, "merchant_ref": "shop-9",
+                "sub_order_id": "1", "action": "finish"}),
+            "unknown merchant_ref shop-9",
+        ),
+    ] {
+        send(&channel, &relay, body).await;
+        let (key, outcome) = next_outcome(&channel, &relay).await;
+        assert_eq!(
+            (
+                key.as_str(),
+                outcome["msg"].as_str(),
+                outcome["attempts"].as_i64()
+            ),
+            ("fulfilment.failed", Some(why), Some(0)),
+            "{outcome}"
+        );
+    }
+    let dead = dead_letters(&channel, &relay).await;
+    let reasons: Vec<&str> = dead.iter().map(|(r, _)| r.as_str()).collect();
+    assert_eq!(
+        reasons,
+        [
+            "provider mode: the command names no merchant_ref",
+            "unknown merchant_ref shop-9"
+        ]
+    );
+    assert_eq!(
+        relay
+            .sandbox
+            .oauth2()
+            .counters()
+            .calls_by_uid
+            .values()
+            .sum::<u64>(),
+        3,
+        "no call for a dead command"
+    );
+    let _ = connection.close(200, "done".into()).await;
+    relay.stop().await;
+}
