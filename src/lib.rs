@@ -28,6 +28,7 @@ pub mod signature;
 pub mod startup;
 pub mod supervise;
 pub mod telemetry;
+pub mod tokens;
 pub mod trace;
 pub mod weibo;
 pub mod worker;

@@ -3,7 +3,8 @@
 //!
 //! While its process is the token keeper, the sweeper reads, every `reconcile.interval_secs`,
 //! the event log from a little before the window to the read mark it appends, noting each
-//! (appid, sub_order_id, state_code) the relay sealed; then, per merchant, it pages through
+//! (appid, sub_order_id, state_code) the relay sealed; then, per merchant (provider mode:
+//! per merchant authorized in the store, with its own token: [`targets`]), it pages through
 //! `retailerGetSubList` for the window `[now - lookback_secs, now - settle_secs]` and
 //! publishes, with confirms, an event for every state the log does not hold. Those events go
 //! to the log too, so the next sweep finds them: a sweep that finds nothing missing publishes
@@ -13,30 +14,40 @@
 //! skipped (they can neither hide a state nor end the reading), rows are checked before
 //! anything is published, and every sweep is bounded in pages, rows and events.
 
+mod error;
 mod metrics;
 mod rows;
+mod targets;
 
-use crate::trace::TraceContext;
 use std::collections::{BTreeMap, HashSet};
 use std::time::{Duration, SystemTime};
 
 use serde_json::Value;
 use tokio_util::sync::CancellationToken;
+use tracing::Instrument;
 
-use crate::amqp::{Broker, Names, PublishError, Publisher};
+use crate::amqp::{Broker, Names, Publisher};
 use crate::clock::earlier;
-use crate::event::log::{Accept, LogError, LogReader};
-use crate::event::{Event, EventId, EventKind, Source};
+use crate::event::log::{Accept, LogReader};
+use crate::event::{Event, EventId, EventKind, MerchantTag, Source};
 use crate::ids::AppId;
-use crate::keeper::{KeeperError, TokenKeeper};
+use crate::keeper::TokenKeeper;
 use crate::keys::Keyring;
-use crate::permits::{NoPermit, Permits};
-use crate::settings::{Merchant, ReconcileSettings, Settings};
+use crate::permits::Permits;
+use crate::provider::domain::MerchantRef;
+use crate::provider::refresh::Refresher;
+use crate::provider::store::Store;
+use crate::settings::{Merchants, ReconcileSettings, Settings};
+use crate::tokens::Tokens;
+use crate::trace::TraceContext;
 use crate::weibo::{CallOutcome, SubListPage, WeiboClient};
 
 use crate::metrics::Label;
+pub use error::SweepError;
+use error::Swept;
 pub use metrics::{LogSkip, ReconcileMetrics, RowRefusal, Truncation};
 use rows::{fingerprint, Listed, Refused, StateKey};
+use targets::{Target, Targets};
 
 /// Rows asked for per page (the model's maximum; the platform may send fewer, and what it
 /// sends beyond this is refused).
@@ -48,48 +59,6 @@ const MAX_EVENTS: u64 = 10_000;
 /// The log is read from this long before the window, for events received a little late.
 pub(crate) const LOG_MARGIN: Duration = Duration::from_secs(600);
 
-/// Why a merchant's sweep stopped; it is tried again at the next interval.
-#[derive(Debug, thiserror::Error)]
-pub enum SweepError {
-    /// No token.
-    #[error(transparent)]
-    Token(#[from] KeeperError),
-    /// No permit to call.
-    #[error(transparent)]
-    Permit(#[from] NoPermit),
-    /// The platform did not answer the list call with a list.
-    #[error("retailerGetSubList failed: {0}")]
-    Platform(CallOutcome),
-    /// The event log could not be read.
-    #[error("event log not read: {0}")]
-    Log(#[from] LogError),
-    /// A reconciled event was not stored.
-    #[error("reconciled event not stored: {0}")]
-    Publish(#[from] PublishError),
-    /// No broker connection.
-    #[error("broker not connected")]
-    NotConnected,
-    /// This process stopped being the token keeper during the sweep.
-    #[error("no longer the token keeper")]
-    NotLeading,
-    /// The process is stopping.
-    #[error("stopping")]
-    Stopping,
-    /// No keys to seal an event of this merchant with (merchants and keys both come from
-    /// the settings, so never expected).
-    #[error("no keys for appid {0}")]
-    NoKeys(AppId),
-}
-
-/// How a sweep of one merchant ended when it did not fail.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-struct Swept {
-    /// Events published.
-    published: u64,
-    /// Why it stopped before the end of the list, if it did.
-    truncated: Option<Truncation>,
-}
-
 /// The reconciliation sweeper of one process; it sweeps only while the process leads.
 /// Clones share the broker link, keeper, client and permits.
 #[derive(Clone)]
@@ -97,6 +66,9 @@ pub struct Sweeper {
     broker: Broker,
     publisher: Publisher,
     keeper: TokenKeeper,
+    tokens: Tokens,
+    targets: Targets,
+    signers: Merchants,
     client: WeiboClient,
     permits: Permits,
     settings: ReconcileSettings,
@@ -118,21 +90,38 @@ impl Sweeper {
         permits: Permits,
         metrics: ReconcileMetrics,
     ) -> Self {
+        let signers = settings.signers();
         Self {
             publisher: broker.publisher(),
             broker,
+            tokens: Tokens::Keeper(keeper.clone()),
+            targets: Targets::Merchants(keeper.clone()),
             keeper,
             client,
             permits,
             settings: settings.reconcile.clone(),
             events_exchange: names.events_exchange().to_owned(),
             log: names.event_log().to_owned(),
-            keys: Keyring::derive(&settings.merchants),
+            keys: Keyring::derive(&signers),
+            signers,
             max_entry_bytes: crate::event::max_envelope_bytes(
                 settings.http.max_body_bytes.as_usize(),
             ),
             metrics,
         }
+    }
+
+    /// Provider mode: sweeps each merchant authorized in `store`, with its token from
+    /// `refresher`, signed by the provider.
+    pub fn for_provider(mut self, refresher: Refresher, store: Store) -> Self {
+        if let Some(signer) = self.signers.iter().next() {
+            self.targets = Targets::Provider {
+                signer: signer.clone(),
+                store,
+            };
+            self.tokens = Tokens::Provider(refresher);
+        }
+        self
     }
 
     /// Sweeps every `interval_secs` while this process leads, until `stop`. Run it under
@@ -165,24 +154,34 @@ impl Sweeper {
         let now = SystemTime::now();
         let start = earlier(now, self.settings.lookback_secs.get());
         let end = earlier(now, self.settings.settle_secs.get());
+        let targets = match self.targets.list().await {
+            Ok(targets) => targets,
+            Err(error) => {
+                self.metrics.failed();
+                tracing::warn!(%error, "cannot list the merchants to reconcile; retried next interval");
+                return;
+            }
+        };
         let mut logged = match self.logged_since(earlier(start, LOG_MARGIN), stop).await {
             Err(SweepError::Stopping) => return,
             Ok(logged) => logged,
             Err(error) => {
-                for _ in self.keeper.merchants().iter() {
+                for _ in &targets {
                     self.metrics.failed();
                 }
                 tracing::warn!(%error, "reconciliation sweep failed; retried next interval");
                 return;
             }
         };
-        let merchants: Vec<Merchant> = self.keeper.merchants().iter().cloned().collect();
-        for merchant in &merchants {
-            let appid = merchant.appid();
-            match self
-                .sweep(merchant, start, end, now, &mut logged, stop)
-                .await
-            {
+        for target in &targets {
+            let appid = target.signer.appid();
+            let merchant_ref = target.merchant_ref().map(MerchantRef::as_str);
+            let span = tracing::info_span!("merchant", %appid, merchant_ref);
+            let swept = self
+                .sweep(target, start, end, now, &mut logged, stop)
+                .instrument(span)
+                .await;
+            match swept {
                 Ok(swept) => {
                     self.metrics.succeeded(appid, now);
                     if swept.published > 0 {
@@ -250,14 +249,14 @@ impl Sweeper {
     /// One merchant: pages through the list and publishes what the log lacks.
     async fn sweep(
         &self,
-        merchant: &Merchant,
+        target: &Target,
         start: SystemTime,
         end: SystemTime,
         now: SystemTime,
         logged: &mut HashSet<StateKey>,
         stop: &CancellationToken,
     ) -> Result<Swept, SweepError> {
-        let appid = merchant.appid();
+        let appid = target.signer.appid();
         let mut swept = Swept {
             published: 0,
             truncated: Some(Truncation::PageLimit),
@@ -270,7 +269,7 @@ impl Sweeper {
                 if stop.is_cancelled() {
                     return Err(SweepError::Stopping);
                 }
-                let rows = self.page(merchant, start, end, page).await?;
+                let rows = self.page(target, start, end, page).await?;
                 if rows.list.is_empty() {
                     swept.truncated = None;
                     break;
@@ -303,7 +302,7 @@ impl Sweeper {
                     if !self.keeper.is_leading() {
                         return Err(SweepError::NotLeading);
                     }
-                    self.publish(appid, &listed, now).await?;
+                    self.publish(appid, target.tag(), &listed, now).await?;
                     logged.insert(key);
                     swept.published = swept.published.saturating_add(1);
                 }
@@ -328,22 +327,25 @@ impl Sweeper {
     /// the page asked for once more.
     async fn page(
         &self,
-        merchant: &Merchant,
+        target: &Target,
         start: SystemTime,
         end: SystemTime,
         page: u32,
     ) -> Result<SubListPage, SweepError> {
+        let (signer, merchant) = (&target.signer, target.merchant_ref());
         for _ in 0..2 {
-            let token = self.keeper.get(merchant.appid()).await?;
+            let held = self.tokens.get(signer.appid(), merchant).await?;
             self.permits.take().await?;
             match self
                 .client
-                .sub_list(merchant, &token, start, end, page, PAGE_SIZE)
+                .sub_list(signer, &held.token, start, end, page, PAGE_SIZE)
                 .await
             {
                 Ok(rows) => return Ok(rows),
                 Err(CallOutcome::TokenRejected { .. }) => {
-                    self.keeper.invalidate(merchant.appid(), &token)?;
+                    self.tokens
+                        .rejected(signer.appid(), merchant, &held)
+                        .await?;
                 }
                 Err(other) => return Err(SweepError::Platform(other)),
             }
@@ -357,6 +359,7 @@ impl Sweeper {
     async fn publish(
         &self,
         appid: &AppId,
+        merchant: Option<&MerchantTag>,
         listed: &Listed,
         now: SystemTime,
     ) -> Result<(), SweepError> {
@@ -367,7 +370,7 @@ impl Sweeper {
             .ok_or_else(|| SweepError::NoKeys(appid.clone()))?;
         let no_params = BTreeMap::new();
         let event = Event {
-            merchant: None,
+            merchant,
             id: EventId::reconciled(appid, &listed.sub_order_id, &listed.state_code),
             appid,
             type_code: 2,

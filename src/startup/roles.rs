@@ -20,9 +20,10 @@ use crate::reconcile::{ReconcileMetrics, Sweeper};
 use crate::settings::Settings;
 use crate::supervise::{Task, Tasks};
 use crate::telemetry::LogLimit;
+use crate::tokens::Tokens;
 use crate::weibo::WeiboClient;
 use crate::worker::backlog::Backlog;
-use crate::worker::{Tokens, Worker, WorkerMetrics};
+use crate::worker::{Worker, WorkerMetrics};
 
 /// Refusal log lines per second (and burst); the metrics count every refusal regardless.
 const REFUSAL_LOG_PER_SEC: NonZeroU32 = NonZeroU32::new(10).unwrap();
@@ -89,6 +90,10 @@ pub(super) fn worker(
         permits.clone(),
         ReconcileMetrics::register(registry)?,
     );
+    let sweeper = match provider {
+        Some(p) => sweeper.for_provider(p.refresher.clone(), p.store.clone()),
+        None => sweeper,
+    };
     tasks.spawn(Task::Sweeper, move |stop| sweeper.clone().run(stop));
     let worker_metrics = WorkerMetrics::register(registry)?;
     let tokens = match provider {

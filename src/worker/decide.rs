@@ -9,10 +9,10 @@ use secrecy::ExposeSecret;
 use super::attempt::Attempt;
 use super::command::{Command, Verdict};
 use super::metrics::CallResult;
-use super::tokens::NoToken;
 use super::{headers, Worker};
 use crate::permits::NoPermit;
 use crate::settings::{Merchant, Merchants};
+use crate::tokens::NoToken;
 use crate::weibo::CallOutcome;
 
 /// Why a command was dead-lettered: the `cause` label of `weibo_relay_dead_letters_total`.
@@ -252,7 +252,10 @@ impl Worker {
 
     async fn call_once(&self, admitted: &Admitted<'_>) -> Result<CallOutcome, Blocked> {
         let Admitted { command, merchant } = admitted;
-        let held = self.tokens.get(command).await?;
+        let held = self
+            .tokens
+            .get(command.appid(), command.merchant_ref())
+            .await?;
         let token = &held.token;
         // The deployment's rate, shared with every other worker through the keeper's permits.
         self.permits.take().await?;
@@ -276,7 +279,9 @@ impl Worker {
         );
         if let CallOutcome::TokenRejected { .. } = outcome {
             // One refresh however many calls report it (see `Tokens::rejected`).
-            self.tokens.rejected(command, &held).await?;
+            self.tokens
+                .rejected(command.appid(), command.merchant_ref(), &held)
+                .await?;
         }
         Ok(outcome)
     }

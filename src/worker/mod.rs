@@ -11,7 +11,6 @@ mod metrics;
 mod outcome;
 pub mod retry;
 mod settle;
-mod tokens;
 
 use crate::trace::TraceContext;
 use std::sync::Arc;
@@ -30,6 +29,7 @@ use crate::permits::Permits;
 use crate::settings::{Merchants, Settings};
 use crate::supervise::{Task, Tasks};
 use crate::telemetry::LogLimit;
+use crate::tokens::Tokens;
 use crate::weibo::WeiboClient;
 
 pub use attempt::Attempt;
@@ -39,7 +39,6 @@ pub use headers::{seal as seal_attempts, ATTEMPTS, DEATH_REASON, LAST_CODE, SEAL
 pub use metrics::WorkerMetrics;
 pub use outcome::{Outcome, OutcomeBody};
 pub use retry::RetryPolicy;
-pub use tokens::{NoToken, Tokens};
 
 /// How long a stopping worker waits at most for in-flight commands, in all.
 const STOP_GRACE: Duration = Duration::from_secs(30);

@@ -14,8 +14,8 @@ use weibo_relay_tooling::stage;
 
 use crate::relay::{next_event, stderr, stdout, ProviderRelay, UID};
 
-const OTHER_UID: &str = "1404376999";
-const PROVIDER_APPID: &str = "100023";
+pub(crate) const OTHER_UID: &str = "1404376999";
+pub(crate) const PROVIDER_APPID: &str = "100023";
 
 /// A channel on the relay's broker, with the stage's tap also bound to the outcomes.
 async fn watch_outcomes(relay: &ProviderRelay) -> (lapin::Connection, Channel) {
@@ -102,7 +102,7 @@ async fn dead_letters(channel: &Channel, relay: &ProviderRelay) -> Vec<(String, 
     dead
 }
 
-async fn authorize(relay: &ProviderRelay, merchant_ref: &str, uid: &str) {
+pub(crate) async fn authorize(relay: &ProviderRelay, merchant_ref: &str, uid: &str) {
     let linked = relay.merchants(&["link", "--ref", merchant_ref]);
     assert!(linked.status.success(), "{}", stderr(&linked));
     assert_eq!(relay.consent(stdout(&linked).trim(), uid).await, 200);

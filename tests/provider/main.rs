@@ -10,6 +10,7 @@ mod oauth_client;
 mod onboarding;
 mod processes;
 mod pushes;
+mod reconcile;
 mod refresh;
 mod relay;
 mod store;

@@ -58,6 +58,11 @@ fn provider_settings(base: &str, db: &TestDb) -> ProviderSettings {
 
 impl ProviderRelay {
     pub(crate) async fn start() -> Self {
+        Self::start_with(|_| {}).await
+    }
+
+    /// As [`ProviderRelay::start`], with the relay's settings adjusted first.
+    pub(crate) async fn start_with(adjust: impl FnOnce(&mut Settings)) -> Self {
         let db = TestDb::new().await;
         let port = free_port();
         let base = format!("http://127.0.0.1:{port}");
@@ -80,6 +85,7 @@ impl ProviderRelay {
         settings.weibo.api_base = url::Url::parse(&sandbox.api_base()).expect("a URL");
         settings.weibo.oauth_base = url::Url::parse(&sandbox.base_url()).expect("a URL");
         settings.provider = Some(provider);
+        adjust(&mut settings);
         let stage = Stage::builder(settings.clone())
             .start()
             .await

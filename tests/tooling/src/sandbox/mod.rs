@@ -154,6 +154,15 @@ impl SandboxHandle {
         self.state.lock().orders.create(appid, count, PAID)
     }
 
+    /// Creates `count` paid orders of a provider's merchant `uid` under the provider's
+    /// `appid`: only that merchant's token lists them.
+    pub fn create_merchant_orders(&self, appid: &str, uid: &str, count: usize) -> Vec<String> {
+        self.state
+            .lock()
+            .orders
+            .create_for(appid, Some(uid), count, PAID)
+    }
+
     /// A snapshot of one order.
     pub fn order(&self, appid: &str, sub_order_id: &str) -> Option<Order> {
         self.state.lock().orders.get(appid, sub_order_id).cloned()

@@ -32,6 +32,9 @@ pub const NOT_ALLOWED: i64 = 70104;
 pub struct Order {
     /// Owning merchant.
     pub appid: String,
+    /// A provider's order: the merchant (uid) it belongs to, whose token lists it.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub uid: Option<String>,
     /// int64 as a string, as everywhere.
     pub sub_order_id: String,
     /// 201, 301, 302 or 303.
@@ -120,12 +123,25 @@ impl Default for OrderStore {
 impl OrderStore {
     /// Creates `count` orders for `appid` in `state_code`; returns their ids.
     pub fn create(&mut self, appid: &str, count: usize, state_code: u16) -> Vec<String> {
+        self.create_for(appid, None, count, state_code)
+    }
+
+    /// Creates `count` orders for `appid` (a provider's: of the merchant `uid`); returns
+    /// their ids.
+    pub fn create_for(
+        &mut self,
+        appid: &str,
+        uid: Option<&str>,
+        count: usize,
+        state_code: u16,
+    ) -> Vec<String> {
         (0..count)
             .map(|_| {
                 let id = self.next_id.to_string();
                 self.next_id += 1;
                 let mut order = Order {
                     appid: appid.to_owned(),
+                    uid: uid.map(str::to_owned),
                     sub_order_id: id.clone(),
                     state_code,
                     reason: None,
@@ -162,11 +178,19 @@ impl OrderStore {
 
     /// The orders of `appid` last changed in `[start, end]`, oldest change first (then by id),
     /// as `retailerGetSubList` pages through them.
-    pub fn changed_between(&self, appid: &str, start: SystemTime, end: SystemTime) -> Vec<&Order> {
+    /// (A provider's call names the merchant by its token: `uid` then keeps that merchant's.)
+    pub fn changed_between(
+        &self,
+        appid: &str,
+        uid: Option<&str>,
+        start: SystemTime,
+        end: SystemTime,
+    ) -> Vec<&Order> {
         let mut found: Vec<&Order> = self
             .orders
             .values()
             .filter(|o| o.appid == appid && o.updated_at >= start && o.updated_at <= end)
+            .filter(|o| uid.is_none_or(|uid| o.uid.as_deref() == Some(uid)))
             .collect();
         found.sort_by(|a, b| (a.updated_at, &a.sub_order_id).cmp(&(b.updated_at, &b.sub_order_id)));
         found

@@ -212,6 +212,7 @@ pub async fn get_sub_list(state: Data<SandboxState>, req: HttpRequest) -> HttpRe
 fn list_page(
     world: &super::state::World,
     appid: &str,
+    caller: Option<&str>,
     params: &BTreeMap<String, String>,
 ) -> Result<Value, Refusal> {
     let get = |k: &str| params.get(k).map(String::as_str).unwrap_or_default();
@@ -238,7 +239,7 @@ fn list_page(
         .faults
         .list_page_cap
         .map_or(asked, |cap| asked.min(cap as usize).max(1));
-    let changed = world.orders.changed_between(appid, start, end);
+    let changed = world.orders.changed_between(appid, caller, start, end);
     let list: Vec<Value> = changed
         .iter()
         .skip((page - 1) * size)
@@ -276,11 +277,12 @@ fn process(
         .lock()
         .tokens
         .check(appid, get("access_token"), Instant::now());
+    let mut caller = None;
     if let Err(code) = checked {
         // Not the merchant's own token: perhaps one a merchant granted the provider (a
         // provider signs with its own appid and key, and calls with each merchant's token).
         match state.provider_call(get("access_token")) {
-            Some(Ok(_uid)) => {}
+            Some(Ok(uid)) => caller = Some(uid),
             Some(Err(expired @ super::token_book::EXPIRED)) => {
                 return Err((expired, token_message(expired).to_owned()))
             }
@@ -293,7 +295,7 @@ fn process(
         Endpoint::Finish => world.orders.finish(appid, id),
         Endpoint::Close => world.orders.close(appid, id, get("reason")),
         Endpoint::GetSub => world.orders.get(appid, id).ok_or(super::orders::NOT_FOUND),
-        Endpoint::GetSubList => return list_page(&world, appid, params),
+        Endpoint::GetSubList => return list_page(&world, appid, caller.as_deref(), params),
     }
     .map_err(|code| (code, order_message(code).to_owned()))?;
     Ok(order_data(endpoint, order))

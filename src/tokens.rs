@@ -1,16 +1,17 @@
-//! Where a command's access_token comes from: the deployment's keeper (a merchant's own app,
-//! `[[merchants]]`) or, in provider mode, the store's token of the merchant the command names
-//! by `merchant_ref`, refreshed through the store's one-refresh-per-merchant rule.
+//! Where a call's access_token comes from: the deployment's keeper (a merchant's own app,
+//! `[[merchants]]`) or, in provider mode, the store's token of the merchant a command or a
+//! sweep names by `merchant_ref`, refreshed through the store's one-refresh-per-merchant rule.
 
 use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
-use super::command::Command;
+use crate::ids::AppId;
 use crate::keeper::{KeeperError, TokenKeeper};
+use crate::provider::domain::MerchantRef;
 use crate::provider::refresh::{RefreshError, Refresher, Why};
 use crate::weibo::Token;
 
-/// The token source of one worker.
+/// The token source of one process's callers (the worker, the sweeper).
 #[derive(Clone)]
 pub enum Tokens {
     /// Self-developed mode: one token per configured appid, kept by the elected keeper.
@@ -50,15 +51,19 @@ pub enum NoToken {
 }
 
 impl Tokens {
-    /// The token to call `command` with.
-    pub async fn get(&self, command: &Command) -> Result<Held, NoToken> {
+    /// The token to call for `appid` (provider mode: for `merchant`) with.
+    pub async fn get(
+        &self,
+        appid: &AppId,
+        merchant: Option<&MerchantRef>,
+    ) -> Result<Held, NoToken> {
         match self {
             Self::Keeper(keeper) => Ok(Held {
-                token: keeper.get(command.appid()).await?,
+                token: keeper.get(appid).await?,
                 generation: None,
             }),
             Self::Provider(refresher) => {
-                let merchant = command.merchant_ref().ok_or(NoToken::NoMerchantRef)?;
+                let merchant = merchant.ok_or(NoToken::NoMerchantRef)?;
                 let current = match refresher.access_token(merchant).await {
                     Ok(Some(current)) => current,
                     Ok(None) => return Err(NoToken::NotAuthorized(merchant.to_string())),
@@ -83,9 +88,14 @@ impl Tokens {
     /// The platform refused `held`: the next [`Tokens::get`] returns a fresh token. The keeper
     /// refreshes once however many calls report it; the store refreshes the merchant once
     /// across the deployment (a process that finds it done reads the result).
-    pub async fn rejected(&self, command: &Command, held: &Held) -> Result<(), NoToken> {
-        match (self, command.merchant_ref(), held.generation) {
-            (Self::Keeper(keeper), _, _) => Ok(keeper.invalidate(command.appid(), &held.token)?),
+    pub async fn rejected(
+        &self,
+        appid: &AppId,
+        merchant: Option<&MerchantRef>,
+        held: &Held,
+    ) -> Result<(), NoToken> {
+        match (self, merchant, held.generation) {
+            (Self::Keeper(keeper), _, _) => Ok(keeper.invalidate(appid, &held.token)?),
             (Self::Provider(refresher), Some(merchant), Some(generation)) => {
                 let outcome = refresher
                     .refresh(merchant, Why::Rejected { generation }, SystemTime::now())
