@@ -196,3 +196,62 @@ fn deploy_no_secret_value_appears_in_a_configmap() {
         }
     }
 }
+
+/// Provider mode on Kubernetes: the example patch gives each Deployment's container the
+/// store URL from the provider Secret's `store-url`, and the Secret's file with the
+/// ConfigMap's environment loads as provider mode with that URL (not the file's fallback).
+#[test]
+fn deploy_k8s_provider_patch_and_secret_load_as_provider_mode() {
+    let docs = k8s();
+    let configmap = find(&docs, "ConfigMap", "weibo-relay");
+    let patch = documents(&deploy().join("examples/k8s-provider-store.patch.yaml"));
+    let secrets = documents(&deploy().join("examples/k8s-secret-provider.yaml"));
+    let secret = find(&secrets, "Secret", "weibo-relay");
+    let patched = patch[0]["spec"]["template"]["spec"]["containers"]
+        .as_sequence()
+        .unwrap();
+    for name in ["weibo-relay-receiver", "weibo-relay-worker"] {
+        let container =
+            &find(&docs, "Deployment", name)["spec"]["template"]["spec"]["containers"][0];
+        let extra = patched
+            .iter()
+            .find(|c| c["name"] == container["name"])
+            .unwrap_or_else(|| panic!("the patch names {name}'s container"));
+        let var = &extra["env"][0];
+        assert_eq!(s(&var["name"]), "WEIBO_RELAY__PROVIDER__STORE_URL");
+        let from = &var["valueFrom"]["secretKeyRef"];
+        assert_eq!(s(&from["name"]), s(&secret["metadata"]["name"]));
+        let store_url = filled_in(&format!(
+            "\"{}\"",
+            s(&secret["stringData"][s(&from["key"])])
+        ));
+        let mut env: Vec<(String, String)> = configmap["data"]
+            .as_mapping()
+            .unwrap()
+            .iter()
+            .map(|(k, v)| (s(k).to_owned(), s(v).to_owned()))
+            .collect();
+        env.push((
+            s(&var["name"]).to_owned(),
+            store_url.trim_matches('"').to_owned(),
+        ));
+        // The one placeholder filled_in cannot fill: a key of exactly 32 bytes. And the file's
+        // fallback URL made different, so only the patch's variable can give the Secret's.
+        let file = s(&secret["stringData"]["relay.toml"])
+            .replace(
+                "REPLACE_ME_BASE64_OF_32_RANDOM_BYTES",
+                "q83vEjRWeJCrze8SNFZ4kKvN7xI0VniQq83vEjRWeJA=",
+            )
+            .replace("@postgres:5432/relay\"", "@file-fallback:5432/relay\"");
+        assert!(file.contains("file-fallback"), "{file}");
+        let settings = load_filled(&file, env);
+        let provider = settings.provider.as_ref().expect("provider mode");
+        assert_eq!(
+            provider.config().store_url.expose_secret(),
+            store_url.trim_matches('"'),
+            "{name}"
+        );
+        assert!(settings.merchants.is_empty());
+        settings.validate_for_relay().expect("a relay starts on it");
+    }
+}

@@ -114,11 +114,15 @@ pub(crate) fn filled_in(text: &str) -> String {
     for (i, piece) in text.split('"').enumerate() {
         if i % 2 == 1 && is_placeholder(piece) {
             match piece.split_once("://") {
-                Some((scheme, rest)) => {
-                    let (userinfo, host) = rest.rsplit_once('@').expect("a URL with a password");
-                    let user = userinfo.split(':').next().unwrap();
-                    out.push_str(&format!("{scheme}://{user}:{REAL}@{host}"));
-                }
+                Some((scheme, rest)) => match rest.rsplit_once('@') {
+                    Some((userinfo, host)) => {
+                        let user = userinfo.split(':').next().unwrap();
+                        out.push_str(&format!("{scheme}://{user}:{REAL}@{host}"));
+                    }
+                    // An example host (relay.example.com): the operator's own name, not a
+                    // secret; it loads as it is.
+                    None => out.push_str(piece),
+                },
                 None => out.push_str(REAL),
             }
         } else {
