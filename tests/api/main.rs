@@ -17,6 +17,7 @@ mod gateway;
 mod gateway_catalogue;
 mod gateway_faults;
 mod gateway_hostile;
+mod gateway_secrecy;
 mod keeper;
 mod leftover;
 mod limits;
