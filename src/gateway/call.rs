@@ -9,6 +9,8 @@ use std::time::Duration;
 
 use tokio::time::Instant;
 
+use crate::clock::Later;
+
 use super::{Gateway, GatewayError};
 use crate::permits::Taker;
 use crate::settings::{InterfaceSpec, Merchant};
@@ -117,7 +119,7 @@ impl Gateway {
                     ),
                 });
             }
-            if Instant::now() + pause >= deadline {
+            if Instant::now().later(pause) >= deadline {
                 return Err(GatewayError::Transient {
                     attempts,
                     code: last.0,
@@ -125,7 +127,7 @@ impl Gateway {
                 });
             }
             tokio::time::sleep(pause).await;
-            pause = (pause * 2).min(MAX_PAUSE);
+            pause = pause.saturating_mul(2).min(MAX_PAUSE);
         }
     }
 

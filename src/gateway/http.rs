@@ -13,6 +13,7 @@ use super::answer::success;
 use super::clients::bearer;
 use super::request::{parse, read_body};
 use super::{Gateway, GatewayError, OTHER};
+use crate::clock::Later;
 use crate::settings::GatewayClient;
 use crate::trace::TraceContext;
 
@@ -67,7 +68,7 @@ async fn call(
     tracing::Span::current().record("trace_id", trace.trace_id().as_str());
     let (group, name) = path.into_inner();
     let interface = format!("{group}/{name}");
-    let deadline = Instant::now() + gateway.deadline;
+    let deadline = Instant::now().later(gateway.deadline);
     let mut client = None;
     let answered = gateway
         .handle(&req, &interface, payload, deadline, &mut client, &trace)
