@@ -25,6 +25,7 @@ pub use answer::{GatewayError, Relay};
 pub use clients::Clients;
 pub use http::{routes, serve};
 pub use metrics::GatewayMetrics;
+pub use request::params_text;
 
 /// The metric label of anything outside the configuration.
 pub const OTHER: &str = "other";

@@ -71,11 +71,23 @@ pub fn parse(body: &[u8], max_params: usize) -> Result<CallRequest, GatewayError
         ))
     })?;
     let appid = AppId::parse(&raw.appid.into_text()).ok_or_else(|| bad(AppId::RULE.into()))?;
-    if raw.params.len() > max_params {
+    let params = params_text(raw.params, max_params)?;
+    Ok(CallRequest { appid, params })
+}
+
+/// The parameters as the platform gets them: at most `max_params`, none of the relay's own,
+/// names of letters, digits and `_-.[]`, values as text (objects and arrays as their JSON
+/// text), no null. Shared by the gateway and the worker's call commands.
+pub fn params_text(
+    given: Map<String, Value>,
+    max_params: usize,
+) -> Result<Vec<(String, String)>, GatewayError> {
+    let bad = GatewayError::BadRequest;
+    if given.len() > max_params {
         return Err(bad(format!("more than {max_params} params")));
     }
-    let mut params = Vec::with_capacity(raw.params.len());
-    for (name, value) in raw.params {
+    let mut params = Vec::with_capacity(given.len());
+    for (name, value) in given {
         if COMMON_PARAMS.contains(&name.as_str()) {
             return Err(bad(format!(
                 "param {name} is the relay's own: it adds appid, timestamp, sign_type, sign and access_token itself"
@@ -96,7 +108,7 @@ pub fn parse(body: &[u8], max_params: usize) -> Result<CallRequest, GatewayError
         };
         params.push((name, text));
     }
-    Ok(CallRequest { appid, params })
+    Ok(params)
 }
 
 #[cfg(test)]

@@ -15,6 +15,7 @@ mod fixtures;
 mod fresh_machine;
 mod gateway;
 mod gateway_catalogue;
+mod gateway_commands;
 mod gateway_faults;
 mod gateway_hostile;
 mod gateway_secrecy;
