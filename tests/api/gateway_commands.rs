@@ -97,3 +97,54 @@ async fn a_call_write_answered_by_a_time_out_is_never_sent_again() {
     assert_eq!(key, "fulfilment.failed");
     assert_eq!(rig.sandbox.received("setGoodsStockPin"), 1);
 }
+
+#[tokio::test]
+async fn call_commands_their_outcomes_and_dead_letters_are_what_the_schemas_describe() {
+    use crate::schemas::support::{assert_message, assert_outcome, take};
+    use crate::support::contract::assert_schema;
+    let rig = Harness::builder().rig().await;
+    let command = call(
+        "goods/setGoodsStockSkuid",
+        json!({"goods_id": "1", "sku_id": "2", "stock": 3}),
+        "s-1",
+    );
+    assert_schema("command.json", &command);
+    rig.send(command).await;
+    let succeeded = rig.outcome_messages(1).await.remove(0);
+    assert_eq!(succeeded.routing_key.as_str(), "fulfilment.succeeded");
+    assert_eq!(assert_outcome(&succeeded)["data"]["stock"], 3);
+    for (command, why) in [
+        (
+            call("goods/noSuchThing", json!({}), "n-1"),
+            "not in the catalogue",
+        ),
+        (
+            call(
+                "goods/setGoodsStockPin",
+                json!({"pin": "P", "stock": 1}),
+                "h-1",
+            ),
+            "fate unknown",
+        ),
+    ] {
+        if why == "fate unknown" {
+            rig.faults(json!({"hang_next": 1})).await;
+        }
+        rig.send(command).await;
+        let failed = rig.outcome_messages(1).await.remove(0);
+        assert_eq!(failed.routing_key.as_str(), "fulfilment.failed");
+        let body = assert_outcome(&failed);
+        assert!(body["msg"].as_str().unwrap().contains(why), "{body}");
+        let dead_queue = weibo_relay::amqp::Names::new(&rig.app.settings.amqp)
+            .dead()
+            .to_owned();
+        let dead = take(&rig, &dead_queue).await;
+        let body = assert_message(
+            "dead-command",
+            "dead-command.json",
+            &dead.properties,
+            &dead.data,
+        );
+        assert_schema("command.json", &body);
+    }
+}
