@@ -23,7 +23,7 @@ pub enum Verdict {
         reason: String,
     },
     /// Any catalogue interface (the gateway's durable door, docs/platform-gateway.md).
-    Call(InterfaceCommand),
+    Call(Box<InterfaceCommand>),
 }
 
 /// An `"action":"call"` command: which interface, with what, under the client's own id.
@@ -93,7 +93,7 @@ impl Command {
             return Ok(Self {
                 appid,
                 sub_order_id: None,
-                verdict: Verdict::Call(call),
+                verdict: Verdict::Call(Box::new(call)),
             });
         }
         let sub_order_id = raw
