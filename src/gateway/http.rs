@@ -22,9 +22,14 @@ const CLIENT_REQUEST_TIMEOUT: Duration = Duration::from_secs(5);
 /// Threads serving the gateway: its work is waiting on the platform, not computing.
 const WORKERS: usize = 2;
 
-/// The gateway's routes, on an app of its own.
+/// The gateway's routes, on an app of its own: another method on the path is answered as
+/// any other path is.
 pub fn routes(cfg: &mut web::ServiceConfig) {
-    cfg.route("/v1/platform/{group}/{name}", web::post().to(call));
+    cfg.service(
+        web::resource("/v1/platform/{group}/{name}")
+            .route(web::post().to(call))
+            .default_service(web::to(not_found)),
+    );
 }
 
 /// The gateway's server on `listener`, serving once polled; `connections` at most.

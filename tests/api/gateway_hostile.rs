@@ -80,6 +80,10 @@ async fn path_tricks_and_unknown_interfaces_are_404_and_reach_nothing() {
         let answer = raw_http(&gw.url, request.as_bytes()).await;
         assert!(answer.starts_with("HTTP/1.1 404"), "{path}: {answer}");
     }
+    let get = gw
+        .request(Method::GET, &format!("/v1/platform/{INFO}"))
+        .bearer_auth(ALL_KEY);
+    gw.send(get).await.assert(404, "refused");
     let counters = gw.rig.counters().await;
     assert_eq!(counters["received"], json!({}), "{counters}");
 }
