@@ -16,6 +16,7 @@ mod fresh_machine;
 mod gateway;
 mod gateway_catalogue;
 mod gateway_commands;
+mod gateway_examples;
 mod gateway_faults;
 mod gateway_hostile;
 mod gateway_secrecy;
