@@ -105,20 +105,20 @@ async function asyncapi() {
   console.log(`asyncapi.yaml: ${document.version()}, ${document.channels().length} channels, ${document.operations().length} operations, ${Object.keys(messages).length} messages, ${examples} examples checked`);
 }
 
-async function openapi() {
-  const file = path.join(docs, 'openapi.yaml');
+async function openapi(name) {
+  const file = path.join(docs, name);
   let api;
   try {
     // Validates against the OpenAPI 3.1 schema and resolves every $ref (files included).
     api = await SwaggerParser.validate(file);
   } catch (e) {
-    return fail('openapi.yaml', e.message);
+    return fail(name, e.message);
   }
   let examples = 0;
   const media = (where, content) => {
     for (const [type, m] of Object.entries(content || {})) {
-      for (const [name, ex] of Object.entries(m.examples || {})) {
-        check(`openapi.yaml ${where} ${type} example ${name}`, m.schema, ex.value);
+      for (const [exampleName, ex] of Object.entries(m.examples || {})) {
+        check(`${name} ${where} ${type} example ${exampleName}`, m.schema, ex.value);
         examples += 1;
       }
     }
@@ -129,12 +129,13 @@ async function openapi() {
       for (const [status, res] of Object.entries(op.responses || {})) media(`${method.toUpperCase()} ${p} ${status}`, res.content);
     }
   }
-  console.log(`openapi.yaml: ${api.openapi}, ${Object.keys(api.paths).length} paths, ${examples} examples checked`);
+  console.log(`${name}: ${api.openapi}, ${Object.keys(api.paths).length} paths, ${examples} examples checked`);
 }
 
 (async () => {
   await asyncapi();
-  await openapi();
+  await openapi('openapi.yaml');
+  await openapi('gateway-openapi.yaml');
   if (failures) {
     console.error(`${failures} problem(s)`);
     process.exit(1);

@@ -211,28 +211,94 @@ async fn issue(
 #[error("no platform call permit within {0:?} (is a token keeper running?)")]
 pub struct NoPermit(pub Duration);
 
+/// Who asks for a permit: fulfilment (commands, the sweep) or the platform gateway.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Taker {
+    /// The worker's commands and the keeper's sweep.
+    Fulfilment,
+    /// A gateway call: at most `gateway.share` of the permits while fulfilment waits.
+    Gateway,
+}
+
+/// One caller waiting for a permit.
+type Waiter = (Taker, oneshot::Sender<Delivery>);
+
 /// A worker's supply of permits; cheap to clone.
 #[derive(Clone)]
 pub struct Permits {
-    takers: mpsc::UnboundedSender<oneshot::Sender<Delivery>>,
+    takers: mpsc::UnboundedSender<Waiter>,
     wait: Duration,
 }
 
 /// What the supply keeps across broker links: the callers waiting, and what it checks
 /// permits with (the stamps it already took among them).
 struct Supply {
-    waiting: mpsc::UnboundedReceiver<oneshot::Sender<Delivery>>,
+    incoming: mpsc::UnboundedReceiver<Waiter>,
+    waiting: Waiting,
     check: PermitCheck,
+}
+
+/// The callers waiting, in two lines: while both hold someone, the gateway's line gets
+/// `share` of the permits (a credit that grows by `share` a permit), fulfilment the rest, so
+/// that a flood of gateway calls never starves fulfilment; a line alone gets every permit.
+struct Waiting {
+    fulfilment: VecDeque<oneshot::Sender<Delivery>>,
+    gateway: VecDeque<oneshot::Sender<Delivery>>,
+    share: f64,
+    credit: f64,
+}
+
+impl Waiting {
+    fn new(share: f64) -> Self {
+        Self {
+            fulfilment: VecDeque::new(),
+            gateway: VecDeque::new(),
+            share: share.clamp(0.0, 1.0),
+            credit: 0.0,
+        }
+    }
+
+    fn push(&mut self, (taker, tx): Waiter) {
+        match taker {
+            Taker::Fulfilment => self.fulfilment.push_back(tx),
+            Taker::Gateway => self.gateway.push_back(tx),
+        }
+    }
+
+    /// The caller the next permit goes to; callers who gave up are skipped.
+    fn next(&mut self) -> Option<oneshot::Sender<Delivery>> {
+        for line in [&mut self.fulfilment, &mut self.gateway] {
+            while line.front().is_some_and(oneshot::Sender::is_closed) {
+                line.pop_front();
+            }
+        }
+        match (self.fulfilment.is_empty(), self.gateway.is_empty()) {
+            (true, true) => None,
+            (false, true) => self.fulfilment.pop_front(),
+            (true, false) => self.gateway.pop_front(),
+            (false, false) => {
+                self.credit += self.share;
+                if self.credit >= 1.0 {
+                    self.credit -= 1.0;
+                    self.gateway.pop_front()
+                } else {
+                    self.fulfilment.pop_front()
+                }
+            }
+        }
+    }
 }
 
 impl Permits {
     /// Takes permits from `queue` on every broker link in turn, as a task of `tasks`,
     /// spending only those stamped with a key of `keyring` (the rest counted in `metrics`);
-    /// [`take`](Self::take) waits up to `wait` for one.
+    /// [`take`](Self::take) waits up to `wait` for one; gateway calls get `share` of the
+    /// permits while fulfilment waits too.
     pub fn start(
         broker: Broker,
         queue: String,
         wait: Duration,
+        share: f64,
         keyring: Keyring,
         metrics: PermitMetrics,
         tasks: &Tasks,
@@ -247,9 +313,13 @@ impl Permits {
             ),
             metrics,
         };
-        let (takers, waiting) = mpsc::unbounded_channel();
+        let (takers, incoming) = mpsc::unbounded_channel();
         // Kept across a restart after a panic: the callers waiting, and the stamps taken.
-        let supply = Arc::new(tokio::sync::Mutex::new(Supply { waiting, check }));
+        let supply = Arc::new(tokio::sync::Mutex::new(Supply {
+            incoming,
+            waiting: Waiting::new(share),
+            check,
+        }));
         tasks.spawn(Task::Permits, move |stop| {
             let (broker, queue, supply) = (broker.clone(), queue.clone(), supply.clone());
             async move {
@@ -257,8 +327,13 @@ impl Permits {
                     let (queue, supply, stop) = (queue.clone(), supply.clone(), stop.clone());
                     async move {
                         let mut supply = supply.lock().await;
-                        let Supply { waiting, check } = &mut *supply;
-                        if let Err(error) = serve(&link, &queue, waiting, check, &stop).await {
+                        let Supply {
+                            incoming,
+                            waiting,
+                            check,
+                        } = &mut *supply;
+                        let served = serve(&link, &queue, incoming, waiting, check, &stop).await;
+                        if let Err(error) = served {
                             tracing::warn!(%error, "permit supply failed; starting again");
                         }
                     }
@@ -269,30 +344,38 @@ impl Permits {
         Self { takers, wait }
     }
 
-    /// Takes one permit (one platform call), waiting for it up to the configured time.
+    /// Takes one permit (one platform call) for fulfilment, waiting for it up to the
+    /// configured time.
     pub async fn take(&self) -> Result<(), NoPermit> {
+        self.take_within(Taker::Fulfilment, self.wait).await
+    }
+
+    /// Takes one permit for `taker`, waiting for it up to `wait`.
+    pub async fn take_within(&self, taker: Taker, wait: Duration) -> Result<(), NoPermit> {
         let (tx, rx) = oneshot::channel();
-        if self.takers.send(tx).is_err() {
+        if self.takers.send((taker, tx)).is_err() {
             return Err(NoPermit(Duration::ZERO));
         }
-        match tokio::time::timeout(self.wait, rx).await {
+        match tokio::time::timeout(wait, rx).await {
             Ok(Ok(permit)) => {
                 // Spent: the broker forgets it. An ack that fails (link lost) returns it.
                 let _ = permit.ack(BasicAckOptions::default()).await;
                 Ok(())
             }
-            _ => Err(NoPermit(self.wait)),
+            _ => Err(NoPermit(wait)),
         }
     }
 }
 
-/// Hands permits from the queue to callers, first come first served. A permit nobody takes
+/// Hands permits from the queue to callers, first come first served in each line
+/// ([`Waiting`]). A permit nobody takes
 /// within its life is acknowledged and dropped: none is saved up for a burst, and none stays
 /// unacknowledged long enough to meet the broker's consumer timeout.
 async fn serve(
     link: &Link,
     queue: &str,
-    takers: &mut mpsc::UnboundedReceiver<oneshot::Sender<Delivery>>,
+    takers: &mut mpsc::UnboundedReceiver<Waiter>,
+    waiting: &mut Waiting,
     check: &mut PermitCheck,
     stop: &CancellationToken,
 ) -> Result<(), lapin::Error> {
@@ -309,7 +392,6 @@ async fn serve(
         )
         .await?;
     let mut held: VecDeque<(Instant, Delivery)> = VecDeque::new();
-    let mut waiting: VecDeque<oneshot::Sender<Delivery>> = VecDeque::new();
     let mut tick = tokio::time::interval(ISSUE_EVERY);
     loop {
         tokio::select! {
@@ -329,7 +411,7 @@ async fn serve(
                 }
                 None => return Ok(()),
             },
-            Some(taker) = takers.recv() => waiting.push_back(taker),
+            Some(taker) = takers.recv() => waiting.push(taker),
             _ = tick.tick() => {}
         }
         while held
@@ -341,7 +423,7 @@ async fn serve(
             }
         }
         while !held.is_empty() {
-            let Some(taker) = waiting.pop_front() else {
+            let Some(taker) = waiting.next() else {
                 break;
             };
             let Some((at, permit)) = held.pop_front() else {
@@ -352,5 +434,43 @@ async fn serve(
                 held.push_front((at, permit));
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod share_tests {
+    use super::*;
+
+    #[test]
+    fn while_both_wait_the_gateway_gets_its_share_and_alone_it_gets_all() {
+        let mut waiting = Waiting::new(0.25);
+        let mut keep = Vec::new();
+        for _ in 0..8 {
+            for taker in [Taker::Fulfilment, Taker::Gateway] {
+                let (tx, rx) = oneshot::channel();
+                keep.push(rx);
+                waiting.push((taker, tx));
+            }
+        }
+        for _ in 0..8 {
+            drop(waiting.next().unwrap());
+        }
+        // Permits 4 and 8 went to the gateway: a quarter while both lines waited.
+        assert_eq!((waiting.fulfilment.len(), waiting.gateway.len()), (2, 6));
+        drop(waiting.next().unwrap());
+        drop(waiting.next().unwrap());
+        // Fulfilment's line is empty now: the gateway's takes every permit.
+        assert_eq!((waiting.fulfilment.len(), waiting.gateway.len()), (0, 6));
+        while waiting.next().is_some() {}
+        assert!(waiting.gateway.is_empty());
+    }
+
+    #[test]
+    fn a_caller_who_gave_up_is_skipped() {
+        let mut waiting = Waiting::new(1.0);
+        let (gone, rx) = oneshot::channel();
+        drop(rx);
+        waiting.push((Taker::Gateway, gone));
+        assert!(waiting.next().is_none());
     }
 }

@@ -9,10 +9,12 @@ use crate::settings::Settings;
 use crate::startup::{Application, Roles};
 
 mod args;
+mod gateway;
 mod merchants;
 mod ops;
 
 pub use args::{DlqAction, EventsAction};
+pub use gateway::GatewayAction;
 pub use merchants::MerchantsAction;
 
 /// Relay between Weibo e-commerce order pushes, RabbitMQ and the Weibo order interfaces.
@@ -57,6 +59,12 @@ pub enum Subcommand {
         #[command(subcommand)]
         action: MerchantsAction,
     },
+    /// The platform gateway's clients: `new-key` prints a key and its hash line.
+    Gateway {
+        /// What to do.
+        #[command(subcommand)]
+        action: GatewayAction,
+    },
     /// Print the e-commerce signature of k=v parameters under KEY.
     Sign {
         /// The sign key.
@@ -96,6 +104,7 @@ fn run(cli: Cli) -> anyhow::Result<()> {
         Subcommand::Dlq { action } => ops::dlq(cli.config, action),
         Subcommand::Events { action } => ops::events(cli.config, action),
         Subcommand::Merchants { action } => merchants::run(cli.config, action),
+        Subcommand::Gateway { action } => gateway::run(action),
     }
 }
 

@@ -13,6 +13,7 @@ use serde::{Deserialize, Serialize};
 mod amqp;
 mod codes;
 mod files;
+mod gateway;
 mod load;
 mod merchant;
 mod validate;
@@ -22,6 +23,10 @@ pub use amqp::{redacted, AmqpUrl, Certificates, Endpoint, PrivateKey};
 pub use codes::{CodeMeaning, CodeTable};
 pub(crate) use files::read_capped;
 pub use files::MAX_CONFIG_BYTES;
+pub use gateway::{
+    glob, is_client_name, is_interface_name, GatewayClient, GatewaySettings, InterfaceSpec,
+    KeyHash, PlatformMethod, Share,
+};
 pub use load::{ConfigError, DEFAULTS_TOML};
 pub use merchant::{is_placeholder, Merchant, Merchants, MIN_SECRET_BYTES};
 pub use validate::{BROKER_MAX_EXPIRY_MS, MAX_HTTP_WORKERS, MAX_RETRY_MS};
@@ -45,6 +50,9 @@ pub struct Settings {
     pub reconcile: ReconcileSettings,
     /// The replayable event log.
     pub event_log: EventLogSettings,
+    /// The platform gateway: other systems of the merchant calling the platform through the
+    /// relay.
+    pub gateway: GatewaySettings,
     /// The merchants this relay serves; each push and command names one by `appid`.
     #[serde(default)]
     pub merchants: Merchants,

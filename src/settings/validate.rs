@@ -34,6 +34,7 @@ impl Settings {
             .check()
             .map_err(|(key, why)| ConfigError::invalid(key, why))?;
         self.amqp.check_identity()?;
+        self.gateway.validate()?;
         self.merchants.validate()
     }
 

@@ -75,7 +75,17 @@ impl Application {
         // Without a merchant every push would be refused and no call could be made; `check`
         // applies the same rule.
         settings.validate_for_relay()?;
-        let listeners = Listeners::bind(&settings.http)?;
+        // The gateway calls through a worker's keeper and permits, with a merchant's own
+        // token: it runs where they do, in self-developed mode.
+        let runs_gateway = roles.runs_worker() && !settings.merchants.is_empty();
+        if settings.gateway.bind.is_some() && !runs_gateway {
+            tracing::warn!(
+                ?roles,
+                "gateway.bind is set but this process runs no worker for [[merchants]]: no gateway here"
+            );
+        }
+        let gateway_bind = settings.gateway.bind.filter(|_| runs_gateway);
+        let listeners = Listeners::bind(&settings.http, gateway_bind)?;
         let metrics = Arc::new(Metrics::new(roles.as_str()));
         let tasks = Tasks::new(TaskMetrics::register(metrics.registry())?);
         // Whatever fails from here on, nothing started is left running.
@@ -104,7 +114,8 @@ impl Application {
             ),
             None => None,
         };
-        let keeper = roles
+        // Provider mode runs the worker too (commands by merchant_ref), but no gateway.
+        let parts = roles
             .runs_worker()
             .then(|| {
                 roles::worker(
@@ -117,6 +128,11 @@ impl Application {
                 )
             })
             .transpose()?;
+        let gateway = match (&parts, gateway_bind) {
+            (Some(parts), Some(_)) => Some(roles::gateway(&settings, parts, &metrics)?),
+            _ => None,
+        };
+        let keeper = parts.map(|p| p.keeper);
         let receiver = roles
             .receives_pushes()
             .then(|| roles::receiver(&settings, &names, &broker, &metrics, provider.as_ref()));
@@ -127,7 +143,7 @@ impl Application {
             keeper,
         };
         let pages = provider.map(|p| p.pages);
-        let servers = Servers::start(listeners, ops, receiver, pages, &settings)?;
+        let servers = Servers::start(listeners, ops, receiver, pages, gateway, &settings)?;
         servers.log_listening(roles, &settings.push.path);
         Ok(Self {
             servers,
@@ -148,6 +164,11 @@ impl Application {
     /// The admin listener's address, when `http.admin_bind` is set.
     pub fn admin_address(&self) -> Option<SocketAddr> {
         self.servers.admin_address()
+    }
+
+    /// The gateway listener's address, when it runs in this process.
+    pub fn gateway_address(&self) -> Option<SocketAddr> {
+        self.servers.gateway_address()
     }
 
     /// The bound port.

@@ -7,6 +7,7 @@ use std::sync::Arc;
 use actix_web::web;
 
 use crate::amqp::{Broker, Names};
+use crate::gateway::{Gateway, GatewayMetrics};
 use crate::http::ReceiverState;
 use crate::keeper::election::Agent;
 use crate::keeper::{KeeperOptions, TokenKeeper};
@@ -40,7 +41,7 @@ pub(super) struct Groups<'a> {
 /// The fulfilment worker and what it needs: the token keeper (one for the deployment,
 /// elected through the broker), the platform's rate limit shared by every process through
 /// the permits the keeper issues, reconciliation (which sweeps only while this process
-/// leads), and the backlog alert's numbers. Returns the keeper, for readiness.
+/// leads), and the backlog alert's numbers. Returns what the gateway calls through too.
 pub(super) fn worker(
     settings: &Settings,
     names: &Names,
@@ -48,7 +49,7 @@ pub(super) fn worker(
     metrics: &Metrics,
     groups: Groups<'_>,
     provider: Option<&ProviderRuntime>,
-) -> anyhow::Result<TokenKeeper> {
+) -> anyhow::Result<WorkerParts> {
     let tasks = groups.support;
     let registry = metrics.registry();
     let client = WeiboClient::new(&settings.weibo)?;
@@ -77,6 +78,7 @@ pub(super) fn worker(
         broker.clone(),
         names.permits().to_owned(),
         wait,
+        settings.gateway.share.get(),
         keyring,
         PermitMetrics::register(registry)?,
         tasks,
@@ -105,13 +107,40 @@ pub(super) fn worker(
         names,
         broker.clone(),
         tokens,
-        permits,
-        client,
+        permits.clone(),
+        client.clone(),
         worker_metrics,
     )
     .start(groups.serving);
     Backlog::register(registry, broker.clone(), names)?.start(tasks);
-    Ok(keeper)
+    Ok(WorkerParts {
+        keeper,
+        permits,
+        client,
+    })
+}
+
+/// What a worker process calls the platform with: readiness needs the keeper, the gateway
+/// all three.
+pub(super) struct WorkerParts {
+    pub(super) keeper: TokenKeeper,
+    pub(super) permits: Permits,
+    pub(super) client: WeiboClient,
+}
+
+/// The platform gateway on this process's keeper, permits and client.
+pub(super) fn gateway(
+    settings: &Settings,
+    parts: &WorkerParts,
+    metrics: &Metrics,
+) -> anyhow::Result<web::Data<Gateway>> {
+    Ok(web::Data::new(Gateway::new(
+        settings,
+        parts.keeper.clone(),
+        parts.permits.clone(),
+        parts.client.clone(),
+        GatewayMetrics::register(metrics.registry())?,
+    )))
 }
 
 /// The push receiver's state: verification, dedup, and its own publisher to the events

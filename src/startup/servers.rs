@@ -9,6 +9,7 @@ use actix_web::{web, App, HttpServer};
 use tokio_util::sync::CancellationToken;
 
 use super::Roles;
+use crate::gateway::Gateway;
 use crate::http::{ops_routes, push_routes, OpsState, ReceiverState};
 use crate::provider::pages::PagesState;
 use crate::settings::{HttpSettings, Settings};
@@ -20,11 +21,12 @@ const CLIENT_REQUEST_TIMEOUT: Duration = Duration::from_secs(5);
 pub(super) struct Listeners {
     main: TcpListener,
     admin: Option<TcpListener>,
+    gateway: Option<TcpListener>,
 }
 
 impl Listeners {
-    /// Binds `http.bind` and `http.admin_bind`; the error names the key.
-    pub(super) fn bind(http: &HttpSettings) -> anyhow::Result<Self> {
+    /// Binds `http.bind`, `http.admin_bind` and the gateway's; the error names the key.
+    pub(super) fn bind(http: &HttpSettings, gateway: Option<SocketAddr>) -> anyhow::Result<Self> {
         let main = TcpListener::bind(http.bind)
             .map_err(|e| anyhow::anyhow!("cannot bind http.bind {}: {e}", http.bind))?;
         let admin = http
@@ -34,7 +36,17 @@ impl Listeners {
                     .map_err(|e| anyhow::anyhow!("cannot bind http.admin_bind {bind}: {e}"))
             })
             .transpose()?;
-        Ok(Self { main, admin })
+        let gateway = gateway
+            .map(|bind| {
+                TcpListener::bind(bind)
+                    .map_err(|e| anyhow::anyhow!("cannot bind gateway.bind {bind}: {e}"))
+            })
+            .transpose()?;
+        Ok(Self {
+            main,
+            admin,
+            gateway,
+        })
     }
 }
 
@@ -42,8 +54,10 @@ impl Listeners {
 pub(super) struct Servers {
     address: SocketAddr,
     admin_address: Option<SocketAddr>,
+    gateway_address: Option<SocketAddr>,
     main: Server,
     admin: Option<Server>,
+    gateway: Option<Server>,
 }
 
 impl Servers {
@@ -53,6 +67,7 @@ impl Servers {
         ops: OpsState,
         receiver: Option<web::Data<ReceiverState>>,
         pages: Option<web::Data<PagesState>>,
+        gateway: Option<web::Data<Gateway>>,
         settings: &Settings,
     ) -> anyhow::Result<Self> {
         let http = &settings.http;
@@ -123,11 +138,26 @@ impl Servers {
             ),
             None => None,
         };
+        // The gateway faces the merchant's own network, never the push port's internet.
+        let (gateway_address, gateway) = match (listeners.gateway, gateway) {
+            (Some(listener), Some(gateway)) => (
+                Some(listener.local_addr()?),
+                Some(crate::gateway::serve(
+                    listener,
+                    gateway,
+                    http.max_connections.as_usize(),
+                    shutdown_timeout,
+                )?),
+            ),
+            _ => (None, None),
+        };
         Ok(Self {
             address,
             admin_address,
+            gateway_address,
             main,
             admin,
+            gateway,
         })
     }
 
@@ -141,9 +171,17 @@ impl Servers {
         self.admin_address
     }
 
+    /// The gateway listener's address, when there is one.
+    pub(super) fn gateway_address(&self) -> Option<SocketAddr> {
+        self.gateway_address
+    }
+
     /// The line tests, tools and operators look for: where the process listens.
     pub(super) fn log_listening(&self, roles: Roles, push_path: &str) {
         let address = self.address;
+        if let Some(gateway) = self.gateway_address {
+            tracing::info!(gateway_address = %gateway, "platform gateway listening");
+        }
         match self.admin_address {
             Some(admin) => tracing::info!(
                 %address, admin_address = %admin, ?roles, push_path = %push_path,
@@ -158,16 +196,28 @@ impl Servers {
     pub(super) async fn run_until(self, stop: CancellationToken) -> anyhow::Result<()> {
         let handle = self.main.handle();
         let admin_handle = self.admin.as_ref().map(Server::handle);
+        let gateway_handle = self.gateway.as_ref().map(Server::handle);
         let stopping = tokio::spawn(async move {
             stop.cancelled().await;
             tracing::info!("shutting down: no new requests, finishing in-flight ones");
+            if let Some(gateway) = gateway_handle {
+                gateway.stop(true).await;
+            }
             handle.stop(true).await;
             if let Some(admin) = admin_handle {
                 admin.stop(true).await;
             }
         });
         let admin = self.admin.map(tokio::spawn);
+        let gateway = self.gateway.map(tokio::spawn);
         let served = self.main.await;
+        if let Some(gateway) = gateway {
+            match gateway.await {
+                Ok(Err(error)) => tracing::warn!(%error, "gateway server failed"),
+                Err(error) => tracing::warn!(%error, "gateway server task failed"),
+                Ok(Ok(())) => {}
+            }
+        }
         let admin_served = match admin {
             Some(admin) => admin
                 .await

@@ -85,6 +85,12 @@ impl TraceContext {
         Self::parse(text(TRACEPARENT)?, text(TRACESTATE))
     }
 
+    /// The context an HTTP request carries in its `traceparent` and `tracestate`, if valid.
+    pub fn from_headers(headers: &actix_web::http::header::HeaderMap) -> Option<Self> {
+        let text = |name: &str| headers.get(name).and_then(|v| v.to_str().ok());
+        Self::parse(text(TRACEPARENT)?, text(TRACESTATE))
+    }
+
     /// The next hop: the same trace with a new span id, or a new sampled trace when there
     /// is no valid parent.
     pub fn next_hop(parent: Option<&Self>) -> Self {

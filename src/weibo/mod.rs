@@ -2,6 +2,7 @@
 //! (section 4), each call answered by a classified [`CallOutcome`].
 
 mod access_token;
+mod call;
 mod outcome;
 
 use std::time::{Duration, SystemTime};
@@ -16,6 +17,7 @@ use crate::signature;
 use crate::telemetry::error_chain;
 
 pub use access_token::{Token, TokenError};
+pub use call::{InterfaceCall, Reply, COMMON_PARAMS};
 pub use outcome::{classify, read_code, Action, CallOutcome, PlatformError};
 
 /// Why the client could not be built.

@@ -23,13 +23,29 @@ pub enum Verdict {
         /// Why, as the buyer will see it.
         reason: String,
     },
+    /// Any catalogue interface (the gateway's durable door, docs/platform-gateway.md).
+    Call(Box<InterfaceCommand>),
+}
+
+/// An `"action":"call"` command: which interface, with what, under the client's own id.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct InterfaceCommand {
+    /// `<group>/<name>`, checked against the catalogue when admitted.
+    pub interface: String,
+    /// The parameters as the client wrote them (the outcome repeats them).
+    pub raw_params: serde_json::Map<String, serde_json::Value>,
+    /// The same, as the platform gets them.
+    pub params: Vec<(String, String)>,
+    /// The client's id for it, repeated in the outcome.
+    pub id: String,
 }
 
 /// A parsed, well-formed command; the only way to build one is [`Command::parse`].
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Command {
     appid: AppId,
-    sub_order_id: SubOrderId,
+    /// Present for finish and close, absent for a call.
+    sub_order_id: Option<SubOrderId>,
     verdict: Verdict,
     /// Provider mode: the merchant whose token the call uses (`appid` is the provider's).
     /// Boxed: a command travels inside every decision, and most have none.
@@ -39,13 +55,25 @@ pub struct Command {
 #[derive(Deserialize)]
 struct Raw {
     appid: StringOrNumber,
-    sub_order_id: StringOrNumber,
+    #[serde(default)]
+    sub_order_id: Option<StringOrNumber>,
     action: String,
     #[serde(default)]
     reason: Option<String>,
     #[serde(default)]
     merchant_ref: Option<String>,
+    #[serde(default)]
+    interface: Option<String>,
+    #[serde(default)]
+    params: Option<serde_json::Map<String, serde_json::Value>>,
+    #[serde(default)]
+    id: Option<StringOrNumber>,
 }
+
+/// Longest client id of a call command.
+const MAX_ID_CHARS: usize = 128;
+/// Most parameters of a call command.
+const MAX_CALL_PARAMS: usize = 1000;
 
 impl Command {
     /// Reads a command body; the error says what is wrong, for `x-death-reason`.
@@ -66,7 +94,27 @@ impl Command {
         // Both end up in log lines and platform requests: printable ASCII only, bounded.
         let appid = AppId::parse(&raw.appid.into_text())
             .ok_or_else(|| format!("malformed command: {}", AppId::RULE))?;
-        let sub_order_id = SubOrderId::parse(&raw.sub_order_id.into_text())
+        let merchant_ref = match raw.merchant_ref {
+            None => None,
+            Some(text) => Some(Box::new(MerchantRef::parse(&text).ok_or_else(|| {
+                format!(
+                    "malformed command: merchant_ref {} is not 1 to 64 letters, digits, '-', '_' or '.'",
+                    crate::telemetry::shown(&text)
+                )
+            })?)),
+        };
+        if raw.action == "call" {
+            let call = Self::call(raw.interface, raw.params, raw.id)?;
+            return Ok(Self {
+                appid,
+                sub_order_id: None,
+                verdict: Verdict::Call(Box::new(call)),
+                merchant_ref,
+            });
+        }
+        let sub_order_id = raw
+            .sub_order_id
+            .and_then(|id| SubOrderId::parse(&id.into_text()))
             .ok_or_else(|| format!("malformed command: {}", SubOrderId::RULE))?;
         let verdict = match (raw.action.as_str(), raw.reason) {
             ("finish", _) => Verdict::Finish,
@@ -79,20 +127,12 @@ impl Command {
             ("close", _) => return Err("malformed command: close needs a non-empty reason".into()),
             (other, _) => {
                 return Err(format!(
-                    "malformed command: action {} is neither finish nor close",
+                    "malformed command: action {} is neither finish, close nor call",
                     crate::telemetry::shown(other)
                 ))
             }
         };
-        let merchant_ref = match raw.merchant_ref {
-            None => None,
-            Some(text) => Some(Box::new(MerchantRef::parse(&text).ok_or_else(|| {
-                format!(
-                    "malformed command: merchant_ref {} is not 1 to 64 letters, digits, '-', '_' or '.'",
-                    crate::telemetry::shown(&text)
-                )
-            })?)),
-        };
+        let sub_order_id = Some(sub_order_id);
         Ok(Self {
             appid,
             sub_order_id,
@@ -101,12 +141,42 @@ impl Command {
         })
     }
 
+    /// A call command's parts, checked as the gateway checks a request's.
+    fn call(
+        interface: Option<String>,
+        params: Option<serde_json::Map<String, serde_json::Value>>,
+        id: Option<StringOrNumber>,
+    ) -> Result<InterfaceCommand, String> {
+        let interface = interface
+            .filter(|i| crate::settings::is_interface_name(i))
+            .ok_or("malformed command: call needs an interface, <group>/<name>")?;
+        let id = id
+            .map(StringOrNumber::into_text)
+            .filter(|id| {
+                !id.is_empty()
+                    && id.chars().count() <= MAX_ID_CHARS
+                    && id.chars().all(|c| c.is_ascii_graphic())
+            })
+            .ok_or_else(|| {
+                format!("malformed command: call needs an id, 1 to {MAX_ID_CHARS} printable ASCII characters")
+            })?;
+        let raw_params = params.unwrap_or_default();
+        let checked = crate::gateway::params_text(raw_params.clone(), MAX_CALL_PARAMS)
+            .map_err(|e| format!("malformed command: {e}"))?;
+        Ok(InterfaceCommand {
+            interface,
+            raw_params,
+            params: checked,
+            id,
+        })
+    }
+
     /// A command built in code, for the decision table's tests.
     #[cfg(test)]
     pub(crate) fn new(appid: &str, sub_order_id: &str, verdict: Verdict) -> Self {
         Self {
             appid: AppId::parse(appid).expect("test appid"),
-            sub_order_id: SubOrderId::parse(sub_order_id).expect("test sub order"),
+            sub_order_id: Some(SubOrderId::parse(sub_order_id).expect("test sub order")),
             verdict,
             merchant_ref: None,
         }
@@ -122,9 +192,9 @@ impl Command {
         self.merchant_ref.as_deref()
     }
 
-    /// The sub order.
-    pub fn sub_order_id(&self) -> &SubOrderId {
-        &self.sub_order_id
+    /// The sub order, for finish and close.
+    pub fn sub_order_id(&self) -> Option<&SubOrderId> {
+        self.sub_order_id.as_ref()
     }
 
     /// Finish or close.
@@ -132,17 +202,22 @@ impl Command {
         &self.verdict
     }
 
-    /// The platform action this command asks for.
+    /// The platform action this command asks for; a call is classified as the order list
+    /// is (no code means "already done" for it).
     pub fn action(&self) -> crate::weibo::Action {
         match self.verdict {
             Verdict::Finish => crate::weibo::Action::Finish,
             Verdict::Close { .. } => crate::weibo::Action::Close,
+            Verdict::Call(_) => crate::weibo::Action::List,
         }
     }
 
-    /// `finish` or `close`.
+    /// `finish`, `close` or `call`.
     pub fn action_name(&self) -> &'static str {
-        self.action().label()
+        match self.verdict {
+            Verdict::Call(_) => "call",
+            _ => self.action().label(),
+        }
     }
 }
 
@@ -152,22 +227,33 @@ impl Serialize for Command {
         #[derive(Serialize)]
         struct Shape<'a> {
             appid: &'a AppId,
-            sub_order_id: &'a SubOrderId,
+            #[serde(skip_serializing_if = "Option::is_none")]
+            sub_order_id: Option<&'a SubOrderId>,
             action: &'static str,
             #[serde(skip_serializing_if = "Option::is_none")]
             reason: Option<&'a str>,
             #[serde(skip_serializing_if = "Option::is_none")]
+            interface: Option<&'a str>,
+            #[serde(skip_serializing_if = "Option::is_none")]
+            params: Option<&'a serde_json::Map<String, serde_json::Value>>,
+            #[serde(skip_serializing_if = "Option::is_none")]
+            id: Option<&'a str>,
+            #[serde(skip_serializing_if = "Option::is_none")]
             merchant_ref: Option<&'a MerchantRef>,
         }
-        let reason = match &self.verdict {
-            Verdict::Finish => None,
-            Verdict::Close { reason } => Some(reason.as_str()),
+        let (reason, call) = match &self.verdict {
+            Verdict::Finish => (None, None),
+            Verdict::Close { reason } => (Some(reason.as_str()), None),
+            Verdict::Call(call) => (None, Some(call)),
         };
         Shape {
             appid: &self.appid,
-            sub_order_id: &self.sub_order_id,
+            sub_order_id: self.sub_order_id.as_ref(),
             action: self.action_name(),
             reason,
+            interface: call.map(|c| c.interface.as_str()),
+            params: call.map(|c| &c.raw_params),
+            id: call.map(|c| c.id.as_str()),
             merchant_ref: self.merchant_ref.as_deref(),
         }
         .serialize(s)
@@ -204,7 +290,41 @@ mod tests {
         let numeric =
             Command::parse(br#"{"appid":100023,"sub_order_id":366383890000352,"action":"finish"}"#)
                 .unwrap();
-        assert_eq!(numeric.sub_order_id().as_str(), "366383890000352");
+        assert_eq!(numeric.sub_order_id().unwrap().as_str(), "366383890000352");
+    }
+
+    #[test]
+    fn a_call_command_parses_checks_its_params_and_round_trips() {
+        let body = br#"{"appid":"100023","action":"call","interface":"goods/setGoodsStockSkuid","params":{"sku_id":"3924","stock":12,"skus":[1]},"id":"sync-1"}"#;
+        let c = Command::parse(body).unwrap();
+        let Verdict::Call(call) = c.verdict() else {
+            panic!("{c:?}")
+        };
+        assert_eq!(call.interface, "goods/setGoodsStockSkuid");
+        assert!(call.params.contains(&("stock".into(), "12".into())));
+        assert!(call.params.contains(&("skus".into(), "[1]".into())));
+        assert_eq!(c.sub_order_id(), None);
+        assert_eq!(
+            serde_json::to_value(&c).unwrap(),
+            serde_json::from_slice::<Value>(body).unwrap()
+        );
+        for (bad, why) in [
+            (
+                r#"{"appid":"1","action":"call","interface":"goods/x","id":"1","params":{"sign":"s"}}"#,
+                "relay's own",
+            ),
+            (
+                r#"{"appid":"1","action":"call","interface":"../x","id":"1"}"#,
+                "interface",
+            ),
+            (
+                r#"{"appid":"1","action":"call","interface":"goods/x"}"#,
+                "id",
+            ),
+        ] {
+            let err = Command::parse(bad.as_bytes()).unwrap_err();
+            assert!(err.contains(why), "{err}");
+        }
     }
 
     #[test]
@@ -214,7 +334,7 @@ mod tests {
             (br#"{"appid":"1","action":"finish"}"#, "sub_order_id"),
             (
                 br#"{"appid":"1","sub_order_id":"2","action":"refund"}"#,
-                "neither finish nor close",
+                "neither finish, close nor call",
             ),
             (
                 br#"{"appid":"1","sub_order_id":"2","action":"close"}"#,

@@ -28,6 +28,10 @@ pub enum DeadCause {
     Permanent,
     /// Every attempt failed.
     Exhausted,
+    /// A call command's interface is outside the catalogue or refused to commands.
+    Refused,
+    /// A call command's write may have happened (time-out, lost connection): not repeated.
+    Unknown,
 }
 
 /// A command of a configured merchant, as the checks before any call let it through.
@@ -50,6 +54,8 @@ pub enum Next<'m> {
         attempts: u32,
         /// 0, or the idempotent code.
         code: i64,
+        /// A call command's answer: the platform's `data`.
+        data: Option<serde_json::Value>,
     },
     /// Try again later from the delay queue of the schedule's delay after `attempts` (after
     /// the first, for a command that waited without an attempt).
@@ -87,6 +93,7 @@ pub fn next_after(admitted: Admitted<'_>, attempt: Attempt, outcome: CallOutcome
                 command: admitted.command,
                 attempts,
                 code,
+                data: None,
             }
         }
         CallOutcome::Permanent { code, msg } => {
@@ -175,6 +182,14 @@ enum Blocked {
     Permit(#[from] NoPermit),
 }
 
+/// One call's result: what it came to, a call command's `data`, and whether a write's fate is
+/// unknown.
+struct Called {
+    outcome: CallOutcome,
+    data: Option<serde_json::Value>,
+    unsure: bool,
+}
+
 /// What happens to a command that could not be called: it waits without using an attempt.
 fn parked<'m>(admitted: Admitted<'m>, attempt: Attempt, error: &dyn std::fmt::Display) -> Next<'m> {
     Next::Retry {
@@ -207,20 +222,61 @@ impl Worker {
         let command = &admitted.command;
         let span = tracing::Span::current();
         span.record("appid", command.appid().as_str());
-        span.record("sub_order_id", command.sub_order_id().as_str());
+        if let Some(id) = command.sub_order_id() {
+            span.record("sub_order_id", id.as_str());
+        }
         span.record("action", command.action_name());
         span.record("attempt", attempt.number());
+        if let Verdict::Call(call) = command.verdict() {
+            if let Err(reason) = self.callable(&call.interface) {
+                return Next::Dead {
+                    command: Some(admitted.command),
+                    attempts: attempt.number().saturating_sub(1),
+                    code: None,
+                    reason,
+                    cause: DeadCause::Refused,
+                };
+            }
+        }
 
         // The compensation path: a rejected token is reported to the keeper, and the call
         // is retried once with the token the keeper holds next.
-        let mut outcome = self.call_once(&admitted).await;
-        if let Ok(CallOutcome::TokenRejected { .. }) = outcome {
-            outcome = self.call_once(&admitted).await;
+        let mut called = self.call_once(&admitted).await;
+        if let Ok(Called {
+            outcome: CallOutcome::TokenRejected { .. },
+            ..
+        }) = called
+        {
+            called = self.call_once(&admitted).await;
         }
-        match outcome {
-            Ok(outcome) => {
+        match called {
+            Ok(Called {
+                outcome,
+                unsure: true,
+                ..
+            }) => {
+                tracing::warn!(%outcome, "a write's fate is unknown; it is not repeated");
+                let code = match outcome {
+                    CallOutcome::Transient { code, .. } => code,
+                    _ => None,
+                };
+                Next::Dead {
+                    command: Some(admitted.command),
+                    attempts: attempt.number(),
+                    code,
+                    reason: format!(
+                        "fate unknown, not repeated: {outcome}; read back before a redrive"
+                    ),
+                    cause: DeadCause::Unknown,
+                }
+            }
+            Ok(Called { outcome, data, .. }) => {
                 tracing::info!(%outcome, "platform answered");
-                next_after(admitted, attempt, outcome)
+                let mut next = next_after(admitted, attempt, outcome);
+                if let Next::Succeeded { data: answered, .. } = &mut next {
+                    *answered = data;
+                }
+                next
             }
             Err(Blocked::Token(error @ (NoToken::NoMerchantRef | NoToken::UnknownMerchant(_)))) => {
                 Next::Dead {
@@ -250,7 +306,21 @@ impl Worker {
         }
     }
 
-    async fn call_once(&self, admitted: &Admitted<'_>) -> Result<CallOutcome, Blocked> {
+    /// Whether a call command may call `interface`: in the catalogue, not refused to
+    /// commands.
+    fn callable(&self, interface: &str) -> Result<(), String> {
+        match self.interfaces.get(interface) {
+            None => Err(format!(
+                "interface {interface} is not in the catalogue (gateway.interfaces)"
+            )),
+            Some(spec) if !spec.commands => Err(format!(
+                "interface {interface} is refused to commands (gateway.interfaces, commands = false)"
+            )),
+            Some(_) => Ok(()),
+        }
+    }
+
+    async fn call_once(&self, admitted: &Admitted<'_>) -> Result<Called, Blocked> {
         let Admitted { command, merchant } = admitted;
         let held = self
             .tokens
@@ -260,17 +330,33 @@ impl Worker {
         // The deployment's rate, shared with every other worker through the keeper's permits.
         self.permits.take().await?;
         let started = Instant::now();
-        let outcome = match command.verdict() {
-            Verdict::Finish => {
-                self.client
-                    .finish(merchant, command.sub_order_id(), token)
-                    .await
+        let (mut data, mut unsure) = (None, false);
+        let outcome = match (command.verdict(), command.sub_order_id()) {
+            (Verdict::Finish, Some(id)) => self.client.finish(merchant, id, token).await,
+            (Verdict::Close { reason }, Some(id)) => {
+                self.client.close(merchant, id, reason, token).await
             }
-            Verdict::Close { reason } => {
-                self.client
-                    .close(merchant, command.sub_order_id(), reason, token)
-                    .await
+            (Verdict::Call(call), _) => {
+                let spec = self.interfaces.get(&call.interface).copied();
+                let method = spec.map_or(crate::settings::PlatformMethod::Post, |s| s.method);
+                let request = crate::weibo::InterfaceCall {
+                    interface: &call.interface,
+                    method,
+                    params: &call.params,
+                };
+                let reply = self.client.call(merchant, request, token).await;
+                // A write the platform may have acted on is never sent again.
+                unsure = spec.is_none_or(|s| s.writes)
+                    && !reply.not_acted
+                    && matches!(reply.outcome, CallOutcome::Transient { .. });
+                data = Some(reply.data);
+                reply.outcome
             }
+            // Parsing gives finish and close a sub order: never reached.
+            (_, None) => CallOutcome::Permanent {
+                code: None,
+                msg: "no sub_order_id".into(),
+            },
         };
         self.metrics.call(
             command.action(),
@@ -283,7 +369,11 @@ impl Worker {
                 .rejected(command.appid(), command.merchant_ref(), &held)
                 .await?;
         }
-        Ok(outcome)
+        Ok(Called {
+            outcome,
+            data,
+            unsure,
+        })
     }
 }
 

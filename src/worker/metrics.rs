@@ -123,7 +123,14 @@ mod tests {
         let causes: Vec<&str> = DeadCause::all().map(DeadCause::as_str).collect();
         assert_eq!(
             causes,
-            ["malformed", "unknown_merchant", "permanent", "exhausted"]
+            [
+                "malformed",
+                "unknown_merchant",
+                "permanent",
+                "exhausted",
+                "refused",
+                "unknown"
+            ]
         );
     }
 }

@@ -33,7 +33,7 @@ use crate::tokens::Tokens;
 use crate::weibo::WeiboClient;
 
 pub use attempt::Attempt;
-pub use command::{Command, Verdict};
+pub use command::{Command, InterfaceCommand, Verdict};
 pub use decide::{admit, next_after, Admitted, DeadCause, Next};
 pub use headers::{seal as seal_attempts, ATTEMPTS, DEATH_REASON, LAST_CODE, SEALED_ATTEMPTS};
 pub use metrics::WorkerMetrics;
@@ -54,6 +54,8 @@ pub struct Worker {
     tokens: Tokens,
     client: WeiboClient,
     merchants: Merchants,
+    /// The catalogue a call command's interface must be in.
+    interfaces: std::collections::BTreeMap<String, crate::settings::InterfaceSpec>,
     policy: RetryPolicy,
     permits: Permits,
     metrics: WorkerMetrics,
@@ -82,6 +84,7 @@ impl Worker {
             tokens,
             client,
             merchants: settings.signers(),
+            interfaces: settings.gateway.interfaces.clone(),
             policy: RetryPolicy::from_settings(&settings.weibo),
             permits,
             metrics,

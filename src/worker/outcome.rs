@@ -25,14 +25,20 @@ impl Outcome {
 
     /// The outcome's `message_id`: the same for every settling of one command with one result
     /// (a redelivery after a crash publishes it again), so consumers can dedupe on it as on
-    /// events. sha256 over appid, sub order, action and routing key, as 32 hex digits.
+    /// events. sha256 over appid, sub order (a call's interface and id instead), action and
+    /// routing key, as 32 hex digits.
     pub fn message_id(self, command: &Command) -> String {
         use sha2::{Digest, Sha256};
         let mut hash = Sha256::new();
+        let subject = match (command.sub_order_id(), command.verdict()) {
+            (Some(id), _) => id.as_str().to_owned(),
+            (None, super::Verdict::Call(call)) => format!("{} {}", call.interface, call.id),
+            (None, _) => String::new(),
+        };
         for part in [
             "outcome",
             command.appid().as_str(),
-            command.sub_order_id().as_str(),
+            &subject,
             command.action_name(),
             self.routing_key(),
         ] {
@@ -54,6 +60,9 @@ pub struct OutcomeBody<'a> {
     pub code: Option<i64>,
     /// `success`, or why it failed.
     pub msg: &'a str,
+    /// A call command's answer: the platform's `data`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub data: Option<&'a serde_json::Value>,
 }
 
 #[cfg(test)]
@@ -71,6 +80,7 @@ mod tests {
             attempts: 2,
             code: None,
             msg: "platform refused: x",
+            data: None,
         };
         assert_eq!(
             serde_json::to_value(&body).unwrap(),

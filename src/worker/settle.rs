@@ -62,6 +62,7 @@ impl Worker {
                 command,
                 attempts,
                 code,
+                data,
             } => {
                 tracing::info!(attempts, code, "fulfilment succeeded");
                 let body = OutcomeBody {
@@ -69,6 +70,7 @@ impl Worker {
                     attempts: *attempts,
                     code: Some(*code),
                     msg: "success",
+                    data: data.as_ref(),
                 };
                 self.publish_outcome(Outcome::Succeeded, &body, trace).await
             }
@@ -144,6 +146,7 @@ impl Worker {
                         attempts: *attempts,
                         code: *code,
                         msg: reason,
+                        data: None,
                     };
                     self.publish_outcome(Outcome::Failed, &body, trace).await?;
                 }

@@ -86,6 +86,7 @@ fn the_decision_table() {
                     attempts,
                     code,
                     command,
+                    ..
                 },
             ) => (a, c) == (attempts, code) && *command == finish(),
             (
@@ -160,7 +161,7 @@ fn the_checks_before_any_call() {
                 assert_eq!(attempt.number(), made + 1, "{shown}");
                 // The merchant travels with the command: settling needs no second look-up.
                 assert_eq!(admitted.merchant.appid().as_str(), "100023");
-                assert_eq!(admitted.command.sub_order_id().as_str(), "42");
+                assert_eq!(admitted.command.sub_order_id().unwrap().as_str(), "42");
             }
             (
                 Err(Next::Dead {
@@ -203,7 +204,8 @@ fn a_close_goes_through_the_table_as_a_finish_does() {
         Next::Succeeded {
             command: close(),
             attempts: 2,
-            code: 70103
+            code: 70103,
+            data: None,
         }
     );
     match next_after(admitted(), attempt(2, 8), transient(Some(10002))) {

@@ -7,4 +7,4 @@
 mod answers;
 mod commands;
 mod events;
-mod support;
+pub(crate) mod support;

@@ -5,6 +5,7 @@
 pub mod contract;
 pub mod deployment;
 pub mod example;
+pub mod gateway;
 mod harness;
 pub mod log_entry;
 pub mod proxy;
@@ -57,6 +58,8 @@ pub fn tooling_bin() -> std::path::PathBuf {
 pub struct TestApp {
     /// `http://addr` of the admin listener, when `http.admin_bind` is set.
     pub admin: Option<String>,
+    /// `http://addr` of the platform gateway, when `gateway.bind` is set.
+    pub gateway: Option<String>,
     pub address: String,
     pub settings: Settings,
     pub http: reqwest::Client,
@@ -136,6 +139,7 @@ impl TestApp {
         TestApp {
             address: stage.relay_url().to_owned(),
             admin: stage.admin_url().map(str::to_owned),
+            gateway: stage.gateway_url().map(str::to_owned),
             settings: stage.settings().clone(),
             http: reqwest::Client::new(),
             channel,

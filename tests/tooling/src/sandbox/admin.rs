@@ -63,6 +63,7 @@ pub async fn counters(state: Data<SandboxState>) -> HttpResponse {
     let world = state.lock();
     HttpResponse::Ok().json(json!({
         "calls": world.calls,
+        "received": world.received,
         "tokens_issued": world.tokens.issued(),
     }))
 }

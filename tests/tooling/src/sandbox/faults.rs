@@ -42,6 +42,10 @@ pub struct Faults {
     pub code_next: u32,
     /// The code `code_next` answers with (any code but 0).
     pub code: i64,
+    /// The next N calls are received and never answered (a caller's time-out ends them).
+    pub hang_next: u32,
+    /// The next N calls are answered with a redirect elsewhere.
+    pub redirect_next: u32,
     /// The envelope of token, rate and system errors.
     pub error_envelope: ErrorEnvelope,
     /// `retailerGetSubList` pages hold at most this many rows, whatever is asked.
@@ -103,6 +107,8 @@ impl Default for Faults {
             system_error_next: 0,
             code_next: 0,
             code: 40002,
+            hang_next: 0,
+            redirect_next: 0,
             error_envelope: ErrorEnvelope::Ecommerce,
             list_page_cap: None,
             list_junk: None,
@@ -120,6 +126,10 @@ pub enum Injected {
     ServerError(u16),
     /// Answer this code instead of processing the call.
     Code(i64),
+    /// Never answer.
+    Hang,
+    /// Answer a redirect to another host.
+    Redirect,
 }
 
 /// The faults plus the counting they need.
@@ -153,6 +163,14 @@ impl FaultState {
         }
         if roll < f.error_rate {
             return Some(Injected::ServerError(f.error_status));
+        }
+        if f.hang_next > 0 {
+            f.hang_next -= 1;
+            return Some(Injected::Hang);
+        }
+        if f.redirect_next > 0 {
+            f.redirect_next -= 1;
+            return Some(Injected::Redirect);
         }
         if f.rate_limit_next > 0 {
             f.rate_limit_next -= 1;

@@ -3,7 +3,9 @@
 //! and an admin API. Orders publish their state changes so a push sender can be added.
 
 mod admin;
+mod catalogue;
 mod faults;
+mod goods;
 mod oauth2;
 mod orders;
 mod platform;
@@ -102,9 +104,11 @@ impl Sandbox {
         );
         let shared = state.clone();
         let oauth2_shared = oauth2.clone();
+        let catalogue = web::Data::new(catalogue::Catalogue::defaults());
         let server = HttpServer::new(move || {
             App::new()
                 .app_data(shared.clone())
+                .app_data(catalogue.clone())
                 .app_data(oauth2_shared.clone())
                 .configure(routes)
                 .configure(oauth2::routes)
@@ -192,6 +196,30 @@ impl SandboxHandle {
         &self.oauth2
     }
 
+    /// Every access_token issued (and not yet forgotten): what must never leave the relay.
+    pub fn tokens(&self) -> Vec<String> {
+        self.state.lock().tokens.values().cloned().collect()
+    }
+
+    /// Calls of `interface` (its name without the group) received so far, answered or not.
+    pub fn received(&self, interface: &str) -> u64 {
+        self.state
+            .lock()
+            .received
+            .get(interface)
+            .copied()
+            .unwrap_or(0)
+    }
+
+    /// The shipment the catalogue's `retailerAddExpress` recorded for a sub order.
+    pub fn express(&self, appid: &str, sub_order_id: &str) -> Option<serde_json::Value> {
+        self.state
+            .lock()
+            .goods
+            .express(appid, sub_order_id)
+            .cloned()
+    }
+
     /// Stops serving, finishing in-flight requests.
     pub async fn stop(self) {
         self.server.stop(true).await;
@@ -211,7 +239,9 @@ fn routes(cfg: &mut web::ServiceConfig) {
                 .route(
                     "/order/retailerGetSubList",
                     web::get().to(platform::get_sub_list),
-                ),
+                )
+                // The rest of the catalogue (and the order ones by the other method).
+                .route("/{group}/{name}", web::route().to(catalogue::interface)),
         )
         .route("/admin/orders", web::post().to(admin::create_orders))
         .route(

@@ -160,6 +160,11 @@ impl OrderStore {
             .collect()
     }
 
+    /// Every order of `appid`.
+    pub fn of<'a>(&'a self, appid: &'a str) -> impl Iterator<Item = &'a Order> + 'a {
+        self.orders.values().filter(move |o| o.appid == appid)
+    }
+
     /// The order, if `appid` owns one with this id.
     pub fn get(&self, appid: &str, sub_order_id: &str) -> Option<&Order> {
         self.orders

@@ -172,6 +172,7 @@ async fn order_call(
         let mut world = state.lock();
         world.record(endpoint.name(), &params);
         world.arrived();
+        world.receive(endpoint.name());
         (
             world.faults.latency(),
             world.faults.order_call(Instant::now(), roll),
@@ -187,13 +188,18 @@ async fn order_call(
             return server_error(status);
         }
         Some(Injected::Code(code)) => Err((code, injected_message(code).to_owned())),
+        Some(Injected::Hang | Injected::Redirect) => {
+            // The catalogue's faults; the order interfaces answer them as a 503.
+            state.lock().count(endpoint.name(), "http_503");
+            return server_error(503);
+        }
         None => process(state, endpoint, &params),
     };
     let code = answer.as_ref().map_or_else(|(code, _)| *code, |_| 0);
     state.lock().count(endpoint.name(), code);
     match answer {
         Ok(data) => HttpResponse::Ok().json(json!({"code": 0, "msg": "success", "data": data})),
-        Err((code, msg)) => refusal(code, &msg, envelope, endpoint.name()),
+        Err((code, msg)) => refusal(code, &msg, envelope, &format!("order/{}", endpoint.name())),
     }
 }
 
@@ -343,7 +349,7 @@ fn order_message(code: i64) -> &'static str {
     }
 }
 
-fn injected_message(code: i64) -> &'static str {
+pub(super) fn injected_message(code: i64) -> &'static str {
     match code {
         10022..=10024 => "user requests out of rate limit!",
         super::faults::SERVICE_UNAVAILABLE => "service unavailable",
@@ -359,7 +365,12 @@ fn from_the_gateway(code: i64) -> bool {
 /// A refusal. In our model every one is the e-commerce envelope, its status following the kind
 /// of error; in Weibo's mode the gateway's own errors come in its envelope, code as a string,
 /// at HTTP 400 (token) or 403 (rate, system), as the real gateway answers them.
-fn refusal(code: i64, msg: &str, envelope: ErrorEnvelope, endpoint: &str) -> HttpResponse {
+pub(super) fn refusal(
+    code: i64,
+    msg: &str,
+    envelope: ErrorEnvelope,
+    interface: &str,
+) -> HttpResponse {
     if envelope == ErrorEnvelope::Weibo && from_the_gateway(code) {
         let status = if (21300..=21399).contains(&code) {
             StatusCode::BAD_REQUEST
@@ -367,7 +378,7 @@ fn refusal(code: i64, msg: &str, envelope: ErrorEnvelope, endpoint: &str) -> Htt
             StatusCode::FORBIDDEN
         };
         return HttpResponse::build(status).json(json!({
-            "request": format!("/2/proxy/eshop/open/order/{endpoint}"),
+            "request": format!("/2/proxy/eshop/open/{interface}"),
             "error_code": code.to_string(),
             "error": msg,
         }));
@@ -382,14 +393,14 @@ fn refusal(code: i64, msg: &str, envelope: ErrorEnvelope, endpoint: &str) -> Htt
 }
 
 /// An injected failure: like a broken gateway, not the platform's JSON.
-fn server_error(status: u16) -> HttpResponse {
+pub(super) fn server_error(status: u16) -> HttpResponse {
     let status = StatusCode::from_u16(status).unwrap_or(StatusCode::SERVICE_UNAVAILABLE);
     HttpResponse::build(status)
         .content_type("text/html")
         .body("<html><body>injected failure</body></html>")
 }
 
-fn parse(raw: &[u8]) -> BTreeMap<String, String> {
+pub(super) fn parse(raw: &[u8]) -> BTreeMap<String, String> {
     form_urlencoded::parse(raw).into_owned().collect()
 }
 

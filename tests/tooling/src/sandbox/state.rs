@@ -33,6 +33,10 @@ pub struct World {
     pub orders: OrderStore,
     /// Fault injection.
     pub faults: FaultState,
+    /// Goods, PINs and shipments (the catalogue's state model).
+    pub goods: super::goods::GoodsStore,
+    /// Calls by interface name as they arrived, before any fault or check.
+    pub received: BTreeMap<String, u64>,
     /// Calls by endpoint, then by answer code (`http_503` for injected failures).
     pub calls: BTreeMap<String, BTreeMap<String, u64>>,
     /// The latest requests, oldest first.
@@ -53,6 +57,11 @@ impl World {
             .or_default()
             .entry(code.to_string())
             .or_default() += 1;
+    }
+
+    /// Counts one call on arrival.
+    pub fn receive(&mut self, endpoint: &str) {
+        *self.received.entry(endpoint.to_owned()).or_default() += 1;
     }
 
     /// Notes the arrival of one order call (the platform's view of a caller's rate).
@@ -96,6 +105,8 @@ impl SandboxState {
                 tokens: TokenBook::new(token_ttl),
                 orders: OrderStore::default(),
                 faults: FaultState::new(faults),
+                goods: Default::default(),
+                received: BTreeMap::new(),
                 calls: BTreeMap::new(),
                 requests: VecDeque::new(),
                 timeline: Vec::new(),

@@ -37,6 +37,11 @@ impl TokenBook {
         }
     }
 
+    /// Every token issued and not yet forgotten (for tests that search for them).
+    pub fn values(&self) -> impl Iterator<Item = &String> {
+        self.tokens.keys()
+    }
+
     /// A new token for `appid`, superseding its previous one. Returns it and its life.
     pub fn issue(&mut self, appid: &str, now: Instant) -> (String, Duration) {
         if let Some(previous) = self.current.get(appid) {

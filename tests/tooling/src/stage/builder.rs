@@ -153,9 +153,11 @@ impl StageBuilder {
                 app.admin_address().map(|a| format!("http://{a}")),
             );
             let (broker, shutdown) = (app.broker().clone(), app.shutdown_token());
+            let gateway_url = app.gateway_address().map(|a| format!("http://{a}"));
             stage.relay = Some(InProcess {
                 url,
                 admin_url,
+                gateway_url,
                 broker,
                 shutdown,
                 task: Some(tokio::spawn(app.run_until_stopped())),

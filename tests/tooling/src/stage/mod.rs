@@ -65,6 +65,7 @@ pub enum Ready {
 struct InProcess {
     url: String,
     admin_url: Option<String>,
+    gateway_url: Option<String>,
     broker: Broker,
     shutdown: CancellationToken,
     task: Option<JoinHandle<anyhow::Result<()>>>,
@@ -105,6 +106,11 @@ impl Stage {
     /// `http://addr` of the in-process relay's admin listener, when `http.admin_bind` is set.
     pub fn admin_url(&self) -> Option<&str> {
         self.relay.as_ref().and_then(|r| r.admin_url.as_deref())
+    }
+
+    /// `http://addr` of the in-process relay's platform gateway, when `gateway.bind` is set.
+    pub fn gateway_url(&self) -> Option<&str> {
+        self.relay.as_ref().and_then(|r| r.gateway_url.as_deref())
     }
 
     /// Starts another relay on this stage's settings, as a process of `binary`.
