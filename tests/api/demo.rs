@@ -191,3 +191,47 @@ fn without_a_broker_the_demo_stops_at_once_saying_where_to_get_one() {
         format!("weibo-relay-tooling: the broker is unreachable: amqp://guest:[redacted]@127.0.0.1:{closed}/%2f: nothing listens at 127.0.0.1:{closed} (Connection refused (os error 111)). RabbitMQ is needed: `bash .ci/demo` starts one where it can (apt or Docker); otherwise README, \"Get Rust and RabbitMQ\", says how; another broker: --amqp-url URL or amqp.url\n")
     );
 }
+
+/// `demo --provider --merchants 3`: three merchants onboarded through the consent page (each
+/// heard as a `merchant.*` event), the orders spread among them and every one final, pushed
+/// with each merchant's uid and called with its token; the run's database is dropped.
+#[test]
+fn the_provider_demo_onboards_merchants_and_brings_each_ones_orders_to_a_final_state() {
+    let out = demo("90")
+        .args(["--provider", "--merchants", "3"])
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{stdout}\n{stderr}");
+    let value = |label: &str| summary_value(&stdout, label);
+    assert_eq!(value("accepted"), 180, "{stdout}");
+    assert_eq!(value("reconciled"), 0, "{stdout}");
+    assert_eq!(value("finished") + value("closed"), 90, "{stdout}");
+    assert!(
+        stdout.contains("merchants (onboarded through the consent page; 3 merchant events)"),
+        "{stdout}"
+    );
+    let mut orders = 0;
+    for (n, uid) in [(1, "1000000001"), (2, "1000000002"), (3, "1000000003")] {
+        let line = stdout
+            .lines()
+            .find(|l| l.trim_start().starts_with(&format!("shop-{n} ")))
+            .unwrap_or_else(|| panic!("no line for shop-{n}: {stdout}"));
+        let words: Vec<&str> = line.split_whitespace().collect();
+        assert_eq!(
+            words[..3],
+            [format!("shop-{n}").as_str(), "uid", uid],
+            "{line}"
+        );
+        assert_eq!(words[3], words[5], "every order final: {line}");
+        let own: u64 = words[3].parse().expect("a count");
+        assert!(own > 0, "each merchant has orders: {line}");
+        orders += own;
+    }
+    assert_eq!(orders, 90, "{stdout}");
+    assert!(
+        !stderr.contains("WARN") && !stderr.contains("ERROR"),
+        "{stderr}"
+    );
+}

@@ -111,6 +111,18 @@ pub struct DemoArgs {
     /// the compose file's: amqp://relay:$RABBITMQ_PASSWORD@127.0.0.1:5672/%2f.
     #[arg(long, value_name = "URL")]
     pub amqp_url: Option<String>,
+    /// Service-provider mode: the relay with a `[provider]` section and its store on the local
+    /// PostgreSQL, `--merchants` merchants onboarded through the consent page, the orders
+    /// spread among them.
+    #[arg(long)]
+    pub provider: bool,
+    /// With `--provider`: how many merchants.
+    #[arg(long, value_name = "N", default_value_t = 3, requires = "provider", value_parser = clap::value_parser!(u16).range(1..=1000))]
+    pub merchants: u16,
+    /// With `--provider`: the PostgreSQL server the run's database is made on (and dropped
+    /// from at the end).
+    #[arg(long, value_name = "URL", default_value = crate::demo::provider::DEFAULT_SERVER, requires = "provider")]
+    pub store_server: String,
 }
 
 /// Options every bench takes: how much load, its time bound, and the output format.
@@ -252,6 +264,8 @@ fn demo(config: Option<PathBuf>, args: DemoArgs) -> anyhow::Result<()> {
         .build()?;
     let mut options = crate::demo::DemoOptions::new(args.orders);
     options.outage = args.outage.map(std::time::Duration::from_secs);
+    options.provider_merchants = args.provider.then_some(usize::from(args.merchants));
+    options.store_server = args.store_server;
     options.faults = crate::sandbox::Faults {
         error_envelope: args.error_envelope,
         rate_limit_per_sec: args.platform_rate_limit,

@@ -28,6 +28,8 @@ pub struct ConsumerStats {
     pub finishes: u64,
     /// Close commands sent.
     pub closes: u64,
+    /// `merchant.*` events (provider mode: one per merchant authorized).
+    pub merchant_events: u64,
     /// Time from receiving an event to the command's confirm.
     pub latencies: Vec<Duration>,
 }
@@ -40,8 +42,9 @@ pub struct SampleConsumer {
 }
 
 impl SampleConsumer {
-    /// Binds its own queue to `order.sub_order.201` and starts answering; every
-    /// `close_every`-th order (by id) is closed, the rest finished.
+    /// Binds its own queue to `order.sub_order.201` (and `merchant.#`, a provider's merchants'
+    /// news) and starts answering; every `close_every`-th order (by id) is closed, the rest
+    /// finished.
     pub async fn start(amqp: &AmqpSettings, close_every: u64) -> anyhow::Result<Self> {
         let connection =
             weibo_relay::amqp::connect_once(amqp, "weibo-relay sample consumer").await?;
@@ -59,15 +62,17 @@ impl SampleConsumer {
                 FieldTable::default(),
             )
             .await?;
-        channel
-            .queue_bind(
-                queue.as_str().into(),
-                names.events_exchange().into(),
-                "order.sub_order.201".into(),
-                QueueBindOptions::default(),
-                FieldTable::default(),
-            )
-            .await?;
+        for key in ["order.sub_order.201", "merchant.#"] {
+            channel
+                .queue_bind(
+                    queue.as_str().into(),
+                    names.events_exchange().into(),
+                    key.into(),
+                    QueueBindOptions::default(),
+                    FieldTable::default(),
+                )
+                .await?;
+        }
         let mut consumer = channel
             .basic_consume(
                 queue.as_str().into(),
@@ -83,6 +88,12 @@ impl SampleConsumer {
             let mut states = HashSet::new();
             while let Some(Ok(delivery)) = consumer.next().await {
                 let started = Instant::now();
+                if delivery.routing_key.as_str().starts_with("merchant.") {
+                    let _ = delivery.ack(BasicAckOptions::default()).await;
+                    let Ok(mut s) = task_stats.lock() else { return };
+                    s.merchant_events += 1;
+                    continue;
+                }
                 let id = delivery
                     .properties
                     .message_id()
@@ -147,11 +158,16 @@ fn command_for(event: &[u8], close_every: u64) -> Option<Value> {
     let appid = event["appid"].as_str()?;
     let id = event["sub_order_id"].as_str()?;
     let close = close_every > 0 && id.parse::<u64>().ok()? % close_every == 0;
-    Some(if close {
+    let mut command = if close {
         json!({"appid": appid, "sub_order_id": id, "action": "close", "reason": "out of stock (demo)"})
     } else {
         json!({"appid": appid, "sub_order_id": id, "action": "finish"})
-    })
+    };
+    // Provider mode: the command names the merchant its event named.
+    if let Some(merchant_ref) = event["merchant_ref"].as_str() {
+        command["merchant_ref"] = json!(merchant_ref);
+    }
+    Some(command)
 }
 
 async fn send(channel: &Channel, queue: &str, command: &Value) -> anyhow::Result<()> {

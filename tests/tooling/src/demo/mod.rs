@@ -3,6 +3,7 @@
 //! final state on the sandbox.
 
 mod consumer;
+pub mod provider;
 mod report;
 
 use std::collections::HashMap;
@@ -20,7 +21,7 @@ use weibo_relay::settings::{Millis, Ranged, Secs, Settings};
 use weibo_relay::startup::Roles;
 
 pub use consumer::{ConsumerStats, SampleConsumer};
-pub use report::{percentile, DemoReport};
+pub use report::{percentile, DemoReport, MerchantLine};
 
 /// How to run the demo.
 #[derive(Debug, Clone)]
@@ -40,6 +41,10 @@ pub struct DemoOptions {
     pub outage: Option<Duration>,
     /// What the platform does besides answering: its error envelope, a rate limit.
     pub faults: Faults,
+    /// Service-provider mode: this many merchants onboarded, their orders spread among them.
+    pub provider_merchants: Option<usize>,
+    /// Provider mode: the PostgreSQL server the run's database is made on.
+    pub store_server: String,
 }
 
 impl DemoOptions {
@@ -53,6 +58,8 @@ impl DemoOptions {
             interrupt: CancellationToken::new(),
             outage: None,
             faults: Faults::default(),
+            provider_merchants: None,
+            store_server: provider::DEFAULT_SERVER.to_owned(),
         }
     }
 }
@@ -71,7 +78,28 @@ const MAX_PUSH_BACKLOG: u64 = 256;
 
 /// Runs the whole demo and returns its report.
 pub async fn run(base: Settings, options: DemoOptions) -> anyhow::Result<DemoReport> {
-    let stage = Stage::tool(base, "weibo-relay-demo")
+    let setup = match options.provider_merchants {
+        Some(_) => Some(provider::ProviderSetup::create(&options.store_server).await?),
+        None => None,
+    };
+    let result = staged(base, &options, setup.as_ref()).await;
+    if let Some(setup) = setup {
+        setup.drop_database().await;
+    }
+    result
+}
+
+/// The demo on a stage of its own (provider mode: with `setup`'s store and app).
+async fn staged(
+    base: Settings,
+    options: &DemoOptions,
+    setup: Option<&provider::ProviderSetup>,
+) -> anyhow::Result<DemoReport> {
+    let mut builder = Stage::tool(base, "weibo-relay-demo");
+    if let Some(setup) = setup {
+        builder = builder.provider(setup.provider.clone(), setup.bind, setup.app.clone());
+    }
+    let stage = builder
         .roles(Roles::Serve)
         .faults(options.faults.clone())
         .settings(|settings| {
@@ -96,11 +124,33 @@ pub async fn run(base: Settings, options: DemoOptions) -> anyhow::Result<DemoRep
         stage.settings(),
         stage.sandbox(),
         stage.relay_url(),
-        &options,
+        options,
+        setup,
     )
     .await;
     stage.stop().await;
     result
+}
+
+/// Waits until the relay counts `count` merchants authorized: it reloads the uids its pushes
+/// are checked against in the same pass, so from then on their pushes are taken.
+async fn authorized(relay_url: &str, count: usize) -> anyhow::Result<()> {
+    let line = "weibo_relay_provider_merchants{status=\"authorized\"}";
+    let deadline = Instant::now().later(Duration::from_secs(30));
+    loop {
+        let metrics = reqwest::get(format!("{relay_url}/metrics"))
+            .await?
+            .text()
+            .await?;
+        if report::metric(&metrics, line) >= count as u64 {
+            return Ok(());
+        }
+        anyhow::ensure!(
+            Instant::now() < deadline,
+            "the relay did not count {count} merchants authorized within 30 s"
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
 }
 
 async fn drive(
@@ -108,6 +158,7 @@ async fn drive(
     sandbox: &Arc<crate::sandbox::SandboxHandle>,
     relay_url: &str,
     options: &DemoOptions,
+    setup: Option<&provider::ProviderSetup>,
 ) -> anyhow::Result<DemoReport> {
     eprintln!(
         "demo: sandbox at {}, relay at {relay_url}, queues {}* (deleted at the end)",
@@ -118,6 +169,17 @@ async fn drive(
             .trim_end_matches("fulfilment")
     );
     let consumer = SampleConsumer::start(&settings.amqp, options.close_every).await?;
+    // Provider mode, once the consumer listens (it hears each merchant.authorized).
+    let merchants = match (setup, options.provider_merchants) {
+        (Some(setup), Some(count)) => {
+            eprintln!("demo: onboarding {count} merchants through the consent page");
+            let merchants = setup.onboard(sandbox, count).await?;
+            authorized(relay_url, merchants.len()).await?;
+            merchants
+        }
+        _ => Vec::new(),
+    };
+    let merchants = merchants.as_slice();
     let push_url = format!("{relay_url}{}", settings.push.path);
     let sender = PushSender::start(sandbox, push_url, PushSchedule::scaled(0.01));
     let mut changes = sandbox.subscribe_orders();
@@ -132,6 +194,8 @@ async fn drive(
     let started = Instant::now();
     let mut created: HashMap<String, Instant> = HashMap::with_capacity(options.orders);
     let mut finals: HashMap<String, (u16, Duration)> = HashMap::new();
+    let mut owners: HashMap<String, usize> = HashMap::new();
+    let mut batches = 0usize;
     let progress = report::Progress::new(options.orders, options.progress_bar);
     let deadline = started.later(options.timeout);
     let stats = sender.stats().clone();
@@ -145,14 +209,20 @@ async fn drive(
         let pushed = stats.accepted.load(Ordering::Relaxed) + stats.gave_up.load(Ordering::Relaxed);
         let backlog = ((created.len() + finals.len()) as u64).saturating_sub(pushed);
         if created.len() < options.orders && backlog < MAX_PUSH_BACKLOG {
-            let batch = BATCH.min(options.orders - created.len());
+            // Provider mode: smaller batches, each for the next merchant in turn.
+            let per_turn = (BATCH / merchants.len().max(1)).max(1);
+            let batch = per_turn.min(options.orders - created.len());
             let now = Instant::now();
-            created.extend(
-                sandbox
-                    .create_orders(DEMO_APPID, batch)
-                    .into_iter()
-                    .map(|id| (id, now)),
-            );
+            let ids = match merchants.get(batches % merchants.len().max(1)) {
+                Some(merchant) => {
+                    let ids = sandbox.create_merchant_orders(DEMO_APPID, &merchant.uid, batch);
+                    owners.extend(ids.iter().map(|id| (id.clone(), batches % merchants.len())));
+                    ids
+                }
+                None => sandbox.create_orders(DEMO_APPID, batch),
+            };
+            batches += 1;
+            created.extend(ids.into_iter().map(|id| (id, now)));
         }
         let change = tokio::select! {
             _ = options.interrupt.cancelled() => break,
@@ -195,7 +265,7 @@ async fn drive(
         .await?
         .text()
         .await?;
-    let report = DemoReport::gather(
+    let mut report = DemoReport::gather(
         options.orders,
         &finals,
         sender.stats(),
@@ -204,6 +274,19 @@ async fn drive(
         started.elapsed(),
         options.interrupt.is_cancelled(),
     );
+    report.merchants = merchants
+        .iter()
+        .enumerate()
+        .map(|(i, m)| MerchantLine {
+            merchant_ref: m.merchant_ref.clone(),
+            uid: m.uid.clone(),
+            orders: owners.values().filter(|o| **o == i).count(),
+            finals: owners
+                .iter()
+                .filter(|(id, o)| **o == i && finals.contains_key(*id))
+                .count(),
+        })
+        .collect();
     sender.stop().await;
     consumer.stop().await;
     Ok(report)

@@ -102,6 +102,23 @@ pub struct DemoReport {
     pub elapsed: Duration,
     /// Stopped early by a signal.
     pub interrupted: bool,
+    /// Provider mode: each merchant's orders.
+    pub merchants: Vec<MerchantLine>,
+    /// Provider mode: `merchant.*` events the consumer heard.
+    pub merchant_events: u64,
+}
+
+/// One merchant's share of a provider-mode demo.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct MerchantLine {
+    /// The provider's name for it.
+    pub merchant_ref: String,
+    /// Its Weibo uid.
+    pub uid: String,
+    /// Orders created for it.
+    pub orders: usize,
+    /// Of those, finished or closed on the platform.
+    pub finals: usize,
 }
 
 impl DemoReport {
@@ -134,6 +151,8 @@ impl DemoReport {
             order_latency: p50_p99(order_times),
             elapsed,
             interrupted,
+            merchants: Vec::new(),
+            merchant_events: consumer.merchant_events,
         }
     }
 
@@ -144,7 +163,7 @@ impl DemoReport {
 }
 
 /// Sums every sample of the metric whose line starts with `prefix`.
-fn metric(text: &str, prefix: &str) -> u64 {
+pub(super) fn metric(text: &str, prefix: &str) -> u64 {
     text.lines()
         .filter(|l| l.starts_with(prefix))
         .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
@@ -200,6 +219,20 @@ impl fmt::Display for DemoReport {
         writeln!(f, "  closed         {:>6}", self.closed)?;
         writeln!(f, "  retried        {:>6}", self.retried)?;
         writeln!(f, "  dead-lettered  {:>6}", self.dead_lettered)?;
+        if !self.merchants.is_empty() {
+            writeln!(
+                f,
+                "  merchants (onboarded through the consent page; {} merchant events)",
+                self.merchant_events
+            )?;
+        }
+        for m in &self.merchants {
+            writeln!(
+                f,
+                "    {:<12} uid {:<12} {:>5} of {} orders final",
+                m.merchant_ref, m.uid, m.finals, m.orders
+            )?;
+        }
         writeln!(f, "  latency (p50 / p99)")?;
         writeln!(
             f,
@@ -276,6 +309,8 @@ mod tests {
             order_latency: zero,
             elapsed: Duration::from_millis(5900),
             interrupted,
+            merchants: Vec::new(),
+            merchant_events: 0,
         }
     }
 

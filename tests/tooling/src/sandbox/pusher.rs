@@ -126,6 +126,7 @@ impl PushSender {
                     http: http.clone(),
                     target: target.clone(),
                     appid: event.appid.clone(),
+                    uid: order.uid.clone(),
                     sign_key: merchant.sign_key().expose_secret().to_owned(),
                     data: order.content(event.state_code).to_string(),
                     stats: task_stats.clone(),
@@ -157,6 +158,8 @@ struct Delivery {
     http: reqwest::Client,
     target: String,
     appid: String,
+    /// A provider's order: the merchant's uid, signed into the push.
+    uid: Option<String>,
     sign_key: String,
     data: String,
     stats: Arc<PushStats>,
@@ -216,6 +219,9 @@ impl Delivery {
             ("nonce", nonce.as_str()),
             ("sign_type", "md5"),
         ];
+        if let Some(uid) = &self.uid {
+            fields.push(("uid", uid.as_str()));
+        }
         let sign = signature::sign(fields.iter().copied(), &self.sign_key);
         fields.push(("sign", sign.as_str()));
         let body = form_urlencoded::Serializer::new(String::new())

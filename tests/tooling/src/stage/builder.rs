@@ -90,6 +90,25 @@ impl StageBuilder {
         self.platform(platform)
     }
 
+    /// Provider mode: `provider` instead of the stage's merchant, the relay listening on `bind`
+    /// (its connect pages' address is in `provider` and `oauth2` before it starts), and the
+    /// platform knowing the provider's app `oauth2`.
+    pub fn provider(
+        mut self,
+        provider: weibo_relay::provider::settings::Provider,
+        bind: std::net::SocketAddr,
+        oauth2: crate::sandbox::OAuth2App,
+    ) -> Self {
+        self.settings.merchants = weibo_relay::settings::Merchants::default();
+        self.settings.provider = Some(provider);
+        self.settings.http.bind = bind;
+        let platform = PlatformOptions {
+            oauth2: Some(oauth2),
+            ..self.platform.clone().unwrap_or_default()
+        };
+        self.platform(platform)
+    }
+
     /// Changes the settings after the platform's URLs are in and before anything declares a
     /// queue; several apply in the order given.
     pub fn settings(mut self, adjust: impl FnOnce(&mut Settings) + Send + 'static) -> Self {
@@ -119,9 +138,11 @@ impl StageBuilder {
         }
         let sandbox = match self.platform {
             Some(platform) => {
-                let mut config = SandboxConfig::new(settings.merchants.clone());
+                // Provider mode: the platform knows the provider's key, which signs its calls.
+                let mut config = SandboxConfig::new(settings.signers());
                 config.faults = platform.faults;
                 config.token_ttl = platform.token_ttl;
+                config.oauth2 = platform.oauth2;
                 let sandbox = Sandbox::start(config)?;
                 settings.weibo.api_base = url::Url::parse(&sandbox.api_base())?;
                 settings.weibo.oauth_base = url::Url::parse(&sandbox.base_url())?;

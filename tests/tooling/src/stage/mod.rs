@@ -39,6 +39,8 @@ pub struct PlatformOptions {
     pub faults: Faults,
     /// Life of the tokens it issues.
     pub token_ttl: Duration,
+    /// Provider mode: the provider's app on the platform's OAuth2 side.
+    pub oauth2: Option<crate::sandbox::OAuth2App>,
 }
 
 impl Default for PlatformOptions {
@@ -46,6 +48,7 @@ impl Default for PlatformOptions {
         Self {
             faults: Faults::default(),
             token_ttl: Duration::from_secs(7200),
+            oauth2: None,
         }
     }
 }
