@@ -63,6 +63,7 @@ mod tests {
 
     fn client(name: &str, key: &str, rate: u64) -> GatewayClient {
         GatewayClient {
+            merchants: false,
             name: name.into(),
             key_sha256: KeyHash::of(key),
             interfaces: vec!["*".into()],

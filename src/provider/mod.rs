@@ -12,6 +12,7 @@
 //! - [`pages`]: the connect pages, as an actix `configure` function.
 //! - [`run`]: all of it inside a running relay (`Application::build`).
 
+pub mod api;
 pub mod crypto;
 pub mod domain;
 pub mod oauth;

@@ -114,6 +114,9 @@ pub struct GatewayClient {
     pub appids: Vec<String>,
     /// Its own calls per second (a burst of as many).
     pub rate_limit_per_sec: Ranged<1, 100_000>,
+    /// Provider mode: may manage merchants (`/v1/merchants`: links, status, revoke).
+    #[serde(default)]
+    pub merchants: bool,
 }
 
 impl GatewayClient {
@@ -238,7 +241,8 @@ impl GatewaySettings {
                     "is another client's key too",
                 ));
             }
-            if client.interfaces.is_empty() {
+            // A back office that only manages merchants (provider mode) calls no interface.
+            if client.interfaces.is_empty() && !client.merchants {
                 return Err(ConfigError::invalid(key("interfaces"), "is empty"));
             }
             for pattern in &client.interfaces {
@@ -249,7 +253,7 @@ impl GatewaySettings {
                     ));
                 }
             }
-            if client.appids.is_empty() {
+            if client.appids.is_empty() && !client.merchants {
                 return Err(ConfigError::invalid(key("appids"), "is empty (or [\"*\"])"));
             }
             for appid in &client.appids {

@@ -6,16 +6,19 @@ mod servers;
 use std::net::SocketAddr;
 use std::sync::Arc;
 
+use actix_web::web;
+
 use tokio_util::sync::{CancellationToken, DropGuard};
 
 use crate::amqp::{Broker, Names, Publisher, Topology};
 use crate::http::OpsState;
 use crate::metrics::Metrics;
+use crate::provider::api::MerchantsApi;
 use crate::provider::run::ProviderMetrics;
 use crate::settings::Settings;
 use crate::supervise::{TaskMetrics, Tasks};
 
-use servers::{Listeners, Servers};
+use servers::{GatewayApp, Listeners, Servers};
 
 /// Which roles a process runs.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -78,13 +81,18 @@ impl Application {
         // The gateway calls through a worker's keeper and permits, with a merchant's own
         // token: it runs where they do, in self-developed mode.
         let runs_gateway = roles.runs_worker() && !settings.merchants.is_empty();
-        if settings.gateway.bind.is_some() && !runs_gateway {
+        // Provider mode: the listener serves the merchants API instead, beside the worker.
+        let runs_merchants_api = roles.runs_worker() && settings.provider.is_some();
+        if settings.gateway.bind.is_some() && !runs_gateway && !runs_merchants_api {
             tracing::warn!(
                 ?roles,
                 "gateway.bind is set but this process runs no worker for [[merchants]]: no gateway here"
             );
         }
-        let gateway_bind = settings.gateway.bind.filter(|_| runs_gateway);
+        let gateway_bind = settings
+            .gateway
+            .bind
+            .filter(|_| runs_gateway || runs_merchants_api);
         let listeners = Listeners::bind(&settings.http, gateway_bind)?;
         let metrics = Arc::new(Metrics::new(roles.as_str()));
         let tasks = Tasks::new(TaskMetrics::register(metrics.registry())?);
@@ -128,8 +136,13 @@ impl Application {
                 )
             })
             .transpose()?;
-        let gateway = match (&parts, gateway_bind) {
-            (Some(parts), Some(_)) => Some(roles::gateway(&settings, parts, &metrics)?),
+        let gateway = match (&parts, gateway_bind, &provider) {
+            (_, Some(_), Some(provider)) => Some(GatewayApp::Merchants(web::Data::new(
+                MerchantsApi::new(&settings.gateway.clients, provider.onboarding.clone()),
+            ))),
+            (Some(parts), Some(_), None) => Some(GatewayApp::Platform(roles::gateway(
+                &settings, parts, &metrics,
+            )?)),
             _ => None,
         };
         let keeper = parts.map(|p| p.keeper);

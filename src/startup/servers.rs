@@ -60,6 +60,15 @@ pub(super) struct Servers {
     gateway: Option<Server>,
 }
 
+/// What the gateway's listener serves: the platform gateway (self-developed mode) or the
+/// merchants API (provider mode).
+pub(super) enum GatewayApp {
+    /// `/v1/platform/...`.
+    Platform(web::Data<Gateway>),
+    /// `/v1/merchants...`.
+    Merchants(web::Data<crate::provider::api::MerchantsApi>),
+}
+
 impl Servers {
     /// Builds the servers on `listeners`; they serve once polled.
     pub(super) fn start(
@@ -67,7 +76,7 @@ impl Servers {
         ops: OpsState,
         receiver: Option<web::Data<ReceiverState>>,
         pages: Option<web::Data<PagesState>>,
-        gateway: Option<web::Data<Gateway>>,
+        gateway: Option<GatewayApp>,
         settings: &Settings,
     ) -> anyhow::Result<Self> {
         let http = &settings.http;
@@ -140,12 +149,20 @@ impl Servers {
         };
         // The gateway faces the merchant's own network, never the push port's internet.
         let (gateway_address, gateway) = match (listeners.gateway, gateway) {
-            (Some(listener), Some(gateway)) => (
+            (Some(listener), Some(GatewayApp::Platform(gateway))) => (
                 Some(listener.local_addr()?),
                 Some(crate::gateway::serve(
                     listener,
                     gateway,
                     http.max_connections.as_usize(),
+                    shutdown_timeout,
+                )?),
+            ),
+            (Some(listener), Some(GatewayApp::Merchants(api))) => (
+                Some(listener.local_addr()?),
+                Some(crate::provider::api::serve(
+                    listener,
+                    api,
                     shutdown_timeout,
                 )?),
             ),

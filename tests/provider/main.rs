@@ -1,6 +1,7 @@
 //! Provider mode's store, tokens, refresh, sandbox OAuth2 and connect pages, against the real
 //! PostgreSQL on 127.0.0.1:5432 and the sandbox (and headless Chromium for the browser tests).
 
+mod api;
 mod browser;
 mod commands;
 mod events;

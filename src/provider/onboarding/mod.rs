@@ -23,7 +23,7 @@ use super::store::{merchants, Store, StoreError};
 use crate::clock::Later;
 
 pub use callback::{AuthStatus, CallbackOutcome, CallbackParams};
-pub use withdraw::{CancelOutcome, RevokeOutcome};
+pub use withdraw::{CancelOutcome, RevokeError, RevokeOutcome};
 
 /// The path of a link under `public_base`; the page at `{CONNECT_PATH}/<id>`.
 pub const CONNECT_PATH: &str = "/connect";

@@ -46,6 +46,8 @@ pub struct ProviderRuntime {
     pub pushes: ProviderPushes,
     /// Each merchant's token for the worker's calls, refreshed once across the deployment.
     pub refresher: Refresher,
+    /// Links and revocation, for the merchants API.
+    pub onboarding: Onboarding,
 }
 
 impl ProviderRuntime {
@@ -96,7 +98,8 @@ impl ProviderRuntime {
             housekeeping(store, uids, metrics.clone(), stop)
         });
         Ok(Self {
-            pages: Data::new(PagesState::new(onboarding)),
+            pages: Data::new(PagesState::new(onboarding.clone())),
+            onboarding,
             store,
             pushes: ProviderPushes {
                 field: config.push_merchant_field.clone(),

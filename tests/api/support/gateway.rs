@@ -17,6 +17,7 @@ pub const STOCK_KEY: &str = "wrg_test-key-of-the-stock-client-012345678";
 pub fn clients() -> Vec<GatewayClient> {
     let client =
         |name: &str, key: &str, interfaces: &[&str], appids: &[&str], rate: u64| GatewayClient {
+            merchants: false,
             name: name.into(),
             key_sha256: KeyHash::of(key),
             interfaces: interfaces.iter().map(|s| s.to_string()).collect(),
