@@ -254,4 +254,30 @@ fn deploy_k8s_provider_patch_and_secret_load_as_provider_mode() {
         assert!(settings.merchants.is_empty());
         settings.validate_for_relay().expect("a relay starts on it");
     }
+    // The example PostgreSQL answers where the store URL points, with its user and database.
+    let postgres = documents(&deploy().join("examples/k8s-postgres.yaml"));
+    let service = find(&postgres, "Service", "postgres");
+    let url = url::Url::parse(s(&secret["stringData"]["store-url"])).unwrap();
+    assert_eq!(url.host_str(), Some(s(&service["metadata"]["name"])));
+    assert_eq!(
+        url.port(),
+        service["spec"]["ports"][0]["port"]
+            .as_u64()
+            .map(|p| p as u16)
+    );
+    let env = &find(&postgres, "StatefulSet", "postgres")["spec"]["template"]["spec"]["containers"]
+        [0]["env"];
+    let value = |name: &str| {
+        env.as_sequence()
+            .unwrap()
+            .iter()
+            .find(|e| e["name"] == name)
+            .and_then(|e| e["value"].as_str())
+            .map(str::to_owned)
+    };
+    assert_eq!(value("POSTGRES_USER").as_deref(), Some(url.username()));
+    assert_eq!(
+        value("POSTGRES_DB").as_deref(),
+        Some(url.path().trim_start_matches('/'))
+    );
 }
