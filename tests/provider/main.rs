@@ -2,6 +2,7 @@
 //! PostgreSQL on 127.0.0.1:5432 and the sandbox (and headless Chromium for the browser tests).
 
 mod browser;
+mod check;
 mod commands;
 mod events;
 mod flow;
