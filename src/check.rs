@@ -11,6 +11,7 @@ use crate::settings::{ConfigError, Merchant, Settings};
 use crate::startup::Roles;
 
 mod keeper;
+mod store;
 mod topology;
 
 use topology::Found;
@@ -66,7 +67,10 @@ pub async fn run(settings: &Settings) -> Vec<Line> {
         Ok(()) => line(
             Status::Ok,
             "configuration",
-            format!("loaded, {} merchant(s)", settings.merchants.len()),
+            match &settings.provider {
+                Some(p) => format!("loaded, provider mode (appid {})", p.config().appid),
+                None => format!("loaded, {} merchant(s)", settings.merchants.len()),
+            },
         ),
         Err(ConfigError::Invalid { key, reason }) => line(
             Status::Fail,
@@ -85,6 +89,9 @@ pub async fn run(settings: &Settings) -> Vec<Line> {
     }
     for merchant in settings.merchants.iter() {
         lines.push(merchant_shape(merchant));
+    }
+    if let Some(provider) = &settings.provider {
+        lines.push(store::store(provider.config()).await);
     }
     lines
 }

@@ -3,6 +3,7 @@
 
 mod api;
 mod browser;
+mod check;
 mod commands;
 mod events;
 mod flow;

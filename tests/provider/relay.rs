@@ -39,7 +39,7 @@ fn free_port() -> u16 {
         .port()
 }
 
-fn provider_settings(base: &str, db: &TestDb) -> ProviderSettings {
+pub(crate) fn provider_settings(base: &str, db: &TestDb) -> ProviderSettings {
     ProviderSettings {
         appid: "100023".into(),
         sign_key: SecretString::from("provider-sign-key-0123"),
