@@ -107,7 +107,9 @@ async fn send(channel: &Channel, msg: Outgoing<'_>, mandatory: bool) -> Result<(
 pub struct Publisher {
     broker: Broker,
     confirm_timeout: Duration,
-    channel: Arc<Mutex<Option<(u64, Channel)>>>,
+    // Behind an Arc of its own: a `lapin::Channel` is some fifteen Arcs, and each publish takes
+    // a handle to the channel out of the slot (one atomic increment, not fifteen, per push).
+    channel: Arc<Mutex<Option<(u64, Arc<Channel>)>>>,
     opening: Arc<tokio::sync::Mutex<()>>,
 }
 
@@ -168,7 +170,7 @@ impl Publisher {
 
     /// This publisher's open channel on `link`, opening one (in confirm mode) when there is
     /// none yet, it belongs to an older link, or the broker closed it.
-    async fn channel_on(&self, link: &Link) -> Result<Channel, PublishError> {
+    async fn channel_on(&self, link: &Link) -> Result<Arc<Channel>, PublishError> {
         if let Some(channel) = self.cached(link) {
             return Ok(channel);
         }
@@ -180,6 +182,7 @@ impl Publisher {
         let channel = confirm_channel(link.connection())
             .await
             .map_err(PublishError::Channel)?;
+        let channel = Arc::new(channel);
         *self.slot() = Some((link.id, channel.clone()));
         Ok(channel)
     }
@@ -195,7 +198,7 @@ impl Publisher {
         }
     }
 
-    fn cached(&self, link: &Link) -> Option<Channel> {
+    fn cached(&self, link: &Link) -> Option<Arc<Channel>> {
         self.slot()
             .as_ref()
             .filter(|(id, channel)| *id == link.id && channel.status().connected())
@@ -212,7 +215,7 @@ impl Publisher {
         current
     }
 
-    fn slot(&self) -> std::sync::MutexGuard<'_, Option<(u64, Channel)>> {
+    fn slot(&self) -> std::sync::MutexGuard<'_, Option<(u64, Arc<Channel>)>> {
         // Only a channel handle is kept here: a poisoned lock still holds a usable value.
         self.channel.lock().unwrap_or_else(|p| p.into_inner())
     }
