@@ -14,6 +14,7 @@ pub mod check;
 pub mod cli;
 pub mod clock;
 pub mod event;
+pub mod hexstr;
 pub mod http;
 pub mod ids;
 pub mod keeper;

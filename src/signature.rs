@@ -162,7 +162,7 @@ pub fn token_sign(
 }
 
 fn md5_hex(s: &str) -> String {
-    hex::encode(Md5::digest(s.as_bytes()))
+    crate::hexstr::lower(&Md5::digest(s.as_bytes()))
 }
 
 #[cfg(test)]
