@@ -100,6 +100,11 @@ async fn send(channel: &Channel, msg: Outgoing<'_>, mandatory: bool) -> Result<(
     }
 }
 
+/// The open channel and the link it belongs to. The channel is behind an Arc of its own: a
+/// `lapin::Channel` is some fifteen Arcs, and each publish takes a handle to it out of the
+/// slot (one atomic increment, not fifteen, per push).
+type Slot = Option<(u64, Arc<Channel>)>;
+
 /// A role's own confirm channel on the supervised connection. A channel the broker closes
 /// (a publish to a deleted exchange, say) is replaced on the next publish; the connection,
 /// and every other role's channel, is not touched. Cheap to clone: clones share the channel.
@@ -107,9 +112,7 @@ async fn send(channel: &Channel, msg: Outgoing<'_>, mandatory: bool) -> Result<(
 pub struct Publisher {
     broker: Broker,
     confirm_timeout: Duration,
-    // Behind an Arc of its own: a `lapin::Channel` is some fifteen Arcs, and each publish takes
-    // a handle to the channel out of the slot (one atomic increment, not fifteen, per push).
-    channel: Arc<Mutex<Option<(u64, Arc<Channel>)>>>,
+    channel: Arc<Mutex<Slot>>,
     opening: Arc<tokio::sync::Mutex<()>>,
 }
 
@@ -215,7 +218,7 @@ impl Publisher {
         current
     }
 
-    fn slot(&self) -> std::sync::MutexGuard<'_, Option<(u64, Arc<Channel>)>> {
+    fn slot(&self) -> std::sync::MutexGuard<'_, Slot> {
         // Only a channel handle is kept here: a poisoned lock still holds a usable value.
         self.channel.lock().unwrap_or_else(|p| p.into_inner())
     }
