@@ -135,28 +135,20 @@ async fn push(body: web::Bytes, floor: web::Data<Floor>) -> HttpResponse {
 }
 
 /// The platform's md5 form: signed fields sorted by name, `k=v` joined by `&`, then the key.
+/// Written as tightly as the relay's own parsing, so the floor is not padded with slow code.
 fn verified(body: &[u8], key: &str) -> bool {
-    let decode = |raw: &[u8]| {
-        let spaced: Vec<u8> = raw
-            .iter()
-            .map(|&b| if b == b'+' { b' ' } else { b })
-            .collect();
-        percent_encoding::percent_decode(&spaced)
-            .decode_utf8()
-            .map(|s| s.into_owned())
-    };
-    let mut fields = Vec::new();
+    let mut fields = Vec::with_capacity(8);
     for part in body.split(|&b| b == b'&') {
         let (k, v) = match part.iter().position(|&b| b == b'=') {
             Some(i) => (&part[..i], &part[i + 1..]),
             None => (part, &[][..]),
         };
-        let (Ok(k), Ok(v)) = (decode(k), decode(v)) else {
+        let (Some(k), Some(v)) = (decode(k), decode(v)) else {
             return false;
         };
         fields.push((k, v));
     }
-    fields.sort();
+    fields.sort_unstable();
     let Some(sign) = fields
         .iter()
         .find(|(k, _)| k == "sign")
@@ -164,16 +156,47 @@ fn verified(body: &[u8], key: &str) -> bool {
     else {
         return false;
     };
-    let mut md5 = <md5::Md5 as md5::Digest>::new();
-    let signed = fields
+    let mut signed = String::with_capacity(body.len() + key.len());
+    for (k, v) in fields
         .iter()
-        .filter(|(k, v)| !UNSIGNED.contains(&k.as_str()) && !v.is_empty());
-    for (i, (k, v)) in signed.enumerate() {
-        let sep = if i == 0 { "" } else { "&" };
-        md5::Digest::update(&mut md5, format!("{sep}{k}={}", v.trim()));
+        .filter(|(k, v)| !UNSIGNED.contains(&k.as_str()) && !v.is_empty())
+    {
+        if !signed.is_empty() {
+            signed.push('&');
+        }
+        signed.push_str(k);
+        signed.push('=');
+        signed.push_str(v.trim());
     }
-    md5::Digest::update(&mut md5, key);
-    let digest = md5::Digest::finalize(md5);
-    let hex: String = digest.iter().map(|b| format!("{b:02x}")).collect();
-    hex.eq_ignore_ascii_case(&sign)
+    signed.push_str(key);
+    let digest = <md5::Md5 as md5::Digest>::digest(signed.as_bytes());
+    const HEX: &[u8; 16] = b"0123456789abcdef";
+    let sign = sign.as_bytes();
+    sign.len() == 32
+        && digest.iter().enumerate().all(|(i, b)| {
+            sign[2 * i].eq_ignore_ascii_case(&HEX[usize::from(b >> 4)])
+                && sign[2 * i + 1].eq_ignore_ascii_case(&HEX[usize::from(b & 0x0f)])
+        })
+}
+
+/// One form-encoded name or value: `+` is a space, `%XX` a byte, in one pass.
+fn decode(raw: &[u8]) -> Option<String> {
+    let hex = |b: Option<&u8>| char::from(*b?).to_digit(16).map(|d| d as u8);
+    let mut out = Vec::with_capacity(raw.len());
+    let mut i = 0;
+    while let Some(&b) = raw.get(i) {
+        match b {
+            b'+' => out.push(b' '),
+            b'%' => match (hex(raw.get(i + 1)), hex(raw.get(i + 2))) {
+                (Some(high), Some(low)) => {
+                    out.push(high << 4 | low);
+                    i += 2;
+                }
+                _ => out.push(b'%'),
+            },
+            _ => out.push(b),
+        }
+        i += 1;
+    }
+    String::from_utf8(out).ok()
 }
