@@ -3,7 +3,8 @@
 # is that run's), `bench push` against it with the queue verified, then `bench broker` with
 # the same load; finally `bench worker`. Only 127.0.0.1 is targeted; every step is bounded.
 # Also prints the CPU seconds the relay, the broker (beam.smp) and the generator used, and runs
-# the hand-written baseline (bench/baseline/receiver.py) under the same load beside the relay.
+# the hand-written baseline (bench/baseline/receiver.py) and the floor (bench/floor: the least
+# a receiver on the relay's own stack does) under the same load beside the relay.
 # Usage: bash bench/run.sh   (EVENTS, CONCURRENCY, OUT override the defaults)
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -19,7 +20,11 @@ OUT=${OUT:-target/bench}
 HZ=$(getconf CLK_TCK)
 BEAM=$(pgrep -o beam.smp || true)
 mkdir -p "$OUT"
-{ [ -x "$BIN" ] && [ -x "$TOOL" ]; } || cargo build --release --locked --bin weibo-relay --bin weibo-relay-tooling
+FLOOR=target/release/weibo-relay-floor
+# One build of all three, so the floor's crates are built with the relay's features.
+{ [ -x "$BIN" ] && [ -x "$TOOL" ] && [ -x "$FLOOR" ]; } || cargo build --release --locked \
+  -p weibo-relay -p weibo-relay-tooling -p weibo-relay-floor \
+  --bin weibo-relay --bin weibo-relay-tooling --bin weibo-relay-floor
 
 # CPU seconds (user + system) of a process so far; 0 when it is not there.
 cpu() { awk -v hz="$HZ" '{print ($14 + $15) / hz}' "/proc/$1/stat" 2>/dev/null || echo 0; }
@@ -76,6 +81,19 @@ for c in $CONCURRENCY; do
   wait "$baseline" || true
   fresh weibo-relay-baseline.orders
 
+  # The floor (bench/floor), same load: what the stack costs with none of the relay's features.
+  fresh weibo-relay-floor.orders
+  "$FLOOR" 18070 "$KEY" >"$OUT/floor-$c.log" 2>&1 &
+  floor=$!
+  ready http://127.0.0.1:18070
+  measure "floor-$c" "$TOOL" bench push --config "$CONFIG" --url http://127.0.0.1:18070/weibo/push \
+    --appid 100023 --sign-key "$KEY" --concurrency "$c" --events "$EVENTS" \
+    --verify-queue weibo-relay-floor.orders --relay-pid "$floor" --json
+  grep -E 'VmHWM|VmRSS' "/proc/$floor/status" | tee "$OUT/floor-$c.txt"
+  kill -TERM "$floor"
+  wait "$floor" || true
+  fresh weibo-relay-floor.orders
+
   # The broker alone.
   measure "broker-$c" "$TOOL" bench broker --concurrency "$c" --events "$EVENTS" --json
 done
@@ -84,7 +102,7 @@ timeout 300 "$TOOL" bench worker --latency-ms 50 --rate-limit 50 --concurrency 1
   --events 1000 --json | tee "$OUT/worker.json"
 
 # The receivers' exchanges (durable) go too; rabbitmqctl has no delete_exchange command.
-for x in weibo-relay-bench.events weibo-relay-baseline.events; do
+for x in weibo-relay-bench.events weibo-relay-baseline.events weibo-relay-floor.events; do
   rabbitmqctl -q eval "rabbit_exchange:delete(rabbit_misc:r(<<\"/\">>, exchange,
     <<\"$x\">>), false, <<\"bench\">>)." >/dev/null 2>&1 || true
 done

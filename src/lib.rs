@@ -15,6 +15,7 @@ pub mod cli;
 pub mod clock;
 pub mod event;
 pub mod gateway;
+pub mod hexstr;
 pub mod http;
 pub mod ids;
 pub mod keeper;

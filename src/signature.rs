@@ -55,6 +55,31 @@ where
     pairs
 }
 
+/// What [`signed_pairs`] keeps of `params`, by value: the strings move rather than being
+/// copied, and a value trimming leaves alone is kept as it is.
+pub fn into_signed(
+    params: std::collections::BTreeMap<String, String>,
+    form: Form,
+) -> std::collections::BTreeMap<String, String> {
+    params
+        .into_iter()
+        .filter(|(k, _)| !UNSIGNED.contains(&k.as_str()))
+        .filter_map(|(k, v)| match form {
+            Form::Trimmed if v.is_empty() => None,
+            Form::Trimmed => {
+                let trimmed = v.trim_matches(TRIMMED);
+                let v = if trimmed.len() == v.len() {
+                    v
+                } else {
+                    trimmed.to_owned()
+                };
+                Some((k, v))
+            }
+            Form::Raw => Some((k, v)),
+        })
+        .collect()
+}
+
 /// The exact text that is md5-hashed in `form`: sorted `k=v` pairs joined by `&`, then the key.
 pub fn string_to_sign_in<'a, I>(params: I, key: &str, form: Form) -> String
 where
@@ -137,7 +162,7 @@ pub fn token_sign(
 }
 
 fn md5_hex(s: &str) -> String {
-    hex::encode(Md5::digest(s.as_bytes()))
+    crate::hexstr::lower(&Md5::digest(s.as_bytes()))
 }
 
 #[cfg(test)]

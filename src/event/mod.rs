@@ -223,14 +223,26 @@ pub struct Publication {
 }
 
 impl Publication {
-    /// The message for `exchange`.
-    pub fn outgoing<'a>(&'a self, exchange: &'a str) -> crate::amqp::Outgoing<'a> {
-        crate::amqp::Outgoing {
+    /// Publishes to `exchange` on `publisher` and waits for the confirm (see
+    /// [`Publisher::publish`](crate::amqp::Publisher::publish)). The properties move into the
+    /// message: cloning them, headers and all, was a map rebuilt per push.
+    pub async fn publish_on(
+        self,
+        publisher: &crate::amqp::Publisher,
+        exchange: &str,
+    ) -> Result<std::time::Duration, crate::amqp::PublishError> {
+        let Self {
+            routing_key,
+            body,
+            properties,
+        } = self;
+        let outgoing = crate::amqp::Outgoing {
             exchange,
-            routing_key: &self.routing_key,
-            body: &self.body,
-            properties: self.properties.clone(),
-        }
+            routing_key: &routing_key,
+            body: &body,
+            properties,
+        };
+        publisher.publish(outgoing).await
     }
 }
 

@@ -46,7 +46,7 @@ impl Sealed<'_> {
     pub fn write(&self, keys: &MerchantKeys, headers: &mut FieldTable) {
         headers.insert(
             SEAL_HEADER.into(),
-            AMQPValue::LongString(LongString::from(hex::encode(self.seal(keys)))),
+            AMQPValue::LongString(LongString::from(crate::hexstr::lower(&self.seal(keys)))),
         );
     }
 

@@ -163,18 +163,10 @@ impl UnverifiedPush {
                 max_skew_secs: max_skew.as_secs(),
             });
         }
-        let signed = signature::signed_pairs(pairs, form);
-        let value = |name: &str| {
-            signed
-                .iter()
-                .find(|(k, _)| *k == name)
-                .map_or("", |(_, v)| *v)
-        };
+        // The signed pairs, moved out of the body's fields (a push's `data` is not copied).
+        let params = signature::into_signed(self.fields, form);
+        let value = |name: &str| params.get(name).map_or("", String::as_str);
         let event_id = EventId::derive(value("appid"), value("type"), value("data"));
-        let params: BTreeMap<String, String> = signed
-            .iter()
-            .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
-            .collect();
         Ok(VerifiedPush {
             merchant: None,
             event_id,

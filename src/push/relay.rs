@@ -81,9 +81,8 @@ impl PushRelay {
             .merchant(push.appid())
             .ok_or_else(|| PushError::UnknownMerchant(push.appid().clone()))?;
         let publication = push.event().publication(SystemTime::now(), trace, keys);
-        let elapsed = self
-            .publisher
-            .publish(publication.outgoing(&self.exchange))
+        let elapsed = publication
+            .publish_on(&self.publisher, &self.exchange)
             .await?;
         self.metrics.publish_confirmed(elapsed);
         self.dedup.remember(id);

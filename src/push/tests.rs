@@ -341,3 +341,21 @@ fn the_largest_envelope_a_body_can_become_is_within_what_log_readers_accept() {
     );
     assert!(envelope.len() <= crate::event::max_envelope_bytes(body.len()));
 }
+
+proptest! {
+    /// The one-pass form decoder reads every value as `+`-to-space then `percent_decode` did,
+    /// malformed escapes and invalid UTF-8 included.
+    #[test]
+    fn form_values_decode_as_percent_decoding_did(raw in "([a-zA-Z0-9+ ]|%|%[0-9a-fA-F]{1,2}|%[c-f][0-9a-f]|%[89ab][0-9a-f]){0,12}") {
+        let spaced: Vec<u8> = raw.bytes().map(|b| if b == b'+' { b' ' } else { b }).collect();
+        let expected = percent_encoding::percent_decode(&spaced)
+            .decode_utf8()
+            .map(|s| s.into_owned())
+            .ok();
+        let body = format!("k={raw}");
+        let decoded = Body::parse(ContentKind::Form, body.as_bytes())
+            .ok()
+            .map(|b| b.into_fields()["k"].clone());
+        prop_assert_eq!(decoded, expected);
+    }
+}

@@ -384,8 +384,8 @@ impl Sweeper {
         };
         // A state learnt by reading the list back starts a trace of its own.
         let publication = event.publication(SystemTime::now(), &TraceContext::next_hop(None), keys);
-        self.publisher
-            .publish(publication.outgoing(&self.events_exchange))
+        publication
+            .publish_on(&self.publisher, &self.events_exchange)
             .await?;
         self.metrics.reconciled();
         Ok(())

@@ -101,8 +101,15 @@ impl Servers {
                 .wrap_fn(|mut req, srv| {
                     crate::http::unpin_from_read_buffer(&mut req);
                     // With span export, the caller's trace is the parent of the handler's.
-                    let span = crate::trace::TraceContext::request_span(req.headers());
-                    tracing::Instrument::instrument(srv.call(req), span)
+                    #[cfg(feature = "otel")]
+                    {
+                        let span = crate::trace::TraceContext::request_span(req.headers());
+                        tracing::Instrument::instrument(srv.call(req), span)
+                    }
+                    // Without it there is no span to enter: the handler's future is not
+                    // wrapped (and moved again) for nothing.
+                    #[cfg(not(feature = "otel"))]
+                    srv.call(req)
                 })
                 .default_service(web::to(not_found));
             if let Some(ops) = &ops_on_main {

@@ -136,15 +136,15 @@ impl TraceContext {
 
     /// The trace id as 32 hex digits, for log fields.
     pub fn trace_id(&self) -> String {
-        hex::encode(self.trace_id)
+        crate::hexstr::lower(&self.trace_id)
     }
 
     /// The `traceparent` header value naming this hop as the parent.
     pub fn traceparent(&self) -> String {
         format!(
             "00-{}-{}-{:02x}",
-            hex::encode(self.trace_id),
-            hex::encode(self.span_id),
+            crate::hexstr::lower(&self.trace_id),
+            crate::hexstr::lower(&self.span_id),
             self.flags
         )
     }
