@@ -20,6 +20,7 @@ mod gateway_examples;
 mod gateway_faults;
 mod gateway_hostile;
 mod gateway_secrecy;
+mod gateway_share;
 mod keeper;
 mod leftover;
 mod limits;
