@@ -14,6 +14,7 @@ mod faults;
 mod fixtures;
 mod fresh_machine;
 mod gateway;
+mod gateway_bench;
 mod gateway_catalogue;
 mod gateway_commands;
 mod gateway_examples;
