@@ -4,6 +4,7 @@
 
 mod consumer;
 mod report;
+mod stock_sync;
 
 use std::collections::HashMap;
 use std::io::IsTerminal;
@@ -71,6 +72,9 @@ const MAX_PUSH_BACKLOG: u64 = 256;
 
 /// Runs the whole demo and returns its report.
 pub async fn run(base: Settings, options: DemoOptions) -> anyhow::Result<DemoReport> {
+    // Shown to nobody: the client is the demo's own, and only its hash is configured.
+    let key = format!("wrg_demo_{}", uuid::Uuid::new_v4().simple());
+    let sync_client = stock_sync::client(&key, DEMO_APPID);
     let stage = Stage::tool(base, "weibo-relay-demo")
         .roles(Roles::Serve)
         .faults(options.faults.clone())
@@ -89,14 +93,23 @@ pub async fn run(base: Settings, options: DemoOptions) -> anyhow::Result<DemoRep
             settings.reconcile.settle_secs =
                 const { Secs::new(SETTLE.as_secs()).expect("in range") };
             settings.reconcile.lookback_secs = const { Secs::new(3600).expect("in range") };
+            // The stock-sync client's door: the gateway, on a port of its own.
+            settings.gateway.bind = Some(std::net::SocketAddr::from(([127, 0, 0, 1], 0)));
+            settings.gateway.clients = vec![sync_client];
         })
         .start()
         .await?;
+    let gateway = stage
+        .gateway_url()
+        .ok_or_else(|| anyhow::anyhow!("the demo's relay runs no gateway"))?
+        .to_owned();
+    let sync = stock_sync::StockSync::start(gateway, key, DEMO_APPID.to_owned());
     let result = drive(
         stage.settings(),
         stage.sandbox(),
         stage.relay_url(),
         &options,
+        sync,
     )
     .await;
     stage.stop().await;
@@ -108,6 +121,7 @@ async fn drive(
     sandbox: &Arc<crate::sandbox::SandboxHandle>,
     relay_url: &str,
     options: &DemoOptions,
+    sync: stock_sync::StockSync,
 ) -> anyhow::Result<DemoReport> {
     eprintln!(
         "demo: sandbox at {}, relay at {relay_url}, queues {}* (deleted at the end)",
@@ -191,6 +205,7 @@ async fn drive(
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
 
+    let synced = sync.stop().await;
     let metrics = reqwest::get(format!("{relay_url}/metrics"))
         .await?
         .text()
@@ -200,6 +215,7 @@ async fn drive(
         &finals,
         sender.stats(),
         &consumer.stats(),
+        &synced,
         &metrics,
         started.elapsed(),
         options.interrupt.is_cancelled(),

@@ -98,6 +98,10 @@ pub struct DemoReport {
     pub consumer_latency: (Duration, Duration),
     /// Order paid to final state on the platform (p50, p99).
     pub order_latency: (Duration, Duration),
+    /// Calls the stock-sync client made through the gateway meanwhile.
+    pub gateway_calls: u64,
+    /// Of them, not answered 200.
+    pub gateway_not_ok: u64,
     /// Whole run.
     pub elapsed: Duration,
     /// Stopped early by a signal.
@@ -110,6 +114,7 @@ impl DemoReport {
         finals: &HashMap<String, (u16, Duration)>,
         pushes: &PushStats,
         consumer: &ConsumerStats,
+        synced: &super::stock_sync::SyncStats,
         metrics: &str,
         elapsed: Duration,
         interrupted: bool,
@@ -129,6 +134,8 @@ impl DemoReport {
             closed: count(CLOSED),
             retried: metric(metrics, "weibo_relay_retries_total"),
             dead_lettered: metric(metrics, "weibo_relay_dead_letters_total"),
+            gateway_calls: synced.calls.load(Ordering::Relaxed),
+            gateway_not_ok: synced.not_ok.load(Ordering::Relaxed),
             push_latency: p50_p99(pushes.latencies()),
             consumer_latency: p50_p99(consumer.latencies.clone()),
             order_latency: p50_p99(order_times),
@@ -200,6 +207,9 @@ impl fmt::Display for DemoReport {
         writeln!(f, "  closed         {:>6}", self.closed)?;
         writeln!(f, "  retried        {:>6}", self.retried)?;
         writeln!(f, "  dead-lettered  {:>6}", self.dead_lettered)?;
+        // The stock-sync client's calls through the platform gateway, and those not 200.
+        writeln!(f, "  gateway calls  {:>6}", self.gateway_calls)?;
+        writeln!(f, "  gateway failed {:>6}", self.gateway_not_ok)?;
         writeln!(f, "  latency (p50 / p99)")?;
         writeln!(
             f,
