@@ -10,6 +10,7 @@ use crate::amqp::{Names, Topology};
 use crate::settings::{ConfigError, Merchant, Settings};
 use crate::startup::Roles;
 
+mod gateway;
 mod keeper;
 mod topology;
 
@@ -86,6 +87,7 @@ pub async fn run(settings: &Settings) -> Vec<Line> {
     for merchant in settings.merchants.iter() {
         lines.push(merchant_shape(merchant));
     }
+    lines.extend(gateway::clients(settings).await);
     lines
 }
 
