@@ -210,16 +210,17 @@ async fn drive(
         .await?
         .text()
         .await?;
-    let report = DemoReport::gather(
+    let mut report = DemoReport::gather(
         options.orders,
         &finals,
         sender.stats(),
         &consumer.stats(),
-        &synced,
         &metrics,
         started.elapsed(),
         options.interrupt.is_cancelled(),
     );
+    report.gateway_calls = synced.calls.load(Ordering::Relaxed);
+    report.gateway_not_ok = synced.not_ok.load(Ordering::Relaxed);
     sender.stop().await;
     consumer.stop().await;
     Ok(report)
