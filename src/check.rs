@@ -10,6 +10,7 @@ use crate::amqp::{Names, Topology};
 use crate::settings::{ConfigError, Merchant, Settings};
 use crate::startup::Roles;
 
+mod gateway;
 mod keeper;
 mod store;
 mod topology;
@@ -90,6 +91,7 @@ pub async fn run(settings: &Settings) -> Vec<Line> {
     for merchant in settings.merchants.iter() {
         lines.push(merchant_shape(merchant));
     }
+    lines.extend(gateway::clients(settings).await);
     if let Some(provider) = &settings.provider {
         lines.push(store::store(provider.config()).await);
     }

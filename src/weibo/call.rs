@@ -39,7 +39,56 @@ pub struct Reply {
     pub data: Value,
 }
 
+/// What a call without a token came to (`check`): the HTTP status and the platform's code.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Probe {
+    /// The HTTP status.
+    pub status: u16,
+    /// The code of whichever envelope answered, if any.
+    pub code: Option<i64>,
+}
+
 impl WeiboClient {
+    /// Sends `call` signed but without an access_token (which `check` never takes: a new one
+    /// would end the live one): the platform answers an interface that exists with a token
+    /// error, and a missing one with its own refusal. The error names the host only.
+    pub async fn probe(
+        &self,
+        merchant: &Merchant,
+        call: InterfaceCall<'_>,
+    ) -> Result<Probe, String> {
+        let timestamp = crate::clock::unix_secs().to_string();
+        let mut params: Vec<(&str, &str)> = call
+            .params
+            .iter()
+            .map(|(k, v)| (k.as_str(), v.as_str()))
+            .collect();
+        params.extend([
+            ("appid", merchant.appid().as_str()),
+            ("timestamp", &timestamp),
+            ("sign_type", "md5"),
+        ]);
+        let sign = signature::sign(params.iter().copied(), merchant.sign_key().expose_secret());
+        params.push(("sign", &sign));
+        let url = format!("{}/{}", self.api_base, call.interface);
+        let request = match call.method {
+            PlatformMethod::Get => self.http.get(&url).query(&params),
+            PlatformMethod::Post => self.http.post(&url).form(&params),
+        };
+        let response = request
+            .send()
+            .await
+            .map_err(|e| crate::telemetry::error_chain(&e.without_url()))?;
+        let status = response.status().as_u16();
+        let body = read_answer(response)
+            .await
+            .map_err(|unread| unread.without_url().to_string())?;
+        Ok(Probe {
+            status,
+            code: read_code(&body).map(|e| e.code),
+        })
+    }
+
     /// Calls `call.interface` for `merchant` with `token`.
     #[tracing::instrument(skip_all, fields(appid = %merchant.appid(), interface = call.interface))]
     pub async fn call(&self, merchant: &Merchant, call: InterfaceCall<'_>, token: &Token) -> Reply {

@@ -17,7 +17,7 @@ use crate::signature;
 use crate::telemetry::error_chain;
 
 pub use access_token::{Token, TokenError};
-pub use call::{InterfaceCall, Reply, COMMON_PARAMS};
+pub use call::{InterfaceCall, Probe, Reply, COMMON_PARAMS};
 pub use outcome::{classify, read_code, Action, CallOutcome, PlatformError};
 
 /// Why the client could not be built.

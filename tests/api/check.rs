@@ -239,3 +239,67 @@ async fn check_and_serve_refuse_the_same_merchants() {
         "weibo-relay: invalid configuration: merchants: at least one [[merchants]] entry is required (or a [provider] section)\n"
     );
 }
+
+/// Each gateway client's first allowed read is tried without a token: a row the platform has
+/// passes, a row it does not (a wrong catalogue entry) fails, a client with no read is a note;
+/// no token is requested and no client key exists to print.
+#[tokio::test]
+async fn check_tries_each_gateway_clients_first_read_without_a_token() {
+    use weibo_relay::settings::{GatewayClient, InterfaceSpec, KeyHash, PlatformMethod};
+    let stage = Harness::builder().platform().stage().await;
+    let mut settings = stage.settings().clone();
+    crate::support::gateway::with_gateway(&mut settings);
+    settings.gateway.interfaces.insert(
+        "goods/getNothingHere".into(),
+        InterfaceSpec {
+            method: PlatformMethod::Get,
+            writes: false,
+            commands: true,
+        },
+    );
+    let only = |name: &str, interface: &str| GatewayClient {
+        merchants: false,
+        name: name.into(),
+        key_sha256: KeyHash::of(name),
+        interfaces: vec![interface.into()],
+        appids: vec!["*".into()],
+        rate_limit_per_sec: 1.try_into().unwrap(),
+    };
+    settings
+        .gateway
+        .clients
+        .push(only("wrong-row", "goods/getNothingHere"));
+    settings
+        .gateway
+        .clients
+        .push(only("writer", "goods/setGoodsStockSkuid"));
+    let (code, lines, stderr) = check(&relay_toml(&settings)).await;
+    assert_eq!(code, Some(2), "{lines:#?}\n{stderr}");
+    assert!(
+        line(&lines, "ok   gateway client all: ").contains("goods/getAllCateData answered code"),
+        "{lines:#?}"
+    );
+    assert!(line(&lines, "ok   gateway client stock: ").contains("goods/getGoodsInfo"));
+    assert!(line(&lines, "FAIL gateway client wrong-row: ").contains("HTTP 404"));
+    line(
+        &lines,
+        "note gateway client writer: no read interface allowed",
+    );
+    let counters: serde_json::Value =
+        reqwest::get(format!("{}/admin/counters", stage.sandbox().base_url()))
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
+    assert_eq!(
+        counters["tokens_issued"],
+        serde_json::json!({}),
+        "{counters}"
+    );
+    assert_eq!(
+        counters["received"]["setGoodsStockSkuid"],
+        serde_json::Value::Null
+    );
+    stage.stop().await;
+}

@@ -47,7 +47,12 @@ pub(crate) struct OpenApi(Value);
 
 impl OpenApi {
     pub(crate) fn load() -> Self {
-        let path = docs().join("openapi.yaml");
+        Self::load_file("openapi.yaml")
+    }
+
+    /// Another OpenAPI document of `docs/` (`gateway-openapi.yaml`).
+    pub(crate) fn load_file(name: &str) -> Self {
+        let path = docs().join(name);
         let text = std::fs::read_to_string(&path).unwrap();
         Self(serde_yaml_ng::from_str(&text).unwrap())
     }
@@ -55,7 +60,8 @@ impl OpenApi {
     /// The JSON schema of the answer to `method path` with `status`, every reference inlined.
     /// Panics when the document does not list that status.
     pub(crate) fn answer_schema(&self, method: &str, path: &str, status: u16) -> Value {
-        let response = &self.0["paths"][path][method]["responses"][status.to_string()];
+        // A response may itself be a reference (`#/components/responses/..`).
+        let response = self.inline(&self.0["paths"][path][method]["responses"][status.to_string()]);
         let schema = &response["content"]["application/json"]["schema"];
         assert!(
             schema.is_object(),

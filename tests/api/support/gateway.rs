@@ -68,10 +68,18 @@ impl Called {
         serde_json::from_str(&self.text).unwrap_or_else(|e| panic!("{e}: {}", self.text))
     }
 
-    /// Asserts the status and the `relay` object's outcome.
+    /// Asserts the status and the `relay` object's outcome, and that the answer is what
+    /// `docs/gateway-openapi.yaml` lists for its status.
     pub fn assert(&self, status: u16, outcome: &str) -> Value {
         assert_eq!(self.status, status, "{}", self.text);
         let body = self.json();
+        let api = super::contract::OpenApi::load_file("gateway-openapi.yaml");
+        let schema = api.answer_schema("post", "/v1/platform/{group}/{name}", status);
+        super::contract::assert_matches(
+            &format!("docs/gateway-openapi.yaml {status}"),
+            &schema,
+            &body,
+        );
         assert_eq!(body["relay"]["outcome"], outcome, "{}", self.text);
         body
     }

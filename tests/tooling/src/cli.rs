@@ -189,6 +189,27 @@ pub enum BenchKind {
         #[command(flatten)]
         load: LoadArgs,
     },
+    /// Calls of a read interface through a running relay's platform gateway.
+    Gateway {
+        /// The gateway's base URL, such as http://127.0.0.1:8090.
+        #[arg(long)]
+        url: String,
+        /// A client key the gateway knows (`weibo-relay gateway new-key`).
+        #[arg(long)]
+        key: String,
+        /// The merchant to call for.
+        #[arg(long)]
+        appid: String,
+        /// The interface called (a read).
+        #[arg(long, default_value = "goods/getGoodsInfo")]
+        interface: String,
+        /// The relay's process id (same machine): report the CPU it spent per call.
+        #[arg(long, value_name = "PID")]
+        relay_pid: Option<u32>,
+        /// Load and output.
+        #[command(flatten)]
+        load: LoadArgs,
+    },
     /// Finish commands through a worker against the sandbox with a set latency.
     Worker {
         /// Latency the sandbox adds to every platform call, in milliseconds.
@@ -329,6 +350,24 @@ fn bench(config: Option<PathBuf>, kind: BenchKind) -> anyhow::Result<()> {
                 load: load.load(),
             };
             (runtime.block_on(crate::bench::broker(options))?, load.json)
+        }
+        BenchKind::Gateway {
+            url,
+            key,
+            appid,
+            interface,
+            relay_pid,
+            load,
+        } => {
+            let options = crate::bench::GatewayOptions {
+                url,
+                key,
+                appid,
+                interface,
+                load: load.load(),
+                relay_pid,
+            };
+            (runtime.block_on(crate::bench::gateway(options))?, load.json)
         }
         BenchKind::Worker {
             latency_ms,

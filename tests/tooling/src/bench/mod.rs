@@ -1,7 +1,9 @@
-//! `weibo-relay bench`: load generators for the receiver, the broker alone and the worker,
+//! `weibo-relay bench`: load generators for the receiver, the broker alone, the worker and the
+//! platform gateway,
 //! each ending with one [`Report`]. Every run is bounded in count and in time.
 
 mod broker;
+mod gateway;
 mod push;
 mod report;
 mod worker;
@@ -14,6 +16,7 @@ use weibo_relay::clock::Later;
 use weibo_relay::settings::AmqpUrl;
 
 pub use broker::{run as broker, BrokerOptions};
+pub use gateway::{run as gateway, GatewayOptions};
 pub use push::{run as push, signed_push, PushOptions};
 pub use report::{Latency, QueueCheck, RateCheck, Report, Samples};
 pub use worker::{run as worker, WorkerOptions};

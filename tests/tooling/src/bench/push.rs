@@ -36,7 +36,7 @@ pub struct PushOptions {
 }
 
 /// CPU seconds (user + system) process `pid` has used so far, from `/proc/PID/stat`.
-fn cpu_secs(pid: u32) -> Result<f64, BenchError> {
+pub(super) fn cpu_secs(pid: u32) -> Result<f64, BenchError> {
     let stat = std::fs::read_to_string(format!("/proc/{pid}/stat"))
         .map_err(|e| BenchError::Invalid(format!("--relay-pid {pid}: {e}")))?;
     // Fields after the command name, which is in parentheses and may hold spaces.

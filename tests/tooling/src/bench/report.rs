@@ -85,7 +85,7 @@ pub struct RateCheck {
 /// The report of one bench run; `--json` prints it as one object.
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct Report {
-    /// `push`, `broker` or `worker`.
+    /// `push`, `broker`, `worker` or `gateway`.
     pub bench: &'static str,
     /// Requests in flight at once.
     pub concurrency: usize,
@@ -104,6 +104,9 @@ pub struct Report {
     /// `bench push --relay-pid` only: the receiver's CPU (user + system) per answered push.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub relay_cpu_us_per_push: Option<f64>,
+    /// `bench gateway --relay-pid` only: the relay's CPU (user + system) per answered call.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub relay_cpu_us_per_call: Option<f64>,
     /// `bench push --verify-queue` only.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub queue: Option<QueueCheck>,
@@ -137,6 +140,7 @@ impl Report {
             latency: Latency::of(samples.latencies),
             answers: samples.answers,
             relay_cpu_us_per_push: None,
+            relay_cpu_us_per_call: None,
             queue: None,
             rate: None,
         }
@@ -175,6 +179,9 @@ impl fmt::Display for Report {
         write!(f, "  answers   {}", answers.join(", "))?;
         if let Some(us) = self.relay_cpu_us_per_push {
             write!(f, "\n  relay cpu {us:.1} µs per push")?;
+        }
+        if let Some(us) = self.relay_cpu_us_per_call {
+            write!(f, "\n  relay cpu {us:.1} µs per call")?;
         }
         if let Some(q) = &self.queue {
             write!(

@@ -5,6 +5,7 @@
 mod consumer;
 pub mod provider;
 mod report;
+mod stock_sync;
 
 use std::collections::HashMap;
 use std::io::IsTerminal;
@@ -95,14 +96,19 @@ async fn staged(
     options: &DemoOptions,
     setup: Option<&provider::ProviderSetup>,
 ) -> anyhow::Result<DemoReport> {
+    // Shown to nobody: the client is the demo's own, and only its hash is configured.
+    let key = format!("wrg_demo_{}", uuid::Uuid::new_v4().simple());
+    let sync_client = stock_sync::client(&key, DEMO_APPID);
     let mut builder = Stage::tool(base, "weibo-relay-demo");
     if let Some(setup) = setup {
         builder = builder.provider(setup.provider.clone(), setup.bind, setup.app.clone());
     }
+    // The platform gateway serves self-developed mode: provider mode has no stock sync.
+    let gateway = setup.is_none();
     let stage = builder
         .roles(Roles::Serve)
         .faults(options.faults.clone())
-        .settings(|settings| {
+        .settings(move |settings| {
             // Short retry delays so a transient failure does not stall the demo for minutes.
             settings.weibo.retry_base_ms = const { Millis::new(200).expect("in range") };
             settings.weibo.retry_max_ms = const { Millis::new(2000).expect("in range") };
@@ -117,15 +123,32 @@ async fn staged(
             settings.reconcile.settle_secs =
                 const { Secs::new(SETTLE.as_secs()).expect("in range") };
             settings.reconcile.lookback_secs = const { Secs::new(3600).expect("in range") };
+            if gateway {
+                // The stock-sync client's door: the gateway, on a port of its own.
+                settings.gateway.bind = Some(std::net::SocketAddr::from(([127, 0, 0, 1], 0)));
+                settings.gateway.clients = vec![sync_client];
+            }
         })
         .start()
         .await?;
+    let sync = match (gateway, stage.gateway_url()) {
+        (true, Some(url)) => Some(stock_sync::StockSync::start(
+            url.to_owned(),
+            key,
+            DEMO_APPID.to_owned(),
+        )),
+        (true, None) => {
+            stage.stop().await;
+            anyhow::bail!("the demo's relay runs no gateway");
+        }
+        (false, _) => None,
+    };
     let result = drive(
         stage.settings(),
         stage.sandbox(),
         stage.relay_url(),
         options,
-        setup,
+        (setup, sync),
     )
     .await;
     stage.stop().await;
@@ -158,7 +181,10 @@ async fn drive(
     sandbox: &Arc<crate::sandbox::SandboxHandle>,
     relay_url: &str,
     options: &DemoOptions,
-    setup: Option<&provider::ProviderSetup>,
+    (setup, sync): (
+        Option<&provider::ProviderSetup>,
+        Option<stock_sync::StockSync>,
+    ),
 ) -> anyhow::Result<DemoReport> {
     eprintln!(
         "demo: sandbox at {}, relay at {relay_url}, queues {}* (deleted at the end)",
@@ -261,6 +287,10 @@ async fn drive(
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
 
+    let synced = match sync {
+        Some(sync) => Some(sync.stop().await),
+        None => None,
+    };
     let metrics = reqwest::get(format!("{relay_url}/metrics"))
         .await?
         .text()
@@ -287,6 +317,10 @@ async fn drive(
                 .count(),
         })
         .collect();
+    if let Some(synced) = synced {
+        report.gateway_calls = synced.calls.load(Ordering::Relaxed);
+        report.gateway_not_ok = synced.not_ok.load(Ordering::Relaxed);
+    }
     sender.stop().await;
     consumer.stop().await;
     Ok(report)

@@ -98,6 +98,10 @@ pub struct DemoReport {
     pub consumer_latency: (Duration, Duration),
     /// Order paid to final state on the platform (p50, p99).
     pub order_latency: (Duration, Duration),
+    /// Calls the stock-sync client made through the gateway meanwhile.
+    pub gateway_calls: u64,
+    /// Of them, not answered 200.
+    pub gateway_not_ok: u64,
     /// Whole run.
     pub elapsed: Duration,
     /// Stopped early by a signal.
@@ -146,6 +150,9 @@ impl DemoReport {
             closed: count(CLOSED),
             retried: metric(metrics, "weibo_relay_retries_total"),
             dead_lettered: metric(metrics, "weibo_relay_dead_letters_total"),
+            // The stock-sync client's, set by the demo once it stopped.
+            gateway_calls: 0,
+            gateway_not_ok: 0,
             push_latency: p50_p99(pushes.latencies()),
             consumer_latency: p50_p99(consumer.latencies.clone()),
             order_latency: p50_p99(order_times),
@@ -233,6 +240,11 @@ impl fmt::Display for DemoReport {
                 m.merchant_ref, m.uid, m.finals, m.orders
             )?;
         }
+        if self.merchants.is_empty() {
+            // The stock-sync client's calls through the platform gateway, and those not 200.
+            writeln!(f, "  gateway calls  {:>6}", self.gateway_calls)?;
+            writeln!(f, "  gateway failed {:>6}", self.gateway_not_ok)?;
+        }
         writeln!(f, "  latency (p50 / p99)")?;
         writeln!(
             f,
@@ -304,6 +316,8 @@ mod tests {
             closed: 0,
             retried: 0,
             dead_lettered: 0,
+            gateway_calls: 0,
+            gateway_not_ok: 0,
             push_latency: zero,
             consumer_latency: zero,
             order_latency: zero,
