@@ -1,4 +1,4 @@
-//! Every row of the catalogue through the gateway against the sandbox, which checks method,
+//! Every row of the catalogue through both doors (HTTP and commands) against the sandbox, which checks method,
 //! signature and token on each: exactly one call each, and the state model answering.
 
 use serde_json::{json, Value};
@@ -125,4 +125,42 @@ async fn a_client_calls_only_its_interfaces_and_appids() {
         .assert(403, "refused");
     assert_eq!(gw.received("setGoodsPriceSkuid"), 0);
     assert_eq!(gw.received("setGoodsStockSkuid"), 1);
+}
+
+/// The durable door too: every row as an `"action":"call"` command, each called once with
+/// its method, signature and token (the sandbox checks all three), each outcome a success.
+#[tokio::test]
+async fn every_row_of_the_catalogue_is_called_once_through_the_durable_door() {
+    let rig = Harness::builder()
+        .settings(|s| s.reconcile.enabled = false)
+        .rig()
+        .await;
+    let orders = rig.create_orders(3).await;
+    let interfaces: Vec<String> = rig
+        .app
+        .settings
+        .gateway
+        .interfaces
+        .keys()
+        .cloned()
+        .collect();
+    assert_eq!(interfaces.len(), 37);
+    for (i, interface) in interfaces.iter().enumerate() {
+        rig.send(json!({
+            "appid": APPID, "action": "call", "interface": interface,
+            "params": params_for(interface, &orders), "id": format!("row-{i}")
+        }))
+        .await;
+    }
+    let outcomes = rig.outcomes(37).await;
+    for (key, body) in &outcomes {
+        assert_eq!(key, "fulfilment.succeeded", "{body}");
+        assert_eq!(body["attempts"], 1, "{body}");
+    }
+    let counters = rig.counters().await;
+    for interface in &interfaces {
+        let name = interface.split_once('/').unwrap().1;
+        assert_eq!(rig.sandbox.received(name), 1, "{interface}");
+        assert_eq!(counters["calls"][name], json!({"0": 1}), "{interface}");
+    }
 }
