@@ -92,6 +92,31 @@ async fn a_token_never_crosses_the_broker_in_clear() {
         .await
         .unwrap();
     assert_eq!(d.outcomes(1, Duration::from_secs(20)).await, (0, 1));
+    // Platform gateway calls through the durable door, a write and a read (their outcomes
+    // carry the platform's data), and one dead-lettered: still no token in any message.
+    for (interface, params, id) in [
+        (
+            "goods/setGoodsStockSkuid",
+            json!({"goods_id": "1", "sku_id": "2", "stock": 3}),
+            "c-1",
+        ),
+        ("goods/getGoodsInfo", json!({"goods_id": "1"}), "c-2"),
+        ("goods/noSuchThing", json!({}), "c-3"),
+    ] {
+        let call = json!({"appid": APPID, "action": "call", "interface": interface,
+            "params": params, "id": id});
+        d.channel
+            .basic_publish(
+                "".into(),
+                d.settings.amqp.fulfilment_queue.as_str().into(),
+                BasicPublishOptions::default(),
+                call.to_string().as_bytes(),
+                BasicProperties::default().with_delivery_mode(2),
+            )
+            .await
+            .unwrap();
+    }
+    assert_eq!(d.outcomes(3, Duration::from_secs(20)).await, (2, 1));
 
     let mut generations = Vec::new();
     let channel = d.connection.create_channel().await.unwrap();
