@@ -6,6 +6,7 @@ mod admin;
 mod catalogue;
 mod faults;
 mod goods;
+mod list;
 mod oauth2;
 mod orders;
 mod platform;
