@@ -49,14 +49,15 @@ pub struct Probe {
 }
 
 impl WeiboClient {
-    /// Sends `call` signed but without an access_token (which `check` never takes: a new one
-    /// would end the live one): the platform answers an interface that exists with a token
-    /// error, and a missing one with its own refusal. The error names the host only.
-    pub async fn probe(
+    /// `call` as the platform takes it: the interface's own parameters and the common ones,
+    /// signed (PHP form) with `merchant`'s key; the access_token, when given, is sent and
+    /// never signed. Parameters in the query for GET, a form body for POST.
+    fn signed(
         &self,
         merchant: &Merchant,
-        call: InterfaceCall<'_>,
-    ) -> Result<Probe, String> {
+        call: &InterfaceCall<'_>,
+        token: Option<&Token>,
+    ) -> reqwest::RequestBuilder {
         let timestamp = crate::clock::unix_secs().to_string();
         let mut params: Vec<(&str, &str)> = call
             .params
@@ -70,12 +71,26 @@ impl WeiboClient {
         ]);
         let sign = signature::sign(params.iter().copied(), merchant.sign_key().expose_secret());
         params.push(("sign", &sign));
+        if let Some(token) = token {
+            params.push(("access_token", token.secret().expose_secret()));
+        }
         let url = format!("{}/{}", self.api_base, call.interface);
-        let request = match call.method {
+        match call.method {
             PlatformMethod::Get => self.http.get(&url).query(&params),
             PlatformMethod::Post => self.http.post(&url).form(&params),
-        };
-        let response = request
+        }
+    }
+
+    /// Sends `call` signed but without an access_token (which `check` never takes: a new one
+    /// would end the live one): the platform answers an interface that exists with a token
+    /// error, and a missing one with its own refusal. The error names the host only.
+    pub async fn probe(
+        &self,
+        merchant: &Merchant,
+        call: InterfaceCall<'_>,
+    ) -> Result<Probe, String> {
+        let response = self
+            .signed(merchant, &call, None)
             .send()
             .await
             .map_err(|e| crate::telemetry::error_chain(&e.without_url()))?;
@@ -92,25 +107,7 @@ impl WeiboClient {
     /// Calls `call.interface` for `merchant` with `token`.
     #[tracing::instrument(skip_all, fields(appid = %merchant.appid(), interface = call.interface))]
     pub async fn call(&self, merchant: &Merchant, call: InterfaceCall<'_>, token: &Token) -> Reply {
-        let timestamp = crate::clock::unix_secs().to_string();
-        let mut params: Vec<(&str, &str)> = call
-            .params
-            .iter()
-            .map(|(k, v)| (k.as_str(), v.as_str()))
-            .collect();
-        params.extend([
-            ("appid", merchant.appid().as_str()),
-            ("timestamp", &timestamp),
-            ("sign_type", "md5"),
-        ]);
-        let sign = signature::sign(params.iter().copied(), merchant.sign_key().expose_secret());
-        params.push(("sign", &sign));
-        params.push(("access_token", token.secret().expose_secret()));
-        let url = format!("{}/{}", self.api_base, call.interface);
-        let request = match call.method {
-            PlatformMethod::Get => self.http.get(&url).query(&params),
-            PlatformMethod::Post => self.http.post(&url).form(&params),
-        };
+        let request = self.signed(merchant, &call, Some(token));
         let reply = match request.send().await {
             Ok(response) if response.status().is_redirection() => Reply {
                 outcome: CallOutcome::Transient {
