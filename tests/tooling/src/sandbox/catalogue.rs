@@ -9,15 +9,11 @@ use std::time::{Duration, Instant};
 use actix_web::http::{Method, StatusCode};
 use actix_web::web::{Bytes, Data, Path};
 use actix_web::{HttpRequest, HttpResponse};
-use secrecy::ExposeSecret;
 use serde_json::{json, Value};
 use weibo_relay::settings::{InterfaceSpec, PlatformMethod};
-use weibo_relay::signature;
 
 use super::faults::Injected;
-use super::platform::{
-    injected_message, parse, refusal, server_error, BAD_PARAMETER, BAD_SIGNATURE,
-};
+use super::platform::{injected_message, parse, refusal, server_error, BAD_PARAMETER};
 use super::state::SandboxState;
 
 /// Wrong HTTP method for the interface.
@@ -130,13 +126,7 @@ fn process(
         return Err((BAD_PARAMETER, "sign_type must be md5".into()));
     }
     let appid = get("appid");
-    let merchant = state
-        .merchant(appid)
-        .ok_or_else(|| (BAD_PARAMETER, format!("unknown appid {appid}")))?;
-    let pairs = params.iter().map(|(k, v)| (k.as_str(), v.as_str()));
-    if !signature::verify(pairs, merchant.sign_key().expose_secret(), get("sign")) {
-        return Err((BAD_SIGNATURE, "bad signature".into()));
-    }
+    super::platform::signed_by(state, params)?;
     let mut world = state.lock();
     world
         .tokens

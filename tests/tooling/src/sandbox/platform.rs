@@ -230,13 +230,7 @@ fn process(
         return Err((BAD_PARAMETER, "timestamp must be unix seconds".into()));
     }
     let appid = get("appid");
-    let merchant = state
-        .merchant(appid)
-        .ok_or_else(|| (BAD_PARAMETER, format!("unknown appid {appid}")))?;
-    let pairs = params.iter().map(|(k, v)| (k.as_str(), v.as_str()));
-    if !signature::verify(pairs, merchant.sign_key().expose_secret(), get("sign")) {
-        return Err((BAD_SIGNATURE, "bad signature".into()));
-    }
+    signed_by(state, params)?;
     let checked = state
         .lock()
         .tokens
@@ -280,6 +274,24 @@ fn order_data(endpoint: Endpoint, order: &Order) -> Value {
             "state_code": order.state_code,
         }),
     }
+}
+
+/// The merchant whose appid `params` name, when they carry its signature: unknown appid
+/// and bad signature refused as the platform does (every interface checks this way).
+pub(super) fn signed_by<'s>(
+    state: &'s SandboxState,
+    params: &BTreeMap<String, String>,
+) -> Result<&'s weibo_relay::settings::Merchant, Refusal> {
+    let get = |k: &str| params.get(k).map(String::as_str).unwrap_or_default();
+    let appid = get("appid");
+    let merchant = state
+        .merchant(appid)
+        .ok_or_else(|| (BAD_PARAMETER, format!("unknown appid {appid}")))?;
+    let pairs = params.iter().map(|(k, v)| (k.as_str(), v.as_str()));
+    if !signature::verify(pairs, merchant.sign_key().expose_secret(), get("sign")) {
+        return Err((BAD_SIGNATURE, "bad signature".into()));
+    }
+    Ok(merchant)
 }
 
 fn required<'a>(params: &'a BTreeMap<String, String>, key: &str) -> Result<&'a str, Refusal> {
