@@ -2,8 +2,6 @@
 //! status and revocation as `weibo-relay merchants` offers them, for clients with
 //! `merchants = true` only.
 
-use std::net::TcpListener;
-
 use weibo_relay::settings::{GatewayClient, KeyHash};
 
 use crate::relay::{next_event, ProviderRelay, UID};
@@ -28,19 +26,15 @@ fn client(name: &str, key: &str, merchants: bool) -> GatewayClient {
 
 #[tokio::test]
 async fn the_back_office_links_lists_shows_and_revokes_merchants_over_the_gateway_listener() {
-    let port = TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .expect("a free port")
-        .port();
-    let relay = ProviderRelay::start_with(move |s| {
-        s.gateway.bind = Some(([127, 0, 0, 1], port).into());
+    let mut relay = ProviderRelay::start_with(|s| {
+        s.gateway.bind = Some(([127, 0, 0, 1], 0).into());
         s.gateway.clients = vec![
             client("back-office", ADMIN_KEY, true),
             client("stock-sync", OTHER_KEY, false),
         ];
     })
     .await;
-    let api = format!("http://127.0.0.1:{port}/v1/merchants");
+    let api = format!("http://{}/v1/merchants", relay.gateway_address());
     let http = reqwest::Client::new();
     let call = |method: reqwest::Method, path: &str, key: Option<&str>| {
         let mut request = http.request(method, format!("{api}{path}"));

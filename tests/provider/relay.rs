@@ -12,7 +12,7 @@ use secrecy::SecretString;
 use weibo_relay::provider::settings::{Provider, ProviderSettings};
 use weibo_relay::settings::{Merchants, Settings};
 use weibo_relay_tooling::sandbox::{OAuth2App, Sandbox, SandboxConfig, SandboxHandle};
-use weibo_relay_tooling::stage::{self, ConfigFile, RelayProcess, Stage};
+use weibo_relay_tooling::stage::{self, ConfigFile, NeverListened, RelayProcess, Stage};
 
 use crate::support::{fresh_keys, location, query_of, TestDb, CLIENT_ID, CLIENT_SECRET};
 
@@ -61,8 +61,24 @@ impl ProviderRelay {
         Self::start_with(|_| {}).await
     }
 
-    /// As [`ProviderRelay::start`], with the relay's settings adjusted first.
-    pub(crate) async fn start_with(adjust: impl FnOnce(&mut Settings)) -> Self {
+    /// As [`ProviderRelay::start`], with the relay's settings adjusted first. The public port
+    /// is chosen before the relay binds it (its URLs name it); one taken in the meantime, by
+    /// another test's outgoing connection say, means a fresh start on another port.
+    pub(crate) async fn start_with(adjust: impl Fn(&mut Settings)) -> Self {
+        let mut tries = 0;
+        loop {
+            match Self::try_start_with(&adjust).await {
+                Ok(relay) => return relay,
+                Err(failed) if failed.address_in_use() && tries < 3 => tries += 1,
+                Err(failed) => panic!(
+                    "the provider relay never listened; it logged:\n{}",
+                    failed.logged.join("\n")
+                ),
+            }
+        }
+    }
+
+    async fn try_start_with(adjust: &impl Fn(&mut Settings)) -> Result<Self, NeverListened> {
         let db = TestDb::new().await;
         let port = free_port();
         let base = format!("http://127.0.0.1:{port}");
@@ -91,8 +107,8 @@ impl ProviderRelay {
             .await
             .expect("the stage starts");
         let toml = stage::to_toml(&settings);
-        let relay = RelayProcess::start(RELAY, "serve", &toml, "info");
-        Self {
+        let relay = RelayProcess::try_start(RELAY, "serve", &toml, "info")?;
+        Ok(Self {
             stage,
             sandbox,
             _db: db,
@@ -105,7 +121,18 @@ impl ProviderRelay {
                 .timeout(Duration::from_secs(20))
                 .build()
                 .expect("a client"),
-        }
+        })
+    }
+
+    /// Where the gateway listener bound (port 0 in the settings): it logs it before
+    /// "listening".
+    pub(crate) fn gateway_address(&mut self) -> String {
+        self.relay
+            .history()
+            .iter()
+            .filter_map(|line| serde_json::from_str::<serde_json::Value>(line).ok())
+            .find_map(|entry| entry["gateway_address"].as_str().map(str::to_owned))
+            .expect("the relay logged its gateway's address")
     }
 
     /// `weibo-relay merchants <args>` on the relay's configuration.

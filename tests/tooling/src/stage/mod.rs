@@ -21,7 +21,7 @@ use weibo_relay::amqp::Broker;
 use weibo_relay::settings::{AmqpSettings, Settings};
 
 pub use builder::StageBuilder;
-pub use process::{KillOnDrop, RelayProcess};
+pub use process::{KillOnDrop, NeverListened, RelayProcess};
 pub use settings::{isolated, merchant, to_toml, ConfigFile};
 pub use teardown::{delete_on, Teardown};
 

@@ -33,6 +33,33 @@ impl RelayProcess {
         rust_log: &str,
         json: bool,
     ) -> Self {
+        Self::try_start_logging(binary, role, toml, rust_log, json).unwrap_or_else(|failed| {
+            panic!(
+                "relay never logged 'listening'; it logged:\n{}",
+                failed.logged.join("\n")
+            )
+        })
+    }
+
+    /// [`start`](Self::start) for a caller that can try again, say on a port another process
+    /// took in the meantime: a relay that exits or stays silent for 20 s is an error holding
+    /// every line it wrote.
+    pub fn try_start(
+        binary: impl AsRef<Path>,
+        role: &str,
+        toml: &str,
+        rust_log: &str,
+    ) -> Result<Self, NeverListened> {
+        Self::try_start_logging(binary, role, toml, rust_log, true)
+    }
+
+    fn try_start_logging(
+        binary: impl AsRef<Path>,
+        role: &str,
+        toml: &str,
+        rust_log: &str,
+        json: bool,
+    ) -> Result<Self, NeverListened> {
         use std::io::{BufRead, BufReader};
         use std::process::{Command, Stdio};
         let config = ConfigFile::with_text(toml).expect("the configuration file written");
@@ -57,19 +84,22 @@ impl RelayProcess {
                 }
             });
         }
+        // Only the readers hold a sender now: a process that exits disconnects at once.
+        drop(tx);
         let mut seen = Vec::new();
         let address = loop {
             let Ok(line) = lines.recv_timeout(Duration::from_secs(20)) else {
                 let _ = child.kill();
                 let _ = child.wait();
-                panic!(
-                    "relay never logged 'listening'; it logged:\n{}",
-                    seen.join("\n")
-                );
+                return Err(NeverListened { logged: seen });
             };
             seen.push(line.clone());
             if json {
-                let entry: serde_json::Value = serde_json::from_str(&line).expect("JSON log line");
+                // A line that is not JSON (the CLI's one-line error on stderr) is kept for
+                // the failure's report, not parsed.
+                let Ok(entry) = serde_json::from_str::<serde_json::Value>(&line) else {
+                    continue;
+                };
                 if entry["message"] == "listening" {
                     break entry["address"]
                         .as_str()
@@ -84,13 +114,13 @@ impl RelayProcess {
                     .to_owned();
             }
         };
-        Self {
+        Ok(Self {
             address,
             child: Some(child),
             lines,
             seen,
             _config: config,
-        }
+        })
     }
 
     /// What the process logged since the last call (and since it became ready).
@@ -173,6 +203,22 @@ impl Drop for RelayProcess {
             let _ = child.kill();
             let _ = child.wait();
         }
+    }
+}
+
+/// A relay process that exited or stayed silent before it logged "listening".
+#[derive(Debug)]
+pub struct NeverListened {
+    /// Every line it wrote, stdout and stderr.
+    pub logged: Vec<String>,
+}
+
+impl NeverListened {
+    /// It could not bind its address: a port chosen in advance was taken meanwhile.
+    pub fn address_in_use(&self) -> bool {
+        self.logged
+            .iter()
+            .any(|line| line.contains("Address already in use"))
     }
 }
 
