@@ -7,7 +7,7 @@ use std::time::{Duration, SystemTime};
 
 use crate::ids::AppId;
 use crate::keeper::{KeeperError, TokenKeeper};
-use crate::provider::domain::MerchantRef;
+use crate::provider::domain::{MerchantName, MerchantRef};
 use crate::provider::refresh::{RefreshError, Refresher, Why};
 use crate::weibo::Token;
 
@@ -24,8 +24,8 @@ pub enum Tokens {
 pub struct Held {
     /// The token.
     pub token: Arc<Token>,
-    /// Provider mode: the store generation it belongs to.
-    generation: Option<i64>,
+    /// Provider mode: the merchant and the store generation it belongs to.
+    generation: Option<(MerchantRef, i64)>,
 }
 
 /// Why a command has no token to call with.
@@ -34,12 +34,26 @@ pub enum NoToken {
     /// The keeper has none in time (waits without using an attempt).
     #[error(transparent)]
     Keeper(#[from] KeeperError),
-    /// Provider mode, a command without `merchant_ref`: it can never be called.
-    #[error("provider mode: the command names no merchant_ref")]
+    /// Provider mode, a command without `merchant_ref` or `uid`: it can never be called.
+    #[error("provider mode: the command names no merchant_ref (or uid)")]
     NoMerchantRef,
     /// Provider mode: no merchant has this ref (dead-lettered).
     #[error("unknown merchant_ref {0}")]
     UnknownMerchant(String),
+    /// Provider mode: no merchant has this uid (dead-lettered).
+    #[error("no merchant has uid {0}")]
+    UnknownUid(String),
+    /// Provider mode: the command's uid belongs to another merchant than its ref
+    /// (dead-lettered: whose order it is cannot be told).
+    #[error("uid {uid} is merchant_ref {bound}'s, not {named}'s")]
+    MerchantMismatch {
+        /// The command's uid.
+        uid: String,
+        /// The command's ref.
+        named: String,
+        /// The uid's merchant.
+        bound: String,
+    },
     /// Provider mode: the merchant is not authorized now (needs re-authorization or was
     /// revoked): an attempt that fails, so the command ends in `.dead` with this reason
     /// unless the merchant is authorized again before its attempts run out.
@@ -51,6 +65,41 @@ pub enum NoToken {
 }
 
 impl Tokens {
+    /// [`Tokens::get`] for a command, which may name its merchant by uid: resolved through
+    /// the store, a uid bound to no merchant, or to another than the command's ref, is
+    /// [`NoToken::UnknownUid`] or [`NoToken::MerchantMismatch`].
+    pub async fn for_command(
+        &self,
+        appid: &AppId,
+        merchant: Option<&MerchantName>,
+    ) -> Result<Held, NoToken> {
+        let Self::Provider(refresher) = self else {
+            return self.get(appid, None).await;
+        };
+        let resolved = match merchant {
+            None => None,
+            Some(MerchantName::Ref(merchant_ref)) => Some(merchant_ref.clone()),
+            Some(MerchantName::Uid(uid) | MerchantName::Both(_, uid)) => {
+                let bound = refresher
+                    .merchant_of(uid)
+                    .await
+                    .map_err(|e| NoToken::Store(e.to_string()))?;
+                match (bound, merchant.and_then(MerchantName::merchant_ref)) {
+                    (None, _) => return Err(NoToken::UnknownUid(uid.to_string())),
+                    (Some(bound), Some(named)) if &bound != named => {
+                        return Err(NoToken::MerchantMismatch {
+                            uid: uid.to_string(),
+                            named: named.to_string(),
+                            bound: bound.to_string(),
+                        })
+                    }
+                    (Some(bound), _) => Some(bound),
+                }
+            }
+        };
+        self.get(appid, resolved.as_ref()).await
+    }
+
     /// The token to call for `appid` (provider mode: for `merchant`) with.
     pub async fn get(
         &self,
@@ -79,7 +128,7 @@ impl Tokens {
                 let token = Token::new(current.access_token, 0, left, tokio::time::Instant::now());
                 Ok(Held {
                     token: Arc::new(token),
-                    generation: Some(current.generation),
+                    generation: Some((merchant.clone(), current.generation)),
                 })
             }
         }
@@ -88,15 +137,11 @@ impl Tokens {
     /// The platform refused `held`: the next [`Tokens::get`] returns a fresh token. The keeper
     /// refreshes once however many calls report it; the store refreshes the merchant once
     /// across the deployment (a process that finds it done reads the result).
-    pub async fn rejected(
-        &self,
-        appid: &AppId,
-        merchant: Option<&MerchantRef>,
-        held: &Held,
-    ) -> Result<(), NoToken> {
-        match (self, merchant, held.generation) {
-            (Self::Keeper(keeper), _, _) => Ok(keeper.invalidate(appid, &held.token)?),
-            (Self::Provider(refresher), Some(merchant), Some(generation)) => {
+    pub async fn rejected(&self, appid: &AppId, held: &Held) -> Result<(), NoToken> {
+        match (self, &held.generation) {
+            (Self::Keeper(keeper), _) => Ok(keeper.invalidate(appid, &held.token)?),
+            (Self::Provider(refresher), Some((merchant, generation))) => {
+                let generation = *generation;
                 let outcome = refresher
                     .refresh(merchant, Why::Rejected { generation }, SystemTime::now())
                     .await
@@ -104,7 +149,7 @@ impl Tokens {
                 tracing::info!(%merchant, ?outcome, "access_token rejected by the platform");
                 Ok(())
             }
-            (Self::Provider(_), _, _) => Err(NoToken::NoMerchantRef),
+            (Self::Provider(_), None) => Err(NoToken::NoMerchantRef),
         }
     }
 }

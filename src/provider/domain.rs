@@ -69,6 +69,46 @@ impl fmt::Debug for Uid {
     }
 }
 
+/// How a fulfilment command names its merchant in provider mode (contract: "by
+/// `merchant_ref` (or `uid`)").
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum MerchantName {
+    /// The provider's own name.
+    Ref(MerchantRef),
+    /// The merchant's Weibo account.
+    Uid(Uid),
+    /// Both: they must name the same merchant, or the command is dead.
+    Both(MerchantRef, Uid),
+}
+
+impl MerchantName {
+    /// From a command's two optional fields; `None` when it names neither.
+    pub fn of(merchant_ref: Option<MerchantRef>, uid: Option<Uid>) -> Option<Self> {
+        match (merchant_ref, uid) {
+            (Some(merchant_ref), Some(uid)) => Some(Self::Both(merchant_ref, uid)),
+            (Some(merchant_ref), None) => Some(Self::Ref(merchant_ref)),
+            (None, Some(uid)) => Some(Self::Uid(uid)),
+            (None, None) => None,
+        }
+    }
+
+    /// The ref the command gave, if any.
+    pub fn merchant_ref(&self) -> Option<&MerchantRef> {
+        match self {
+            Self::Ref(merchant_ref) | Self::Both(merchant_ref, _) => Some(merchant_ref),
+            Self::Uid(_) => None,
+        }
+    }
+
+    /// The uid the command gave, if any.
+    pub fn uid(&self) -> Option<&Uid> {
+        match self {
+            Self::Uid(uid) | Self::Both(_, uid) => Some(uid),
+            Self::Ref(_) => None,
+        }
+    }
+}
+
 /// Where a merchant stands (contract: "Status of a merchant").
 #[derive(
     Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, strum::EnumIter, strum::IntoStaticStr,

@@ -343,9 +343,7 @@ impl Sweeper {
             {
                 Ok(rows) => return Ok(rows),
                 Err(CallOutcome::TokenRejected { .. }) => {
-                    self.tokens
-                        .rejected(signer.appid(), merchant, &held)
-                        .await?;
+                    self.tokens.rejected(signer.appid(), &held).await?;
                 }
                 Err(other) => return Err(SweepError::Platform(other)),
             }

@@ -3,7 +3,7 @@
 use serde::{Deserialize, Serialize, Serializer};
 
 use crate::ids::{AppId, StringOrNumber, SubOrderId};
-use crate::provider::domain::MerchantRef;
+use crate::provider::domain::{MerchantName, MerchantRef, Uid};
 use crate::telemetry::clip;
 
 /// Largest command body read; a command is a few dozen bytes.
@@ -47,9 +47,10 @@ pub struct Command {
     /// Present for finish and close, absent for a call.
     sub_order_id: Option<SubOrderId>,
     verdict: Verdict,
-    /// Provider mode: the merchant whose token the call uses (`appid` is the provider's).
-    /// Boxed: a command travels inside every decision, and most have none.
-    merchant_ref: Option<Box<MerchantRef>>,
+    /// Provider mode: the merchant whose token the call uses (`appid` is the provider's),
+    /// by `merchant_ref`, `uid` or both. Boxed: a command travels inside every decision, and
+    /// most have none.
+    merchant: Option<Box<MerchantName>>,
 }
 
 #[derive(Deserialize)]
@@ -62,6 +63,8 @@ struct Raw {
     reason: Option<String>,
     #[serde(default)]
     merchant_ref: Option<String>,
+    #[serde(default)]
+    uid: Option<StringOrNumber>,
     #[serde(default)]
     interface: Option<String>,
     #[serde(default)]
@@ -96,20 +99,33 @@ impl Command {
             .ok_or_else(|| format!("malformed command: {}", AppId::RULE))?;
         let merchant_ref = match raw.merchant_ref {
             None => None,
-            Some(text) => Some(Box::new(MerchantRef::parse(&text).ok_or_else(|| {
+            Some(text) => Some(MerchantRef::parse(&text).ok_or_else(|| {
                 format!(
                     "malformed command: merchant_ref {} is not 1 to 64 letters, digits, '-', '_' or '.'",
                     crate::telemetry::shown(&text)
                 )
-            })?)),
+            })?),
         };
+        let uid = match raw.uid {
+            None => None,
+            Some(uid) => {
+                let text = uid.into_text();
+                Some(Uid::parse(&text).ok_or_else(|| {
+                    format!(
+                        "malformed command: uid {} is not 1 to 20 digits",
+                        crate::telemetry::shown(&text)
+                    )
+                })?)
+            }
+        };
+        let merchant = MerchantName::of(merchant_ref, uid).map(Box::new);
         if raw.action == "call" {
             let call = Self::call(raw.interface, raw.params, raw.id)?;
             return Ok(Self {
                 appid,
                 sub_order_id: None,
                 verdict: Verdict::Call(Box::new(call)),
-                merchant_ref,
+                merchant,
             });
         }
         let sub_order_id = raw
@@ -137,7 +153,7 @@ impl Command {
             appid,
             sub_order_id,
             verdict,
-            merchant_ref,
+            merchant,
         })
     }
 
@@ -178,7 +194,7 @@ impl Command {
             appid: AppId::parse(appid).expect("test appid"),
             sub_order_id: Some(SubOrderId::parse(sub_order_id).expect("test sub order")),
             verdict,
-            merchant_ref: None,
+            merchant: None,
         }
     }
 
@@ -187,9 +203,9 @@ impl Command {
         &self.appid
     }
 
-    /// Provider mode: the merchant the command is for.
-    pub fn merchant_ref(&self) -> Option<&MerchantRef> {
-        self.merchant_ref.as_deref()
+    /// Provider mode: the merchant the command is for, as it named it.
+    pub fn merchant(&self) -> Option<&MerchantName> {
+        self.merchant.as_deref()
     }
 
     /// The sub order, for finish and close.
@@ -240,6 +256,8 @@ impl Serialize for Command {
             id: Option<&'a str>,
             #[serde(skip_serializing_if = "Option::is_none")]
             merchant_ref: Option<&'a MerchantRef>,
+            #[serde(skip_serializing_if = "Option::is_none")]
+            uid: Option<&'a Uid>,
         }
         let (reason, call) = match &self.verdict {
             Verdict::Finish => (None, None),
@@ -254,130 +272,12 @@ impl Serialize for Command {
             interface: call.map(|c| c.interface.as_str()),
             params: call.map(|c| &c.raw_params),
             id: call.map(|c| c.id.as_str()),
-            merchant_ref: self.merchant_ref.as_deref(),
+            merchant_ref: self.merchant().and_then(MerchantName::merchant_ref),
+            uid: self.merchant().and_then(MerchantName::uid),
         }
         .serialize(s)
     }
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-    use serde_json::Value;
-
-    #[test]
-    fn both_shapes_of_the_contract_parse_and_round_trip() {
-        let finish = br#"{"appid":"100023","sub_order_id":"42","action":"finish"}"#;
-        let c = Command::parse(finish).unwrap();
-        assert_eq!(c.verdict(), &Verdict::Finish);
-        assert_eq!(
-            serde_json::to_value(&c).unwrap(),
-            serde_json::from_slice::<Value>(finish).unwrap()
-        );
-        let close =
-            br#"{"appid":"100023","sub_order_id":"42","action":"close","reason":"out of stock"}"#;
-        let c = Command::parse(close).unwrap();
-        assert_eq!(
-            c.verdict(),
-            &Verdict::Close {
-                reason: "out of stock".into()
-            }
-        );
-        assert_eq!(
-            serde_json::to_value(&c).unwrap(),
-            serde_json::from_slice::<Value>(close).unwrap()
-        );
-        let numeric =
-            Command::parse(br#"{"appid":100023,"sub_order_id":366383890000352,"action":"finish"}"#)
-                .unwrap();
-        assert_eq!(numeric.sub_order_id().unwrap().as_str(), "366383890000352");
-    }
-
-    #[test]
-    fn a_call_command_parses_checks_its_params_and_round_trips() {
-        let body = br#"{"appid":"100023","action":"call","interface":"goods/setGoodsStockSkuid","params":{"sku_id":"3924","stock":12,"skus":[1]},"id":"sync-1"}"#;
-        let c = Command::parse(body).unwrap();
-        let Verdict::Call(call) = c.verdict() else {
-            panic!("{c:?}")
-        };
-        assert_eq!(call.interface, "goods/setGoodsStockSkuid");
-        assert!(call.params.contains(&("stock".into(), "12".into())));
-        assert!(call.params.contains(&("skus".into(), "[1]".into())));
-        assert_eq!(c.sub_order_id(), None);
-        assert_eq!(
-            serde_json::to_value(&c).unwrap(),
-            serde_json::from_slice::<Value>(body).unwrap()
-        );
-        for (bad, why) in [
-            (
-                r#"{"appid":"1","action":"call","interface":"goods/x","id":"1","params":{"sign":"s"}}"#,
-                "relay's own",
-            ),
-            (
-                r#"{"appid":"1","action":"call","interface":"../x","id":"1"}"#,
-                "interface",
-            ),
-            (
-                r#"{"appid":"1","action":"call","interface":"goods/x"}"#,
-                "id",
-            ),
-        ] {
-            let err = Command::parse(bad.as_bytes()).unwrap_err();
-            assert!(err.contains(why), "{err}");
-        }
-    }
-
-    #[test]
-    fn bad_commands_say_why() {
-        for (body, why) in [
-            (&b"not json"[..], "malformed command"),
-            (br#"{"appid":"1","action":"finish"}"#, "sub_order_id"),
-            (
-                br#"{"appid":"1","sub_order_id":"2","action":"refund"}"#,
-                "neither finish, close nor call",
-            ),
-            (
-                br#"{"appid":"1","sub_order_id":"2","action":"close"}"#,
-                "non-empty reason",
-            ),
-            (
-                br#"{"appid":"","sub_order_id":"2","action":"finish"}"#,
-                "appid",
-            ),
-            (
-                br#"{"appid":"1\n2","sub_order_id":"2","action":"finish"}"#,
-                "appid",
-            ),
-            (
-                br#"{"appid":"1","sub_order_id":"2 3","action":"finish"}"#,
-                "sub_order_id",
-            ),
-        ] {
-            let err = Command::parse(body).unwrap_err();
-            assert!(err.contains(why), "{err}");
-        }
-    }
-
-    #[test]
-    fn hostile_commands_get_short_single_line_reasons() {
-        let huge_action = format!(
-            r#"{{"appid":"1","sub_order_id":"2","action":"{}\n{}"}}"#,
-            "a".repeat(10_000),
-            "b"
-        );
-        let huge_value = format!(r#"{{"appid":["{}\n"]}}"#, "x".repeat(50_000));
-        for body in [
-            huge_action.into_bytes(),
-            huge_value.into_bytes(),
-            vec![b'{'; 70_000],
-            format!(
-                r#"{{"appid":"1","sub_order_id":"2","action":"close","reason":"{}"}}"#,
-                "r".repeat(1001)
-            )
-            .into_bytes(),
-        ] {
-            let err = Command::parse(&body).unwrap_err();
-            assert!(err.len() < 400 && !err.contains('\n'), "{err}");
-        }
-    }
-}
+mod tests;

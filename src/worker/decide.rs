@@ -278,15 +278,18 @@ impl Worker {
                 }
                 next
             }
-            Err(Blocked::Token(error @ (NoToken::NoMerchantRef | NoToken::UnknownMerchant(_)))) => {
-                Next::Dead {
-                    reason: error.to_string(),
-                    command: Some(admitted.command),
-                    attempts: attempt.number().saturating_sub(1),
-                    code: None,
-                    cause: DeadCause::UnknownMerchant,
-                }
-            }
+            Err(Blocked::Token(
+                error @ (NoToken::NoMerchantRef
+                | NoToken::UnknownMerchant(_)
+                | NoToken::UnknownUid(_)
+                | NoToken::MerchantMismatch { .. }),
+            )) => Next::Dead {
+                reason: error.to_string(),
+                command: Some(admitted.command),
+                attempts: attempt.number().saturating_sub(1),
+                code: None,
+                cause: DeadCause::UnknownMerchant,
+            },
             // Only the merchant can end this (by authorizing again): each try uses an
             // attempt, so the command is dead-lettered with the reason rather than kept forever.
             Err(Blocked::Token(error @ NoToken::NotAuthorized(_))) => {
@@ -324,7 +327,7 @@ impl Worker {
         let Admitted { command, merchant } = admitted;
         let held = self
             .tokens
-            .get(command.appid(), command.merchant_ref())
+            .for_command(command.appid(), command.merchant())
             .await?;
         let token = &held.token;
         // The deployment's rate, shared with every other worker through the keeper's permits.
@@ -365,9 +368,7 @@ impl Worker {
         );
         if let CallOutcome::TokenRejected { .. } = outcome {
             // One refresh however many calls report it (see `Tokens::rejected`).
-            self.tokens
-                .rejected(command.appid(), command.merchant_ref(), &held)
-                .await?;
+            self.tokens.rejected(command.appid(), &held).await?;
         }
         Ok(Called {
             outcome,

@@ -94,13 +94,7 @@ async fn the_sandbox_walkthrough_in_readme_answers_every_order_it_creates() {
     );
 
     // Free ports and names of this run, the test's binary and venv.
-    let free = || {
-        std::net::TcpListener::bind("127.0.0.1:0")
-            .unwrap()
-            .local_addr()
-            .unwrap()
-            .port()
-    };
+    let free = weibo_relay_tooling::stage::spare_port;
     let (platform_port, relay_port) = (free(), free());
     let prefix = format!("test.{}.dev", uuid::Uuid::new_v4().simple());
     let adapt = |text: &str| {

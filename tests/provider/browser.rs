@@ -5,7 +5,6 @@
 //! Chromium enforces the pages' Content-Security-Policy, `form-action` on the redirect after
 //! the button's post included: a policy that forgot Weibo's origin fails here.
 
-use std::net::TcpListener;
 use std::os::unix::process::CommandExt;
 use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
@@ -27,11 +26,7 @@ struct Browser {
 
 impl Browser {
     async fn start() -> Self {
-        let port = TcpListener::bind("127.0.0.1:0")
-            .unwrap()
-            .local_addr()
-            .unwrap()
-            .port();
+        let port = weibo_relay_tooling::stage::spare_port();
         // A process group of its own: Chromium's processes join it, so dropping this ends them
         // all even when the test failed before closing the session.
         let driver = Command::new("chromedriver")

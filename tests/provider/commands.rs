@@ -1,5 +1,5 @@
 //! Provider mode's fulfilment commands in the shipped binary: a command names its merchant by
-//! `merchant_ref`; the call is signed with the provider's key and carries that merchant's token;
+//! `merchant_ref` (or `uid`, or both); the call is signed with the provider's key and carries that merchant's token;
 //! a token the platform refuses is refreshed once in the store and the call repeated; a command
 //! naming no merchant, or one nobody has, is dead-lettered with its reason.
 
@@ -69,7 +69,11 @@ async fn next_outcome(channel: &Channel, relay: &ProviderRelay) -> (String, serd
             }
             continue;
         }
-        assert!(Instant::now() < deadline, "no outcome within 30 s");
+        assert!(
+            Instant::now() < deadline,
+            "no outcome within 30 s; the relay logged:\n{}",
+            relay.logged().join("\n")
+        );
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
 }
@@ -169,7 +173,7 @@ async fn commands_call_with_the_named_merchants_token_and_unknown_ones_are_dead_
     for (body, why) in [
         (
             serde_json::json!({"appid": PROVIDER_APPID, "sub_order_id": "1", "action": "finish"}),
-            "provider mode: the command names no merchant_ref",
+            "provider mode: the command names no merchant_ref (or uid)",
         ),
         (
             serde_json::json!({"appid": PROVIDER_APPID, "merchant_ref": "shop-9",
@@ -194,7 +198,7 @@ async fn commands_call_with_the_named_merchants_token_and_unknown_ones_are_dead_
     assert_eq!(
         reasons,
         [
-            "provider mode: the command names no merchant_ref",
+            "provider mode: the command names no merchant_ref (or uid)",
             "unknown merchant_ref shop-9"
         ]
     );
@@ -207,6 +211,120 @@ async fn commands_call_with_the_named_merchants_token_and_unknown_ones_are_dead_
             .values()
             .sum::<u64>(),
         3,
+        "no call for a dead command"
+    );
+    let _ = connection.close(200, "done".into()).await;
+    relay.stop().await;
+}
+
+#[tokio::test]
+async fn commands_may_name_their_merchant_by_uid_and_a_uid_that_does_not_fit_is_dead_lettered() {
+    let relay = ProviderRelay::start().await;
+    authorize(&relay, "shop-1", UID).await;
+    authorize(&relay, "shop-2", OTHER_UID).await;
+    let (connection, channel) = watch_outcomes(&relay).await;
+    let orders = relay.sandbox.create_orders(PROVIDER_APPID, 2);
+
+    // By uid alone (a number, as the platform writes uids): that merchant's token.
+    let uid: u64 = UID.parse().expect("a numeric uid");
+    send(
+        &channel,
+        &relay,
+        serde_json::json!({"appid": PROVIDER_APPID, "uid": uid,
+            "sub_order_id": orders[0], "action": "finish"}),
+    )
+    .await;
+    let (key, outcome) = next_outcome(&channel, &relay).await;
+    assert_eq!(key, "fulfilment.succeeded", "{outcome}");
+    assert_eq!(outcome["command"]["uid"], UID, "{outcome}");
+    assert!(
+        outcome["command"].get("merchant_ref").is_none(),
+        "{outcome}"
+    );
+    // By both, naming the same merchant.
+    send(
+        &channel,
+        &relay,
+        serde_json::json!({"appid": PROVIDER_APPID, "merchant_ref": "shop-2", "uid": OTHER_UID,
+            "sub_order_id": orders[1], "action": "close", "reason": "out of stock"}),
+    )
+    .await;
+    let (key, outcome) = next_outcome(&channel, &relay).await;
+    assert_eq!(key, "fulfilment.succeeded", "{outcome}");
+    assert_eq!(
+        (
+            &outcome["command"]["merchant_ref"],
+            &outcome["command"]["uid"]
+        ),
+        (&serde_json::json!("shop-2"), &serde_json::json!(OTHER_UID)),
+        "{outcome}"
+    );
+    assert_eq!(
+        relay.sandbox.oauth2().counters().calls_by_uid,
+        BTreeMap::from([(UID.to_owned(), 1), (OTHER_UID.to_owned(), 1)])
+    );
+
+    // A uid nobody has, one that is another merchant's than the ref: dead at once, failed
+    // outcomes, no call made.
+    let cases = [
+        (
+            serde_json::json!({"appid": PROVIDER_APPID, "uid": "1404370000",
+                "sub_order_id": "1", "action": "finish"}),
+            "no merchant has uid 1404370000",
+        ),
+        (
+            serde_json::json!({"appid": PROVIDER_APPID, "merchant_ref": "shop-1",
+                "uid": OTHER_UID, "sub_order_id": "1", "action": "finish"}),
+            "uid 1404376999 is merchant_ref shop-2's, not shop-1's",
+        ),
+    ];
+    for (body, why) in &cases {
+        send(&channel, &relay, body.clone()).await;
+        let (key, outcome) = next_outcome(&channel, &relay).await;
+        assert_eq!(
+            (
+                key.as_str(),
+                outcome["msg"].as_str(),
+                outcome["attempts"].as_i64()
+            ),
+            ("fulfilment.failed", Some(*why), Some(0)),
+            "{outcome}"
+        );
+    }
+    let dead = dead_letters(&channel, &relay).await;
+    let reasons: Vec<&str> = dead.iter().map(|(r, _)| r.as_str()).collect();
+    assert_eq!(reasons, cases.map(|(_, why)| why));
+    // One that is no uid is malformed: dead with the value escaped, and no outcome (as any
+    // command the worker cannot read).
+    send(
+        &channel,
+        &relay,
+        serde_json::json!({"appid": PROVIDER_APPID, "uid": "14043\u{1b}[2J",
+            "sub_order_id": "1", "action": "finish"}),
+    )
+    .await;
+    let deadline = Instant::now() + Duration::from_secs(30);
+    let dead = loop {
+        let dead = dead_letters(&channel, &relay).await;
+        if !dead.is_empty() || Instant::now() > deadline {
+            break dead;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    };
+    let reasons: Vec<&str> = dead.iter().map(|(r, _)| r.as_str()).collect();
+    assert_eq!(
+        reasons,
+        ["malformed command: uid \"14043\\u{1b}[2J\" is not 1 to 20 digits"]
+    );
+    assert_eq!(
+        relay
+            .sandbox
+            .oauth2()
+            .counters()
+            .calls_by_uid
+            .values()
+            .sum::<u64>(),
+        2,
         "no call for a dead command"
     );
     let _ = connection.close(200, "done".into()).await;

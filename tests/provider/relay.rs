@@ -2,7 +2,6 @@
 //! its public listener, publishes merchant events from the store, counts merchants by status,
 //! and `weibo-relay merchants ...` creates links, lists, shows and revokes.
 
-use std::net::TcpListener;
 use std::process::{Command, Output};
 use std::time::{Duration, Instant};
 
@@ -29,14 +28,6 @@ pub(crate) struct ProviderRelay {
     pub(crate) settings: Settings,
     pub(crate) base: String,
     pub(crate) http: reqwest::Client,
-}
-
-/// A port free a moment ago: the relay's public base and redirect_uri name it before it binds.
-fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .expect("a free port")
-        .port()
 }
 
 pub(crate) fn provider_settings(base: &str, db: &TestDb) -> ProviderSettings {
@@ -80,7 +71,7 @@ impl ProviderRelay {
 
     async fn try_start_with(adjust: &impl Fn(&mut Settings)) -> Result<Self, NeverListened> {
         let db = TestDb::new().await;
-        let port = free_port();
+        let port = stage::spare_port();
         let base = format!("http://127.0.0.1:{port}");
         let mut app = OAuth2App::new(
             CLIENT_ID,
@@ -133,6 +124,11 @@ impl ProviderRelay {
             .filter_map(|line| serde_json::from_str::<serde_json::Value>(line).ok())
             .find_map(|entry| entry["gateway_address"].as_str().map(str::to_owned))
             .expect("the relay logged its gateway's address")
+    }
+
+    /// What the relay process logged since the last call.
+    pub(crate) fn logged(&self) -> Vec<String> {
+        self.relay.logged()
     }
 
     /// `weibo-relay merchants <args>` on the relay's configuration.

@@ -25,7 +25,7 @@ use secrecy::SecretString;
 use tokio_util::sync::CancellationToken;
 
 use super::crypto::{Column, KeyRing};
-use super::domain::{EventKind, MerchantEvent, MerchantRef, MerchantStatus};
+use super::domain::{EventKind, MerchantEvent, MerchantRef, MerchantStatus, Uid};
 use super::oauth::{Grant, OAuthClient};
 use super::store::{merchants, outbox, MerchantRow, NewTokens, Store, StoreError};
 use crate::clock::Later;
@@ -149,6 +149,15 @@ impl Refresher {
     /// The policy in force.
     pub fn policy(&self) -> &RefreshPolicy {
         &self.policy
+    }
+
+    /// The merchant bound to `uid` (whatever its status), for commands that name it so.
+    pub async fn merchant_of(&self, uid: &Uid) -> Result<Option<MerchantRef>, StoreError> {
+        Ok(self
+            .store
+            .merchant_by_uid(uid)
+            .await?
+            .map(|row| row.merchant_ref))
     }
 
     /// The merchant's current access token, opened (only an authorized merchant has one).

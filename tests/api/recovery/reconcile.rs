@@ -212,11 +212,7 @@ async fn states_pushed_while_the_relay_was_down_arrive_once_when_it_is_back() {
     use std::sync::atomic::Ordering;
     use weibo_relay_tooling::sandbox::{PushSchedule, PushSender};
     // An address nobody listens on, until the relay does.
-    let port = std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port();
+    let port = weibo_relay_tooling::stage::spare_port();
     let mut settings = test_settings(AMQP_URL);
     settings.http.bind = ([127, 0, 0, 1], port).into();
     settings.reconcile.interval_secs = 1.try_into().unwrap();

@@ -4,7 +4,7 @@
 //! then orders for all of them: pushed with each merchant's uid, answered by commands naming
 //! its merchant_ref, each call made with that merchant's token.
 
-use std::net::{SocketAddr, TcpListener};
+use std::net::SocketAddr;
 use std::time::Duration;
 
 use anyhow::Context;
@@ -57,9 +57,7 @@ impl ProviderSetup {
             .await
             .context("cannot create the demo's database")?;
         let _ = admin.close().await;
-        let bind = TcpListener::bind("127.0.0.1:0")
-            .and_then(|l| l.local_addr())
-            .context("no free port for the relay")?;
+        let bind = SocketAddr::from(([127, 0, 0, 1], crate::stage::spare_port()));
         let base = format!("http://{bind}");
         let secret = |name: &str| format!("demo-{name}-{}", &database[17..29]);
         let mut key = [0u8; 32];

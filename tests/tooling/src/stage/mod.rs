@@ -4,6 +4,7 @@
 //! also when whoever ran the stage panicked half-way.
 
 mod builder;
+mod port;
 mod process;
 mod settings;
 mod teardown;
@@ -21,6 +22,7 @@ use weibo_relay::amqp::Broker;
 use weibo_relay::settings::{AmqpSettings, Settings};
 
 pub use builder::StageBuilder;
+pub use port::spare_port;
 pub use process::{KillOnDrop, NeverListened, RelayProcess};
 pub use settings::{isolated, merchant, to_toml, ConfigFile};
 pub use teardown::{delete_on, Teardown};
