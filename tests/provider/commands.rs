@@ -223,7 +223,7 @@ async fn commands_may_name_their_merchant_by_uid_and_a_uid_that_does_not_fit_is_
     authorize(&relay, "shop-1", UID).await;
     authorize(&relay, "shop-2", OTHER_UID).await;
     let (connection, channel) = watch_outcomes(&relay).await;
-    let orders = relay.sandbox.create_orders(PROVIDER_APPID, 2);
+    let orders = relay.sandbox.create_orders(PROVIDER_APPID, 3);
 
     // By uid alone (a number, as the platform writes uids): that merchant's token.
     let uid: u64 = UID.parse().expect("a numeric uid");
@@ -315,6 +315,41 @@ async fn commands_may_name_their_merchant_by_uid_and_a_uid_that_does_not_fit_is_
     assert_eq!(
         reasons,
         ["malformed command: uid \"14043\\u{1b}[2J\" is not 1 to 20 digits"]
+    );
+
+    // Withdrawn at Weibo with the cancel callback lost: the refused call, the refused refresh
+    // and get_token_info make shop-2 revoked, one event saying why.
+    assert_eq!(relay.sandbox.oauth2().withdraw(OTHER_UID), 1);
+    send(
+        &channel,
+        &relay,
+        serde_json::json!({"appid": PROVIDER_APPID, "uid": OTHER_UID,
+            "sub_order_id": orders[2], "action": "finish"}),
+    )
+    .await;
+    let tap = stage::tap_queue(&relay.settings);
+    let deadline = Instant::now() + Duration::from_secs(30);
+    let revoked: serde_json::Value = loop {
+        let got = channel
+            .basic_get(tap.as_str().into(), BasicGetOptions { no_ack: true })
+            .await
+            .expect("basic.get");
+        match got {
+            Some(m) if m.delivery.routing_key.as_str() == "merchant.revoked" => {
+                break serde_json::from_slice(&m.delivery.data).expect("JSON")
+            }
+            Some(_) => continue,
+            None => assert!(Instant::now() < deadline, "no merchant.revoked within 30 s"),
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    };
+    assert_eq!(
+        (&revoked["merchant_ref"], &revoked["reason"]),
+        (
+            &serde_json::json!("shop-2"),
+            &serde_json::json!("authorization_withdrawn")
+        ),
+        "{revoked}"
     );
     assert_eq!(
         relay

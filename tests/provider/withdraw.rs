@@ -4,8 +4,10 @@ use std::time::SystemTime;
 
 use weibo_relay::provider::domain::{MerchantRef, MerchantStatus};
 use weibo_relay::provider::onboarding::RevokeOutcome;
+use weibo_relay::provider::refresh::{RefreshOutcome, Why};
 
 use crate::flow::{events, onboard};
+use crate::refresh::make_due;
 use crate::support::{Rig, CLIENT_ID};
 
 fn merchant(text: &str) -> MerchantRef {
@@ -163,5 +165,81 @@ async fn revoke_withdraws_at_weibo_and_deletes_the_tokens() {
         MerchantStatus::Authorized
     );
     assert_eq!(crate::flow::events(&rig, "shop-r").await.len(), 3);
+    rig.stop().await;
+}
+
+#[tokio::test]
+async fn a_refused_call_of_a_withdrawn_authorization_revokes_once_token_info_confirms() {
+    let rig = Rig::start().await;
+    let (gone, lapsed, due) = ("1404376580", "1404376581", "1404376582");
+    onboard(&rig, "gone", gone).await;
+    onboard(&rig, "lapsed", lapsed).await;
+    onboard(&rig, "due", due).await;
+    // Withdrawn at Weibo, the cancel callback lost on the way; one merely expired.
+    assert_eq!(rig.sandbox.oauth2().withdraw(gone), 1);
+    assert_eq!(rig.sandbox.oauth2().withdraw(due), 1);
+    assert_eq!(rig.sandbox.oauth2().expire_access(lapsed), 1);
+    let asked = rig.sandbox.oauth2().counters().token_info_calls;
+    let now = SystemTime::now();
+
+    // A call was refused: the refresh is refused too, get_token_info calls the unexpired
+    // token dead, so the authorization was withdrawn.
+    let outcome = rig
+        .refresher
+        .refresh(&merchant("gone"), Why::Rejected { generation: 1 }, now)
+        .await
+        .unwrap();
+    assert_eq!(outcome, RefreshOutcome::Revoked);
+    // Merely expired: refreshed, nothing asked.
+    let outcome = rig
+        .refresher
+        .refresh(&merchant("lapsed"), Why::Rejected { generation: 1 }, now)
+        .await
+        .unwrap();
+    assert!(
+        matches!(outcome, RefreshOutcome::Refreshed { .. }),
+        "{outcome:?}"
+    );
+    // A due refresh refused keeps invalid_grant's one meaning.
+    make_due(&rig, "due").await;
+    let outcome = rig
+        .refresher
+        .refresh(&merchant("due"), Why::Due, SystemTime::now())
+        .await
+        .unwrap();
+    assert_eq!(outcome, RefreshOutcome::NeedsReauthorization);
+    assert_eq!(rig.sandbox.oauth2().counters().token_info_calls, asked + 1);
+
+    let row = |r: &'static str| {
+        let store = rig.db.store.clone();
+        async move { store.merchant(&merchant(r)).await.unwrap().unwrap() }
+    };
+    let gone_row = row("gone").await;
+    assert_eq!(
+        (gone_row.status, gone_row.last_error.as_deref()),
+        (MerchantStatus::Revoked, Some("authorization_withdrawn"))
+    );
+    assert!(gone_row.access.is_none() && gone_row.refresh.is_none());
+    assert_eq!(row("lapsed").await.status, MerchantStatus::Authorized);
+    assert_eq!(
+        row("due").await.status,
+        MerchantStatus::NeedsReauthorization
+    );
+    let kinds: Vec<String> = events(&rig, "gone")
+        .await
+        .into_iter()
+        .map(|(k, _)| k)
+        .collect();
+    assert_eq!(kinds, ["merchant.authorized", "merchant.revoked"]);
+    let (_, body) = events(&rig, "gone").await.pop().unwrap();
+    assert_eq!(body["reason"], "authorization_withdrawn");
+    // Asked again (another process that saw the same refusal): nothing more happens.
+    let again = rig
+        .refresher
+        .refresh(&merchant("gone"), Why::Rejected { generation: 1 }, now)
+        .await
+        .unwrap();
+    assert_eq!(again, RefreshOutcome::NotAuthorized);
+    assert_eq!(events(&rig, "gone").await.len(), 2);
     rig.stop().await;
 }

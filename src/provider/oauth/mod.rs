@@ -109,6 +109,19 @@ impl OAuthError {
         }
     }
 
+    /// The token asked about has died before its time: withdrawn, revoked or superseded, not
+    /// merely expired.
+    pub fn is_token_withdrawn(&self) -> bool {
+        self.is_token_dead()
+            && !matches!(
+                self,
+                Self::Refused {
+                    code: Some(EXPIRED_TOKEN),
+                    ..
+                }
+            )
+    }
+
     /// The token asked about is not (or no longer) a live one.
     pub fn is_token_dead(&self) -> bool {
         matches!(

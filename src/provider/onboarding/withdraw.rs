@@ -5,7 +5,7 @@ use std::time::SystemTime;
 
 use super::Onboarding;
 use crate::provider::crypto::Column;
-use crate::provider::domain::{EventKind, MerchantEvent, MerchantRef, MerchantStatus, Uid};
+use crate::provider::domain::{EventKind, MerchantRef, MerchantStatus, Uid};
 use crate::provider::store::{merchants, outbox, MerchantRow, StoreError, Tx};
 
 /// What a cancel callback did.
@@ -152,14 +152,5 @@ async fn revoked(
     reason: &str,
     now: SystemTime,
 ) -> Result<(), StoreError> {
-    merchants::drop_tokens(tx, &row.merchant_ref, MerchantStatus::Revoked, Some(reason)).await?;
-    let event = MerchantEvent {
-        merchant_ref: row.merchant_ref.to_string(),
-        uid: row.uid.as_ref().map(ToString::to_string),
-        status: MerchantStatus::Revoked,
-        reason: Some(reason.to_owned()),
-        at: crate::clock::rfc3339(now).unwrap_or_default(),
-    };
-    outbox::enqueue(tx, EventKind::Revoked, &event).await?;
-    Ok(())
+    outbox::end_authorization(tx, row, EventKind::Revoked, reason, now).await
 }

@@ -25,12 +25,13 @@ use secrecy::SecretString;
 use tokio_util::sync::CancellationToken;
 
 use super::crypto::{Column, KeyRing};
-use super::domain::{EventKind, MerchantEvent, MerchantRef, MerchantStatus, Uid};
+use super::domain::{EventKind, MerchantRef, MerchantStatus, Uid};
 use super::oauth::{Grant, OAuthClient};
 use super::store::{merchants, outbox, MerchantRow, NewTokens, Store, StoreError};
 use crate::clock::Later;
 
 mod policy;
+mod withdrawn;
 
 pub use policy::RefreshPolicy;
 
@@ -91,6 +92,9 @@ pub enum RefreshOutcome {
     NotAuthorized,
     /// Now `needs_reauthorization` (one event written).
     NeedsReauthorization,
+    /// Now `revoked`: a refused call's token and refresh token were both dead and
+    /// `get_token_info` confirmed the authorization withdrawn (one event written).
+    Revoked,
     /// Failed; tried again at the time noted.
     Failed(String),
 }
@@ -260,6 +264,24 @@ impl Refresher {
                     store_window,
                 })
             }
+            // Only after a refused call: a due refresh keeps invalid_grant's one meaning.
+            Err(e)
+                if e.is_invalid_grant()
+                    && matches!(why, Why::Rejected { .. })
+                    && self.withdrawn(&row, now).await =>
+            {
+                outbox::end_authorization(
+                    &mut tx,
+                    &row,
+                    EventKind::Revoked,
+                    "authorization_withdrawn",
+                    now,
+                )
+                .await?;
+                tx.commit().await.map_err(StoreError::from)?;
+                tracing::warn!(error = %e, "authorization withdrawn at the platform: revoked");
+                Ok(RefreshOutcome::Revoked)
+            }
             Err(e) if e.is_invalid_grant() => {
                 self.needs_reauthorization(&mut tx, &row, "invalid_grant", now)
                     .await?;
@@ -278,22 +300,7 @@ impl Refresher {
         reason: &str,
         now: SystemTime,
     ) -> Result<(), StoreError> {
-        merchants::drop_tokens(
-            tx,
-            &row.merchant_ref,
-            MerchantStatus::NeedsReauthorization,
-            Some(reason),
-        )
-        .await?;
-        let event = MerchantEvent {
-            merchant_ref: row.merchant_ref.to_string(),
-            uid: row.uid.as_ref().map(ToString::to_string),
-            status: MerchantStatus::NeedsReauthorization,
-            reason: Some(reason.to_owned()),
-            at: crate::clock::rfc3339(now).unwrap_or_default(),
-        };
-        outbox::enqueue(tx, EventKind::NeedsReauthorization, &event).await?;
-        Ok(())
+        outbox::end_authorization(tx, row, EventKind::NeedsReauthorization, reason, now).await
     }
 
     async fn fail(
@@ -341,9 +348,12 @@ impl Refresher {
         for outcome in outcomes {
             match outcome {
                 Ok(RefreshOutcome::Refreshed { .. }) => report.refreshed += 1,
-                Ok(RefreshOutcome::AlreadyDone | RefreshOutcome::NotAuthorized) => {
-                    report.skipped += 1
-                }
+                // Revoked follows a refused call only, never a due refresh.
+                Ok(
+                    RefreshOutcome::AlreadyDone
+                    | RefreshOutcome::NotAuthorized
+                    | RefreshOutcome::Revoked,
+                ) => report.skipped += 1,
                 Ok(RefreshOutcome::Failed(_)) => report.failed += 1,
                 Ok(RefreshOutcome::NeedsReauthorization) => report.needs_reauthorization += 1,
                 Err(e) => {

@@ -10,7 +10,7 @@ use std::time::{Duration, SystemTime};
 use sqlx::PgConnection;
 
 use super::{to_db, Store, StoreError};
-use crate::provider::domain::{EventKind, MerchantEvent};
+use crate::provider::domain::{EventKind, MerchantEvent, MerchantStatus};
 
 /// One event waiting to be published.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -23,6 +23,31 @@ pub struct OutboxRow {
     pub merchant_ref: String,
     /// The JSON body.
     pub body: String,
+}
+
+/// Leaves `authorized` for `status` (needs_reauthorization or revoked): both tokens deleted
+/// and the change's one event written, in the caller's transaction.
+pub async fn end_authorization(
+    conn: &mut PgConnection,
+    row: &super::MerchantRow,
+    kind: EventKind,
+    reason: &str,
+    now: SystemTime,
+) -> Result<(), StoreError> {
+    let status = match kind {
+        EventKind::Revoked => MerchantStatus::Revoked,
+        _ => MerchantStatus::NeedsReauthorization,
+    };
+    super::merchants::drop_tokens(conn, &row.merchant_ref, status, Some(reason)).await?;
+    let event = MerchantEvent {
+        merchant_ref: row.merchant_ref.to_string(),
+        uid: row.uid.as_ref().map(ToString::to_string),
+        status,
+        reason: Some(reason.to_owned()),
+        at: crate::clock::rfc3339(now).unwrap_or_default(),
+    };
+    enqueue(conn, kind, &event).await?;
+    Ok(())
 }
 
 /// Adds an event in the caller's transaction; returns its id.

@@ -106,6 +106,12 @@ impl OAuth2State {
         self.lock().expire_access(uid, std::time::Instant::now())
     }
 
+    /// Withdraws `uid`'s authorization without calling the cancel callback (one lost on
+    /// the way); returns how many grants ended.
+    pub fn withdraw(&self, uid: &str) -> usize {
+        self.lock().withdraw(uid)
+    }
+
     /// Sets the refresh faults.
     pub fn set_faults(&self, faults: OAuth2Faults) {
         self.lock().faults = faults;
