@@ -198,14 +198,27 @@ struct Cancel {
     /// Withdraw the authorization first (false: only send the callback, as a forger would).
     #[serde(default = "yes")]
     withdraw: bool,
+    /// Call the cancel callback (false: the callback is lost on the way; the relay learns
+    /// of the withdrawal from a refused call).
+    #[serde(default = "yes")]
+    notify: bool,
 }
 
 fn yes() -> bool {
     true
 }
 
-/// `POST /admin/oauth2/cancel {"uid":..,"withdraw":true}` -> `{"callback_status":N}`
+/// `POST /admin/oauth2/cancel {"uid":..,"withdraw":true,"notify":true}` ->
+/// `{"callback_status":N}` (`{"withdrawn":N}` without the callback).
 async fn cancel(state: Data<OAuth2State>, body: Json<Cancel>) -> HttpResponse {
+    if !body.notify {
+        let withdrawn = if body.withdraw {
+            state.withdraw(&body.uid)
+        } else {
+            0
+        };
+        return HttpResponse::Ok().json(json!({ "withdrawn": withdrawn }));
+    }
     match state.cancel(&body.uid, body.withdraw).await {
         Ok(status) => HttpResponse::Ok().json(json!({"callback_status": status})),
         Err(e) => HttpResponse::BadRequest().json(json!({"code": 40002, "msg": e})),

@@ -107,12 +107,11 @@ pub async fn access_token(state: Data<OAuth2State>, body: Bytes) -> HttpResponse
                         "injected: temporarily unavailable",
                     );
                 }
+                // The refresh token refused (expired, or presented after its rotation); the
+                // access token lives on to its end. A withdrawal is `cancel` or `withdraw`,
+                // which end the whole grant.
                 Some(_) => {
-                    let mut book = state.lock();
-                    book.counters.refresh_faulted += 1;
-                    if let Some(uid) = book.uid_of_refresh(presented) {
-                        book.withdraw(&uid);
-                    }
+                    state.lock().counters.refresh_faulted += 1;
                     return oauth_error(INVALID_GRANT, "injected: invalid_grant");
                 }
                 None => {}
