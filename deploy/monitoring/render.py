@@ -15,15 +15,16 @@ none of this is a dependency of the relay):
     # 1. Everything, on one machine with RabbitMQ on 127.0.0.1:5672 (guest/guest) and
     #    Debian's `prometheus` package (apt-get install prometheus: /usr/bin/prometheus).
     #    Starts, on loopback ports it picks, a Prometheus (2 s scrape, temporary data dir,
-    #    alerts.rules.yml loaded), a sandbox platform (120 s tokens), `weibo-relay serve` and
-    #    `weibo-relay worker` with queue and exchange names of their own, a consumer that
-    #    turns order events into fulfilment commands, and about 11 minutes of scripted
-    #    traffic and faults (see SCENARIO); then renders, stops everything it started and
-    #    deletes its queues and exchanges.
-    # The binary must have the `tooling` feature (the default; the image is built without it)
-    # for its `sandbox` command.
-    cp target/release/weibo-relay /tmp/weibo-relay      # a copy: the build may replace it
-    /tmp/render-venv/bin/python deploy/monitoring/render.py stage --relay-bin /tmp/weibo-relay
+    #    alerts.rules.yml loaded), the sandbox platform of `weibo-relay-tooling sandbox`
+    #    (120 s tokens), `weibo-relay serve` and `weibo-relay worker` with queue and exchange
+    #    names of their own, a consumer that turns order events into fulfilment commands, and
+    #    about 11 minutes of scripted traffic and faults (see SCENARIO); then renders, stops
+    #    everything it started and deletes its queues and exchanges.
+    # Two binaries of the same build: the relay, and weibo-relay-tooling for the sandbox.
+    # Copies, because the next build may replace them.
+    cp target/release/weibo-relay target/release/weibo-relay-tooling /tmp/
+    /tmp/render-venv/bin/python deploy/monitoring/render.py stage \
+        --relay-bin /tmp/weibo-relay --tooling-bin /tmp/weibo-relay-tooling
 
     # 2. Only the rendering, against any Prometheus that scrapes weibo-relay:
     /tmp/render-venv/bin/python deploy/monitoring/render.py render \
@@ -412,8 +413,9 @@ def sign(params: dict[str, str], key: str) -> str:
 
 
 class Stage:
-    def __init__(self, relay_bin: str, workdir: Path):
+    def __init__(self, relay_bin: str, tooling_bin: str, workdir: Path):
         self.bin = relay_bin
+        self.tooling_bin = tooling_bin
         self.dir = workdir
         self.run = "mon" + os.urandom(3).hex()
         self.procs: dict[str, subprocess.Popen] = {}
@@ -489,7 +491,7 @@ settle_secs = 5
 
     def start(self) -> None:
         self.cfg = self.write_config()
-        self.spawn("sandbox", [self.bin, "sandbox", "--config", str(self.cfg),
+        self.spawn("sandbox", [self.tooling_bin, "sandbox", "--config", str(self.cfg),
                                "--bind", f"127.0.0.1:{self.ports['sandbox']}",
                                "--token-ttl", "120", "--push-to", self.push_url,
                                "--time-scale", "0.01"], {"RUST_LOG": "warn"})
@@ -721,8 +723,14 @@ settle_secs = 5
 def cmd_stage(args) -> int:
     if not shutil.which("prometheus") and not Path("/usr/bin/prometheus").exists():
         raise SystemExit("needs /usr/bin/prometheus (apt-get install prometheus)")
+    try:  # the sandbox is weibo-relay-tooling's; weibo-relay itself has no such command
+        has_sandbox = subprocess.run([args.tooling_bin, "sandbox", "--help"], capture_output=True).returncode == 0
+    except OSError:
+        has_sandbox = False
+    if not has_sandbox:
+        raise SystemExit(f"--tooling-bin {args.tooling_bin}: no `sandbox` command (give weibo-relay-tooling)")
     workdir = Path(tempfile.mkdtemp(prefix="weibo-relay-render-"))
-    stage = Stage(args.relay_bin, workdir)
+    stage = Stage(args.relay_bin, args.tooling_bin, workdir)
     version = subprocess.run([args.relay_bin, "--version"], capture_output=True, text=True).stdout.strip()
     prom_version = subprocess.run([shutil.which("prometheus") or "/usr/bin/prometheus", "--version"],
                                   capture_output=True, text=True)
@@ -791,6 +799,8 @@ def main() -> int:
     sub = ap.add_subparsers(dest="cmd", required=True)
     st = sub.add_parser("stage", help="run Prometheus + sandbox + relay under load, then render")
     st.add_argument("--relay-bin", required=True, help="a copy of the weibo-relay binary")
+    st.add_argument("--tooling-bin", required=True,
+                    help="a copy of the weibo-relay-tooling binary of the same build (its `sandbox`)")
     st.add_argument("--out", default=str(OUT))
     st.add_argument("--keep", action="store_true", help="keep the work dir (logs, TSDB)")
     st.add_argument("--scale", type=float, default=1.0,
