@@ -244,6 +244,52 @@ def state_timeline(ax, p: dict, values: dict, prom: str, start: float, end: floa
     return n
 
 
+def table_panel(ax, p: dict, values: dict, prom: str, end: float, fg: str, grid_c: str) -> int:
+    """A Grafana table of an instant query (format "table"): one row per series, a column per
+    label, in the order of the query's `by (...)`; the organize transformation's
+    excludeByName drops columns (Time and Value, as Grafana names them, are never shown)."""
+    hidden = {"Time", "Value"}
+    for tr in p.get("transformations", []):
+        if tr.get("id") == "organize":
+            hidden |= {k for k, v in tr.get("options", {}).get("excludeByName", {}).items() if v}
+    rows, columns, errors = [], [], []
+    for t in p["targets"]:
+        expr = interpolate(t["expr"], values)
+        m = re.search(r"\bby\s*\(([^)]*)\)", expr)
+        for c in ([c.strip() for c in m.group(1).split(",")] if m else []):
+            if c and c not in columns and c not in hidden:
+                columns.append(c)
+        try:
+            out = http_json(f"{prom}/api/v1/query", {"query": expr, "time": f"{end:.3f}"})
+        except urllib.error.HTTPError as e:
+            errors.append(e.read().decode()[:200])
+            continue
+        if out.get("status") != "success":
+            errors.append(str(out)[:200])
+            continue
+        for series in out["data"]["result"]:
+            for c in series["metric"]:
+                if c not in columns and c not in hidden and c != "__name__":
+                    columns.append(c)
+            rows.append(series["metric"])
+    ax.axis("off")
+    if not rows:
+        msg = ("query error: " + errors[0]) if errors else "No data"
+        ax.text(0.5, 0.5, msg, transform=ax.transAxes, ha="center", va="center", color="#9fa7b3")
+        return 0
+    cells = sorted([m.get(c, "") for c in columns] for m in rows)
+    height = min(1.0, 0.14 * (len(cells) + 1))
+    tab = ax.table(cellText=cells, colLabels=columns, cellLoc="left", colLoc="left",
+                   bbox=(0, 1 - height, 1, height))
+    tab.auto_set_font_size(False)
+    tab.set_fontsize(8)
+    for (r, _c), cell in tab.get_celld().items():
+        cell.set_edgecolor(grid_c)
+        cell.set_facecolor("#22252b" if r == 0 else "#181b1f")
+        cell.get_text().set_color(fg)
+    return len(rows)
+
+
 def render(prom: str, start: float, end: float, out: Path, overrides: dict[str, str],
            subtitle: str, notes: list[str]) -> dict:
     import matplotlib
@@ -284,6 +330,12 @@ def render(prom: str, start: float, end: float, out: Path, overrides: dict[str, 
         x0, y0, w, h = box(p["gridPos"])
         if p["type"] == "row":
             fig.text(x0 + 0.004, y0 + h * 0.35, p["title"], color=fg, fontsize=11, weight="bold")
+            continue
+        if p["type"] == "table":
+            ax = fig.add_axes((x0 + 0.62 / fig_w, y0 + 0.15 / fig_h, w - 0.74 / fig_w, h - 0.5 / fig_h))
+            ax.set_title(p["title"] + f"  (at {datetime.fromtimestamp(end):%H:%M:%S})", color=fg,
+                         fontsize=9.5, loc="left", pad=4)
+            summary[p["title"]] = table_panel(ax, p, values, prom, end, fg, grid_c)
             continue
         defaults = p["fieldConfig"]["defaults"]
         unit = defaults.get("unit", "short")
