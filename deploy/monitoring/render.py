@@ -349,7 +349,12 @@ def render(prom: str, start: float, end: float, out: Path, overrides: dict[str, 
             s.set_color(grid_c)
         ax.tick_params(colors="#9fa7b3", labelsize=7)
         ax.grid(True, color=grid_c, linewidth=0.5)
-        ax.set_title(p["title"], color=fg, fontsize=9.5, loc="left", pad=4)
+        ax_w = (w - left - right) * fig_w  # inches
+        title_x = -(left - 0.62 / fig_w) * fig_w / ax_w  # every title starts where a time series' axes do
+        room = (w - 0.74 / fig_w) * fig_w
+        # about 0.075 inch a character at 9.5 pt: a longer title is set smaller to fit its panel
+        ax.set_title(p["title"], color=fg, fontsize=min(9.5, 9.5 * room / (0.075 * len(p["title"]))),
+                     loc="left", pad=4, x=title_x)
         n_series, ymax, color_i = 0, 0.0, 0
         stepped = defaults.get("custom", {}).get("lineInterpolation") == "stepAfter"
         errors = []
@@ -415,8 +420,17 @@ def render(prom: str, start: float, end: float, out: Path, overrides: dict[str, 
         if off_scale:
             ax.text(0.99, 0.97, "threshold " + ", ".join(off_scale) + " above the scale",
                     transform=ax.transAxes, ha="right", va="top", color="#ff9830", fontsize=7)
-        ncol = 4 if n_series > 6 else (3 if n_series > 2 else n_series)
-        leg = ax.legend(loc="upper left", bbox_to_anchor=(0, -0.16), fontsize=6.5, ncol=ncol,
+        # Grafana scrolls a long legend; here it gets the columns its labels fit in the panel's
+        # width and at most 4 rows (a panel with a series per process and task had 22).
+        handles, labels = ax.get_legend_handles_labels()
+        fits = max(1, int(ax_w / (0.045 * max(len(lb) for lb in labels) + 0.4)))
+        ncol = min(fits, 4 if len(handles) > 6 else (3 if len(handles) > 2 else len(handles)))
+        if len(handles) > 4 * ncol:
+            from matplotlib.lines import Line2D
+            keep = 4 * ncol - 1
+            handles = handles[:keep] + [Line2D([], [], linewidth=0)]
+            labels = labels[:keep] + [f"… {n_series - keep} more series"]
+        leg = ax.legend(handles, labels, loc="upper left", bbox_to_anchor=(0, -0.16), fontsize=6.5, ncol=ncol,
                         frameon=False, handlelength=1.2, columnspacing=0.8, labelspacing=0.2)
         for text in leg.get_texts():
             text.set_color(fg)
