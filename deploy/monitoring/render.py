@@ -69,12 +69,17 @@ SCENARIO = [
     (0, "orders for two merchants, ~3 a second; a consumer finishes them (closes every 10th)"),
     (0, "background: a few refused pushes (bad signature, stale, unknown appid, malformed, too large, "
         "wrong content type, slow body) and duplicates"),
-    (120, "platform answers 30 % of order calls with HTTP 503 for 60 s (transient, retries, some exhausted)"),
+    (0, "platform gateway on the worker: client stock-sync sets stocks and reads goods back, ~4 calls a second; "
+        "1 in 10 refused (an interface it may not call: 403; a wrong key: 401, client `other`), "
+        "1 in 40 a missing parameter (422 permanent)"),
+    (120, "platform answers 30 % of order and gateway calls with HTTP 503 for 60 s (transient, retries, some "
+          "exhausted; gateway writes answered 504 unknown)"),
     (210, "token of 100023 revoked (21332): token_rejected, one refresh"),
     (240, "next 3 token requests fail, then the token of 100024 is revoked: refresh failures, then a refresh"),
     (270, "consumer queue and event log unbound from the exchange for 30 s: pushes unroutable -> 503"),
     (330, "platform gives up on every push for 45 s: reconciliation brings the states"),
-    (400, "poison commands (not JSON, unknown appid) and 4 calls answered 40002 (permanent)"),
+    (400, "poison commands (not JSON, unknown appid) and 4 calls answered 40002 (permanent; the gateway client "
+          "pauses until the worker's calls have taken them)"),
     (450, "5 forged keeper messages published to <fulfilment>.tokens"),
     (480, "the serve process (receiver + keeper) stopped for 30 s: the worker becomes keeper"),
     (660, "end"),
@@ -486,7 +491,7 @@ class Stage:
         self.run = "mon" + os.urandom(3).hex()
         self.procs: dict[str, subprocess.Popen] = {}
         self.stop = threading.Event()
-        self.ports = {k: free_port() for k in ("serve", "worker", "sandbox", "prom")}
+        self.ports = {k: free_port() for k in ("serve", "worker", "gateway", "sandbox", "prom")}
         self.merchants = {
             a: {"sign_key": f"monitoring-sign-key-{a}-{self.run}",
                 "client_secret": f"monitoring-client-secret-{a}-{self.run}"}
@@ -502,6 +507,12 @@ class Stage:
         }
         self.push_url = f"http://127.0.0.1:{self.ports['serve']}/weibo/push"
         self.sandbox = f"http://127.0.0.1:{self.ports['sandbox']}"
+        # The platform gateway (docs/platform-gateway.md) runs on the worker only; its one
+        # client's key is made in start(), by `weibo-relay gateway new-key`.
+        self.gateway = f"http://127.0.0.1:{self.ports['gateway']}"
+        self.gateway_key = ""
+        self.gateway_hold = threading.Event()  # set: the gateway client makes no calls
+        self.gateway_answers: dict[int, int] = {}  # HTTP status (0: no answer) -> calls
 
     # ---- processes -----------------------------------------------------------------
     def write_config(self) -> Path:
@@ -532,6 +543,34 @@ settle_secs = 5
         path.write_text(cfg)
         return path
 
+    def new_gateway_key(self) -> tuple[str, str]:
+        """A client key and its key_sha256, made as an operator makes them."""
+        out = subprocess.run([self.bin, "gateway", "new-key", "--name", "stock-sync"],
+                             capture_output=True, text=True, check=True).stdout
+        key = re.search(r"^# key = (wrg_\w+)$", out, re.M)
+        digest = re.search(r'^key_sha256 = "([0-9a-f]{64})"$', out, re.M)
+        if not key or not digest or hashlib.sha256(key.group(1).encode()).hexdigest() != digest.group(1):
+            raise SystemExit(f"`weibo-relay gateway new-key` printed what this script cannot read:\n{out}")
+        return key.group(1), digest.group(1)
+
+    def write_worker_config(self) -> Path:
+        """The shared configuration plus a gateway listener and one client: only the worker
+        serves the gateway (serve on the same port would collide)."""
+        self.gateway_key, digest = self.new_gateway_key()
+        path = self.dir / "worker.toml"
+        path.write_text(self.cfg.read_text() + f"""
+[gateway]
+bind = "127.0.0.1:{self.ports['gateway']}"
+
+[[gateway.clients]]
+name = "stock-sync"
+key_sha256 = "{digest}"
+interfaces = ["goods/setGoodsStock*", "goods/getGoodsInfo"]
+appids = ["100023", "100024"]
+rate_limit_per_sec = 10
+""")
+        return path
+
     def spawn(self, name: str, args: list[str], env: dict | None = None) -> None:
         log = open(self.dir / f"{name}.log", "ab")
         self.procs[name] = subprocess.Popen(args, stdout=log, stderr=subprocess.STDOUT,
@@ -542,7 +581,8 @@ settle_secs = 5
         env = {"RUST_LOG": "warn"}
         if role == "worker":
             env["WEIBO_RELAY__HTTP__BIND"] = f"127.0.0.1:{self.ports['worker']}"
-        self.spawn(role, [self.bin, role, "--config", str(self.cfg)], env)
+        cfg = self.worker_cfg if role == "worker" else self.cfg
+        self.spawn(role, [self.bin, role, "--config", str(cfg)], env)
         wait_http(f"http://127.0.0.1:{self.ports[role]}/readyz")
 
     def stop_proc(self, name: str) -> None:
@@ -557,6 +597,7 @@ settle_secs = 5
 
     def start(self) -> None:
         self.cfg = self.write_config()
+        self.worker_cfg = self.write_worker_config()
         self.spawn("sandbox", [self.tooling_bin, "sandbox", "--config", str(self.cfg),
                                "--bind", f"127.0.0.1:{self.ports['sandbox']}",
                                "--token-ttl", "120", "--push-to", self.push_url,
@@ -564,6 +605,8 @@ settle_secs = 5
         wait_http(f"{self.sandbox}/admin/faults")
         self.start_relay("serve")
         self.start_relay("worker")
+        if not listening(self.ports["gateway"]):  # bound before /readyz answers
+            raise SystemExit(f"the worker opened no gateway listener: see {self.dir / 'worker.log'}")
         targets = [f"127.0.0.1:{self.ports['serve']}", f"127.0.0.1:{self.ports['worker']}"]
         rabbit = ""
         if listening(15692):  # the plugin is already enabled: use it, change nothing
@@ -730,6 +773,43 @@ settle_secs = 5
             elif kind == 7 and n % 24 == 7:
                 threading.Thread(target=self.slow_body, daemon=True).start()
 
+    def gateway_call(self, interface: str, appid: str, params: dict, key: str | None = None) -> int:
+        body = json.dumps({"appid": appid, "params": params}).encode()
+        req = urllib.request.Request(f"{self.gateway}/v1/platform/{interface}", data=body, headers={
+            "Content-Type": "application/json", "Authorization": f"Bearer {key or self.gateway_key}"})
+        try:
+            with urllib.request.urlopen(req, timeout=15) as r:  # the relay's deadline is 10 s
+                r.read()
+                status = r.status
+        except urllib.error.HTTPError as e:
+            status = e.code
+        except (urllib.error.URLError, OSError):
+            status = 0
+        self.gateway_answers[status] = self.gateway_answers.get(status, 0) + 1
+        return status
+
+    def gateway_loop(self) -> None:
+        """A stock-sync client of the merchant, as the demo's: sets the stock of ten SKUs in
+        turn and reads the goods back, with a few calls the gateway refuses."""
+        n = 0
+        wrong_key = "wrg_" + "0" * 48
+        while not self.stop.wait(0.25):
+            if self.gateway_hold.is_set():
+                continue
+            n += 1
+            appid = ("100023", "100024")[(n // 2) % 2]
+            if n % 20 == 5:  # not in its interfaces: 403
+                self.gateway_call("goods/setGoodsPriceSkuid", appid, {"goods_id": "mon", "sku_id": "1", "price": "9.90"})
+            elif n % 20 == 15:  # no client has this key: 401, counted as client "other"
+                self.gateway_call("goods/getGoodsInfo", appid, {"goods_id": "mon"}, key=wrong_key)
+            elif n % 40 == 31:  # the platform refuses it (40002): 422, permanent
+                self.gateway_call("goods/getGoodsInfo", appid, {})
+            elif n % 2 == 0:
+                self.gateway_call("goods/setGoodsStockSkuid", appid,
+                                  {"goods_id": "mon", "sku_id": str((n // 2) % 10), "stock": n})
+            else:
+                self.gateway_call("goods/getGoodsInfo", appid, {"goods_id": "mon"})
+
     def unbind(self, bind: bool) -> None:
         import pika
         conn = pika.BlockingConnection(pika.ConnectionParameters("127.0.0.1"))
@@ -762,6 +842,24 @@ settle_secs = 5
             ch.basic_publish(self.names["fulfilment"] + ".tokens", "100023", body.encode())
         conn.close()
 
+    def permanent_codes(self) -> None:
+        """The sandbox answers the next 4 calls of any kind with 40002. They are meant for the
+        worker's commands (dead letters, cause permanent), so the gateway client pauses until
+        they are taken, for 30 s at most; the scenario goes on meanwhile."""
+        self.gateway_hold.set()
+        try:
+            time.sleep(1.0)  # a gateway call in flight ends
+            self.admin("/admin/faults", {"code_next": 4, "code": 40002})
+            deadline = time.time() + 30
+            while time.time() < deadline and not self.stop.is_set():
+                with urllib.request.urlopen(f"{self.sandbox}/admin/faults", timeout=10) as r:
+                    if json.loads(r.read()).get("code_next", 0) == 0:
+                        return
+                time.sleep(0.2)
+            print("the 40002 answers were not all taken within 30 s: the gateway client goes on", flush=True)
+        finally:
+            self.gateway_hold.clear()
+
     def scenario(self, t0: float, scale: float = 1.0) -> None:
         def at(secs: float) -> None:
             while time.time() < t0 + secs * scale and not self.stop.is_set():
@@ -779,7 +877,7 @@ settle_secs = 5
         at(330); self.admin("/admin/outage", {"secs": 45})
         at(400)
         self.poison()
-        self.admin("/admin/faults", {"code_next": 4, "code": 40002})
+        threading.Thread(target=self.permanent_codes, daemon=True).start()
         at(450); self.forged_keeper_messages()
         at(480); self.stop_proc("serve")
         at(510); self.start_relay("serve")
@@ -810,7 +908,7 @@ def cmd_stage(args) -> int:
                    if m not in exported]
         t0 = time.time()
         threads = [threading.Thread(target=f, daemon=True)
-                   for f in (stage.orders_loop, stage.consumer_loop, stage.noise_loop)]
+                   for f in (stage.orders_loop, stage.consumer_loop, stage.noise_loop, stage.gateway_loop)]
         for t in threads:
             t.start()
         stage.scenario(t0, args.scale)
@@ -838,6 +936,7 @@ def cmd_stage(args) -> int:
         summary = render(stage.prom, t0 - 20, end, Path(args.out), overrides, subtitle, notes)
         for title, n in summary.items():
             print(f"  {n:3d} series  {title}")
+        print(f"gateway answers (HTTP status: calls): {dict(sorted(stage.gateway_answers.items()))}")
         print(f"firing: {firing}\npending only: {pending}\nwrote {args.out} ({Path(args.out).stat().st_size // 1024} KB)")
     finally:
         stage.cleanup()
