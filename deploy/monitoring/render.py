@@ -23,8 +23,10 @@ none of this is a dependency of the relay):
     # Two binaries of the same build: the relay, and weibo-relay-tooling for the sandbox.
     # Copies, because the next build may replace them.
     cp target/release/weibo-relay target/release/weibo-relay-tooling /tmp/
-    /tmp/render-venv/bin/python deploy/monitoring/render.py stage \
+    /tmp/render-venv/bin/python deploy/monitoring/render.py stage --build release \
         --relay-bin /tmp/weibo-relay --tooling-bin /tmp/weibo-relay-tooling
+    # --build names the cargo profile (debug, release, dist) for the caption: the binary does
+    # not say, and a debug build's latencies are not a release build's.
 
     # 2. Only the rendering, against any Prometheus that scrapes weibo-relay:
     /tmp/render-venv/bin/python deploy/monitoring/render.py render \
@@ -896,6 +898,7 @@ def cmd_stage(args) -> int:
     workdir = Path(tempfile.mkdtemp(prefix="weibo-relay-render-"))
     stage = Stage(args.relay_bin, args.tooling_bin, workdir)
     version = subprocess.run([args.relay_bin, "--version"], capture_output=True, text=True).stdout.strip()
+    tooling_version = subprocess.run([args.tooling_bin, "--version"], capture_output=True, text=True).stdout.strip()
     prom_version = subprocess.run([shutil.which("prometheus") or "/usr/bin/prometheus", "--version"],
                                   capture_output=True, text=True)
     prom_version = (prom_version.stdout or prom_version.stderr).split("\n")[0]
@@ -929,8 +932,9 @@ def cmd_stage(args) -> int:
             notes.append("RabbitMQ's rabbitmq_prometheus plugin is not enabled on this machine's broker (and was not "
                          "enabled for this picture): the queue-depth panels have no data.")
         subtitle = (f"matplotlib rendering of each panel's PromQL (query_range) against a real {prom_version} "
-                    f"scraping a real {version} every {SCRAPE_SECS} s (serve + worker, sandbox platform with 120 s "
-                    f"tokens, reconcile every 20 s), {datetime.fromtimestamp(t0):%Y-%m-%d %H:%M}-{datetime.fromtimestamp(end):%H:%M}. "
+                    f"scraping a real {version}, {args.build} build, every {SCRAPE_SECS} s (serve + worker, the "
+                    f"worker with the platform gateway; {tooling_version} sandbox platform, same build, with 120 s "
+                    f"tokens; reconcile every 20 s), {datetime.fromtimestamp(t0):%Y-%m-%d %H:%M}-{datetime.fromtimestamp(end):%H:%M}. "
                     "Not a Grafana screenshot.")
         overrides = {"events_queue": stage.names["events"], "fulfilment_queue": stage.names["fulfilment"]}
         summary = render(stage.prom, t0 - 20, end, Path(args.out), overrides, subtitle, notes)
@@ -966,6 +970,10 @@ def main() -> int:
     st.add_argument("--relay-bin", required=True, help="a copy of the weibo-relay binary")
     st.add_argument("--tooling-bin", required=True,
                     help="a copy of the weibo-relay-tooling binary of the same build (its `sandbox`)")
+    st.add_argument("--build", required=True, choices=("debug", "release", "dist"),
+                    help="the cargo profile that built the binaries, printed on the picture beside the "
+                         "version (a debug build's latencies are not a release build's); nothing in the "
+                         "binary says it")
     st.add_argument("--out", default=str(OUT))
     st.add_argument("--keep", action="store_true", help="keep the work dir (logs, TSDB)")
     st.add_argument("--scale", type=float, default=1.0,
