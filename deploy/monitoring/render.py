@@ -15,15 +15,18 @@ none of this is a dependency of the relay):
     # 1. Everything, on one machine with RabbitMQ on 127.0.0.1:5672 (guest/guest) and
     #    Debian's `prometheus` package (apt-get install prometheus: /usr/bin/prometheus).
     #    Starts, on loopback ports it picks, a Prometheus (2 s scrape, temporary data dir,
-    #    alerts.rules.yml loaded), a sandbox platform (120 s tokens), `weibo-relay serve` and
-    #    `weibo-relay worker` with queue and exchange names of their own, a consumer that
-    #    turns order events into fulfilment commands, and about 11 minutes of scripted
-    #    traffic and faults (see SCENARIO); then renders, stops everything it started and
-    #    deletes its queues and exchanges.
-    # The binary must have the `tooling` feature (the default; the image is built without it)
-    # for its `sandbox` command.
-    cp target/release/weibo-relay /tmp/weibo-relay      # a copy: the build may replace it
-    /tmp/render-venv/bin/python deploy/monitoring/render.py stage --relay-bin /tmp/weibo-relay
+    #    alerts.rules.yml loaded), the sandbox platform of `weibo-relay-tooling sandbox`
+    #    (120 s tokens), `weibo-relay serve` and `weibo-relay worker` with queue and exchange
+    #    names of their own, a consumer that turns order events into fulfilment commands, and
+    #    about 11 minutes of scripted traffic and faults (see SCENARIO); then renders, stops
+    #    everything it started and deletes its queues and exchanges.
+    # Two binaries of the same build: the relay, and weibo-relay-tooling for the sandbox.
+    # Copies, because the next build may replace them.
+    cp target/release/weibo-relay target/release/weibo-relay-tooling /tmp/
+    /tmp/render-venv/bin/python deploy/monitoring/render.py stage --build release \
+        --relay-bin /tmp/weibo-relay --tooling-bin /tmp/weibo-relay-tooling
+    # --build names the cargo profile (debug, release, dist) for the caption: the binary does
+    # not say, and a debug build's latencies are not a release build's.
 
     # 2. Only the rendering, against any Prometheus that scrapes weibo-relay:
     /tmp/render-venv/bin/python deploy/monitoring/render.py render \
@@ -68,12 +71,17 @@ SCENARIO = [
     (0, "orders for two merchants, ~3 a second; a consumer finishes them (closes every 10th)"),
     (0, "background: a few refused pushes (bad signature, stale, unknown appid, malformed, too large, "
         "wrong content type, slow body) and duplicates"),
-    (120, "platform answers 30 % of order calls with HTTP 503 for 60 s (transient, retries, some exhausted)"),
+    (0, "platform gateway on the worker: client stock-sync sets stocks and reads goods back, ~4 calls a second; "
+        "1 in 10 refused (an interface it may not call: 403; a wrong key: 401, client `other`), "
+        "1 in 40 a missing parameter (422 permanent)"),
+    (120, "platform answers 30 % of order and gateway calls with HTTP 503 for 60 s (transient, retries, some "
+          "exhausted; gateway writes answered 504 unknown)"),
     (210, "token of 100023 revoked (21332): token_rejected, one refresh"),
     (240, "next 3 token requests fail, then the token of 100024 is revoked: refresh failures, then a refresh"),
     (270, "consumer queue and event log unbound from the exchange for 30 s: pushes unroutable -> 503"),
     (330, "platform gives up on every push for 45 s: reconciliation brings the states"),
-    (400, "poison commands (not JSON, unknown appid) and 4 calls answered 40002 (permanent)"),
+    (400, "poison commands (not JSON, unknown appid) and 4 calls answered 40002 (permanent; the gateway client "
+          "pauses until the worker's calls have taken them)"),
     (450, "5 forged keeper messages published to <fulfilment>.tokens"),
     (480, "the serve process (receiver + keeper) stopped for 30 s: the worker becomes keeper"),
     (660, "end"),
@@ -243,6 +251,52 @@ def state_timeline(ax, p: dict, values: dict, prom: str, start: float, end: floa
     return n
 
 
+def table_panel(ax, p: dict, values: dict, prom: str, end: float, fg: str, grid_c: str) -> int:
+    """A Grafana table of an instant query (format "table"): one row per series, a column per
+    label, in the order of the query's `by (...)`; the organize transformation's
+    excludeByName drops columns (Time and Value, as Grafana names them, are never shown)."""
+    hidden = {"Time", "Value"}
+    for tr in p.get("transformations", []):
+        if tr.get("id") == "organize":
+            hidden |= {k for k, v in tr.get("options", {}).get("excludeByName", {}).items() if v}
+    rows, columns, errors = [], [], []
+    for t in p["targets"]:
+        expr = interpolate(t["expr"], values)
+        m = re.search(r"\bby\s*\(([^)]*)\)", expr)
+        for c in ([c.strip() for c in m.group(1).split(",")] if m else []):
+            if c and c not in columns and c not in hidden:
+                columns.append(c)
+        try:
+            out = http_json(f"{prom}/api/v1/query", {"query": expr, "time": f"{end:.3f}"})
+        except urllib.error.HTTPError as e:
+            errors.append(e.read().decode()[:200])
+            continue
+        if out.get("status") != "success":
+            errors.append(str(out)[:200])
+            continue
+        for series in out["data"]["result"]:
+            for c in series["metric"]:
+                if c not in columns and c not in hidden and c != "__name__":
+                    columns.append(c)
+            rows.append(series["metric"])
+    ax.axis("off")
+    if not rows:
+        msg = ("query error: " + errors[0]) if errors else "No data"
+        ax.text(0.5, 0.5, msg, transform=ax.transAxes, ha="center", va="center", color="#9fa7b3")
+        return 0
+    cells = sorted([m.get(c, "") for c in columns] for m in rows)
+    height = min(1.0, 0.14 * (len(cells) + 1))
+    tab = ax.table(cellText=cells, colLabels=columns, cellLoc="left", colLoc="left",
+                   bbox=(0, 1 - height, 1, height))
+    tab.auto_set_font_size(False)
+    tab.set_fontsize(8)
+    for (r, _c), cell in tab.get_celld().items():
+        cell.set_edgecolor(grid_c)
+        cell.set_facecolor("#22252b" if r == 0 else "#181b1f")
+        cell.get_text().set_color(fg)
+    return len(rows)
+
+
 def render(prom: str, start: float, end: float, out: Path, overrides: dict[str, str],
            subtitle: str, notes: list[str]) -> dict:
     import matplotlib
@@ -284,6 +338,12 @@ def render(prom: str, start: float, end: float, out: Path, overrides: dict[str, 
         if p["type"] == "row":
             fig.text(x0 + 0.004, y0 + h * 0.35, p["title"], color=fg, fontsize=11, weight="bold")
             continue
+        if p["type"] == "table":
+            ax = fig.add_axes((x0 + 0.62 / fig_w, y0 + 0.15 / fig_h, w - 0.74 / fig_w, h - 0.5 / fig_h))
+            ax.set_title(p["title"] + f"  (at {datetime.fromtimestamp(end):%H:%M:%S})", color=fg,
+                         fontsize=9.5, loc="left", pad=4)
+            summary[p["title"]] = table_panel(ax, p, values, prom, end, fg, grid_c)
+            continue
         defaults = p["fieldConfig"]["defaults"]
         unit = defaults.get("unit", "short")
         # inside the panel: room for the y tick labels, the title and the legend below
@@ -296,7 +356,12 @@ def render(prom: str, start: float, end: float, out: Path, overrides: dict[str, 
             s.set_color(grid_c)
         ax.tick_params(colors="#9fa7b3", labelsize=7)
         ax.grid(True, color=grid_c, linewidth=0.5)
-        ax.set_title(p["title"], color=fg, fontsize=9.5, loc="left", pad=4)
+        ax_w = (w - left - right) * fig_w  # inches
+        title_x = -(left - 0.62 / fig_w) * fig_w / ax_w  # every title starts where a time series' axes do
+        room = (w - 0.74 / fig_w) * fig_w
+        # about 0.075 inch a character at 9.5 pt: a longer title is set smaller to fit its panel
+        ax.set_title(p["title"], color=fg, fontsize=min(9.5, 9.5 * room / (0.075 * len(p["title"]))),
+                     loc="left", pad=4, x=title_x)
         n_series, ymax, color_i = 0, 0.0, 0
         stepped = defaults.get("custom", {}).get("lineInterpolation") == "stepAfter"
         errors = []
@@ -362,8 +427,17 @@ def render(prom: str, start: float, end: float, out: Path, overrides: dict[str, 
         if off_scale:
             ax.text(0.99, 0.97, "threshold " + ", ".join(off_scale) + " above the scale",
                     transform=ax.transAxes, ha="right", va="top", color="#ff9830", fontsize=7)
-        ncol = 4 if n_series > 6 else (3 if n_series > 2 else n_series)
-        leg = ax.legend(loc="upper left", bbox_to_anchor=(0, -0.16), fontsize=6.5, ncol=ncol,
+        # Grafana scrolls a long legend; here it gets the columns its labels fit in the panel's
+        # width and at most 4 rows (a panel with a series per process and task had 22).
+        handles, labels = ax.get_legend_handles_labels()
+        fits = max(1, int(ax_w / (0.045 * max(len(lb) for lb in labels) + 0.4)))
+        ncol = min(fits, 4 if len(handles) > 6 else (3 if len(handles) > 2 else len(handles)))
+        if len(handles) > 4 * ncol:
+            from matplotlib.lines import Line2D
+            keep = 4 * ncol - 1
+            handles = handles[:keep] + [Line2D([], [], linewidth=0)]
+            labels = labels[:keep] + [f"… {n_series - keep} more series"]
+        leg = ax.legend(handles, labels, loc="upper left", bbox_to_anchor=(0, -0.16), fontsize=6.5, ncol=ncol,
                         frameon=False, handlelength=1.2, columnspacing=0.8, labelspacing=0.2)
         for text in leg.get_texts():
             text.set_color(fg)
@@ -412,13 +486,14 @@ def sign(params: dict[str, str], key: str) -> str:
 
 
 class Stage:
-    def __init__(self, relay_bin: str, workdir: Path):
+    def __init__(self, relay_bin: str, tooling_bin: str, workdir: Path):
         self.bin = relay_bin
+        self.tooling_bin = tooling_bin
         self.dir = workdir
         self.run = "mon" + os.urandom(3).hex()
         self.procs: dict[str, subprocess.Popen] = {}
         self.stop = threading.Event()
-        self.ports = {k: free_port() for k in ("serve", "worker", "sandbox", "prom")}
+        self.ports = {k: free_port() for k in ("serve", "worker", "gateway", "sandbox", "prom")}
         self.merchants = {
             a: {"sign_key": f"monitoring-sign-key-{a}-{self.run}",
                 "client_secret": f"monitoring-client-secret-{a}-{self.run}"}
@@ -434,6 +509,12 @@ class Stage:
         }
         self.push_url = f"http://127.0.0.1:{self.ports['serve']}/weibo/push"
         self.sandbox = f"http://127.0.0.1:{self.ports['sandbox']}"
+        # The platform gateway (docs/platform-gateway.md) runs on the worker only; its one
+        # client's key is made in start(), by `weibo-relay gateway new-key`.
+        self.gateway = f"http://127.0.0.1:{self.ports['gateway']}"
+        self.gateway_key = ""
+        self.gateway_hold = threading.Event()  # set: the gateway client makes no calls
+        self.gateway_answers: dict[int, int] = {}  # HTTP status (0: no answer) -> calls
 
     # ---- processes -----------------------------------------------------------------
     def write_config(self) -> Path:
@@ -464,6 +545,34 @@ settle_secs = 5
         path.write_text(cfg)
         return path
 
+    def new_gateway_key(self) -> tuple[str, str]:
+        """A client key and its key_sha256, made as an operator makes them."""
+        out = subprocess.run([self.bin, "gateway", "new-key", "--name", "stock-sync"],
+                             capture_output=True, text=True, check=True).stdout
+        key = re.search(r"^# key = (wrg_\w+)$", out, re.M)
+        digest = re.search(r'^key_sha256 = "([0-9a-f]{64})"$', out, re.M)
+        if not key or not digest or hashlib.sha256(key.group(1).encode()).hexdigest() != digest.group(1):
+            raise SystemExit(f"`weibo-relay gateway new-key` printed what this script cannot read:\n{out}")
+        return key.group(1), digest.group(1)
+
+    def write_worker_config(self) -> Path:
+        """The shared configuration plus a gateway listener and one client: only the worker
+        serves the gateway (serve on the same port would collide)."""
+        self.gateway_key, digest = self.new_gateway_key()
+        path = self.dir / "worker.toml"
+        path.write_text(self.cfg.read_text() + f"""
+[gateway]
+bind = "127.0.0.1:{self.ports['gateway']}"
+
+[[gateway.clients]]
+name = "stock-sync"
+key_sha256 = "{digest}"
+interfaces = ["goods/setGoodsStock*", "goods/getGoodsInfo"]
+appids = ["100023", "100024"]
+rate_limit_per_sec = 10
+""")
+        return path
+
     def spawn(self, name: str, args: list[str], env: dict | None = None) -> None:
         log = open(self.dir / f"{name}.log", "ab")
         self.procs[name] = subprocess.Popen(args, stdout=log, stderr=subprocess.STDOUT,
@@ -474,7 +583,8 @@ settle_secs = 5
         env = {"RUST_LOG": "warn"}
         if role == "worker":
             env["WEIBO_RELAY__HTTP__BIND"] = f"127.0.0.1:{self.ports['worker']}"
-        self.spawn(role, [self.bin, role, "--config", str(self.cfg)], env)
+        cfg = self.worker_cfg if role == "worker" else self.cfg
+        self.spawn(role, [self.bin, role, "--config", str(cfg)], env)
         wait_http(f"http://127.0.0.1:{self.ports[role]}/readyz")
 
     def stop_proc(self, name: str) -> None:
@@ -489,13 +599,16 @@ settle_secs = 5
 
     def start(self) -> None:
         self.cfg = self.write_config()
-        self.spawn("sandbox", [self.bin, "sandbox", "--config", str(self.cfg),
+        self.worker_cfg = self.write_worker_config()
+        self.spawn("sandbox", [self.tooling_bin, "sandbox", "--config", str(self.cfg),
                                "--bind", f"127.0.0.1:{self.ports['sandbox']}",
                                "--token-ttl", "120", "--push-to", self.push_url,
                                "--time-scale", "0.01"], {"RUST_LOG": "warn"})
         wait_http(f"{self.sandbox}/admin/faults")
         self.start_relay("serve")
         self.start_relay("worker")
+        if not listening(self.ports["gateway"]):  # bound before /readyz answers
+            raise SystemExit(f"the worker opened no gateway listener: see {self.dir / 'worker.log'}")
         targets = [f"127.0.0.1:{self.ports['serve']}", f"127.0.0.1:{self.ports['worker']}"]
         rabbit = ""
         if listening(15692):  # the plugin is already enabled: use it, change nothing
@@ -662,6 +775,43 @@ settle_secs = 5
             elif kind == 7 and n % 24 == 7:
                 threading.Thread(target=self.slow_body, daemon=True).start()
 
+    def gateway_call(self, interface: str, appid: str, params: dict, key: str | None = None) -> int:
+        body = json.dumps({"appid": appid, "params": params}).encode()
+        req = urllib.request.Request(f"{self.gateway}/v1/platform/{interface}", data=body, headers={
+            "Content-Type": "application/json", "Authorization": f"Bearer {key or self.gateway_key}"})
+        try:
+            with urllib.request.urlopen(req, timeout=15) as r:  # the relay's deadline is 10 s
+                r.read()
+                status = r.status
+        except urllib.error.HTTPError as e:
+            status = e.code
+        except (urllib.error.URLError, OSError):
+            status = 0
+        self.gateway_answers[status] = self.gateway_answers.get(status, 0) + 1
+        return status
+
+    def gateway_loop(self) -> None:
+        """A stock-sync client of the merchant, as the demo's: sets the stock of ten SKUs in
+        turn and reads the goods back, with a few calls the gateway refuses."""
+        n = 0
+        wrong_key = "wrg_" + "0" * 48
+        while not self.stop.wait(0.25):
+            if self.gateway_hold.is_set():
+                continue
+            n += 1
+            appid = ("100023", "100024")[(n // 2) % 2]
+            if n % 20 == 5:  # not in its interfaces: 403
+                self.gateway_call("goods/setGoodsPriceSkuid", appid, {"goods_id": "mon", "sku_id": "1", "price": "9.90"})
+            elif n % 20 == 15:  # no client has this key: 401, counted as client "other"
+                self.gateway_call("goods/getGoodsInfo", appid, {"goods_id": "mon"}, key=wrong_key)
+            elif n % 40 == 31:  # the platform refuses it (40002): 422, permanent
+                self.gateway_call("goods/getGoodsInfo", appid, {})
+            elif n % 2 == 0:
+                self.gateway_call("goods/setGoodsStockSkuid", appid,
+                                  {"goods_id": "mon", "sku_id": str((n // 2) % 10), "stock": n})
+            else:
+                self.gateway_call("goods/getGoodsInfo", appid, {"goods_id": "mon"})
+
     def unbind(self, bind: bool) -> None:
         import pika
         conn = pika.BlockingConnection(pika.ConnectionParameters("127.0.0.1"))
@@ -694,6 +844,24 @@ settle_secs = 5
             ch.basic_publish(self.names["fulfilment"] + ".tokens", "100023", body.encode())
         conn.close()
 
+    def permanent_codes(self) -> None:
+        """The sandbox answers the next 4 calls of any kind with 40002. They are meant for the
+        worker's commands (dead letters, cause permanent), so the gateway client pauses until
+        they are taken, for 30 s at most; the scenario goes on meanwhile."""
+        self.gateway_hold.set()
+        try:
+            time.sleep(1.0)  # a gateway call in flight ends
+            self.admin("/admin/faults", {"code_next": 4, "code": 40002})
+            deadline = time.time() + 30
+            while time.time() < deadline and not self.stop.is_set():
+                with urllib.request.urlopen(f"{self.sandbox}/admin/faults", timeout=10) as r:
+                    if json.loads(r.read()).get("code_next", 0) == 0:
+                        return
+                time.sleep(0.2)
+            print("the 40002 answers were not all taken within 30 s: the gateway client goes on", flush=True)
+        finally:
+            self.gateway_hold.clear()
+
     def scenario(self, t0: float, scale: float = 1.0) -> None:
         def at(secs: float) -> None:
             while time.time() < t0 + secs * scale and not self.stop.is_set():
@@ -711,7 +879,7 @@ settle_secs = 5
         at(330); self.admin("/admin/outage", {"secs": 45})
         at(400)
         self.poison()
-        self.admin("/admin/faults", {"code_next": 4, "code": 40002})
+        threading.Thread(target=self.permanent_codes, daemon=True).start()
         at(450); self.forged_keeper_messages()
         at(480); self.stop_proc("serve")
         at(510); self.start_relay("serve")
@@ -721,9 +889,16 @@ settle_secs = 5
 def cmd_stage(args) -> int:
     if not shutil.which("prometheus") and not Path("/usr/bin/prometheus").exists():
         raise SystemExit("needs /usr/bin/prometheus (apt-get install prometheus)")
+    try:  # the sandbox is weibo-relay-tooling's; weibo-relay itself has no such command
+        has_sandbox = subprocess.run([args.tooling_bin, "sandbox", "--help"], capture_output=True).returncode == 0
+    except OSError:
+        has_sandbox = False
+    if not has_sandbox:
+        raise SystemExit(f"--tooling-bin {args.tooling_bin}: no `sandbox` command (give weibo-relay-tooling)")
     workdir = Path(tempfile.mkdtemp(prefix="weibo-relay-render-"))
-    stage = Stage(args.relay_bin, workdir)
+    stage = Stage(args.relay_bin, args.tooling_bin, workdir)
     version = subprocess.run([args.relay_bin, "--version"], capture_output=True, text=True).stdout.strip()
+    tooling_version = subprocess.run([args.tooling_bin, "--version"], capture_output=True, text=True).stdout.strip()
     prom_version = subprocess.run([shutil.which("prometheus") or "/usr/bin/prometheus", "--version"],
                                   capture_output=True, text=True)
     prom_version = (prom_version.stdout or prom_version.stderr).split("\n")[0]
@@ -736,7 +911,7 @@ def cmd_stage(args) -> int:
                    if m not in exported]
         t0 = time.time()
         threads = [threading.Thread(target=f, daemon=True)
-                   for f in (stage.orders_loop, stage.consumer_loop, stage.noise_loop)]
+                   for f in (stage.orders_loop, stage.consumer_loop, stage.noise_loop, stage.gateway_loop)]
         for t in threads:
             t.start()
         stage.scenario(t0, args.scale)
@@ -757,13 +932,15 @@ def cmd_stage(args) -> int:
             notes.append("RabbitMQ's rabbitmq_prometheus plugin is not enabled on this machine's broker (and was not "
                          "enabled for this picture): the queue-depth panels have no data.")
         subtitle = (f"matplotlib rendering of each panel's PromQL (query_range) against a real {prom_version} "
-                    f"scraping a real {version} every {SCRAPE_SECS} s (serve + worker, sandbox platform with 120 s "
-                    f"tokens, reconcile every 20 s), {datetime.fromtimestamp(t0):%Y-%m-%d %H:%M}-{datetime.fromtimestamp(end):%H:%M}. "
+                    f"scraping a real {version}, {args.build} build, every {SCRAPE_SECS} s (serve + worker, the "
+                    f"worker with the platform gateway; {tooling_version} sandbox platform, same build, with 120 s "
+                    f"tokens; reconcile every 20 s), {datetime.fromtimestamp(t0):%Y-%m-%d %H:%M}-{datetime.fromtimestamp(end):%H:%M}. "
                     "Not a Grafana screenshot.")
         overrides = {"events_queue": stage.names["events"], "fulfilment_queue": stage.names["fulfilment"]}
         summary = render(stage.prom, t0 - 20, end, Path(args.out), overrides, subtitle, notes)
         for title, n in summary.items():
             print(f"  {n:3d} series  {title}")
+        print(f"gateway answers (HTTP status: calls): {dict(sorted(stage.gateway_answers.items()))}")
         print(f"firing: {firing}\npending only: {pending}\nwrote {args.out} ({Path(args.out).stat().st_size // 1024} KB)")
     finally:
         stage.cleanup()
@@ -791,6 +968,12 @@ def main() -> int:
     sub = ap.add_subparsers(dest="cmd", required=True)
     st = sub.add_parser("stage", help="run Prometheus + sandbox + relay under load, then render")
     st.add_argument("--relay-bin", required=True, help="a copy of the weibo-relay binary")
+    st.add_argument("--tooling-bin", required=True,
+                    help="a copy of the weibo-relay-tooling binary of the same build (its `sandbox`)")
+    st.add_argument("--build", required=True, choices=("debug", "release", "dist"),
+                    help="the cargo profile that built the binaries, printed on the picture beside the "
+                         "version (a debug build's latencies are not a release build's); nothing in the "
+                         "binary says it")
     st.add_argument("--out", default=str(OUT))
     st.add_argument("--keep", action="store_true", help="keep the work dir (logs, TSDB)")
     st.add_argument("--scale", type=float, default=1.0,
