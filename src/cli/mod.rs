@@ -78,9 +78,32 @@ pub enum Subcommand {
     },
 }
 
+/// Commands earlier releases had, now `weibo-relay-tooling`'s.
+const MOVED_TO_TOOLING: [&str; 3] = ["demo", "sandbox", "bench"];
+
 /// Runs the process and turns any error into a one-line reason and a non-zero exit.
 pub fn main() -> ExitCode {
-    let cli = Cli::parse();
+    let cli = match Cli::try_parse() {
+        Ok(cli) => cli,
+        Err(error) => {
+            // `cargo run --release -- demo` is what earlier READMEs said: say where it went.
+            let moved = std::env::args()
+                .skip(1)
+                .find(|arg| !arg.starts_with('-'))
+                .filter(|arg| MOVED_TO_TOOLING.contains(&arg.as_str()));
+            if let (clap::error::ErrorKind::InvalidSubcommand, Some(command)) =
+                (error.kind(), moved)
+            {
+                eprintln!(
+                    "weibo-relay: `{command}` is a command of weibo-relay-tooling, the demo and \
+                     test tools: `bash .ci/demo` (README), or `cargo run --release --bin \
+                     weibo-relay-tooling -- {command}`"
+                );
+                return ExitCode::from(2);
+            }
+            error.exit()
+        }
+    };
     match run(cli) {
         Ok(()) => ExitCode::SUCCESS,
         Err(error) => {

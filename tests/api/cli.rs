@@ -115,6 +115,26 @@ fn the_shipped_example_config_is_refused_until_filled_in() {
 }
 
 /// Runs `weibo-relay dlq list` with `toml` as its configuration.
+#[test]
+fn the_tools_earlier_releases_had_are_named_where_they_went() {
+    for command in ["demo", "sandbox", "bench"] {
+        let out = relay().args([command, "--orders", "5"]).output().unwrap();
+        assert_eq!(out.status.code(), Some(2), "{command}");
+        assert_eq!(
+            String::from_utf8_lossy(&out.stderr),
+            format!(
+                "weibo-relay: `{command}` is a command of weibo-relay-tooling, the demo and test \
+                 tools: `bash .ci/demo` (README), or `cargo run --release --bin \
+                 weibo-relay-tooling -- {command}`\n"
+            )
+        );
+    }
+    // Any other unknown command: clap's own error, exit 2.
+    let out = relay().arg("demox").output().unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("unrecognized subcommand 'demox'"));
+}
+
 fn dlq_list(toml: &str) -> std::process::Output {
     let config = ConfigFile::with_text(toml).unwrap();
     let out = relay()
