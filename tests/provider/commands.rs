@@ -54,6 +54,15 @@ async fn send(channel: &Channel, relay: &ProviderRelay, body: serde_json::Value)
 
 /// The next outcome on the tap (order and merchant events skipped): routing key and body.
 async fn next_outcome(channel: &Channel, relay: &ProviderRelay) -> (String, serde_json::Value) {
+    next_on_tap(channel, relay, "fulfilment.").await
+}
+
+/// The next message on the tap whose routing key starts with `prefix` (others skipped).
+async fn next_on_tap(
+    channel: &Channel,
+    relay: &ProviderRelay,
+    prefix: &str,
+) -> (String, serde_json::Value) {
     let tap = stage::tap_queue(&relay.settings);
     let deadline = Instant::now() + Duration::from_secs(30);
     loop {
@@ -63,7 +72,7 @@ async fn next_outcome(channel: &Channel, relay: &ProviderRelay) -> (String, serd
             .expect("basic.get");
         if let Some(message) = got {
             let key = message.delivery.routing_key.to_string();
-            if key.starts_with("fulfilment.") {
+            if key.starts_with(prefix) {
                 let body = serde_json::from_slice(&message.delivery.data).expect("JSON");
                 return (key, body);
             }
@@ -71,7 +80,7 @@ async fn next_outcome(channel: &Channel, relay: &ProviderRelay) -> (String, serd
         }
         assert!(
             Instant::now() < deadline,
-            "no outcome within 30 s; the relay logged:\n{}",
+            "no {prefix}* within 30 s; the relay logged:\n{}",
             relay.logged().join("\n")
         );
         tokio::time::sleep(Duration::from_millis(100)).await;
@@ -104,6 +113,43 @@ async fn dead_letters(channel: &Channel, relay: &ProviderRelay) -> Vec<(String, 
         ));
     }
     dead
+}
+
+/// Platform calls made with any merchant's token so far.
+fn calls_made(relay: &ProviderRelay) -> u64 {
+    relay
+        .sandbox
+        .oauth2()
+        .counters()
+        .calls_by_uid
+        .values()
+        .sum()
+}
+
+/// Sends each command and expects it dead at once: a failed outcome with its reason and no
+/// attempt, and the dead queue holding exactly these, in order.
+async fn expect_dead_at_once(
+    channel: &Channel,
+    relay: &ProviderRelay,
+    cases: &[(serde_json::Value, &str)],
+) {
+    for (body, why) in cases {
+        send(channel, relay, body.clone()).await;
+        let (key, outcome) = next_outcome(channel, relay).await;
+        assert_eq!(
+            (
+                key.as_str(),
+                outcome["msg"].as_str(),
+                outcome["attempts"].as_i64()
+            ),
+            ("fulfilment.failed", Some(*why), Some(0)),
+            "{outcome}"
+        );
+    }
+    let dead = dead_letters(channel, relay).await;
+    let reasons: Vec<&str> = dead.iter().map(|(r, _)| r.as_str()).collect();
+    let expected: Vec<&str> = cases.iter().map(|(_, why)| *why).collect();
+    assert_eq!(reasons, expected);
 }
 
 pub(crate) async fn authorize(relay: &ProviderRelay, merchant_ref: &str, uid: &str) {
@@ -170,49 +216,23 @@ async fn commands_call_with_the_named_merchants_token_and_unknown_ones_are_dead_
     assert_eq!(counters.calls_by_uid.get(UID), Some(&2));
 
     // No merchant named, or one nobody has: dead at once, no call.
-    for (body, why) in [
-        (
-            serde_json::json!({"appid": PROVIDER_APPID, "sub_order_id": "1", "action": "finish"}),
-            "provider mode: the command names no merchant_ref (or uid)",
-        ),
-        (
-            serde_json::json!({"appid": PROVIDER_APPID, "merchant_ref": "shop-9",
-                "sub_order_id": "1", "action": "finish"}),
-            "unknown merchant_ref shop-9",
-        ),
-    ] {
-        send(&channel, &relay, body).await;
-        let (key, outcome) = next_outcome(&channel, &relay).await;
-        assert_eq!(
+    expect_dead_at_once(
+        &channel,
+        &relay,
+        &[
             (
-                key.as_str(),
-                outcome["msg"].as_str(),
-                outcome["attempts"].as_i64()
+                serde_json::json!({"appid": PROVIDER_APPID, "sub_order_id": "1", "action": "finish"}),
+                "provider mode: the command names no merchant_ref (or uid)",
             ),
-            ("fulfilment.failed", Some(why), Some(0)),
-            "{outcome}"
-        );
-    }
-    let dead = dead_letters(&channel, &relay).await;
-    let reasons: Vec<&str> = dead.iter().map(|(r, _)| r.as_str()).collect();
-    assert_eq!(
-        reasons,
-        [
-            "provider mode: the command names no merchant_ref (or uid)",
-            "unknown merchant_ref shop-9"
-        ]
-    );
-    assert_eq!(
-        relay
-            .sandbox
-            .oauth2()
-            .counters()
-            .calls_by_uid
-            .values()
-            .sum::<u64>(),
-        3,
-        "no call for a dead command"
-    );
+            (
+                serde_json::json!({"appid": PROVIDER_APPID, "merchant_ref": "shop-9",
+                    "sub_order_id": "1", "action": "finish"}),
+                "unknown merchant_ref shop-9",
+            ),
+        ],
+    )
+    .await;
+    assert_eq!(calls_made(&relay), 3, "no call for a dead command");
     let _ = connection.close(200, "done".into()).await;
     relay.stop().await;
 }
@@ -266,34 +286,24 @@ async fn commands_may_name_their_merchant_by_uid_and_a_uid_that_does_not_fit_is_
 
     // A uid nobody has, one that is another merchant's than the ref: dead at once, failed
     // outcomes, no call made.
-    let cases = [
-        (
-            serde_json::json!({"appid": PROVIDER_APPID, "uid": "1404370000",
-                "sub_order_id": "1", "action": "finish"}),
-            "no merchant has uid 1404370000",
-        ),
-        (
-            serde_json::json!({"appid": PROVIDER_APPID, "merchant_ref": "shop-1",
-                "uid": OTHER_UID, "sub_order_id": "1", "action": "finish"}),
-            "uid 1404376999 is merchant_ref shop-2's, not shop-1's",
-        ),
-    ];
-    for (body, why) in &cases {
-        send(&channel, &relay, body.clone()).await;
-        let (key, outcome) = next_outcome(&channel, &relay).await;
-        assert_eq!(
+    expect_dead_at_once(
+        &channel,
+        &relay,
+        &[
             (
-                key.as_str(),
-                outcome["msg"].as_str(),
-                outcome["attempts"].as_i64()
+                serde_json::json!({"appid": PROVIDER_APPID, "uid": "1404370000",
+                    "sub_order_id": "1", "action": "finish"}),
+                "no merchant has uid 1404370000",
             ),
-            ("fulfilment.failed", Some(*why), Some(0)),
-            "{outcome}"
-        );
-    }
-    let dead = dead_letters(&channel, &relay).await;
-    let reasons: Vec<&str> = dead.iter().map(|(r, _)| r.as_str()).collect();
-    assert_eq!(reasons, cases.map(|(_, why)| why));
+            (
+                serde_json::json!({"appid": PROVIDER_APPID, "merchant_ref": "shop-1",
+                    "uid": OTHER_UID, "sub_order_id": "1", "action": "finish"}),
+                "uid 1404376999 is merchant_ref shop-2's, not shop-1's",
+            ),
+        ],
+    )
+    .await;
+    assert_eq!(calls_made(&relay), 2, "no call for a dead command");
     // One that is no uid is malformed: dead with the value escaped, and no outcome (as any
     // command the worker cannot read).
     send(
@@ -338,22 +348,7 @@ async fn commands_may_name_their_merchant_by_uid_and_a_uid_that_does_not_fit_is_
             "sub_order_id": orders[2], "action": "finish"}),
     )
     .await;
-    let tap = stage::tap_queue(&relay.settings);
-    let deadline = Instant::now() + Duration::from_secs(30);
-    let revoked: serde_json::Value = loop {
-        let got = channel
-            .basic_get(tap.as_str().into(), BasicGetOptions { no_ack: true })
-            .await
-            .expect("basic.get");
-        match got {
-            Some(m) if m.delivery.routing_key.as_str() == "merchant.revoked" => {
-                break serde_json::from_slice(&m.delivery.data).expect("JSON")
-            }
-            Some(_) => continue,
-            None => assert!(Instant::now() < deadline, "no merchant.revoked within 30 s"),
-        }
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    };
+    let (_, revoked) = next_on_tap(&channel, &relay, "merchant.revoked").await;
     assert_eq!(
         (&revoked["merchant_ref"], &revoked["reason"]),
         (
@@ -361,17 +356,6 @@ async fn commands_may_name_their_merchant_by_uid_and_a_uid_that_does_not_fit_is_
             &serde_json::json!("authorization_withdrawn")
         ),
         "{revoked}"
-    );
-    assert_eq!(
-        relay
-            .sandbox
-            .oauth2()
-            .counters()
-            .calls_by_uid
-            .values()
-            .sum::<u64>(),
-        2,
-        "no call for a dead command"
     );
     let _ = connection.close(200, "done".into()).await;
     relay.stop().await;
