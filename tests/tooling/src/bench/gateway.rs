@@ -6,7 +6,7 @@ use std::time::Duration;
 
 use serde_json::json;
 
-use super::push::cpu_secs;
+use super::push::{cpu_secs, cpu_us_per};
 use super::{drive, BenchError, Load, Report};
 
 /// Longest a call may take before it counts as `timeout`.
@@ -50,22 +50,13 @@ pub async fn run(options: GatewayOptions) -> Result<Report, BenchError> {
         let (http, url, key, appid) = (http.clone(), url.clone(), key.clone(), appid.clone());
         async move {
             let body = json!({"appid": appid.as_str(), "params": {"goods_id": seq.to_string()}});
-            match http
+            let answer = http
                 .post(url.as_str())
                 .bearer_auth(key.as_str())
                 .json(&body)
                 .send()
-                .await
-            {
-                Ok(response) => {
-                    let status = response.status().as_u16().to_string();
-                    // Read whole, so the connection goes back to the pool.
-                    let _ = response.bytes().await;
-                    status
-                }
-                Err(e) if e.is_timeout() => "timeout".to_owned(),
-                Err(_) => "error".to_owned(),
-            }
+                .await;
+            super::answer_label(answer).await
         }
     })
     .await;
@@ -77,8 +68,7 @@ pub async fn run(options: GatewayOptions) -> Result<Report, BenchError> {
         elapsed,
     );
     if let (Some(pid), Some(before)) = (options.relay_pid, cpu_before) {
-        let used = cpu_secs(pid)? - before;
-        report.relay_cpu_us_per_call = Some(used * 1e6 / report.completed.max(1) as f64);
+        report.relay_cpu_us_per_call = Some(cpu_us_per(pid, before, report.completed)?);
     }
     Ok(report)
 }

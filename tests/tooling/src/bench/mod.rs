@@ -106,6 +106,20 @@ where
     (all, started.elapsed())
 }
 
+/// What an HTTP answer counts as: its status, `timeout` or `error`. The body is read whole,
+/// so the connection goes back to the pool.
+async fn answer_label(answer: reqwest::Result<reqwest::Response>) -> String {
+    match answer {
+        Ok(response) => {
+            let status = response.status().as_u16().to_string();
+            let _ = response.bytes().await;
+            status
+        }
+        Err(e) if e.is_timeout() => "timeout".to_owned(),
+        Err(_) => "error".to_owned(),
+    }
+}
+
 /// Messages in `queue` now, by passive declaration (exact for quorum queues once confirmed).
 pub async fn queue_depth(amqp_url: &AmqpUrl, queue: &str) -> Result<u64, BenchError> {
     let conn = crate::stage::connect_url(amqp_url, "weibo-relay bench")

@@ -52,6 +52,13 @@ pub(super) fn cpu_secs(pid: u32) -> Result<f64, BenchError> {
     Ok((ticks(11) + ticks(12)) / USER_HZ)
 }
 
+/// Microseconds of CPU process `pid` used since it had used `before` seconds, per one of
+/// `completed` items.
+pub(super) fn cpu_us_per(pid: u32, before: f64, completed: u64) -> Result<f64, BenchError> {
+    let used = cpu_secs(pid)? - before;
+    Ok(used * 1e6 / completed.max(1) as f64)
+}
+
 /// The unit of `/proc/PID/stat` times: fixed at 100 a second by Linux's user-space ABI.
 const USER_HZ: f64 = 100.0;
 
@@ -139,16 +146,7 @@ pub async fn run(options: PushOptions) -> Result<Report, BenchError> {
                 .body(body)
                 .send()
                 .await;
-            match answer {
-                Ok(response) => {
-                    let status = response.status().as_u16().to_string();
-                    // Read the answer whole so the connection goes back to the pool.
-                    let _ = response.bytes().await;
-                    status
-                }
-                Err(e) if e.is_timeout() => "timeout".to_owned(),
-                Err(_) => "error".to_owned(),
-            }
+            super::answer_label(answer).await
         }
     })
     .await;
@@ -160,8 +158,7 @@ pub async fn run(options: PushOptions) -> Result<Report, BenchError> {
         elapsed,
     );
     if let (Some(pid), Some(before)) = (options.relay_pid, cpu_before) {
-        let used = cpu_secs(pid)? - before;
-        report.relay_cpu_us_per_push = Some(used * 1e6 / report.completed.max(1) as f64);
+        report.relay_cpu_us_per_push = Some(cpu_us_per(pid, before, report.completed)?);
     }
     if let (Some(queue), Some(before)) = (&options.verify_queue, before) {
         let after = queue_depth(&options.amqp_url, queue).await?;
