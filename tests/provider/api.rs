@@ -4,7 +4,8 @@
 
 use weibo_relay::settings::{GatewayClient, KeyHash};
 
-use crate::relay::{next_event, ProviderRelay, UID};
+use crate::relay::{ProviderRelay, UID};
+use crate::tap::next_event;
 
 const ADMIN_KEY: &str = "back-office-key-0123456789abcdef";
 const OTHER_KEY: &str = "stock-sync-key-0123456789abcdefg";

@@ -12,7 +12,8 @@ use lapin::{BasicProperties, Channel};
 use weibo_relay::amqp::Names;
 use weibo_relay_tooling::stage;
 
-use crate::relay::{next_event, stderr, stdout, ProviderRelay, UID};
+use crate::relay::{stderr, stdout, ProviderRelay, UID};
+use crate::tap::next_event;
 
 pub(crate) const OTHER_UID: &str = "1404376999";
 pub(crate) const PROVIDER_APPID: &str = "100023";

@@ -17,5 +17,6 @@ mod refresh;
 mod relay;
 mod store;
 mod support;
+mod tap;
 mod uid;
 mod withdraw;

@@ -6,7 +6,8 @@ use std::time::{Duration, Instant};
 
 use weibo_relay::signature;
 
-use crate::relay::{next_event, stderr, stdout, ProviderRelay, UID};
+use crate::relay::{stderr, stdout, ProviderRelay, UID};
+use crate::tap::next_event;
 
 const PROVIDER_KEY: &str = "provider-sign-key-0123";
 

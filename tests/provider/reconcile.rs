@@ -9,7 +9,8 @@ use lapin::options::BasicGetOptions;
 use weibo_relay_tooling::stage;
 
 use crate::commands::{authorize, OTHER_UID, PROVIDER_APPID};
-use crate::relay::{next_event, ProviderRelay, UID};
+use crate::relay::{ProviderRelay, UID};
+use crate::tap::next_event;
 
 #[tokio::test]
 async fn each_merchant_is_reconciled_with_its_own_token_and_named_in_its_events_once() {
