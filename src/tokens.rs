@@ -7,7 +7,7 @@ use std::time::{Duration, SystemTime};
 
 use crate::ids::AppId;
 use crate::keeper::{KeeperError, TokenKeeper};
-use crate::provider::domain::{MerchantName, MerchantRef};
+use crate::provider::domain::{MerchantName, MerchantRef, Uid};
 use crate::provider::refresh::{RefreshError, Refresher, Why};
 use crate::weibo::Token;
 
@@ -25,7 +25,7 @@ pub struct Held {
     /// The token.
     pub token: Arc<Token>,
     /// Provider mode: the merchant and the store generation it belongs to.
-    generation: Option<(MerchantRef, i64)>,
+    merchant: Option<(MerchantRef, i64)>,
 }
 
 /// Why a command has no token to call with.
@@ -79,22 +79,17 @@ impl Tokens {
         let resolved = match merchant {
             None => None,
             Some(MerchantName::Ref(merchant_ref)) => Some(merchant_ref.clone()),
-            Some(MerchantName::Uid(uid) | MerchantName::Both(_, uid)) => {
-                let bound = refresher
-                    .merchant_of(uid)
-                    .await
-                    .map_err(|e| NoToken::Store(e.to_string()))?;
-                match (bound, merchant.and_then(MerchantName::merchant_ref)) {
-                    (None, _) => return Err(NoToken::UnknownUid(uid.to_string())),
-                    (Some(bound), Some(named)) if &bound != named => {
-                        return Err(NoToken::MerchantMismatch {
-                            uid: uid.to_string(),
-                            named: named.to_string(),
-                            bound: bound.to_string(),
-                        })
-                    }
-                    (Some(bound), _) => Some(bound),
+            Some(MerchantName::Uid(uid)) => Some(bound_to(refresher, uid).await?),
+            Some(MerchantName::Both(named, uid)) => {
+                let bound = bound_to(refresher, uid).await?;
+                if &bound != named {
+                    return Err(NoToken::MerchantMismatch {
+                        uid: uid.to_string(),
+                        named: named.to_string(),
+                        bound: bound.to_string(),
+                    });
                 }
+                Some(bound)
             }
         };
         self.get(appid, resolved.as_ref()).await
@@ -109,7 +104,7 @@ impl Tokens {
         match self {
             Self::Keeper(keeper) => Ok(Held {
                 token: keeper.get(appid).await?,
-                generation: None,
+                merchant: None,
             }),
             Self::Provider(refresher) => {
                 let merchant = merchant.ok_or(NoToken::NoMerchantRef)?;
@@ -128,7 +123,7 @@ impl Tokens {
                 let token = Token::new(current.access_token, 0, left, tokio::time::Instant::now());
                 Ok(Held {
                     token: Arc::new(token),
-                    generation: Some((merchant.clone(), current.generation)),
+                    merchant: Some((merchant.clone(), current.generation)),
                 })
             }
         }
@@ -138,7 +133,7 @@ impl Tokens {
     /// refreshes once however many calls report it; the store refreshes the merchant once
     /// across the deployment (a process that finds it done reads the result).
     pub async fn rejected(&self, appid: &AppId, held: &Held) -> Result<(), NoToken> {
-        match (self, &held.generation) {
+        match (self, &held.merchant) {
             (Self::Keeper(keeper), _) => Ok(keeper.invalidate(appid, &held.token)?),
             (Self::Provider(refresher), Some((merchant, generation))) => {
                 let generation = *generation;
@@ -152,4 +147,13 @@ impl Tokens {
             (Self::Provider(_), None) => Err(NoToken::NoMerchantRef),
         }
     }
+}
+
+/// The merchant a command's uid names, whatever its status.
+async fn bound_to(refresher: &Refresher, uid: &Uid) -> Result<MerchantRef, NoToken> {
+    refresher
+        .merchant_of(uid)
+        .await
+        .map_err(|e| NoToken::Store(e.to_string()))?
+        .ok_or_else(|| NoToken::UnknownUid(uid.to_string()))
 }

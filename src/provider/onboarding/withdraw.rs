@@ -5,7 +5,7 @@ use std::time::SystemTime;
 
 use super::Onboarding;
 use crate::provider::crypto::Column;
-use crate::provider::domain::{EventKind, MerchantRef, MerchantStatus, Uid};
+use crate::provider::domain::{MerchantRef, MerchantStatus, Uid};
 use crate::provider::store::{merchants, outbox, MerchantRow, StoreError, Tx};
 
 /// What a cancel callback did.
@@ -152,5 +152,5 @@ async fn revoked(
     reason: &str,
     now: SystemTime,
 ) -> Result<(), StoreError> {
-    outbox::end_authorization(tx, row, EventKind::Revoked, reason, now).await
+    outbox::end_authorization(tx, row, outbox::Ending::Revoked, reason, now).await
 }

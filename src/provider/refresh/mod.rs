@@ -25,9 +25,10 @@ use secrecy::SecretString;
 use tokio_util::sync::CancellationToken;
 
 use super::crypto::{Column, KeyRing};
-use super::domain::{EventKind, MerchantRef, MerchantStatus, Uid};
+use super::domain::{MerchantRef, MerchantStatus, Uid};
 use super::oauth::{Grant, OAuthClient};
-use super::store::{merchants, outbox, MerchantRow, NewTokens, Store, StoreError};
+use super::store::outbox::{self, Ending};
+use super::store::{merchants, MerchantRow, NewTokens, Store, StoreError};
 use crate::clock::Later;
 
 mod policy;
@@ -273,7 +274,7 @@ impl Refresher {
                 outbox::end_authorization(
                     &mut tx,
                     &row,
-                    EventKind::Revoked,
+                    Ending::Revoked,
                     "authorization_withdrawn",
                     now,
                 )
@@ -300,7 +301,7 @@ impl Refresher {
         reason: &str,
         now: SystemTime,
     ) -> Result<(), StoreError> {
-        outbox::end_authorization(tx, row, EventKind::NeedsReauthorization, reason, now).await
+        outbox::end_authorization(tx, row, Ending::NeedsReauthorization, reason, now).await
     }
 
     async fn fail(

@@ -25,18 +25,30 @@ pub struct OutboxRow {
     pub body: String,
 }
 
-/// Leaves `authorized` for `status` (needs_reauthorization or revoked): both tokens deleted
-/// and the change's one event written, in the caller's transaction.
+/// The two ways an authorization ends.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Ending {
+    /// The platform refused the refresh token: the merchant must consent again.
+    NeedsReauthorization,
+    /// Withdrawn (confirmed) or revoked by the provider.
+    Revoked,
+}
+
+/// Leaves `authorized` as `ending` says: both tokens deleted and the change's one event
+/// written, in the caller's transaction.
 pub async fn end_authorization(
     conn: &mut PgConnection,
     row: &super::MerchantRow,
-    kind: EventKind,
+    ending: Ending,
     reason: &str,
     now: SystemTime,
 ) -> Result<(), StoreError> {
-    let status = match kind {
-        EventKind::Revoked => MerchantStatus::Revoked,
-        _ => MerchantStatus::NeedsReauthorization,
+    let (status, kind) = match ending {
+        Ending::NeedsReauthorization => (
+            MerchantStatus::NeedsReauthorization,
+            EventKind::NeedsReauthorization,
+        ),
+        Ending::Revoked => (MerchantStatus::Revoked, EventKind::Revoked),
     };
     super::merchants::drop_tokens(conn, &row.merchant_ref, status, Some(reason)).await?;
     let event = MerchantEvent {
